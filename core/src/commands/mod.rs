@@ -1,0 +1,49 @@
+//! Command handlers: parse arguments, call the plain modules, build replies.
+
+pub mod config;
+pub mod tensor;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use redis_module::{Context, RedisError, RedisResult, RedisString};
+
+pub type Handler = fn(&Context, Vec<RedisString>) -> RedisResult;
+
+/// Runs a command handler so that a panic becomes an error reply instead of
+/// unwinding into Redis.
+pub fn guarded(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> RedisResult {
+    let command = args
+        .first()
+        .map(|name| String::from_utf8_lossy(name.as_slice()).into_owned())
+        .unwrap_or_default();
+    match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
+        Ok(result) => result,
+        Err(payload) => {
+            let reason = panic_message(payload.as_ref());
+            ctx.log_warning(&format!("internal error in {command}: {reason}"));
+            Err(RedisError::String(format!(
+                "ERR internal error in {command}: {reason}"
+            )))
+        }
+    }
+}
+
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
+
+/// The arguments as byte slices, borrowed from the Redis strings.
+pub fn arg_slices(args: &[RedisString]) -> Vec<&[u8]> {
+    args.iter().map(RedisString::as_slice).collect()
+}
+
+/// An error reply from any displayable error (its text is the reply).
+pub fn reply_error(err: impl std::fmt::Display) -> RedisError {
+    RedisError::String(err.to_string())
+}

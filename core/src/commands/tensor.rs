@@ -1,0 +1,100 @@
+//! AI.TENSORSET and AI.TENSORGET.
+
+use std::os::raw::{c_char, c_long};
+
+use redis_module::{
+    raw, Context, KeyType, NotifyEvent, RedisError, RedisResult, RedisString, RedisValue,
+};
+
+use super::{arg_slices, reply_error};
+use crate::persist::tensor_type::TENSOR_TYPE;
+use crate::tensor::parse::{self, DataFormat, GetFormat};
+use crate::tensor::{Element, Tensor};
+
+pub const EMPTY_TENSOR_KEY: &str = "ERR tensor key is empty or in a different shard";
+
+/// `AI.TENSORSET key type dim... [BLOB data | VALUES v...]`
+pub fn tensorset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() < 4 {
+        return Err(RedisError::WrongArity);
+    }
+    let key = ctx.open_key_writable(&args[1]);
+    if key.key_type() != KeyType::Empty && key.get_value::<Tensor>(&TENSOR_TYPE).is_err() {
+        return Err(RedisError::WrongType);
+    }
+    let tensor = parse::tensor_from_args(&arg_slices(&args[2..])).map_err(reply_error)?;
+    key.set_value(&TENSOR_TYPE, tensor)?;
+    ctx.replicate_verbatim();
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.tensorset", &args[1]);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `AI.TENSORGET key [META] [BLOB | VALUES]`
+pub fn tensorget(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if !(2..=4).contains(&args.len()) {
+        return Err(RedisError::WrongArity);
+    }
+    let format = GetFormat::parse(&arg_slices(&args[2..])).map_err(reply_error)?;
+    let key = ctx.open_key(&args[1]);
+    if key.key_type() == KeyType::Empty {
+        return Err(RedisError::Str(EMPTY_TENSOR_KEY));
+    }
+    let tensor = key
+        .get_value::<Tensor>(&TENSOR_TYPE)
+        .map_err(|_| RedisError::WrongType)?
+        .ok_or(RedisError::Str(EMPTY_TENSOR_KEY))?;
+    reply_tensor(ctx, tensor, format);
+    Ok(RedisValue::NoReply)
+}
+
+/// Writes the reply straight from the tensor's buffer, so BLOB replies are not copied
+/// on the way.
+fn reply_tensor(ctx: &Context, tensor: &Tensor, format: GetFormat) {
+    let ctx = ctx.ctx;
+    if !format.meta {
+        match format.data {
+            Some(DataFormat::Blob) | None => reply_bytes(ctx, tensor.data()),
+            Some(DataFormat::Values) => reply_values(ctx, tensor),
+        }
+        return;
+    }
+    let fields = if format.data.is_some() { 6 } else { 4 };
+    raw::reply_with_array(ctx, fields);
+    reply_bytes(ctx, b"dtype");
+    reply_bytes(ctx, tensor.dtype().name().as_bytes());
+    reply_bytes(ctx, b"shape");
+    raw::reply_with_array(ctx, tensor.shape().len() as c_long);
+    for &dim in tensor.shape() {
+        raw::reply_with_long_long(ctx, dim);
+    }
+    match format.data {
+        Some(DataFormat::Blob) => {
+            reply_bytes(ctx, b"blob");
+            reply_bytes(ctx, tensor.data());
+        }
+        Some(DataFormat::Values) => {
+            reply_bytes(ctx, b"values");
+            reply_values(ctx, tensor);
+        }
+        None => {}
+    }
+}
+
+fn reply_values(ctx: *mut raw::RedisModuleCtx, tensor: &Tensor) {
+    raw::reply_with_array(ctx, tensor.len() as c_long);
+    for element in tensor.elements() {
+        match element {
+            Element::Float(value) => {
+                raw::reply_with_double(ctx, value);
+            }
+            Element::Int(value) => {
+                raw::reply_with_long_long(ctx, value);
+            }
+            Element::Str(bytes) => reply_bytes(ctx, bytes),
+        }
+    }
+}
+
+fn reply_bytes(ctx: *mut raw::RedisModuleCtx, bytes: &[u8]) {
+    raw::reply_with_string_buffer(ctx, bytes.as_ptr().cast::<c_char>(), bytes.len());
+}

@@ -1,0 +1,4 @@
+//! Persistence glue: RDB encodings, AOF rewrite and digests of the module's data types.
+
+pub mod boxed;
+pub mod tensor_type;

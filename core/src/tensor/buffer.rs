@@ -1,0 +1,153 @@
+//! One contiguous, 64-byte aligned byte buffer: the storage of every tensor.
+//!
+//! Backends read tensor data in place through views, so the buffer is aligned for any
+//! element type and for SIMD loads.
+
+use std::alloc::{self, Layout};
+use std::fmt;
+use std::ptr::NonNull;
+
+const ALIGN: usize = 64;
+
+pub struct AlignedBuffer {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the buffer exclusively owns its allocation; shared access only hands out `&[u8]`.
+unsafe impl Send for AlignedBuffer {}
+// SAFETY: see above; `&AlignedBuffer` only allows reads.
+unsafe impl Sync for AlignedBuffer {}
+
+/// The allocator could not provide the requested bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocError {
+    pub bytes: usize,
+}
+
+impl AlignedBuffer {
+    /// A buffer of `len` zero bytes.
+    pub fn zeroed(len: usize) -> Result<Self, AllocError> {
+        if len == 0 {
+            return Ok(Self::empty());
+        }
+        let layout = Self::layout(len)?;
+        // SAFETY: `layout` has a non-zero size.
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        NonNull::new(raw)
+            .map(|ptr| Self { ptr, len })
+            .ok_or(AllocError { bytes: len })
+    }
+
+    /// A buffer holding a copy of `bytes`.
+    pub fn copy_from(bytes: &[u8]) -> Result<Self, AllocError> {
+        let len = bytes.len();
+        if len == 0 {
+            return Ok(Self::empty());
+        }
+        let layout = Self::layout(len)?;
+        // SAFETY: `layout` has a non-zero size.
+        let raw = unsafe { alloc::alloc(layout) };
+        let ptr = NonNull::new(raw).ok_or(AllocError { bytes: len })?;
+        // SAFETY: `ptr` is a fresh allocation of `len` bytes that cannot overlap `bytes`;
+        // after the copy every byte is initialised.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), len) };
+        Ok(Self { ptr, len })
+    }
+
+    fn empty() -> Self {
+        // An aligned, dangling, never-dereferenced pointer for the empty buffer.
+        let ptr = NonNull::new(ALIGN as *mut u8).unwrap_or(NonNull::dangling());
+        Self { ptr, len: 0 }
+    }
+
+    fn layout(len: usize) -> Result<Layout, AllocError> {
+        Layout::from_size_align(len, ALIGN).map_err(|_| AllocError { bytes: len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` is valid for `len` initialised bytes (or dangling with len 0).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for AlignedBuffer {
+    fn drop(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        if let Ok(layout) = Self::layout(self.len) {
+            // SAFETY: allocated in `zeroed` or `copy_from` with this same layout.
+            unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
+        }
+    }
+}
+
+impl Clone for AlignedBuffer {
+    fn clone(&self) -> Self {
+        match Self::copy_from(self.as_slice()) {
+            Ok(buffer) => buffer,
+            Err(err) => alloc::handle_alloc_error(
+                Layout::from_size_align(err.bytes, ALIGN).unwrap_or(Layout::new::<u8>()),
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for AlignedBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AlignedBuffer({} bytes)", self.len)
+    }
+}
+
+impl PartialEq for AlignedBuffer {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_is_zero_and_aligned() {
+        let buffer = AlignedBuffer::zeroed(100).expect("alloc");
+        assert_eq!(buffer.len(), 100);
+        assert!(buffer.as_slice().iter().all(|&b| b == 0));
+        assert_eq!(buffer.as_ptr() as usize % ALIGN, 0);
+    }
+
+    #[test]
+    fn copies_and_clones() {
+        let buffer = AlignedBuffer::copy_from(b"hello").expect("alloc");
+        assert_eq!(buffer.as_slice(), b"hello");
+        let copy = buffer.clone();
+        assert_eq!(copy, buffer);
+        assert_ne!(copy.as_ptr(), buffer.as_ptr());
+    }
+
+    #[test]
+    fn empty_buffer() {
+        let buffer = AlignedBuffer::zeroed(0).expect("alloc");
+        assert!(buffer.is_empty());
+        assert_eq!(buffer.as_slice(), b"");
+    }
+}
