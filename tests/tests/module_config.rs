@@ -1,0 +1,121 @@
+//! Load-time arguments, AI.CONFIG and INFO MODULES.
+
+use redisai_tests::redis::Value;
+use redisai_tests::{error_text, run_str, Server, ServerConfig};
+
+fn info_modules(server: &Server) -> String {
+    redisai_tests::redis::cmd("INFO").arg("modules").query(&mut server.client()).expect("info")
+}
+
+#[test]
+fn defaults_are_visible_in_info_and_config_get() {
+    let server = Server::start();
+    let mut c = server.client();
+    let expected_path = redisai_tests::module_path()
+        .canonicalize()
+        .expect("module path")
+        .parent()
+        .expect("dir")
+        .join("backends");
+    assert_eq!(
+        run_str(&mut c, "AI.CONFIG GET BACKENDSPATH").expect("get"),
+        Value::BulkString(expected_path.display().to_string().into_bytes())
+    );
+    assert_eq!(run_str(&mut c, "AI.CONFIG GET MODEL_CHUNK_SIZE").expect("get"), Value::Int(511 * 1024 * 1024));
+    let info = info_modules(&server);
+    for field in [
+        "module:name=ai",
+        "ai_version:",
+        "ai_threads_per_queue:1",
+        "ai_model_chunk_size:535822336",
+        "ai_model_execution_timeout:5000",
+        "ai_backend_memory_limit:0",
+        "ai_intra_op_parallelism:0",
+        "ai_inter_op_parallelism:0",
+        &format!("ai_backends_path:{}", expected_path.display()),
+    ] {
+        assert!(info.contains(field), "INFO MODULES lacks {field}:\n{info}");
+    }
+}
+
+#[test]
+fn load_time_arguments_are_applied() {
+    let server = Server::start_with(ServerConfig::default().module_args(&[
+        "THREADS_PER_QUEUE",
+        "3",
+        "MODEL_CHUNK_SIZE",
+        "4096",
+        "INTRA_OP_PARALLELISM",
+        "2",
+        "INTER_OP_PARALLELISM",
+        "1",
+        "MODEL_EXECUTION_TIMEOUT",
+        "1500",
+        "BACKEND_MEMORY_LIMIT",
+        "256",
+        "BACKENDSPATH",
+        "/opt/redisai/backends",
+    ]));
+    let mut c = server.client();
+    assert_eq!(run_str(&mut c, "AI.CONFIG GET MODEL_CHUNK_SIZE").expect("get"), Value::Int(4096));
+    assert_eq!(
+        run_str(&mut c, "AI.CONFIG GET BACKENDSPATH").expect("get"),
+        Value::BulkString(b"/opt/redisai/backends".to_vec())
+    );
+    let info = info_modules(&server);
+    for field in [
+        "ai_threads_per_queue:3",
+        "ai_intra_op_parallelism:2",
+        "ai_inter_op_parallelism:1",
+        "ai_model_execution_timeout:1500",
+        "ai_backend_memory_limit:256",
+        "ai_backends_path:/opt/redisai/backends",
+    ] {
+        assert!(info.contains(field), "INFO MODULES lacks {field}:\n{info}");
+    }
+}
+
+#[test]
+fn bad_load_time_arguments_refuse_to_load_with_a_reason() {
+    for (args, reason) in [
+        (&["THREADS_PER_QUEUE", "zero"][..], "THREADS_PER_QUEUE must be an integer"),
+        (&["THREADS_PER_QUEUE", "0"][..], "THREADS_PER_QUEUE must be an integer"),
+        (&["MODEL_CHUNK_SIZE", "-1"][..], "MODEL_CHUNK_SIZE must be an integer"),
+        (&["NO_SUCH_OPTION", "1"][..], "unknown module argument 'NO_SUCH_OPTION'"),
+        (&["THREADS_PER_QUEUE"][..], "NAME VALUE pairs"),
+        (&["BACKENDSPATH", "relative"][..], "BACKENDSPATH must be an absolute path"),
+    ] {
+        let err = match Server::try_start(ServerConfig::default().module_args(args)) {
+            Ok(_) => panic!("{args:?} should not load"),
+            Err(err) => err,
+        };
+        assert!(err.log.contains("redisai-rs refuses to load"), "{args:?}:\n{}", err.log);
+        assert!(err.log.contains(reason), "{args:?} should log '{reason}':\n{}", err.log);
+    }
+}
+
+#[test]
+fn config_set_commands() {
+    let server = Server::start();
+    let mut c = server.client();
+    assert_eq!(run_str(&mut c, "AI.CONFIG MODEL_CHUNK_SIZE 1024").expect("set"), Value::Okay);
+    assert_eq!(run_str(&mut c, "AI.CONFIG GET MODEL_CHUNK_SIZE").expect("get"), Value::Int(1024));
+    assert_eq!(run_str(&mut c, "ai.config backendspath /tmp/backends").expect("set"), Value::Okay);
+    assert_eq!(
+        run_str(&mut c, "AI.CONFIG GET BACKENDSPATH").expect("get"),
+        Value::BulkString(b"/tmp/backends".to_vec())
+    );
+    assert!(info_modules(&server).contains("ai_backends_path:/tmp/backends"));
+    assert!(error_text(run_str(&mut c, "AI.CONFIG MODEL_CHUNK_SIZE 0")).starts_with("ERR MODEL_CHUNK_SIZE must be"));
+    assert!(error_text(run_str(&mut c, "AI.CONFIG BACKENDSPATH rel/path")).contains("absolute"));
+    assert_eq!(error_text(run_str(&mut c, "AI.CONFIG NOPE 1")), "ERR unsupported subcommand");
+    assert_eq!(
+        error_text(run_str(&mut c, "AI.CONFIG")),
+        "ERR wrong number of arguments for 'AI.CONFIG' command"
+    );
+    assert_eq!(
+        error_text(run_str(&mut c, "AI.CONFIG GET")),
+        "ERR wrong number of arguments for 'AI.CONFIG' command"
+    );
+    assert_eq!(run_str(&mut c, "AI.CONFIG GET NOPE").expect("unknown name"), Value::Nil);
+}
