@@ -108,7 +108,7 @@ impl Config {
         default_backends_path: PathBuf,
         args: &[&[u8]],
     ) -> Result<Config, ConfigError> {
-        if args.len() % 2 != 0 {
+        if !args.len().is_multiple_of(2) {
             return Err(ConfigError(format!(
                 "module arguments must come in NAME VALUE pairs, got {} arguments",
                 args.len()
@@ -117,8 +117,13 @@ impl Config {
         let mut pairs = Vec::with_capacity(args.len() / 2);
         for pair in args.chunks_exact(2) {
             let name = String::from_utf8_lossy(pair[0]).to_ascii_uppercase();
-            if pairs.iter().any(|(seen, _): &(String, &[u8])| *seen == name) {
-                return Err(ConfigError(format!("module argument {name} is given twice")));
+            if pairs
+                .iter()
+                .any(|(seen, _): &(String, &[u8])| *seen == name)
+            {
+                return Err(ConfigError(format!(
+                    "module argument {name} is given twice"
+                )));
             }
             pairs.push((name, pair[1]));
         }
@@ -210,11 +215,23 @@ impl Config {
         vec![
             ("backends_path", self.backends_path.display().to_string()),
             ("threads_per_queue", self.threads_per_queue.to_string()),
-            ("intra_op_parallelism", self.intra_op_parallelism.to_string()),
-            ("inter_op_parallelism", self.inter_op_parallelism.to_string()),
+            (
+                "intra_op_parallelism",
+                self.intra_op_parallelism.to_string(),
+            ),
+            (
+                "inter_op_parallelism",
+                self.inter_op_parallelism.to_string(),
+            ),
             ("model_chunk_size", self.model_chunk_size.to_string()),
-            ("model_execution_timeout", self.model_execution_timeout_ms.to_string()),
-            ("backend_memory_limit", self.backend_memory_limit_mb.to_string()),
+            (
+                "model_execution_timeout",
+                self.model_execution_timeout_ms.to_string(),
+            ),
+            (
+                "backend_memory_limit",
+                self.backend_memory_limit_mb.to_string(),
+            ),
         ]
     }
 }

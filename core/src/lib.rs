@@ -8,9 +8,13 @@ pub mod tensor;
 #[cfg(not(test))]
 mod commands;
 #[cfg(not(test))]
+mod events;
+#[cfg(not(test))]
 mod info;
 #[cfg(not(test))]
 mod persist;
+#[cfg(not(test))]
+mod retained;
 #[cfg(not(test))]
 mod settings;
 
@@ -26,10 +30,14 @@ mod registration {
     use crate::persist::tensor_type::TENSOR_TYPE;
 
     fn initialize(ctx: &Context, args: &[RedisString]) -> Status {
+        crate::retained::set_main_thread();
         ctx.set_module_options(redis_module::ModuleOptions::HANDLE_IO_ERRORS);
         let args: Vec<&[u8]> = args.iter().map(RedisString::as_slice).collect();
         match crate::settings::initialize(&args) {
             Ok(config) => {
+                if crate::events::subscribe(ctx) == Status::Err {
+                    return Status::Err;
+                }
                 ctx.log_notice(&format!(
                     "redisai-rs {} loaded; BACKENDSPATH is {}",
                     env!("CARGO_PKG_VERSION"),

@@ -17,15 +17,18 @@ pub fn initialize(args: &[&[u8]]) -> Result<Config, ConfigError> {
 }
 
 pub fn read() -> RwLockReadGuard<'static, Config> {
-    let lock = SETTINGS.get_or_init(|| RwLock::new(Config::with_backends_path(default_backends_path())));
+    let lock =
+        SETTINGS.get_or_init(|| RwLock::new(Config::with_backends_path(default_backends_path())));
     // A panic while holding the lock cannot leave the plain-data config half-written
     // in a way that matters more than refusing service, so recover from poisoning.
     lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub fn write() -> RwLockWriteGuard<'static, Config> {
-    let lock = SETTINGS.get_or_init(|| RwLock::new(Config::with_backends_path(default_backends_path())));
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    let lock =
+        SETTINGS.get_or_init(|| RwLock::new(Config::with_backends_path(default_backends_path())));
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `backends/` beside the loaded `redisai.so`.

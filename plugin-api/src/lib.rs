@@ -1,36 +1,16 @@
-//! The C ABI shared by the redisai-rs core and its backend plugins.
+//! The versioned C ABI between the redisai-rs core and its backend plugins.
 //!
-//! This crate starts with the shared vocabulary (ABI version and data types); the
-//! function tables, the generated header and the safe plugin SDK build on it.
+//! - [`abi`]: the `#[repr(C)]` definitions; `include/redisai_plugin.h` is generated
+//!   from them for plugins written in C or C++.
+//! - [`sdk`]: the safe Rust side: implement [`sdk::Plugin`] and call
+//!   [`export_plugin!`]; no `unsafe` needed in the plugin.
 
-/// Major version of the plugin ABI: a plugin built for another major is refused.
-pub const ABI_VERSION_MAJOR: u32 = 0;
-/// Minor version of the plugin ABI: the core accepts plugins with a minor up to its own.
-pub const ABI_VERSION_MINOR: u32 = 1;
+pub mod abi;
+pub mod sdk;
 
-/// Element type of a tensor as it crosses the ABI.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RaiDType {
-    Float = 0,
-    Double = 1,
-    Int8 = 2,
-    Int16 = 3,
-    Int32 = 4,
-    Int64 = 5,
-    Uint8 = 6,
-    Uint16 = 7,
-    Bool = 8,
-    String = 9,
-}
+pub use abi::{RaiDType, RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dtype_codes_are_stable() {
-        assert_eq!(RaiDType::Float as u32, 0);
-        assert_eq!(RaiDType::String as u32, 9);
-    }
-}
+/// Major version of the plugin ABI (alias of [`abi::RAI_PLUGIN_ABI_MAJOR`]).
+pub const ABI_VERSION_MAJOR: u32 = abi::RAI_PLUGIN_ABI_MAJOR;
+/// Minor version of the plugin ABI (alias of [`abi::RAI_PLUGIN_ABI_MINOR`]).
+pub const ABI_VERSION_MINOR: u32 = abi::RAI_PLUGIN_ABI_MINOR;

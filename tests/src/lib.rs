@@ -58,8 +58,10 @@ impl ServerConfig {
     }
 
     pub fn option(mut self, name: &str, values: &[&str]) -> Self {
-        self.options
-            .push((name.to_owned(), values.iter().map(|s| s.to_string()).collect()));
+        self.options.push((
+            name.to_owned(),
+            values.iter().map(|s| s.to_string()).collect(),
+        ));
         self
     }
 }
@@ -329,9 +331,7 @@ fn free_port() -> u16 {
 
 /// Runs a command and returns the raw reply (errors included as `Err`).
 pub fn run(connection: &mut Connection, args: &[&[u8]]) -> RedisResult<Value> {
-    let mut command = redis::cmd(
-        std::str::from_utf8(args[0]).expect("command names are ASCII"),
-    );
+    let mut command = redis::cmd(std::str::from_utf8(args[0]).expect("command names are ASCII"));
     for arg in &args[1..] {
         command.arg(*arg);
     }

@@ -4,7 +4,10 @@ use redisai_tests::redis::Value;
 use redisai_tests::{error_text, run_str, Server, ServerConfig};
 
 fn info_modules(server: &Server) -> String {
-    redisai_tests::redis::cmd("INFO").arg("modules").query(&mut server.client()).expect("info")
+    redisai_tests::redis::cmd("INFO")
+        .arg("modules")
+        .query(&mut server.client())
+        .expect("info")
 }
 
 #[test]
@@ -21,7 +24,10 @@ fn defaults_are_visible_in_info_and_config_get() {
         run_str(&mut c, "AI.CONFIG GET BACKENDSPATH").expect("get"),
         Value::BulkString(expected_path.display().to_string().into_bytes())
     );
-    assert_eq!(run_str(&mut c, "AI.CONFIG GET MODEL_CHUNK_SIZE").expect("get"), Value::Int(511 * 1024 * 1024));
+    assert_eq!(
+        run_str(&mut c, "AI.CONFIG GET MODEL_CHUNK_SIZE").expect("get"),
+        Value::Int(511 * 1024 * 1024)
+    );
     let info = info_modules(&server);
     for field in [
         "module:name=ai",
@@ -57,7 +63,10 @@ fn load_time_arguments_are_applied() {
         "/opt/redisai/backends",
     ]));
     let mut c = server.client();
-    assert_eq!(run_str(&mut c, "AI.CONFIG GET MODEL_CHUNK_SIZE").expect("get"), Value::Int(4096));
+    assert_eq!(
+        run_str(&mut c, "AI.CONFIG GET MODEL_CHUNK_SIZE").expect("get"),
+        Value::Int(4096)
+    );
     assert_eq!(
         run_str(&mut c, "AI.CONFIG GET BACKENDSPATH").expect("get"),
         Value::BulkString(b"/opt/redisai/backends".to_vec())
@@ -78,19 +87,42 @@ fn load_time_arguments_are_applied() {
 #[test]
 fn bad_load_time_arguments_refuse_to_load_with_a_reason() {
     for (args, reason) in [
-        (&["THREADS_PER_QUEUE", "zero"][..], "THREADS_PER_QUEUE must be an integer"),
-        (&["THREADS_PER_QUEUE", "0"][..], "THREADS_PER_QUEUE must be an integer"),
-        (&["MODEL_CHUNK_SIZE", "-1"][..], "MODEL_CHUNK_SIZE must be an integer"),
-        (&["NO_SUCH_OPTION", "1"][..], "unknown module argument 'NO_SUCH_OPTION'"),
+        (
+            &["THREADS_PER_QUEUE", "zero"][..],
+            "THREADS_PER_QUEUE must be an integer",
+        ),
+        (
+            &["THREADS_PER_QUEUE", "0"][..],
+            "THREADS_PER_QUEUE must be an integer",
+        ),
+        (
+            &["MODEL_CHUNK_SIZE", "-1"][..],
+            "MODEL_CHUNK_SIZE must be an integer",
+        ),
+        (
+            &["NO_SUCH_OPTION", "1"][..],
+            "unknown module argument 'NO_SUCH_OPTION'",
+        ),
         (&["THREADS_PER_QUEUE"][..], "NAME VALUE pairs"),
-        (&["BACKENDSPATH", "relative"][..], "BACKENDSPATH must be an absolute path"),
+        (
+            &["BACKENDSPATH", "relative"][..],
+            "BACKENDSPATH must be an absolute path",
+        ),
     ] {
         let err = match Server::try_start(ServerConfig::default().module_args(args)) {
             Ok(_) => panic!("{args:?} should not load"),
             Err(err) => err,
         };
-        assert!(err.log.contains("redisai-rs refuses to load"), "{args:?}:\n{}", err.log);
-        assert!(err.log.contains(reason), "{args:?} should log '{reason}':\n{}", err.log);
+        assert!(
+            err.log.contains("redisai-rs refuses to load"),
+            "{args:?}:\n{}",
+            err.log
+        );
+        assert!(
+            err.log.contains(reason),
+            "{args:?} should log '{reason}':\n{}",
+            err.log
+        );
     }
 }
 
@@ -98,17 +130,30 @@ fn bad_load_time_arguments_refuse_to_load_with_a_reason() {
 fn config_set_commands() {
     let server = Server::start();
     let mut c = server.client();
-    assert_eq!(run_str(&mut c, "AI.CONFIG MODEL_CHUNK_SIZE 1024").expect("set"), Value::Okay);
-    assert_eq!(run_str(&mut c, "AI.CONFIG GET MODEL_CHUNK_SIZE").expect("get"), Value::Int(1024));
-    assert_eq!(run_str(&mut c, "ai.config backendspath /tmp/backends").expect("set"), Value::Okay);
+    assert_eq!(
+        run_str(&mut c, "AI.CONFIG MODEL_CHUNK_SIZE 1024").expect("set"),
+        Value::Okay
+    );
+    assert_eq!(
+        run_str(&mut c, "AI.CONFIG GET MODEL_CHUNK_SIZE").expect("get"),
+        Value::Int(1024)
+    );
+    assert_eq!(
+        run_str(&mut c, "ai.config backendspath /tmp/backends").expect("set"),
+        Value::Okay
+    );
     assert_eq!(
         run_str(&mut c, "AI.CONFIG GET BACKENDSPATH").expect("get"),
         Value::BulkString(b"/tmp/backends".to_vec())
     );
     assert!(info_modules(&server).contains("ai_backends_path:/tmp/backends"));
-    assert!(error_text(run_str(&mut c, "AI.CONFIG MODEL_CHUNK_SIZE 0")).starts_with("ERR MODEL_CHUNK_SIZE must be"));
+    assert!(error_text(run_str(&mut c, "AI.CONFIG MODEL_CHUNK_SIZE 0"))
+        .starts_with("ERR MODEL_CHUNK_SIZE must be"));
     assert!(error_text(run_str(&mut c, "AI.CONFIG BACKENDSPATH rel/path")).contains("absolute"));
-    assert_eq!(error_text(run_str(&mut c, "AI.CONFIG NOPE 1")), "ERR unsupported subcommand");
+    assert_eq!(
+        error_text(run_str(&mut c, "AI.CONFIG NOPE 1")),
+        "ERR unsupported subcommand"
+    );
     assert_eq!(
         error_text(run_str(&mut c, "AI.CONFIG")),
         "ERR wrong number of arguments for 'AI.CONFIG' command"
@@ -117,5 +162,8 @@ fn config_set_commands() {
         error_text(run_str(&mut c, "AI.CONFIG GET")),
         "ERR wrong number of arguments for 'AI.CONFIG' command"
     );
-    assert_eq!(run_str(&mut c, "AI.CONFIG GET NOPE").expect("unknown name"), Value::Nil);
+    assert_eq!(
+        run_str(&mut c, "AI.CONFIG GET NOPE").expect("unknown name"),
+        Value::Nil
+    );
 }

@@ -8,21 +8,58 @@ use redisai_tests::{digest, run, run_str, Server, ServerConfig};
 
 /// A data set with every dtype, odd shapes and a 1 MiB tensor.
 fn write_data_set(c: &mut Connection) {
-    for (i, dtype) in ["FLOAT", "DOUBLE", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "BOOL"]
-        .iter()
-        .enumerate()
+    for (i, dtype) in [
+        "FLOAT", "DOUBLE", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "BOOL",
+    ]
+    .iter()
+    .enumerate()
     {
-        run_str(c, &format!("AI.TENSORSET t:{dtype} {dtype} 2 3 VALUES 1 0 1 1 0 {}", i % 2)).expect("set");
+        run_str(
+            c,
+            &format!(
+                "AI.TENSORSET t:{dtype} {dtype} 2 3 VALUES 1 0 1 1 0 {}",
+                i % 2
+            ),
+        )
+        .expect("set");
     }
-    run(c, &[b"AI.TENSORSET", b"t:STRING", b"STRING", b"3", b"VALUES", b"a", b"", b"\xff\xfe"]).expect("strings");
+    run(
+        c,
+        &[
+            b"AI.TENSORSET",
+            b"t:STRING",
+            b"STRING",
+            b"3",
+            b"VALUES",
+            b"a",
+            b"",
+            b"\xff\xfe",
+        ],
+    )
+    .expect("strings");
     run_str(c, "AI.TENSORSET t:zeros FLOAT 1 1 1 1 7").expect("zeros");
     let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
-    run(c, &[b"AI.TENSORSET", b"t:big", b"UINT8", b"1024", b"1024", b"BLOB", &big]).expect("big");
+    run(
+        c,
+        &[
+            b"AI.TENSORSET",
+            b"t:big",
+            b"UINT8",
+            b"1024",
+            b"1024",
+            b"BLOB",
+            &big,
+        ],
+    )
+    .expect("big");
     run_str(c, "SET plain value").expect("plain key");
 }
 
 fn snapshot(c: &mut Connection) -> Vec<(String, Value)> {
-    let mut keys: Vec<String> = redisai_tests::redis::cmd("KEYS").arg("t:*").query(c).expect("keys");
+    let mut keys: Vec<String> = redisai_tests::redis::cmd("KEYS")
+        .arg("t:*")
+        .query(c)
+        .expect("keys");
     keys.sort();
     keys.into_iter()
         .map(|key| {
@@ -44,7 +81,11 @@ fn rdb_save_and_restart() {
     let mut c = server.client();
     assert_eq!(snapshot(&mut c), before);
     assert_eq!(digest(&mut c), digest_before);
-    assert!(server.log().contains("DB loaded from disk"), "{}", server.log());
+    assert!(
+        server.log().contains("DB loaded from disk"),
+        "{}",
+        server.log()
+    );
 }
 
 fn aof_round_trip(preamble: &str) {
@@ -67,12 +108,18 @@ fn aof_round_trip(preamble: &str) {
 fn wait_for_rewrite(c: &mut Connection) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let info: String = redisai_tests::redis::cmd("INFO").arg("persistence").query(c).expect("info");
+        let info: String = redisai_tests::redis::cmd("INFO")
+            .arg("persistence")
+            .query(c)
+            .expect("info");
         if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
             assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
             return;
         }
-        assert!(Instant::now() < deadline, "AOF rewrite did not finish: {info}");
+        assert!(
+            Instant::now() < deadline,
+            "AOF rewrite did not finish: {info}"
+        );
         sleep(Duration::from_millis(50));
     }
 }
@@ -105,7 +152,12 @@ fn aof_rewrite_emits_tensorset_blob() {
         .expect("base AOF file");
     let text = std::fs::read(base.path()).expect("read base");
     let text = String::from_utf8_lossy(&text);
-    assert!(text.contains("AI.TENSORSET\r\n$9\r\nrewritten\r\n$5\r\nINT16\r\n$1\r\n2\r\n$4\r\nBLOB\r\n$4\r\n"), "{text}");
+    assert!(
+        text.contains(
+            "AI.TENSORSET\r\n$9\r\nrewritten\r\n$5\r\nINT16\r\n$1\r\n2\r\n$4\r\nBLOB\r\n$4\r\n"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -124,7 +176,10 @@ fn replica_ends_with_the_same_digest() {
     assert_eq!(snapshot(&mut r), snapshot(&mut c));
     assert_eq!(
         run_str(&mut r, "AI.TENSORGET t:late VALUES").expect("replicated"),
-        Value::Array(vec![Value::BulkString(b"3.5".to_vec()), Value::BulkString(b"-1".to_vec())])
+        Value::Array(vec![
+            Value::BulkString(b"3.5".to_vec()),
+            Value::BulkString(b"-1".to_vec())
+        ])
     );
     let refused = redisai_tests::error_text(run_str(&mut r, "AI.TENSORSET x FLOAT 1"));
     assert!(refused.starts_with("READONLY"), "{refused}");

@@ -8,7 +8,8 @@ use redis_module::{
 
 use super::{arg_slices, reply_error};
 use crate::persist::tensor_type::TENSOR_TYPE;
-use crate::tensor::parse::{self, DataFormat, GetFormat};
+use crate::retained::RetainedString;
+use crate::tensor::parse::{DataArg, DataFormat, GetFormat, TensorArgs};
 use crate::tensor::{Element, Tensor};
 
 pub const EMPTY_TENSOR_KEY: &str = "ERR tensor key is empty or in a different shard";
@@ -22,7 +23,17 @@ pub fn tensorset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if key.key_type() != KeyType::Empty && key.get_value::<Tensor>(&TENSOR_TYPE).is_err() {
         return Err(RedisError::WrongType);
     }
-    let tensor = parse::tensor_from_args(&arg_slices(&args[2..])).map_err(reply_error)?;
+    let slices = arg_slices(&args[2..]);
+    let parsed = TensorArgs::parse(&slices).map_err(reply_error)?;
+    let tensor = match parsed.data {
+        // The argument is kept as the tensor's data: no copy of the blob.
+        DataArg::Blob { position, .. } => {
+            let blob = RetainedString::retain(&args[2 + position]);
+            Tensor::from_source(parsed.dtype, parsed.shape, Box::new(blob))
+        }
+        _ => parsed.build(),
+    }
+    .map_err(reply_error)?;
     key.set_value(&TENSOR_TYPE, tensor)?;
     ctx.replicate_verbatim();
     ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.tensorset", &args[1]);

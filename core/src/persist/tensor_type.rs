@@ -49,8 +49,10 @@ pub static TENSOR_TYPE: RedisType = RedisType::new(
 );
 
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
-    boxed::callback("tensor RDB load", std::ptr::null_mut(), || {
-        match load_tensor(rdb, encver) {
+    boxed::callback(
+        "tensor RDB load",
+        std::ptr::null_mut(),
+        || match load_tensor(rdb, encver) {
             Ok(tensor) => boxed::into_raw(tensor),
             Err(reason) => {
                 redis_module::logging::log_io_error(
@@ -60,8 +62,8 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
                 );
                 std::ptr::null_mut()
             }
-        }
-    })
+        },
+    )
 }
 
 fn load_tensor(rdb: *mut raw::RedisModuleIO, encver: c_int) -> Result<Tensor, String> {
@@ -81,9 +83,8 @@ fn load_tensor(rdb: *mut raw::RedisModuleIO, encver: c_int) -> Result<Tensor, St
         .map(|_| raw::load_signed(rdb).map_err(io))
         .collect::<Result<Vec<i64>, String>>()?;
     let blob = raw::load_string_buffer(rdb).map_err(io)?;
-    let data = AlignedBuffer::copy_from(blob.as_ref()).map_err(|err| {
-        format!("cannot allocate {} bytes", err.bytes)
-    })?;
+    let data = AlignedBuffer::copy_from(blob.as_ref())
+        .map_err(|err| format!("cannot allocate {} bytes", err.bytes))?;
     Tensor::from_buffer(dtype, shape, data).map_err(|err| err.to_string())
 }
 
@@ -175,7 +176,11 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
         // SAFETY: `md` is the digest Redis passed in; the buffers outlive the calls.
         unsafe {
             add(md, header.as_ptr().cast_mut().cast(), header.len());
-            add(md, tensor.data().as_ptr().cast_mut().cast(), tensor.data().len());
+            add(
+                md,
+                tensor.data().as_ptr().cast_mut().cast(),
+                tensor.data().len(),
+            );
             end(md);
         }
     })
@@ -188,8 +193,9 @@ extern "C" fn copy(
 ) -> *mut c_void {
     boxed::callback("tensor copy", std::ptr::null_mut(), || {
         // SAFETY: as in `rdb_save`.
-        unsafe { boxed::borrow::<Tensor>(value) }
-            .map_or(std::ptr::null_mut(), |tensor| boxed::into_raw(tensor.clone()))
+        unsafe { boxed::borrow::<Tensor>(value) }.map_or(std::ptr::null_mut(), |tensor| {
+            boxed::into_raw(tensor.clone())
+        })
     })
 }
 

@@ -83,7 +83,9 @@ impl DType {
     }
 
     pub fn from_code(code: u64) -> Option<DType> {
-        DType::ALL.into_iter().find(|dtype| u64::from(dtype.code()) == code)
+        DType::ALL
+            .into_iter()
+            .find(|dtype| u64::from(dtype.code()) == code)
     }
 
     /// The inclusive range of integer values this type holds, for integer-like types.

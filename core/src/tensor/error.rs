@@ -9,16 +9,35 @@ pub enum TensorError {
     InvalidDType,
     InvalidShape,
     /// The element count or byte size does not fit the limits.
-    ShapeTooLarge { dtype: DType, elements: Option<u64> },
-    BlobLengthMismatch { expected: u64, actual: usize },
+    ShapeTooLarge {
+        dtype: DType,
+        elements: Option<u64>,
+    },
+    BlobLengthMismatch {
+        expected: u64,
+        actual: usize,
+    },
     BlobArity,
     StringBlobLayout,
-    WrongValueCount { expected: u64, actual: usize },
-    InvalidValue { index: usize },
-    ValueOutOfRange { index: usize, value: i64, dtype: DType },
+    WrongValueCount {
+        expected: u64,
+        actual: usize,
+    },
+    InvalidValue {
+        index: usize,
+    },
+    ValueOutOfRange {
+        index: usize,
+        value: i64,
+        dtype: DType,
+    },
     BoolValue,
-    StringValueHasNul { index: usize },
-    OutOfMemory { bytes: usize },
+    StringValueHasNul {
+        index: usize,
+    },
+    OutOfMemory {
+        bytes: usize,
+    },
     UnsupportedFormat,
     BlobAndValues,
 }

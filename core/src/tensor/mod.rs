@@ -12,13 +12,57 @@ pub use error::TensorError;
 /// The largest tensor data this module creates, in bytes (4 GiB).
 pub const MAX_TENSOR_BYTES: u64 = 4 << 30;
 
+/// Bytes owned elsewhere that a tensor can hold without copying them (for example a
+/// command argument that Redis keeps alive for us).
+pub trait ByteSource: Send + Sync {
+    fn bytes(&self) -> &[u8];
+}
+
+impl ByteSource for AlignedBuffer {
+    fn bytes(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
 /// A dense tensor. Numeric data is little-endian and row-major; STRING data is the
-/// concatenation of NUL-terminated elements.
-#[derive(Debug, Clone, PartialEq)]
+/// concatenation of NUL-terminated elements. The data is one contiguous buffer, either
+/// allocated here (64-byte aligned) or borrowed from a [`ByteSource`].
 pub struct Tensor {
     dtype: DType,
     shape: Vec<i64>,
-    data: AlignedBuffer,
+    data: Box<dyn ByteSource>,
+}
+
+impl Clone for Tensor {
+    /// A deep copy into an aligned buffer of our own.
+    fn clone(&self) -> Self {
+        Tensor {
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            data: Box::new(AlignedBuffer::copy_from(self.data()).unwrap_or_else(|err| {
+                std::alloc::handle_alloc_error(
+                    std::alloc::Layout::from_size_align(err.bytes, 64)
+                        .unwrap_or(std::alloc::Layout::new::<u8>()),
+                )
+            })),
+        }
+    }
+}
+
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.dtype == other.dtype && self.shape == other.shape && self.data() == other.data()
+    }
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tensor")
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape)
+            .field("bytes", &self.data().len())
+            .finish()
+    }
 }
 
 /// One element, widened for replies: floats as f64, integers and BOOL as i64.
@@ -37,7 +81,11 @@ impl Tensor {
         // An empty string element is a lone NUL, so a zero-filled STRING buffer of one
         // byte per element is already well formed.
         let data = AlignedBuffer::zeroed(bytes)?;
-        Ok(Tensor { dtype, shape, data })
+        Ok(Tensor {
+            dtype,
+            shape,
+            data: Box::new(data),
+        })
     }
 
     /// A tensor over a copy of `blob`, which must hold exactly the shape's elements.
@@ -45,7 +93,27 @@ impl Tensor {
         let elements = element_count(&shape, dtype)?;
         validate_blob(dtype, elements, blob)?;
         let data = AlignedBuffer::copy_from(blob)?;
-        Ok(Tensor { dtype, shape, data })
+        Ok(Tensor {
+            dtype,
+            shape,
+            data: Box::new(data),
+        })
+    }
+
+    /// A tensor over bytes held by `source`, without copying them. The shape follows
+    /// TENSORSET's rules (positive dimensions).
+    pub fn from_source(
+        dtype: DType,
+        shape: Vec<i64>,
+        source: Box<dyn ByteSource>,
+    ) -> Result<Tensor, TensorError> {
+        let elements = element_count(&shape, dtype)?;
+        validate_blob(dtype, elements, source.bytes())?;
+        Ok(Tensor {
+            dtype,
+            shape,
+            data: source,
+        })
     }
 
     /// A tensor that takes ownership of an already filled buffer (RDB load, backend
@@ -61,9 +129,16 @@ impl Tensor {
         let elements = shape
             .iter()
             .try_fold(1u64, |acc, &dim| acc.checked_mul(dim as u64))
-            .ok_or(TensorError::ShapeTooLarge { dtype, elements: None })?;
+            .ok_or(TensorError::ShapeTooLarge {
+                dtype,
+                elements: None,
+            })?;
         validate_blob(dtype, elements, data.as_slice())?;
-        Ok(Tensor { dtype, shape, data })
+        Ok(Tensor {
+            dtype,
+            shape,
+            data: Box::new(data),
+        })
     }
 
     pub fn dtype(&self) -> DType {
@@ -85,7 +160,7 @@ impl Tensor {
 
     /// The raw bytes, as BLOB replies and RDB encode them.
     pub fn data(&self) -> &[u8] {
-        self.data.as_slice()
+        self.data.bytes()
     }
 
     /// Row-major strides, in elements.
@@ -100,23 +175,20 @@ impl Tensor {
     /// Heap bytes owned by this tensor, for MEMORY USAGE.
     pub fn memory_usage(&self) -> usize {
         std::mem::size_of::<Tensor>()
-            + self.data.len()
+            + self.data().len()
             + self.shape.capacity() * std::mem::size_of::<i64>()
     }
 
     /// The elements in row-major order.
     pub fn elements(&self) -> Box<dyn Iterator<Item = Element<'_>> + '_> {
-        let data = self.data.as_slice();
+        let data = self.data();
         macro_rules! numeric {
             ($ty:ty, $variant:ident, $wide:ty) => {
-                Box::new(
-                    data.chunks_exact(std::mem::size_of::<$ty>())
-                        .map(|chunk| {
-                            let mut raw = [0u8; std::mem::size_of::<$ty>()];
-                            raw.copy_from_slice(chunk);
-                            Element::$variant(<$ty>::from_le_bytes(raw) as $wide)
-                        }),
-                )
+                Box::new(data.chunks_exact(std::mem::size_of::<$ty>()).map(|chunk| {
+                    let mut raw = [0u8; std::mem::size_of::<$ty>()];
+                    raw.copy_from_slice(chunk);
+                    Element::$variant(<$ty>::from_le_bytes(raw) as $wide)
+                }))
             };
         }
         match self.dtype {
@@ -148,7 +220,10 @@ pub fn element_count(shape: &[i64], dtype: DType) -> Result<u64, TensorError> {
     shape
         .iter()
         .try_fold(1u64, |acc, &dim| acc.checked_mul(dim as u64))
-        .ok_or(TensorError::ShapeTooLarge { dtype, elements: None })
+        .ok_or(TensorError::ShapeTooLarge {
+            dtype,
+            elements: None,
+        })
 }
 
 /// Bytes needed for `elements` fixed-size elements (one NUL per STRING element),
@@ -159,7 +234,10 @@ fn checked_byte_size(dtype: DType, elements: u64) -> Result<usize, TensorError> 
         .checked_mul(size)
         .filter(|&bytes| bytes <= MAX_TENSOR_BYTES)
         .and_then(|bytes| usize::try_from(bytes).ok())
-        .ok_or(TensorError::ShapeTooLarge { dtype, elements: Some(elements) })
+        .ok_or(TensorError::ShapeTooLarge {
+            dtype,
+            elements: Some(elements),
+        })
 }
 
 fn validate_blob(dtype: DType, elements: u64, blob: &[u8]) -> Result<(), TensorError> {
@@ -211,7 +289,10 @@ mod tests {
     #[test]
     fn blob_length_must_match() {
         let err = Tensor::from_blob(DType::Float, vec![2], &[0u8; 7]).unwrap_err();
-        assert_eq!(err.to_string(), "ERR data length does not match tensor shape and type");
+        assert_eq!(
+            err.to_string(),
+            "ERR data length does not match tensor shape and type"
+        );
         assert!(Tensor::from_blob(DType::Float, vec![2], &[0u8; 8]).is_ok());
     }
 
@@ -219,18 +300,30 @@ mod tests {
     fn huge_blob_against_tiny_shape_is_rejected() {
         let blob = vec![0u8; 1 << 20];
         let err = Tensor::from_blob(DType::Float, vec![1], &blob).unwrap_err();
-        assert!(matches!(err, TensorError::BlobLengthMismatch { expected: 4, .. }));
+        assert!(matches!(
+            err,
+            TensorError::BlobLengthMismatch { expected: 4, .. }
+        ));
     }
 
     #[test]
     fn overflowing_shape_is_rejected_without_allocating() {
         let shape = vec![i64::MAX, i64::MAX, 2];
         let err = Tensor::zeros(DType::Double, shape.clone()).unwrap_err();
-        assert!(matches!(err, TensorError::ShapeTooLarge { elements: None, .. }));
+        assert!(matches!(
+            err,
+            TensorError::ShapeTooLarge { elements: None, .. }
+        ));
         let err = Tensor::from_blob(DType::Double, shape, b"").unwrap_err();
         assert!(matches!(err, TensorError::ShapeTooLarge { .. }));
         let err = Tensor::zeros(DType::Float, vec![1 << 20, 1 << 20]).unwrap_err();
-        assert!(matches!(err, TensorError::ShapeTooLarge { elements: Some(_), .. }));
+        assert!(matches!(
+            err,
+            TensorError::ShapeTooLarge {
+                elements: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -2,39 +2,77 @@
 
 use super::{element_count, AlignedBuffer, DType, Tensor, TensorError};
 
-/// Builds a tensor from `type shape... [BLOB data | VALUES v...]` (everything after the key).
-/// The caller has checked that at least the type and one dimension are present.
-pub fn tensor_from_args(args: &[&[u8]]) -> Result<Tensor, TensorError> {
-    let (type_arg, rest) = args.split_first().ok_or(TensorError::InvalidDType)?;
-    let dtype = DType::parse(type_arg).ok_or(TensorError::InvalidDType)?;
+/// The parsed form of `type shape... [BLOB data | VALUES v...]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorArgs<'a> {
+    pub dtype: DType,
+    pub shape: Vec<i64>,
+    pub data: DataArg<'a>,
+}
 
-    let mut shape = Vec::new();
-    let mut position = 0;
-    while position < rest.len() {
-        let arg = rest[position];
-        if arg.eq_ignore_ascii_case(b"BLOB") {
-            let data = &rest[position + 1..];
-            if data.len() != 1 {
-                return Err(TensorError::BlobArity);
-            }
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataArg<'a> {
+    /// No data: a zero-filled tensor.
+    Zeros,
+    /// The BLOB argument, with its position in the parsed argument list.
+    Blob {
+        position: usize,
+        bytes: &'a [u8],
+    },
+    Values(&'a [&'a [u8]]),
+}
+
+impl<'a> TensorArgs<'a> {
+    /// Parses everything after the key. The caller has checked that at least the type
+    /// and one dimension are present.
+    pub fn parse(args: &'a [&'a [u8]]) -> Result<TensorArgs<'a>, TensorError> {
+        let (type_arg, rest) = args.split_first().ok_or(TensorError::InvalidDType)?;
+        let dtype = DType::parse(type_arg).ok_or(TensorError::InvalidDType)?;
+
+        let mut shape = Vec::new();
+        for (index, arg) in rest.iter().enumerate() {
+            let data = if arg.eq_ignore_ascii_case(b"BLOB") {
+                match &rest[index + 1..] {
+                    [bytes] => DataArg::Blob {
+                        position: index + 2,
+                        bytes,
+                    },
+                    _ => return Err(TensorError::BlobArity),
+                }
+            } else if arg.eq_ignore_ascii_case(b"VALUES") {
+                DataArg::Values(&rest[index + 1..])
+            } else {
+                shape.push(parse_dimension(arg)?);
+                continue;
+            };
             if shape.is_empty() {
                 return Err(TensorError::InvalidShape);
             }
-            return Tensor::from_blob(dtype, shape, data[0]);
+            return Ok(TensorArgs { dtype, shape, data });
         }
-        if arg.eq_ignore_ascii_case(b"VALUES") {
-            if shape.is_empty() {
-                return Err(TensorError::InvalidShape);
-            }
-            return tensor_from_values(dtype, shape, &rest[position + 1..]);
+        if shape.is_empty() {
+            return Err(TensorError::InvalidShape);
         }
-        shape.push(parse_dimension(arg)?);
-        position += 1;
+        Ok(TensorArgs {
+            dtype,
+            shape,
+            data: DataArg::Zeros,
+        })
     }
-    if shape.is_empty() {
-        return Err(TensorError::InvalidShape);
+
+    /// Builds the tensor, copying a BLOB into a buffer of its own.
+    pub fn build(self) -> Result<Tensor, TensorError> {
+        match self.data {
+            DataArg::Zeros => Tensor::zeros(self.dtype, self.shape),
+            DataArg::Blob { bytes, .. } => Tensor::from_blob(self.dtype, self.shape, bytes),
+            DataArg::Values(values) => tensor_from_values(self.dtype, self.shape, values),
+        }
     }
-    Tensor::zeros(dtype, shape)
+}
+
+/// Builds a tensor from `type shape... [BLOB data | VALUES v...]` (everything after the key).
+pub fn tensor_from_args(args: &[&[u8]]) -> Result<Tensor, TensorError> {
+    TensorArgs::parse(args)?.build()
 }
 
 fn parse_dimension(arg: &[u8]) -> Result<i64, TensorError> {
@@ -213,7 +251,11 @@ mod tests {
         ] {
             let text = format!("{dtype} 1 VALUES {value}");
             let tensor = tensor_from_args(&args(&text)).expect("parse");
-            assert_eq!(tensor.elements().next(), Some(Element::Int(value)), "{dtype}");
+            assert_eq!(
+                tensor.elements().next(),
+                Some(Element::Int(value)),
+                "{dtype}"
+            );
         }
     }
 
@@ -227,7 +269,10 @@ mod tests {
             "INT32 1 VALUES 2147483648",
         ] {
             let err = tensor_from_args(&args(text)).unwrap_err();
-            assert!(matches!(err, TensorError::ValueOutOfRange { .. }), "{text}: {err}");
+            assert!(
+                matches!(err, TensorError::ValueOutOfRange { .. }),
+                "{text}: {err}"
+            );
             assert!(err.to_string().starts_with("ERR invalid value"));
         }
         let err = tensor_from_args(&args("BOOL 2 VALUES 1 2")).unwrap_err();
@@ -238,7 +283,11 @@ mod tests {
 
     #[test]
     fn invalid_values() {
-        for text in ["FLOAT 1 VALUES abc", "FLOAT 1 VALUES nan", "INT32 1 VALUES 1.5"] {
+        for text in [
+            "FLOAT 1 VALUES abc",
+            "FLOAT 1 VALUES nan",
+            "INT32 1 VALUES 1.5",
+        ] {
             let err = tensor_from_args(&args(text)).unwrap_err();
             assert_eq!(err.to_string(), "ERR invalid value", "{text}");
         }
@@ -257,7 +306,13 @@ mod tests {
 
     #[test]
     fn shape_errors() {
-        for text in ["FLOAT 0", "FLOAT -1", "FLOAT x", "FLOAT 2 +3", "FLOAT BLOB x"] {
+        for text in [
+            "FLOAT 0",
+            "FLOAT -1",
+            "FLOAT x",
+            "FLOAT 2 +3",
+            "FLOAT BLOB x",
+        ] {
             let err = tensor_from_args(&args(text)).unwrap_err();
             assert_eq!(
                 err.to_string(),
@@ -285,6 +340,19 @@ mod tests {
     }
 
     #[test]
+    fn blob_position_is_reported() {
+        let args = args("UINT8 1 2 BLOB xy");
+        let parsed = TensorArgs::parse(&args).expect("parse");
+        assert_eq!(
+            parsed.data,
+            DataArg::Blob {
+                position: 4,
+                bytes: b"xy"
+            }
+        );
+    }
+
+    #[test]
     fn no_data_means_zeros() {
         let tensor = tensor_from_args(&args("DOUBLE 3")).expect("parse");
         assert_eq!(tensor.data(), &[0u8; 24]);
@@ -292,8 +360,8 @@ mod tests {
 
     #[test]
     fn string_values() {
-        let tensor = tensor_from_args(&[b"STRING", b"2", b"VALUES", b"hi\0", b"there"])
-            .expect("parse");
+        let tensor =
+            tensor_from_args(&[b"STRING", b"2", b"VALUES", b"hi\0", b"there"]).expect("parse");
         assert_eq!(tensor.data(), b"hi\0there\0");
         let err = tensor_from_args(&[b"STRING", b"1", b"VALUES", b"a\0b"]).unwrap_err();
         assert!(matches!(err, TensorError::StringValueHasNul { index: 0 }));
@@ -302,13 +370,33 @@ mod tests {
     #[test]
     fn get_formats() {
         let default = GetFormat::parse(&[]).expect("parse");
-        assert_eq!(default, GetFormat { meta: true, data: Some(DataFormat::Blob) });
-        let meta = GetFormat::parse(&args("meta")).expect("parse");
-        assert_eq!(meta, GetFormat { meta: true, data: None });
-        let values = GetFormat::parse(&args("VALUES META")).expect("parse");
-        assert_eq!(values, GetFormat { meta: true, data: Some(DataFormat::Values) });
         assert_eq!(
-            GetFormat::parse(&args("BLOB VALUES")).unwrap_err().to_string(),
+            default,
+            GetFormat {
+                meta: true,
+                data: Some(DataFormat::Blob)
+            }
+        );
+        let meta = GetFormat::parse(&args("meta")).expect("parse");
+        assert_eq!(
+            meta,
+            GetFormat {
+                meta: true,
+                data: None
+            }
+        );
+        let values = GetFormat::parse(&args("VALUES META")).expect("parse");
+        assert_eq!(
+            values,
+            GetFormat {
+                meta: true,
+                data: Some(DataFormat::Values)
+            }
+        );
+        assert_eq!(
+            GetFormat::parse(&args("BLOB VALUES"))
+                .unwrap_err()
+                .to_string(),
             "ERR both BLOB and VALUES specified"
         );
         assert_eq!(

@@ -1,0 +1,97 @@
+//! Command arguments kept alive as tensor data, so AI.TENSORSET ... BLOB stores the
+//! bytes Redis already received instead of copying them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::thread::ThreadId;
+
+use redis_module::{raw, RedisString};
+
+use crate::tensor::ByteSource;
+
+static MAIN_THREAD: OnceLock<ThreadId> = OnceLock::new();
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// Records Redis's main thread; call once from the module's load function.
+pub fn set_main_thread() {
+    let _ = MAIN_THREAD.set(std::thread::current().id());
+}
+
+pub fn on_main_thread() -> bool {
+    MAIN_THREAD.get() == Some(&std::thread::current().id())
+}
+
+/// After this, strings released off the main thread are leaked instead of taking
+/// Redis's lock, which the main thread may hold while it waits for our workers.
+pub fn set_shutting_down() {
+    SHUTTING_DOWN.store(true, Ordering::SeqCst);
+}
+
+/// A Redis string whose reference we hold. Redis strings are not atomically
+/// reference counted, so the reference is only ever released under Redis's lock.
+pub struct RetainedString {
+    inner: *mut raw::RedisModuleString,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the bytes are immutable while we hold a reference (Redis never modifies a
+// string object shared by several owners), and the reference is released under the
+// Redis lock (see Drop).
+unsafe impl Send for RetainedString {}
+// SAFETY: as above; shared access only reads the bytes.
+unsafe impl Sync for RetainedString {}
+
+impl RetainedString {
+    /// Takes a reference to `string`; call on the main thread.
+    pub fn retain(string: &RedisString) -> RetainedString {
+        let inner = string.inner;
+        raw::string_retain_string(std::ptr::null_mut(), inner);
+        let mut len = 0;
+        let ptr = raw::string_ptr_len(inner, &mut len).cast::<u8>();
+        RetainedString { inner, ptr, len }
+    }
+}
+
+impl ByteSource for RetainedString {
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr` and `len` describe the string's buffer, alive while we hold it.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for RetainedString {
+    fn drop(&mut self) {
+        // SAFETY: the API table is filled at load time and only read afterwards.
+        let free = unsafe { raw::RedisModule_FreeString };
+        let Some(free) = free else { return };
+        if on_main_thread() {
+            // SAFETY: we own one reference, released once, on the main thread.
+            unsafe { free(std::ptr::null_mut(), self.inner) };
+            return;
+        }
+        if SHUTTING_DOWN.load(Ordering::SeqCst) {
+            return;
+        }
+        // SAFETY: the thread-safe context functions are part of the module API; the
+        // lock serialises this release with the main thread.
+        unsafe {
+            let (Some(get), Some(lock), Some(unlock), Some(release)) = (
+                raw::RedisModule_GetThreadSafeContext,
+                raw::RedisModule_ThreadSafeContextLock,
+                raw::RedisModule_ThreadSafeContextUnlock,
+                raw::RedisModule_FreeThreadSafeContext,
+            ) else {
+                return;
+            };
+            let ctx = get(std::ptr::null_mut());
+            lock(ctx);
+            free(std::ptr::null_mut(), self.inner);
+            unlock(ctx);
+            release(ctx);
+        }
+    }
+}

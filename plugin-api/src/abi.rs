@@ -1,0 +1,282 @@
+//! The C ABI between the redisai-rs core (the host) and a backend plugin.
+//!
+//! `include/redisai_plugin.h` is generated from this file (see `tests/header.rs`); C
+//! plugins include that header, Rust plugins use [`crate::sdk`].
+//!
+//! # Versioning
+//! A plugin exports one symbol, [`RAI_PLUGIN_ENTRY_SYMBOL`], of type [`RaiPluginEntryFn`].
+//! The table it returns starts with `abi_major` and `abi_minor`, which never move. The
+//! host refuses a plugin whose major differs from its own or whose minor is newer than
+//! its own. Adding an optional function at the end of a table bumps the minor; any
+//! other change bumps the major. `struct_size` tells the host how much of the table the
+//! plugin filled, so an older plugin's table can be read by a newer host.
+//!
+//! # Ownership
+//! - The host owns what it passes in (blobs, option strings, input tensors, the host
+//!   table); pointers stay valid only for the duration of the call.
+//! - The plugin owns what it returns (models, scripts, output tensors, errors) and frees
+//!   it when the host calls the matching free function. The host calls each free
+//!   function exactly once per object.
+//! - Strings are NUL-terminated UTF-8 unless a length is given.
+//!
+//! # Threading
+//! - `init` is called once, on Redis's main thread, before any other function.
+//! - `model_load`, `model_free`, `script_load` and `script_free` may be called from any
+//!   thread, one at a time per object.
+//! - `model_run` on the same model may be called from several threads at once only when
+//!   the plugin sets [`RAI_PLUGIN_FLAG_CONCURRENT_RUN`]; otherwise the host serialises
+//!   runs of each model. Runs of different models may always overlap.
+//! - Host services may be called from any thread during a call into the plugin.
+//!
+//! # Errors
+//! Every fallible function returns a `RaiError *`: null on success, otherwise an error
+//! the host reads with `error_message` and releases with `error_free`. A plugin must
+//! never abort the process, throw a C++ exception or unwind a Rust panic across this
+//! boundary.
+
+use std::ffi::{c_char, c_void};
+
+/// Major version of this ABI. A plugin built for another major is refused.
+pub const RAI_PLUGIN_ABI_MAJOR: u32 = 1;
+/// Minor version of this ABI. A plugin with a newer minor is refused.
+pub const RAI_PLUGIN_ABI_MINOR: u32 = 0;
+
+/// Name of the one symbol a plugin exports.
+pub const RAI_PLUGIN_ENTRY_SYMBOL: &str = "redisai_plugin_entry";
+
+/// The plugin's `model_run` may be called concurrently on the same model.
+pub const RAI_PLUGIN_FLAG_CONCURRENT_RUN: u32 = 1;
+
+/// Element types. Numeric data is little-endian; STRING data is the concatenation of
+/// NUL-terminated elements; BOOL is one byte, 0 or 1.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaiDType {
+    Float = 0,
+    Double = 1,
+    Int8 = 2,
+    Int16 = 3,
+    Int32 = 4,
+    Int64 = 5,
+    Uint8 = 6,
+    Uint16 = 7,
+    Bool = 8,
+    String = 9,
+}
+
+/// Kind of device a tensor's data lives on, or a model runs on.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaiDeviceKind {
+    Cpu = 0,
+    Gpu = 1,
+}
+
+/// A device: its kind and index (`GPU:1` is `{Gpu, 1}`; `CPU` is `{Cpu, 0}`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaiDevice {
+    pub kind: RaiDeviceKind,
+    pub id: i32,
+}
+
+/// A borrowed tensor. `strides` counts elements and may be null for row-major
+/// contiguous data (the only layout the host produces). For STRING tensors
+/// `byte_len` is the total length of the NUL-terminated elements.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct RaiTensorView {
+    pub dtype: RaiDType,
+    pub device: RaiDevice,
+    pub ndim: usize,
+    pub shape: *const i64,
+    pub strides: *const i64,
+    pub data: *const c_void,
+    pub byte_len: usize,
+}
+
+/// An output tensor filled in by the plugin: a view of CPU data that stays valid until
+/// the host calls `tensor_release(owner)`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct RaiTensorOut {
+    pub view: RaiTensorView,
+    pub owner: *mut c_void,
+}
+
+/// Opaque plugin-owned error.
+#[repr(C)]
+pub struct RaiError {
+    _private: [u8; 0],
+}
+
+/// Opaque plugin-owned model.
+#[repr(C)]
+pub struct RaiModel {
+    _private: [u8; 0],
+}
+
+/// Opaque plugin-owned script.
+#[repr(C)]
+pub struct RaiScript {
+    _private: [u8; 0],
+}
+
+/// Log levels of [`RaiHostApi::log`], as Redis names them.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaiLogLevel {
+    Debug = 0,
+    Verbose = 1,
+    Notice = 2,
+    Warning = 3,
+}
+
+/// Settings a plugin may read at any time through [`RaiHostApi::config_get`].
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaiConfigKey {
+    /// Threads inside one operator; 0 lets the runtime choose.
+    IntraOpParallelism = 0,
+    /// Operators run in parallel; 0 lets the runtime choose.
+    InterOpParallelism = 1,
+    /// Longest run of one model in milliseconds; 0 means none.
+    ModelExecutionTimeoutMs = 2,
+    /// Memory the backend may use in MB; 0 means no limit.
+    BackendMemoryLimitMb = 3,
+}
+
+/// Services the host offers to the plugin, passed to `init` and valid until the
+/// process exits.
+#[repr(C)]
+pub struct RaiHostApi {
+    pub abi_major: u32,
+    pub abi_minor: u32,
+    pub struct_size: usize,
+    /// Writes a line to the Redis log. Callable from any thread.
+    pub log: Option<unsafe extern "C" fn(level: RaiLogLevel, message: *const c_char)>,
+    /// Reads a setting; unknown keys give 0.
+    pub config_get: Option<unsafe extern "C" fn(key: RaiConfigKey) -> i64>,
+}
+
+/// What the host asks of a model at load time.
+#[repr(C)]
+pub struct RaiModelOptions {
+    pub device: RaiDevice,
+    /// BATCHSIZE given at MODELSTORE (0: no autobatching).
+    pub batch_size: u64,
+    /// Input and output node names (TF only; counts are 0 for other backends).
+    pub input_names: *const *const c_char,
+    pub n_input_names: usize,
+    pub output_names: *const *const c_char,
+    pub n_output_names: usize,
+}
+
+/// Per-run information.
+#[repr(C)]
+pub struct RaiRunOptions {
+    /// Milliseconds this run may take; 0 for no limit. Plugins that can interrupt a run
+    /// should stop it after this long and return an error.
+    pub timeout_ms: u64,
+}
+
+/// Arguments of a script function call, as `AI.SCRIPTEXECUTE` gives them.
+#[repr(C)]
+pub struct RaiScriptCall {
+    pub function: *const c_char,
+    pub inputs: *const RaiTensorView,
+    pub n_inputs: usize,
+    pub keys: *const *const c_char,
+    pub n_keys: usize,
+    pub args: *const *const c_char,
+    pub n_args: usize,
+}
+
+/// The table a plugin returns from its entry symbol. It must stay valid for the life
+/// of the process.
+#[repr(C)]
+pub struct RaiPluginApi {
+    pub abi_major: u32,
+    pub abi_minor: u32,
+    pub struct_size: usize,
+
+    /// Backend name, e.g. "ONNX".
+    pub name: *const c_char,
+    /// Version of the framework runtime inside, e.g. "1.32.0".
+    pub runtime_version: *const c_char,
+    /// Bit `1 << RaiDeviceKind` for each device kind the plugin can run on.
+    pub device_mask: u32,
+    /// Bit `1 << RaiDType` for each element type the plugin accepts.
+    pub dtype_mask: u32,
+    /// `RAI_PLUGIN_FLAG_*` bits.
+    pub flags: u32,
+
+    /// Called once before anything else.
+    pub init: Option<unsafe extern "C" fn(host: *const RaiHostApi) -> *mut RaiError>,
+
+    pub error_message: Option<unsafe extern "C" fn(error: *const RaiError) -> *const c_char>,
+    pub error_free: Option<unsafe extern "C" fn(error: *mut RaiError)>,
+
+    /// Builds a model from its serialised form.
+    pub model_load: Option<
+        unsafe extern "C" fn(
+            options: *const RaiModelOptions,
+            blob: *const u8,
+            blob_len: usize,
+            out: *mut *mut RaiModel,
+        ) -> *mut RaiError,
+    >,
+    pub model_free: Option<unsafe extern "C" fn(model: *mut RaiModel)>,
+    pub model_input_count: Option<unsafe extern "C" fn(model: *const RaiModel) -> usize>,
+    /// Name of input `index`, valid while the model lives.
+    pub model_input_name:
+        Option<unsafe extern "C" fn(model: *const RaiModel, index: usize) -> *const c_char>,
+    pub model_output_count: Option<unsafe extern "C" fn(model: *const RaiModel) -> usize>,
+    pub model_output_name:
+        Option<unsafe extern "C" fn(model: *const RaiModel, index: usize) -> *const c_char>,
+    /// Runs the model: fills exactly `n_outputs` outputs, or returns an error.
+    pub model_run: Option<
+        unsafe extern "C" fn(
+            model: *mut RaiModel,
+            options: *const RaiRunOptions,
+            inputs: *const RaiTensorView,
+            n_inputs: usize,
+            outputs: *mut RaiTensorOut,
+            n_outputs: usize,
+        ) -> *mut RaiError,
+    >,
+    /// Releases an output's data (the `owner` of a [`RaiTensorOut`]).
+    pub tensor_release: Option<unsafe extern "C" fn(owner: *mut c_void)>,
+
+    /// Optional (null when the backend has no scripts): compiles a script.
+    pub script_load: Option<
+        unsafe extern "C" fn(
+            device: RaiDevice,
+            source: *const c_char,
+            entry_points: *const *const c_char,
+            n_entry_points: usize,
+            out: *mut *mut RaiScript,
+        ) -> *mut RaiError,
+    >,
+    pub script_free: Option<unsafe extern "C" fn(script: *mut RaiScript)>,
+    /// Optional: runs a script function; fills at most `max_outputs` outputs and sets
+    /// `n_outputs` to how many.
+    pub script_run: Option<
+        unsafe extern "C" fn(
+            script: *mut RaiScript,
+            options: *const RaiRunOptions,
+            call: *const RaiScriptCall,
+            outputs: *mut RaiTensorOut,
+            max_outputs: usize,
+            n_outputs: *mut usize,
+        ) -> *mut RaiError,
+    >,
+}
+
+/// Type of the exported entry symbol: returns the plugin's table (never null).
+pub type RaiPluginEntryFn = unsafe extern "C" fn() -> *const RaiPluginApi;
+
+// SAFETY: the table is immutable after construction; its pointers refer to 'static data.
+unsafe impl Sync for RaiPluginApi {}
+// SAFETY: as above.
+unsafe impl Sync for RaiHostApi {}
