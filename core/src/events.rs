@@ -36,5 +36,8 @@ unsafe extern "C" fn on_shutdown(
 ) {
     let _ = std::panic::catch_unwind(|| {
         crate::retained::set_shutting_down();
+        // Workers inside a runtime when the process exits crash in the runtimes' static
+        // destructors: stop and join them while Redis is still in one piece.
+        crate::exec::stop_all();
     });
 }

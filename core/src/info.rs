@@ -7,7 +7,11 @@ use crate::settings;
 pub fn report_info(ctx: &InfoContext, _for_crash_report: bool) {
     // INFO has no way to report a failure to the client; a section that cannot be
     // built is left out rather than breaking the whole INFO reply.
-    let _ = build(ctx);
+    if let Err(err) = build(ctx) {
+        redis_module::logging::log_warning(format!(
+            "INFO MODULES: cannot build the ai sections: {err}"
+        ));
+    }
 }
 
 fn build(ctx: &InfoContext) -> RedisResult<()> {
@@ -34,12 +38,40 @@ fn build(ctx: &InfoContext) -> RedisResult<()> {
         .iter()
         .map(|(kind, path)| format!("{kind}={}", path.display()))
         .collect();
-    versions
+    let mut backends = versions
         .field("backends_requested", requested.join(","))?
         .build_section()?
-        .add_section("backends")
-        .field("loaded", "none".to_owned())?
-        .build_section()?
-        .build_info()?;
+        .add_section("backends");
+    let loaded = crate::backend::registry::loaded();
+    backends = backends.field("loaded", loaded.len().to_string())?;
+    for backend in &loaded {
+        backends = backends.field(
+            &backend.name.to_ascii_lowercase(),
+            format!(
+                "runtime={},abi={}.{},devices={},path={}",
+                backend.runtime_version,
+                backend.abi_version.0,
+                backend.abi_version.1,
+                backend.device_names().join("|"),
+                backend.path.display()
+            ),
+        )?;
+    }
+    let mut queues = backends.build_section()?.add_section("queues");
+    let stats = crate::exec::queue_stats();
+    queues = queues.field("count", stats.len().to_string())?;
+    for (device, queue) in stats {
+        queues = queues.field(
+            &format!(
+                "queue_{}",
+                device.to_string().to_ascii_lowercase().replace(':', "_")
+            ),
+            format!(
+                "threads={},pending={},done={},cpu_us={}",
+                queue.threads, queue.pending, queue.done, queue.cpu_us
+            ),
+        )?;
+    }
+    queues.build_section()?.build_info()?;
     Ok(())
 }

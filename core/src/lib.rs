@@ -3,7 +3,14 @@
 //! This file only registers things with Redis; the logic lives in the modules below.
 
 pub mod config;
+pub mod device;
+pub mod model;
+pub mod settings;
+pub mod stats;
 pub mod tensor;
+
+pub mod backend;
+pub mod exec;
 
 #[cfg(not(test))]
 mod commands;
@@ -15,8 +22,6 @@ mod info;
 mod persist;
 #[cfg(not(test))]
 mod retained;
-#[cfg(not(test))]
-mod settings;
 
 /// Version of this module as Redis sees it (major * 10000 + minor * 100 + patch).
 pub const MODULE_VERSION: i32 = 10_000;
@@ -25,8 +30,9 @@ pub const MODULE_VERSION: i32 = 10_000;
 mod registration {
     use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 
-    use crate::commands::{config as config_cmd, guarded, tensor};
+    use crate::commands::{guarded, model, run_info, subcommands, tensor};
     use crate::info::report_info;
+    use crate::persist::model_type::MODEL_TYPE;
     use crate::persist::tensor_type::TENSOR_TYPE;
 
     fn initialize(ctx: &Context, args: &[RedisString]) -> Status {
@@ -35,7 +41,9 @@ mod registration {
         let args: Vec<&[u8]> = args.iter().map(RedisString::as_slice).collect();
         match crate::settings::initialize(&args) {
             Ok(config) => {
-                if crate::events::subscribe(ctx) == Status::Err {
+                if crate::events::subscribe(ctx) == Status::Err
+                    || subcommands::register_config(ctx) == Status::Err
+                {
                     return Status::Err;
                 }
                 ctx.log_notice(&format!(
@@ -44,11 +52,9 @@ mod registration {
                     config.backends_path.display()
                 ));
                 for (kind, path) in &config.backends_at_load {
-                    ctx.log_warning(&format!(
-                        "backend {kind} requested at {}: backend plugins are not available in \
-                         this build yet, so it is not loaded",
-                        path.display()
-                    ));
+                    // A backend that fails to load is logged; the module still loads.
+                    let _ =
+                        crate::commands::config::load_named(ctx, kind.identifier(), path.clone());
                 }
                 Status::Ok
             }
@@ -63,13 +69,20 @@ mod registration {
         name: "ai",
         version: crate::MODULE_VERSION,
         allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
-        data_types: [TENSOR_TYPE],
+        data_types: [TENSOR_TYPE, MODEL_TYPE],
         init: initialize,
         info: report_info,
         commands: [
             ["AI.TENSORSET", |ctx, args| guarded(ctx, args, tensor::tensorset), "write deny-oom", 1, 1, 1, ""],
             ["AI.TENSORGET", |ctx, args| guarded(ctx, args, tensor::tensorget), "readonly", 1, 1, 1, ""],
-            ["AI.CONFIG", |ctx, args| guarded(ctx, args, config_cmd::config), "", 0, 0, 0, ""],
+            ["AI.MODELSTORE", |ctx, args| guarded(ctx, args, model::modelstore), "write deny-oom", 1, 1, 1, ""],
+            ["AI.MODELSET", |ctx, args| guarded(ctx, args, model::modelset), "write deny-oom", 1, 1, 1, ""],
+            ["AI.MODELGET", |ctx, args| guarded(ctx, args, model::modelget), "readonly", 1, 1, 1, ""],
+            ["AI.MODELDEL", |ctx, args| guarded(ctx, args, model::modeldel), "write", 1, 1, 1, ""],
+            ["AI.MODELEXECUTE", |ctx, args| guarded(ctx, args, model::modelexecute), "write deny-oom getkeys-api", 1, 1, 1, ""],
+            ["AI.MODELRUN", |ctx, args| guarded(ctx, args, model::modelrun), "write deny-oom getkeys-api", 1, 1, 1, ""],
+            ["AI._MODELSCAN", |ctx, args| guarded(ctx, args, model::modelscan), "readonly", 0, 0, 0, ""],
+            ["AI.INFO", |ctx, args| guarded(ctx, args, run_info::info), "readonly", 1, 1, 1, ""],
         ],
     }
 }

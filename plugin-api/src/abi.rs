@@ -82,7 +82,8 @@ pub struct RaiDevice {
 
 /// A borrowed tensor. `strides` counts elements and may be null for row-major
 /// contiguous data (the only layout the host produces). For STRING tensors
-/// `byte_len` is the total length of the NUL-terminated elements.
+/// `byte_len` is the total length of the NUL-terminated elements. `shape` may be null
+/// when `ndim` is 0, and `data` when `byte_len` is 0.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct RaiTensorView {
@@ -96,7 +97,8 @@ pub struct RaiTensorView {
 }
 
 /// An output tensor filled in by the plugin: a view of CPU data that stays valid until
-/// the host calls `tensor_release(owner)`.
+/// the host calls `tensor_release(owner)`. The host reads outputs only when `model_run`
+/// (or `script_run`) succeeds; on error the plugin keeps and frees what it produced.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct RaiTensorOut {
@@ -153,10 +155,11 @@ pub struct RaiHostApi {
     pub abi_major: u32,
     pub abi_minor: u32,
     pub struct_size: usize,
-    /// Writes a line to the Redis log. Callable from any thread.
-    pub log: Option<unsafe extern "C" fn(level: RaiLogLevel, message: *const c_char)>,
-    /// Reads a setting; unknown keys give 0.
-    pub config_get: Option<unsafe extern "C" fn(key: RaiConfigKey) -> i64>,
+    /// Writes a line to the Redis log. `level` is a [`RaiLogLevel`] (passed as a plain
+    /// integer so that no value can be misread). Callable from any thread.
+    pub log: Option<unsafe extern "C" fn(level: u32, message: *const c_char)>,
+    /// Reads a setting; `key` is a [`RaiConfigKey`]; unknown keys give 0.
+    pub config_get: Option<unsafe extern "C" fn(key: u32) -> i64>,
 }
 
 /// What the host asks of a model at load time.

@@ -59,12 +59,14 @@ impl Host {
         let Some(log) = self.api.log else { return };
         let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
         // SAFETY: the host's log function takes a NUL-terminated string for the call.
-        unsafe { log(level, text.as_ptr()) };
+        unsafe { log(level as u32, text.as_ptr()) };
     }
 
     pub fn config(&self, key: ConfigKey) -> i64 {
         // SAFETY: the host's config function takes a plain enum value.
-        self.api.config_get.map_or(0, |get| unsafe { get(key) })
+        self.api
+            .config_get
+            .map_or(0, |get| unsafe { get(key as u32) })
     }
 }
 

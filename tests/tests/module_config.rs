@@ -150,20 +150,66 @@ fn config_set_commands() {
     assert!(error_text(run_str(&mut c, "AI.CONFIG MODEL_CHUNK_SIZE 0"))
         .starts_with("ERR MODEL_CHUNK_SIZE must be"));
     assert!(error_text(run_str(&mut c, "AI.CONFIG BACKENDSPATH rel/path")).contains("absolute"));
-    assert_eq!(
-        error_text(run_str(&mut c, "AI.CONFIG NOPE 1")),
-        "ERR unsupported subcommand"
-    );
+    assert!(error_text(run_str(&mut c, "AI.CONFIG NOPE 1"))
+        .starts_with("ERR unknown subcommand 'NOPE'"));
     assert_eq!(
         error_text(run_str(&mut c, "AI.CONFIG")),
         "ERR wrong number of arguments for 'AI.CONFIG' command"
     );
     assert_eq!(
         error_text(run_str(&mut c, "AI.CONFIG GET")),
-        "ERR wrong number of arguments for 'AI.CONFIG' command"
+        "ERR wrong number of arguments for 'AI.CONFIG|GET' command"
     );
     assert_eq!(
         run_str(&mut c, "AI.CONFIG GET NOPE").expect("unknown name"),
         Value::Nil
+    );
+}
+
+#[test]
+fn loading_native_code_needs_admin_rights() {
+    let server = Server::start();
+    let mut c = server.client();
+    run_str(&mut c, "ACL SETUSER app on >pw ~* +@all -@admin").expect("acl");
+    run_str(&mut c, "ACL SETUSER nodanger on >pw ~* +@all -@dangerous").expect("acl");
+    for user in ["app", "nodanger"] {
+        let mut u = server.client();
+        run_str(&mut u, &format!("AUTH {user} pw")).expect("auth");
+        for command in [
+            "AI.CONFIG LOADBACKEND ONNX /tmp/plugin.so",
+            "AI.CONFIG BACKENDSPATH /tmp",
+        ] {
+            let refused = error_text(run_str(&mut u, command));
+            assert!(
+                refused.starts_with("NOPERM"),
+                "{user}: {command}: {refused}"
+            );
+        }
+        assert!(matches!(
+            run_str(&mut u, "AI.CONFIG GET BACKENDSPATH"),
+            Ok(Value::BulkString(_))
+        ));
+        assert_eq!(
+            run_str(&mut u, "AI.CONFIG GET MODEL_CHUNK_SIZE").expect("get"),
+            Value::Int(511 * 1024 * 1024)
+        );
+    }
+    // The default user may, and gets the loader's reason instead.
+    let missing = error_text(run_str(
+        &mut c,
+        "AI.CONFIG LOADBACKEND ONNX /nonexistent/plugin.so",
+    ));
+    assert_eq!(
+        missing,
+        "ERR Could not load backend ONNX: /nonexistent/plugin.so: no such file"
+    );
+    let escape = error_text(run_str(
+        &mut c,
+        "AI.CONFIG LOADBACKEND ONNX ../../etc/plugin.so",
+    ));
+    assert!(escape.contains("may not leave BACKENDSPATH"), "{escape}");
+    assert!(
+        server.log().contains("Could not load backend ONNX"),
+        "the reason is logged too"
     );
 }

@@ -293,9 +293,9 @@ fn parse_size(s: &str) -> Result<usize> {
 }
 
 fn format_size(n: usize) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
-    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
         format!("{} KiB", n >> 10)
     } else {
         format!("{n} B")
@@ -419,7 +419,7 @@ fn run(opts: &Options) -> Result<()> {
     for &size in &opts.sizes {
         let payload = make_payload(size);
         for &clients in &opts.clients {
-            let plain_first = cell % 2 == 0;
+            let plain_first = cell.is_multiple_of(2);
             cell += 1;
             eprintln!(
                 "==> {} x {clients} client(s), {} first",
@@ -434,7 +434,7 @@ fn run(opts: &Options) -> Result<()> {
                 let tensor = rates[Kind::Tensor.index()][op.index()];
                 let ratio = tensor / plain;
                 row += &format!("| {plain:.0} | {tensor:.0} | {ratio:.2} ");
-                if worst.as_ref().map_or(true, |(w, _)| ratio < *w) {
+                if worst.as_ref().is_none_or(|(w, _)| ratio < *w) {
                     let what = format!(
                         "{} {} x {clients}",
                         Kind::Tensor.name(op),

@@ -1,51 +1,23 @@
-//! AI.CONFIG: read and change the module's settings.
+//! AI.CONFIG: read and change the module's settings, load backends.
+//!
+//! Each sub-command is registered on its own so that Redis's ACLs apply per
+//! sub-command: LOADBACKEND and BACKENDSPATH load native code and are flagged `admin`
+//! (ACL categories @admin and @dangerous); GET stays open to every user.
+
+use std::path::PathBuf;
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::reply_error;
+use crate::backend::registry;
 use crate::settings;
 
-/// `AI.CONFIG BACKENDSPATH path | MODEL_CHUNK_SIZE n | LOADBACKEND id path | GET name`
-pub fn config(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() < 2 {
+/// `AI.CONFIG GET BACKENDSPATH | MODEL_CHUNK_SIZE`
+pub fn get(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 3 {
         return Err(RedisError::WrongArity);
     }
-    let subcommand = args[1].as_slice();
-    let value = args.get(2).map(RedisString::as_slice);
-    if subcommand.eq_ignore_ascii_case(b"GET") {
-        let name = match (value, args.len()) {
-            (Some(name), 3) => name,
-            _ => return Err(RedisError::WrongArity),
-        };
-        return get(name);
-    }
-    if subcommand.eq_ignore_ascii_case(b"LOADBACKEND") {
-        if args.len() != 4 {
-            return Err(RedisError::WrongArity);
-        }
-        return Err(RedisError::Str(
-            "ERR Could not load backend: backend plugins are not available in this build yet",
-        ));
-    }
-    let value = match (value, args.len()) {
-        (Some(value), 3) => value,
-        _ => return Err(RedisError::WrongArity),
-    };
-    if subcommand.eq_ignore_ascii_case(b"BACKENDSPATH") {
-        settings::write()
-            .set_backends_path(value)
-            .map_err(|err| reply_error(format!("ERR {err}")))?;
-    } else if subcommand.eq_ignore_ascii_case(b"MODEL_CHUNK_SIZE") {
-        settings::write()
-            .set_model_chunk_size(value)
-            .map_err(|err| reply_error(format!("ERR {err}")))?;
-    } else {
-        return Err(RedisError::Str("ERR unsupported subcommand"));
-    }
-    Ok(RedisValue::SimpleStringStatic("OK"))
-}
-
-fn get(name: &[u8]) -> RedisResult {
+    let name = args[2].as_slice();
     let config = settings::read();
     if name.eq_ignore_ascii_case(b"BACKENDSPATH") {
         Ok(RedisValue::BulkString(
@@ -57,5 +29,115 @@ fn get(name: &[u8]) -> RedisResult {
         ))
     } else {
         Ok(RedisValue::Null)
+    }
+}
+
+/// `AI.CONFIG BACKENDSPATH path`
+pub fn backends_path(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 3 {
+        return Err(RedisError::WrongArity);
+    }
+    ensure_admin(ctx, "BACKENDSPATH")?;
+    settings::write()
+        .set_backends_path(args[2].as_slice())
+        .map_err(|err| reply_error(format!("ERR {err}")))?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `AI.CONFIG MODEL_CHUNK_SIZE bytes`
+pub fn model_chunk_size(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 3 {
+        return Err(RedisError::WrongArity);
+    }
+    settings::write()
+        .set_model_chunk_size(args[2].as_slice())
+        .map_err(|err| reply_error(format!("ERR {err}")))?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `AI.CONFIG LOADBACKEND name path`: a relative path is taken inside BACKENDSPATH.
+pub fn load_backend(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 4 {
+        return Err(RedisError::WrongArity);
+    }
+    ensure_admin(ctx, "LOADBACKEND")?;
+    let name = String::from_utf8_lossy(args[2].as_slice()).to_ascii_uppercase();
+    let path = settings::read()
+        .resolve_backend_path(args[3].as_slice())
+        .map_err(|err| RedisError::String(format!("ERR Could not load backend {name}: {err}")))?;
+    load_named(ctx, &name, path)?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// Loads backend `name` from `path`, logging the outcome.
+pub fn load_named(ctx: &Context, name: &str, path: PathBuf) -> Result<(), RedisError> {
+    match registry::load(name, &path) {
+        Ok(backend) => {
+            ctx.log_notice(&format!(
+                "backend {} loaded from {} (runtime {}, plugin ABI {}.{})",
+                backend.name,
+                path.display(),
+                backend.runtime_version,
+                backend.abi_version.0,
+                backend.abi_version.1
+            ));
+            Ok(())
+        }
+        Err(reason) => {
+            ctx.log_warning(&format!("Could not load backend {name}: {reason}"));
+            Err(RedisError::String(format!(
+                "ERR Could not load backend {name}: {reason}"
+            )))
+        }
+    }
+}
+
+/// Loading a backend runs native code, exactly like MODULE LOAD: the caller must be
+/// allowed to run MODULE LOAD (ACL categories @admin and @dangerous). Redis 7.0 does not
+/// give module sub-commands the categories their `admin` flag implies, so the module
+/// checks this itself.
+pub fn ensure_admin(ctx: &Context, what: &str) -> Result<(), RedisError> {
+    // SAFETY: the API table is filled at load time and only read afterwards.
+    let (Some(user_name), Some(user_from_name), Some(check), Some(free_user)) = (unsafe {
+        (
+            redis_module::raw::RedisModule_GetCurrentUserName,
+            redis_module::raw::RedisModule_GetModuleUserFromUserName,
+            redis_module::raw::RedisModule_ACLCheckCommandPermissions,
+            redis_module::raw::RedisModule_FreeModuleUser,
+        )
+    }) else {
+        return Ok(());
+    };
+    // SAFETY: `ctx` is the live command context; the returned string is owned by us.
+    let name = unsafe { user_name(ctx.ctx) };
+    if name.is_null() {
+        // No client (e.g. replication or AOF loading): nothing to check.
+        return Ok(());
+    }
+    let name = RedisString::from_redis_module_string(std::ptr::null_mut(), name);
+    // SAFETY: `name` is a live string; the user handle is freed below.
+    let user = unsafe { user_from_name(name.inner) };
+    if user.is_null() {
+        return Ok(());
+    }
+    let probe = [
+        RedisString::create(None, "MODULE"),
+        RedisString::create(None, "LOAD"),
+        RedisString::create(None, "backend"),
+    ];
+    let mut argv: Vec<*mut redis_module::raw::RedisModuleString> =
+        probe.iter().map(|s| s.inner).collect();
+    // SAFETY: `user` is live and `argv` holds valid strings for the call.
+    let allowed = unsafe { check(user, argv.as_mut_ptr(), argv.len() as i32) }
+        == redis_module::raw::Status::Ok as i32;
+    // SAFETY: freed once.
+    unsafe { free_user(user) };
+    if allowed {
+        Ok(())
+    } else {
+        Err(RedisError::String(format!(
+            "NOPERM this user has no permissions to run AI.CONFIG {what}: it needs the rights \
+             of MODULE LOAD (@admin, @dangerous)"
+        )))
     }
 }

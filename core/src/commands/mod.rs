@@ -1,6 +1,10 @@
 //! Command handlers: parse arguments, call the plain modules, build replies.
 
 pub mod config;
+pub mod keyspace;
+pub mod model;
+pub mod run_info;
+pub mod subcommands;
 pub mod tensor;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -2,27 +2,21 @@
 
 use std::os::raw::{c_char, c_long};
 
-use redis_module::{
-    raw, Context, KeyType, NotifyEvent, RedisError, RedisResult, RedisString, RedisValue,
-};
+use std::sync::Arc;
 
-use super::{arg_slices, reply_error};
-use crate::persist::tensor_type::TENSOR_TYPE;
+use redis_module::{raw, Context, NotifyEvent, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::{arg_slices, keyspace, reply_error};
 use crate::retained::RetainedString;
 use crate::tensor::parse::{DataArg, DataFormat, GetFormat, TensorArgs};
 use crate::tensor::{Element, Tensor};
-
-pub const EMPTY_TENSOR_KEY: &str = "ERR tensor key is empty or in a different shard";
 
 /// `AI.TENSORSET key type dim... [BLOB data | VALUES v...]`
 pub fn tensorset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if args.len() < 4 {
         return Err(RedisError::WrongArity);
     }
-    let key = ctx.open_key_writable(&args[1]);
-    if key.key_type() != KeyType::Empty && key.get_value::<Tensor>(&TENSOR_TYPE).is_err() {
-        return Err(RedisError::WrongType);
-    }
+    keyspace::ensure_tensor_or_empty(ctx, &args[1])?;
     let slices = arg_slices(&args[2..]);
     let parsed = TensorArgs::parse(&slices).map_err(reply_error)?;
     let tensor = match parsed.data {
@@ -34,7 +28,7 @@ pub fn tensorset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         _ => parsed.build(),
     }
     .map_err(reply_error)?;
-    key.set_value(&TENSOR_TYPE, tensor)?;
+    keyspace::write_tensor(ctx, &args[1], Arc::new(tensor))?;
     ctx.replicate_verbatim();
     ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.tensorset", &args[1]);
     Ok(RedisValue::SimpleStringStatic("OK"))
@@ -46,15 +40,8 @@ pub fn tensorget(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let format = GetFormat::parse(&arg_slices(&args[2..])).map_err(reply_error)?;
-    let key = ctx.open_key(&args[1]);
-    if key.key_type() == KeyType::Empty {
-        return Err(RedisError::Str(EMPTY_TENSOR_KEY));
-    }
-    let tensor = key
-        .get_value::<Tensor>(&TENSOR_TYPE)
-        .map_err(|_| RedisError::WrongType)?
-        .ok_or(RedisError::Str(EMPTY_TENSOR_KEY))?;
-    reply_tensor(ctx, tensor, format);
+    let tensor = keyspace::read_tensor(ctx, &args[1])?;
+    reply_tensor(ctx, &tensor, format);
     Ok(RedisValue::NoReply)
 }
 

@@ -6,6 +6,7 @@
 
 use std::ffi::{c_char, c_void, CString};
 use std::os::raw::c_int;
+use std::sync::Arc;
 
 use redis_module::logging::RedisLogLevel;
 use redis_module::native_types::RedisType;
@@ -53,7 +54,7 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         "tensor RDB load",
         std::ptr::null_mut(),
         || match load_tensor(rdb, encver) {
-            Ok(tensor) => boxed::into_raw(tensor),
+            Ok(tensor) => boxed::into_raw(Arc::new(tensor)),
             Err(reason) => {
                 redis_module::logging::log_io_error(
                     rdb,
@@ -90,8 +91,8 @@ fn load_tensor(rdb: *mut raw::RedisModuleIO, encver: c_int) -> Result<Tensor, St
 
 extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     boxed::callback("tensor RDB save", (), || {
-        // SAFETY: Redis passes a value of this type, created by `set_value::<Tensor>`.
-        let Some(tensor) = (unsafe { boxed::borrow::<Tensor>(value) }) else {
+        // SAFETY: Redis passes a value of this type, created as a `Box<Arc<Tensor>>`.
+        let Some(tensor) = (unsafe { boxed::borrow::<Arc<Tensor>>(value) }) else {
             return;
         };
         raw::save_unsigned(rdb, u64::from(tensor.dtype().code()));
@@ -111,7 +112,7 @@ extern "C" fn aof_rewrite(
 ) {
     boxed::callback("tensor AOF rewrite", (), || {
         // SAFETY: as in `rdb_save`.
-        let Some(tensor) = (unsafe { boxed::borrow::<Tensor>(value) }) else {
+        let Some(tensor) = (unsafe { boxed::borrow::<Arc<Tensor>>(value) }) else {
             return;
         };
         // SAFETY: the API table is filled once at module load and only read afterwards.
@@ -150,14 +151,14 @@ extern "C" fn aof_rewrite(
 extern "C" fn mem_usage(value: *const c_void) -> usize {
     boxed::callback("tensor memory usage", 0, || {
         // SAFETY: as in `rdb_save`.
-        unsafe { boxed::borrow::<Tensor>(value) }.map_or(0, Tensor::memory_usage)
+        unsafe { boxed::borrow::<Arc<Tensor>>(value) }.map_or(0, |tensor| tensor.memory_usage())
     })
 }
 
 extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
     boxed::callback("tensor digest", (), || {
         // SAFETY: as in `rdb_save`.
-        let Some(tensor) = (unsafe { boxed::borrow::<Tensor>(value) }) else {
+        let Some(tensor) = (unsafe { boxed::borrow::<Arc<Tensor>>(value) }) else {
             return;
         };
         // SAFETY: the API table is filled once at module load and only read afterwards.
@@ -193,7 +194,7 @@ extern "C" fn copy(
 ) -> *mut c_void {
     boxed::callback("tensor copy", std::ptr::null_mut(), || {
         // SAFETY: as in `rdb_save`.
-        unsafe { boxed::borrow::<Tensor>(value) }.map_or(std::ptr::null_mut(), |tensor| {
+        unsafe { boxed::borrow::<Arc<Tensor>>(value) }.map_or(std::ptr::null_mut(), |tensor| {
             boxed::into_raw(tensor.clone())
         })
     })
@@ -201,7 +202,7 @@ extern "C" fn copy(
 
 extern "C" fn free(value: *mut c_void) {
     boxed::callback("tensor free", (), || {
-        // SAFETY: Redis frees each value once, and it was created as a `Box<Tensor>`.
-        unsafe { boxed::drop_raw::<Tensor>(value) }
+        // SAFETY: Redis frees each value once, and it was created as a `Box<Arc<Tensor>>`.
+        unsafe { boxed::drop_raw::<Arc<Tensor>>(value) }
     })
 }

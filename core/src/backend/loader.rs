@@ -1,0 +1,153 @@
+//! Opening a plugin library and checking its ABI version before trusting its table.
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use redisai_plugin_api::abi::{
+    RaiPluginApi, RaiPluginEntryFn, RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR,
+    RAI_PLUGIN_ENTRY_SYMBOL,
+};
+
+use super::host::HOST_API;
+use super::Backend;
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError(pub String);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Opens the plugin at `path`, checks its ABI version and calls its `init`.
+pub fn load_plugin(path: &Path) -> Result<Backend, LoadError> {
+    let path_text = path
+        .to_str()
+        .ok_or_else(|| LoadError(format!("{}: the path is not valid UTF-8", path.display())))?;
+    if !path.is_file() {
+        return Err(LoadError(format!("{path_text}: no such file")));
+    }
+    let c_path = CString::new(path_text)
+        .map_err(|_| LoadError(format!("{path_text}: the path contains a NUL byte")))?;
+    // SAFETY: dlopen takes a NUL-terminated path. The library's initialisers run here;
+    // that is the trust a plugin gets by being named by an administrator.
+    let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if handle.is_null() {
+        return Err(LoadError(format!("{path_text}: {}", dl_error())));
+    }
+    let symbol = CString::new(RAI_PLUGIN_ENTRY_SYMBOL).unwrap_or_default();
+    // SAFETY: `handle` is a live library handle and `symbol` a NUL-terminated name.
+    let entry = unsafe { libc::dlsym(handle, symbol.as_ptr()) };
+    if entry.is_null() {
+        return Err(LoadError(format!(
+            "{path_text}: no entry symbol '{RAI_PLUGIN_ENTRY_SYMBOL}' (not a redisai-rs plugin)"
+        )));
+    }
+    // SAFETY: the ABI defines the entry symbol as `RaiPluginEntryFn`.
+    let entry: RaiPluginEntryFn = unsafe { std::mem::transmute(entry) };
+    // SAFETY: calling the plugin's entry function, which takes no arguments.
+    let table = unsafe { entry() };
+    let api = check_table(table, path_text)?;
+    let backend = describe(api, path.to_path_buf())?;
+    if let Some(init) = api.init {
+        // SAFETY: `HOST_API` lives for the whole process, as the ABI requires.
+        let error = unsafe { init(&HOST_API) };
+        if let Some(message) = backend.take_error(error) {
+            return Err(LoadError(format!("{path_text}: init failed: {message}")));
+        }
+    }
+    Ok(backend)
+}
+
+/// Reads the version fields, which every ABI version keeps at the start of the table,
+/// before treating the pointer as this version's table.
+fn check_table(table: *const RaiPluginApi, path: &str) -> Result<&'static RaiPluginApi, LoadError> {
+    if table.is_null() {
+        return Err(LoadError(format!(
+            "{path}: the entry function returned no table"
+        )));
+    }
+    let words = table.cast::<u32>();
+    // SAFETY: every ABI version starts its table with two u32 version fields.
+    let (major, minor) = unsafe { (words.read(), words.add(1).read()) };
+    if major != RAI_PLUGIN_ABI_MAJOR || minor > RAI_PLUGIN_ABI_MINOR {
+        return Err(LoadError(format!(
+            "{path}: plugin ABI version {major}.{minor} is not supported by this redisai-rs \
+             (ABI {RAI_PLUGIN_ABI_MAJOR}.{RAI_PLUGIN_ABI_MINOR}: same major and a minor up to \
+             {RAI_PLUGIN_ABI_MINOR} required)"
+        )));
+    }
+    // SAFETY: same major: the table has this layout, at least up to `struct_size`.
+    let api = unsafe { &*table };
+    if api.struct_size < std::mem::size_of::<RaiPluginApi>() {
+        return Err(LoadError(format!(
+            "{path}: plugin table is {} bytes, ABI {major}.{minor} needs {}",
+            api.struct_size,
+            std::mem::size_of::<RaiPluginApi>()
+        )));
+    }
+    let required = [
+        api.error_message.is_some(),
+        api.error_free.is_some(),
+        api.model_load.is_some(),
+        api.model_free.is_some(),
+        api.model_input_count.is_some(),
+        api.model_input_name.is_some(),
+        api.model_output_count.is_some(),
+        api.model_output_name.is_some(),
+        api.model_run.is_some(),
+        api.tensor_release.is_some(),
+    ];
+    if required.contains(&false) {
+        return Err(LoadError(format!(
+            "{path}: the plugin table lacks a required function"
+        )));
+    }
+    Ok(api)
+}
+
+fn describe(api: &'static RaiPluginApi, path: PathBuf) -> Result<Backend, LoadError> {
+    let text = |ptr: *const std::ffi::c_char| {
+        if ptr.is_null() {
+            String::new()
+        } else {
+            // SAFETY: the table's strings are NUL-terminated and live with the plugin.
+            unsafe { CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .into_owned()
+        }
+    };
+    let name = text(api.name).to_ascii_uppercase();
+    if name.is_empty() {
+        return Err(LoadError(format!(
+            "{}: the plugin has no name",
+            path.display()
+        )));
+    }
+    Ok(Backend {
+        name,
+        runtime_version: text(api.runtime_version),
+        abi_version: (api.abi_major, api.abi_minor),
+        path,
+        device_mask: api.device_mask,
+        dtype_mask: api.dtype_mask,
+        flags: api.flags,
+        api,
+    })
+}
+
+fn dl_error() -> String {
+    // SAFETY: dlerror returns null or a NUL-terminated message owned by the loader.
+    let message = unsafe { libc::dlerror() };
+    if message.is_null() {
+        "unknown dlopen error".to_owned()
+    } else {
+        // SAFETY: as above.
+        unsafe { CStr::from_ptr(message) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}

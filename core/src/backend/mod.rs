@@ -1,0 +1,93 @@
+//! Backend plugins: loading them (with the ABI check), the services the core offers
+//! them, and safe wrappers around the models they create.
+
+mod host;
+mod loader;
+mod plugin_model;
+pub mod registry;
+
+pub use loader::{load_plugin, LoadError};
+pub use plugin_model::{ModelLoadOptions, PluginModel};
+
+use std::ffi::CStr;
+use std::path::PathBuf;
+
+use redisai_plugin_api::abi::{RaiError, RaiPluginApi, RAI_PLUGIN_FLAG_CONCURRENT_RUN};
+
+use crate::device::DeviceKind;
+
+/// A loaded plugin. Plugins stay loaded for the life of the process: the runtimes they
+/// carry cannot be unloaded safely.
+pub struct Backend {
+    /// The name the plugin gives itself (`ONNX`, `TORCH`, ...), upper-case.
+    pub name: String,
+    pub runtime_version: String,
+    pub abi_version: (u32, u32),
+    pub path: PathBuf,
+    device_mask: u32,
+    dtype_mask: u32,
+    flags: u32,
+    api: &'static RaiPluginApi,
+}
+
+impl Backend {
+    pub fn supports_device(&self, kind: DeviceKind) -> bool {
+        let bit = match kind {
+            DeviceKind::Cpu => 1,
+            DeviceKind::Gpu => 2,
+        };
+        self.device_mask & bit != 0
+    }
+
+    pub fn device_names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.supports_device(DeviceKind::Cpu) {
+            names.push("CPU");
+        }
+        if self.supports_device(DeviceKind::Gpu) {
+            names.push("GPU");
+        }
+        names
+    }
+
+    pub fn supports_dtype(&self, dtype: crate::tensor::DType) -> bool {
+        self.dtype_mask & (1 << dtype.code()) != 0
+    }
+
+    pub fn concurrent_run(&self) -> bool {
+        self.flags & RAI_PLUGIN_FLAG_CONCURRENT_RUN != 0
+    }
+
+    pub fn has_scripts(&self) -> bool {
+        self.api.script_load.is_some() && self.api.script_run.is_some()
+    }
+
+    /// Reads and frees a plugin error; `None` for success.
+    fn take_error(&self, error: *mut RaiError) -> Option<String> {
+        if error.is_null() {
+            return None;
+        }
+        let message = match self.api.error_message {
+            // SAFETY: `error` is a live error object of this plugin; the message stays
+            // valid until `error_free`.
+            Some(message) => unsafe {
+                let text = message(error);
+                if text.is_null() {
+                    String::new()
+                } else {
+                    CStr::from_ptr(text).to_string_lossy().into_owned()
+                }
+            },
+            None => String::new(),
+        };
+        if let Some(free) = self.api.error_free {
+            // SAFETY: each error is freed exactly once, here.
+            unsafe { free(error) };
+        }
+        Some(if message.is_empty() {
+            format!("backend {} reported an error without a message", self.name)
+        } else {
+            message
+        })
+    }
+}

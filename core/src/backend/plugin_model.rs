@@ -1,0 +1,300 @@
+//! A model created by a plugin, and running it on tensors.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::sync::{Arc, Mutex};
+
+use redisai_plugin_api::abi::{
+    RaiDType, RaiDevice, RaiDeviceKind, RaiModel, RaiModelOptions, RaiRunOptions, RaiTensorOut,
+    RaiTensorView,
+};
+
+use super::Backend;
+use crate::device::{Device, DeviceKind};
+use crate::tensor::{AlignedBuffer, DType, Tensor};
+
+/// What MODELSTORE asks of the plugin.
+#[derive(Debug, Clone)]
+pub struct ModelLoadOptions {
+    pub device: Device,
+    pub batch_size: u64,
+    pub input_names: Vec<String>,
+    pub output_names: Vec<String>,
+}
+
+/// A model owned by a plugin; freed through the plugin when dropped.
+pub struct PluginModel {
+    backend: Arc<Backend>,
+    raw: *mut RaiModel,
+    /// Held around runs when the plugin does not allow concurrent runs of one model.
+    run_lock: Option<Mutex<()>>,
+    pub input_names: Vec<String>,
+    pub output_names: Vec<String>,
+}
+
+// SAFETY: the plugin ABI allows a model to be used from any thread; concurrent runs are
+// serialised by `run_lock` unless the plugin declares them safe.
+unsafe impl Send for PluginModel {}
+// SAFETY: as above.
+unsafe impl Sync for PluginModel {}
+
+/// Mirror of `RaiTensorOut` whose enum fields are plain integers, so that whatever a
+/// plugin writes there can be read without undefined behaviour.
+#[repr(C)]
+struct RawTensorOut {
+    dtype: u32,
+    device_kind: u32,
+    device_id: i32,
+    ndim: usize,
+    shape: *const i64,
+    strides: *const i64,
+    data: *const c_void,
+    byte_len: usize,
+    owner: *mut c_void,
+}
+
+const _: () = assert!(std::mem::size_of::<RawTensorOut>() == std::mem::size_of::<RaiTensorOut>());
+
+impl Backend {
+    /// Creates a model from its serialised form.
+    pub fn load_model(
+        self: &Arc<Self>,
+        options: &ModelLoadOptions,
+        blob: &[u8],
+    ) -> Result<PluginModel, String> {
+        let load = self.api.model_load.ok_or("the plugin cannot load models")?;
+        let to_c = |names: &[String]| -> Result<Vec<CString>, String> {
+            names
+                .iter()
+                .map(|n| CString::new(n.as_str()).map_err(|_| format!("name '{n}' contains NUL")))
+                .collect()
+        };
+        let inputs = to_c(&options.input_names)?;
+        let outputs = to_c(&options.output_names)?;
+        let input_ptrs: Vec<*const c_char> = inputs.iter().map(|s| s.as_ptr()).collect();
+        let output_ptrs: Vec<*const c_char> = outputs.iter().map(|s| s.as_ptr()).collect();
+        let raw_options = RaiModelOptions {
+            device: rai_device(options.device),
+            batch_size: options.batch_size,
+            input_names: input_ptrs.as_ptr(),
+            n_input_names: input_ptrs.len(),
+            output_names: output_ptrs.as_ptr(),
+            n_output_names: output_ptrs.len(),
+        };
+        let mut raw: *mut RaiModel = std::ptr::null_mut();
+        // SAFETY: every pointer refers to data that outlives the call.
+        let error = unsafe { load(&raw_options, blob.as_ptr(), blob.len(), &mut raw) };
+        if let Some(message) = self.take_error(error) {
+            return Err(message);
+        }
+        if raw.is_null() {
+            return Err(format!("backend {} returned no model", self.name));
+        }
+        let mut model = PluginModel {
+            backend: Arc::clone(self),
+            raw,
+            run_lock: (!self.concurrent_run()).then(|| Mutex::new(())),
+            input_names: Vec::new(),
+            output_names: Vec::new(),
+        };
+        model.input_names = model.names(self.api.model_input_count, self.api.model_input_name);
+        model.output_names = model.names(self.api.model_output_count, self.api.model_output_name);
+        Ok(model)
+    }
+}
+
+type CountFn = Option<unsafe extern "C" fn(*const RaiModel) -> usize>;
+type NameFn = Option<unsafe extern "C" fn(*const RaiModel, usize) -> *const c_char>;
+
+impl PluginModel {
+    fn names(&self, count: CountFn, name: NameFn) -> Vec<String> {
+        let (Some(count), Some(name)) = (count, name) else {
+            return Vec::new();
+        };
+        // SAFETY: `raw` is a live model of this plugin.
+        let n = unsafe { count(self.raw) };
+        (0..n)
+            .map(|index| {
+                // SAFETY: as above; the name lives as long as the model.
+                let ptr = unsafe { name(self.raw, index) };
+                if ptr.is_null() {
+                    String::new()
+                } else {
+                    // SAFETY: a NUL-terminated string owned by the model.
+                    unsafe { CStr::from_ptr(ptr) }
+                        .to_string_lossy()
+                        .into_owned()
+                }
+            })
+            .collect()
+    }
+
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    /// Runs the model and copies its `n_outputs` outputs into tensors of our own.
+    pub fn run(
+        &self,
+        inputs: &[&Tensor],
+        n_outputs: usize,
+        timeout_ms: u64,
+    ) -> Result<Vec<Tensor>, String> {
+        let run = self
+            .backend
+            .api
+            .model_run
+            .ok_or("the plugin cannot run models")?;
+        for (index, input) in inputs.iter().enumerate() {
+            if !self.backend.supports_dtype(input.dtype()) {
+                return Err(format!(
+                    "input {index} has dtype {}, which backend {} does not support",
+                    input.dtype(),
+                    self.backend.name
+                ));
+            }
+        }
+        let views: Vec<RaiTensorView> = inputs.iter().map(|t| tensor_view(t)).collect();
+        let mut outputs: Vec<RawTensorOut> =
+            (0..n_outputs).map(|_| RawTensorOut::empty()).collect();
+        let options = RaiRunOptions { timeout_ms };
+        let _guard = self
+            .run_lock
+            .as_ref()
+            .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        // SAFETY: the views point into tensors that outlive the call; `outputs` has room
+        // for `n_outputs` entries laid out as `RaiTensorOut`.
+        let error = unsafe {
+            run(
+                self.raw,
+                &options,
+                views.as_ptr(),
+                views.len(),
+                outputs.as_mut_ptr().cast::<RaiTensorOut>(),
+                n_outputs,
+            )
+        };
+        if let Some(message) = self.backend.take_error(error) {
+            // On error the plugin keeps ownership of anything it produced.
+            return Err(message);
+        }
+        let converted: Vec<Result<Tensor, String>> =
+            outputs.iter().map(|out| self.to_tensor(out)).collect();
+        for out in &outputs {
+            self.release(out);
+        }
+        converted.into_iter().collect()
+    }
+
+    fn to_tensor(&self, out: &RawTensorOut) -> Result<Tensor, String> {
+        let dtype = DType::from_code(u64::from(out.dtype)).ok_or_else(|| {
+            format!(
+                "backend {} produced an unknown dtype {}",
+                self.backend.name, out.dtype
+            )
+        })?;
+        if out.device_kind != RaiDeviceKind::Cpu as u32 {
+            return Err(format!(
+                "backend {} returned an output that is not on the CPU",
+                self.backend.name
+            ));
+        }
+        if out.ndim > 0 && out.shape.is_null() || out.byte_len > 0 && out.data.is_null() {
+            return Err(format!(
+                "backend {} returned an output without data",
+                self.backend.name
+            ));
+        }
+        let shape = if out.ndim == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: the plugin filled `ndim` dimensions at `shape`, valid until release.
+            unsafe { std::slice::from_raw_parts(out.shape, out.ndim) }.to_vec()
+        };
+        let bytes = if out.byte_len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: the plugin filled `byte_len` bytes at `data`, valid until release.
+            unsafe { std::slice::from_raw_parts(out.data.cast::<u8>(), out.byte_len) }
+        };
+        let buffer = AlignedBuffer::copy_from(bytes)
+            .map_err(|e| format!("cannot allocate {} bytes", e.bytes))?;
+        Tensor::from_buffer(dtype, shape, buffer).map_err(|err| {
+            format!(
+                "backend {} returned a malformed output: {err}",
+                self.backend.name
+            )
+        })
+    }
+
+    fn release(&self, out: &RawTensorOut) {
+        if out.owner.is_null() {
+            return;
+        }
+        if let Some(release) = self.backend.api.tensor_release {
+            // SAFETY: each output owner is released exactly once.
+            unsafe { release(out.owner) };
+        }
+    }
+}
+
+impl Drop for PluginModel {
+    fn drop(&mut self) {
+        if let Some(free) = self.backend.api.model_free {
+            // SAFETY: the model is freed exactly once, when its last user is gone.
+            unsafe { free(self.raw) };
+        }
+    }
+}
+
+impl RawTensorOut {
+    fn empty() -> RawTensorOut {
+        RawTensorOut {
+            dtype: 0,
+            device_kind: 0,
+            device_id: 0,
+            ndim: 0,
+            shape: std::ptr::null(),
+            strides: std::ptr::null(),
+            data: std::ptr::null(),
+            byte_len: 0,
+            owner: std::ptr::null_mut(),
+        }
+    }
+}
+
+pub fn rai_dtype(dtype: DType) -> RaiDType {
+    match dtype {
+        DType::Float => RaiDType::Float,
+        DType::Double => RaiDType::Double,
+        DType::Int8 => RaiDType::Int8,
+        DType::Int16 => RaiDType::Int16,
+        DType::Int32 => RaiDType::Int32,
+        DType::Int64 => RaiDType::Int64,
+        DType::Uint8 => RaiDType::Uint8,
+        DType::Uint16 => RaiDType::Uint16,
+        DType::Bool => RaiDType::Bool,
+        DType::String => RaiDType::String,
+    }
+}
+
+pub fn rai_device(device: Device) -> RaiDevice {
+    RaiDevice {
+        kind: match device.kind {
+            DeviceKind::Cpu => RaiDeviceKind::Cpu,
+            DeviceKind::Gpu => RaiDeviceKind::Gpu,
+        },
+        id: i32::try_from(device.ordinal()).unwrap_or(i32::MAX),
+    }
+}
+
+fn tensor_view(tensor: &Tensor) -> RaiTensorView {
+    RaiTensorView {
+        dtype: rai_dtype(tensor.dtype()),
+        device: rai_device(Device::CPU),
+        ndim: tensor.shape().len(),
+        shape: tensor.shape().as_ptr(),
+        strides: std::ptr::null(),
+        data: tensor.data().as_ptr().cast(),
+        byte_len: tensor.data().len(),
+    }
+}

@@ -1,0 +1,103 @@
+//! Typed access to the module's values in the keyspace.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+
+use redis_module::{raw, Context, KeyType, RedisError, RedisString};
+
+use crate::model::SharedModel;
+use crate::persist::model_type::MODEL_TYPE;
+use crate::persist::tensor_type::TENSOR_TYPE;
+use crate::tensor::Tensor;
+
+pub const EMPTY_TENSOR_KEY: &str = "ERR tensor key is empty or in a different shard";
+pub const EMPTY_MODEL_KEY: &str = "ERR model key is empty";
+
+/// The tensor stored at `key`.
+pub fn read_tensor(ctx: &Context, key: &RedisString) -> Result<Arc<Tensor>, RedisError> {
+    let opened = ctx.open_key(key);
+    if opened.key_type() == KeyType::Empty {
+        return Err(RedisError::Str(EMPTY_TENSOR_KEY));
+    }
+    opened
+        .get_value::<Arc<Tensor>>(&TENSOR_TYPE)
+        .map_err(|_| RedisError::WrongType)?
+        .cloned()
+        .ok_or(RedisError::Str(EMPTY_TENSOR_KEY))
+}
+
+/// Fails with WRONGTYPE unless `key` is empty or holds a tensor.
+pub fn ensure_tensor_or_empty(ctx: &Context, key: &RedisString) -> Result<(), RedisError> {
+    let opened = ctx.open_key(key);
+    if opened.key_type() != KeyType::Empty && opened.get_value::<Arc<Tensor>>(&TENSOR_TYPE).is_err()
+    {
+        return Err(RedisError::WrongType);
+    }
+    Ok(())
+}
+
+/// Stores `tensor` at `key` (which must be empty or hold a tensor).
+pub fn write_tensor(
+    ctx: &Context,
+    key: &RedisString,
+    tensor: Arc<Tensor>,
+) -> Result<(), RedisError> {
+    let opened = ctx.open_key_writable(key);
+    if opened.key_type() != KeyType::Empty && opened.get_value::<Arc<Tensor>>(&TENSOR_TYPE).is_err()
+    {
+        return Err(RedisError::WrongType);
+    }
+    opened.set_value(&TENSOR_TYPE, tensor)?;
+    Ok(())
+}
+
+/// Sends `AI.TENSORSET key dtype dims... BLOB data` to replicas and the AOF.
+pub fn replicate_tensor(ctx: &Context, key: &RedisString, tensor: &Tensor) {
+    // SAFETY: the API table is filled at load time and only read afterwards.
+    let Some(replicate) = (unsafe { raw::RedisModule_Replicate }) else {
+        return;
+    };
+    let dims: Vec<RedisString> = tensor
+        .shape()
+        .iter()
+        .map(|dim| RedisString::create(None, dim.to_string().as_str()))
+        .collect();
+    let dim_ptrs: Vec<*mut raw::RedisModuleString> = dims.iter().map(|d| d.inner).collect();
+    let dtype = std::ffi::CString::new(tensor.dtype().name()).unwrap_or_default();
+    let data = tensor.data();
+    // SAFETY: the format "scvcb" matches the arguments: a string, a C string, an array of
+    // strings with its length, a C string, and a buffer with its length; all outlive
+    // the call.
+    unsafe {
+        replicate(
+            ctx.ctx,
+            c"AI.TENSORSET".as_ptr(),
+            c"scvcb".as_ptr(),
+            key.inner,
+            dtype.as_ptr(),
+            dim_ptrs.as_ptr(),
+            dim_ptrs.len(),
+            c"BLOB".as_ptr(),
+            data.as_ptr().cast::<c_char>(),
+            data.len(),
+        );
+    }
+}
+
+/// The model stored at `key`.
+pub fn read_model(ctx: &Context, key: &RedisString) -> Result<SharedModel, RedisError> {
+    let opened = ctx.open_key(key);
+    if opened.key_type() == KeyType::Empty {
+        return Err(RedisError::Str(EMPTY_MODEL_KEY));
+    }
+    opened
+        .get_value::<SharedModel>(&MODEL_TYPE)
+        .map_err(|_| RedisError::WrongType)?
+        .cloned()
+        .ok_or(RedisError::Str(EMPTY_MODEL_KEY))
+}
+
+/// Key names are created with no context so they may outlive the command.
+pub fn key_name(bytes: &[u8]) -> RedisString {
+    RedisString::create_from_slice(std::ptr::null_mut(), bytes)
+}

@@ -1,0 +1,286 @@
+//! AI.MODELSTORE, AI.MODELSET, AI.MODELGET, AI.MODELDEL, AI.MODELEXECUTE, AI.MODELRUN,
+//! AI._MODELSCAN.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis_module::{
+    Context, ContextFlags, KeyType, KeysCursor, NotifyEvent, RedisError, RedisResult, RedisString,
+    RedisValue,
+};
+
+use super::keyspace::{self, key_name};
+use super::{arg_slices, reply_error};
+use crate::backend::registry;
+use crate::config::BackendKind;
+use crate::exec::blocking::{self, Completion};
+use crate::exec::{ModelRun, RunOutcome};
+use crate::model::parse::{self, ExecuteArgs};
+use crate::model::{Model, ModelDefinition, SharedModel};
+use crate::persist::model_type::MODEL_TYPE;
+use crate::tensor::Tensor;
+
+/// `AI.MODELSTORE key backend device [TAG t] [BATCHSIZE n [MINBATCHSIZE m
+/// [MINBATCHTIMEOUT t]]] [INPUTS n ...] [OUTPUTS n ...] BLOB chunk...`
+pub fn modelstore(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    store(ctx, args, false)
+}
+
+/// Deprecated `AI.MODELSET key backend device [TAG t] [BATCHSIZE n [MINBATCHSIZE m]]
+/// [INPUTS name...] [OUTPUTS name...] BLOB model`
+pub fn modelset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    store(ctx, args, true)
+}
+
+fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
+    if args.len() < 6 {
+        return Err(RedisError::WrongArity);
+    }
+    let slices = arg_slices(&args[2..]);
+    let spec = parse::parse_model_store(&slices, legacy).map_err(reply_error)?;
+    // While loading the AOF or applying the master's stream, a model whose backend is
+    // missing here is kept (without a runtime) rather than failing the load.
+    let keep_without_backend = ctx
+        .get_flags()
+        .intersects(ContextFlags::LOADING | ContextFlags::REPLICATED);
+    if !keep_without_backend
+        && BackendKind::parse(spec.backend.as_bytes()).is_none()
+        && registry::get(&spec.backend).is_none()
+    {
+        return Err(RedisError::Str("ERR unsupported backend"));
+    }
+    let key = ctx.open_key_writable(&args[1]);
+    if key.key_type() != KeyType::Empty && key.get_value::<SharedModel>(&MODEL_TYPE).is_err() {
+        return Err(RedisError::WrongType);
+    }
+    let definition = ModelDefinition {
+        backend: spec.backend.clone(),
+        device: spec.device,
+        tag: spec.tag.to_vec(),
+        batching: spec.batching,
+        inputs: spec.inputs.clone(),
+        outputs: spec.outputs.clone(),
+        blob: spec.blob(),
+    };
+    let model = if keep_without_backend {
+        let model = Model::restore(definition);
+        if let Err(reason) = &model.runtime {
+            ctx.log_warning(&format!(
+                "model stored without a runtime: {reason}; it answers with this error until \
+                 stored again"
+            ));
+        }
+        model
+    } else {
+        Model::create(definition).map_err(|reason| RedisError::String(format!("ERR {reason}")))?
+    };
+    key.set_value::<SharedModel>(&MODEL_TYPE, Arc::new(model))?;
+    ctx.replicate_verbatim();
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.modelstore", &args[1]);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `AI.MODELGET key [META] [BLOB]`
+pub fn modelget(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if !(2..=4).contains(&args.len()) {
+        return Err(RedisError::WrongArity);
+    }
+    let (mut meta, mut blob) = (false, false);
+    for arg in &args[2..] {
+        let arg = arg.as_slice();
+        if arg.eq_ignore_ascii_case(b"META") {
+            meta = true;
+        } else if arg.eq_ignore_ascii_case(b"BLOB") {
+            blob = true;
+        } else {
+            return Err(RedisError::String(format!(
+                "ERR unrecognized argument: {}",
+                String::from_utf8_lossy(arg)
+            )));
+        }
+    }
+    if !meta && !blob {
+        meta = true;
+        blob = true;
+    }
+    let model = keyspace::read_model(ctx, &args[1])?;
+    let chunk_size = crate::settings::read().model_chunk_size as usize;
+    let blob_reply = || {
+        if model.blob.len() > chunk_size {
+            RedisValue::Array(
+                model
+                    .blob
+                    .chunks(chunk_size.max(1))
+                    .map(|c| RedisValue::StringBuffer(c.to_vec()))
+                    .collect(),
+            )
+        } else {
+            RedisValue::StringBuffer(model.blob.clone())
+        }
+    };
+    if !meta {
+        return Ok(blob_reply());
+    }
+    let names = |names: Vec<String>| {
+        RedisValue::Array(names.into_iter().map(RedisValue::BulkString).collect())
+    };
+    let mut reply = vec![
+        RedisValue::SimpleStringStatic("backend"),
+        RedisValue::BulkString(model.backend.clone()),
+        RedisValue::SimpleStringStatic("device"),
+        RedisValue::BulkString(model.device.to_string()),
+        RedisValue::SimpleStringStatic("tag"),
+        RedisValue::StringBuffer(model.tag.clone()),
+        RedisValue::SimpleStringStatic("batchsize"),
+        RedisValue::Integer(model.batching.size as i64),
+        RedisValue::SimpleStringStatic("minbatchsize"),
+        RedisValue::Integer(model.batching.min_size as i64),
+        RedisValue::SimpleStringStatic("inputs"),
+        names(model.input_names()),
+        RedisValue::SimpleStringStatic("outputs"),
+        names(model.output_names()),
+        RedisValue::SimpleStringStatic("minbatchtimeout"),
+        RedisValue::Integer(model.batching.min_timeout_ms as i64),
+    ];
+    if blob {
+        reply.push(RedisValue::SimpleStringStatic("blob"));
+        reply.push(blob_reply());
+    }
+    Ok(RedisValue::Array(reply))
+}
+
+/// `AI.MODELDEL key`
+pub fn modeldel(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 2 {
+        return Err(RedisError::WrongArity);
+    }
+    keyspace::read_model(ctx, &args[1])?;
+    ctx.open_key_writable(&args[1]).delete()?;
+    ctx.replicate_verbatim();
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.modeldel", &args[1]);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `AI._MODELSCAN`: every model key with its tag.
+pub fn modelscan(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 1 {
+        return Err(RedisError::WrongArity);
+    }
+    let mut found = Vec::new();
+    let cursor = KeysCursor::new();
+    while cursor.scan(ctx, &|_ctx, name, key| {
+        if let Some(Ok(Some(model))) = key.map(|k| k.get_value::<SharedModel>(&MODEL_TYPE)) {
+            found.push(RedisValue::Array(vec![
+                RedisValue::StringBuffer(name.as_slice().to_vec()),
+                RedisValue::StringBuffer(model.tag.clone()),
+            ]));
+        }
+    }) {}
+    Ok(RedisValue::Array(found))
+}
+
+/// `AI.MODELEXECUTE key INPUTS n k... OUTPUTS n k... [TIMEOUT ms]`
+pub fn modelexecute(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if ctx.is_keys_position_request() {
+        let slices = arg_slices(&args);
+        for position in parse::model_execute_key_positions(&slices) {
+            ctx.key_at_pos(position as i32);
+        }
+        return Ok(RedisValue::NoReply);
+    }
+    if args.len() < 8 {
+        return Err(RedisError::WrongArity);
+    }
+    let slices = arg_slices(&args[1..]);
+    let parsed = parse::parse_model_execute(&slices).map_err(reply_error)?;
+    execute(ctx, parsed)
+}
+
+/// Deprecated `AI.MODELRUN key [TIMEOUT ms] INPUTS k... OUTPUTS k...`
+pub fn modelrun(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if ctx.is_keys_position_request() {
+        let slices = arg_slices(&args);
+        for position in parse::model_run_key_positions(&slices) {
+            ctx.key_at_pos(position as i32);
+        }
+        return Ok(RedisValue::NoReply);
+    }
+    if args.len() < 6 {
+        return Err(RedisError::WrongArity);
+    }
+    let slices = arg_slices(&args[1..]);
+    let parsed = parse::parse_model_run(&slices).map_err(reply_error)?;
+    execute(ctx, parsed)
+}
+
+fn execute(ctx: &Context, parsed: ExecuteArgs<'_>) -> RedisResult {
+    blocking::ensure_can_block(ctx)?;
+    let model = keyspace::read_model(ctx, &key_name(parsed.model_key))?;
+    let runtime = model.runtime().map_err(RedisError::String)?;
+    if !runtime.input_names.is_empty() && runtime.input_names.len() != parsed.inputs.len() {
+        return Err(RedisError::Str(
+            "ERR Number of keys given as INPUTS here does not match model definition",
+        ));
+    }
+    let expected_outputs = model.output_names().len();
+    if expected_outputs != 0 && expected_outputs != parsed.outputs.len() {
+        return Err(RedisError::Str(
+            "ERR Number of keys given as OUTPUTS here does not match model definition",
+        ));
+    }
+    let inputs = parsed
+        .inputs
+        .iter()
+        .map(|name| keyspace::read_tensor(ctx, &key_name(name)))
+        .collect::<Result<Vec<Arc<Tensor>>, RedisError>>()?;
+    for name in &parsed.outputs {
+        keyspace::ensure_tensor_or_empty(ctx, &key_name(name))?;
+    }
+    let blocked = blocking::block(ctx, parsed.timeout_ms)?;
+    let abandoned = blocked.abandoned();
+    let output_keys: Vec<Vec<u8>> = parsed.outputs.iter().map(|k| k.to_vec()).collect();
+    let device = model.device;
+    let job = ModelRun {
+        model,
+        inputs,
+        n_outputs: output_keys.len(),
+        deadline: parsed
+            .timeout_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms)),
+        abandoned,
+        finish: Box::new(move |outcome| {
+            blocked.unblock(Box::new(WriteOutputs {
+                output_keys,
+                outcome,
+            }))
+        }),
+    };
+    crate::exec::submit(device, Box::new(job));
+    Ok(RedisValue::NoReply)
+}
+
+/// Writes a finished run's outputs on the main thread and replies.
+struct WriteOutputs {
+    output_keys: Vec<Vec<u8>>,
+    outcome: RunOutcome,
+}
+
+impl Completion for WriteOutputs {
+    fn reply(self: Box<Self>, ctx: &Context) -> RedisResult {
+        match self.outcome {
+            RunOutcome::Done(tensors) => {
+                for (name, tensor) in self.output_keys.iter().zip(tensors) {
+                    let key = key_name(name);
+                    let tensor = Arc::new(tensor);
+                    keyspace::write_tensor(ctx, &key, Arc::clone(&tensor))?;
+                    keyspace::replicate_tensor(ctx, &key, &tensor);
+                    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.tensorset", &key);
+                }
+                Ok(RedisValue::SimpleStringStatic("OK"))
+            }
+            RunOutcome::Failed(reason) => Err(RedisError::String(reason)),
+            RunOutcome::TimedOut => Ok(RedisValue::SimpleStringStatic("TIMEDOUT")),
+            RunOutcome::Abandoned => Ok(RedisValue::NoReply),
+        }
+    }
+}

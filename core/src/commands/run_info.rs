@@ -1,0 +1,53 @@
+//! AI.INFO: run statistics of a model (or script).
+
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::keyspace;
+
+const NO_RUN_INFO: &str = "ERR cannot find run info for key";
+
+/// `AI.INFO key [RESETSTAT]`
+pub fn info(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let reset = match args.len() {
+        2 => false,
+        3 if args[2].as_slice().eq_ignore_ascii_case(b"RESETSTAT") => true,
+        3 => {
+            return Err(RedisError::Str(
+                "ERR unsupported argument, expected RESETSTAT",
+            ))
+        }
+        _ => return Err(RedisError::WrongArity),
+    };
+    let model = keyspace::read_model(ctx, &args[1]).map_err(|_| RedisError::Str(NO_RUN_INFO))?;
+    if reset {
+        model.stats.reset();
+        return Ok(RedisValue::SimpleStringStatic("OK"));
+    }
+    let stats = model.stats.snapshot();
+    let field = RedisValue::SimpleStringStatic;
+    let count = |n: u64| RedisValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+    Ok(RedisValue::Array(vec![
+        field("key"),
+        RedisValue::StringBuffer(args[1].as_slice().to_vec()),
+        field("type"),
+        field("MODEL"),
+        field("backend"),
+        RedisValue::BulkString(model.backend.clone()),
+        field("device"),
+        RedisValue::BulkString(model.device.to_string()),
+        field("tag"),
+        RedisValue::StringBuffer(model.tag.clone()),
+        field("duration"),
+        count(stats.duration_us),
+        field("samples"),
+        count(stats.samples),
+        field("calls"),
+        count(stats.calls),
+        field("errors"),
+        count(stats.errors),
+        field("duration_p50"),
+        count(stats.p50_us),
+        field("duration_p99"),
+        count(stats.p99_us),
+    ]))
+}

@@ -1,0 +1,69 @@
+//! Execution: run queues per device, and the jobs that run on them.
+
+#[cfg(not(test))]
+pub mod blocking;
+mod model_run;
+mod queue;
+
+pub use model_run::{ModelRun, RunOutcome};
+pub use queue::{Job, QueueStats, RunQueue};
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::device::Device;
+
+static QUEUES: Mutex<BTreeMap<Device, Arc<RunQueue>>> = Mutex::new(BTreeMap::new());
+
+fn queues() -> MutexGuard<'static, BTreeMap<Device, Arc<RunQueue>>> {
+    QUEUES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Queues `job` on the run queue of `device`, starting that queue on first use with
+/// THREADS_PER_QUEUE workers. A job that cannot be queued is cancelled with the reason.
+pub fn submit(device: Device, job: Box<dyn Job>) {
+    let device = device.queue_device();
+    let queue = {
+        let mut queues = queues();
+        if let Some(queue) = queues.get(&device) {
+            Arc::clone(queue)
+        } else {
+            let threads = crate::settings::read().threads_per_queue as usize;
+            match RunQueue::start(device, threads) {
+                Ok(queue) => {
+                    let queue = Arc::new(queue);
+                    queues.insert(device, Arc::clone(&queue));
+                    queue
+                }
+                Err(err) => {
+                    drop(queues);
+                    job.cancel(&format!(
+                        "ERR cannot start the run queue of {device}: {err}"
+                    ));
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(job) = queue.push(job) {
+        job.cancel("ERR the server is shutting down");
+    }
+}
+
+/// Stops every queue: pending jobs are cancelled, running ones finish, workers join.
+pub fn stop_all() {
+    let all: Vec<Arc<RunQueue>> = queues().values().cloned().collect();
+    for queue in all {
+        queue.stop();
+    }
+}
+
+/// Statistics of every queue, by device.
+pub fn queue_stats() -> Vec<(Device, QueueStats)> {
+    queues()
+        .iter()
+        .map(|(device, queue)| (*device, queue.stats()))
+        .collect()
+}

@@ -1,0 +1,514 @@
+//! Parsing of the model commands' arguments, with RedisAI's error texts.
+
+use std::fmt;
+
+use crate::device::Device;
+use crate::tensor::parse::parse_i64;
+
+/// A parse error; its text is the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<T>(text: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError(text.into()))
+}
+
+/// Autobatching settings; zero means off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Batching {
+    pub size: u64,
+    pub min_size: u64,
+    pub min_timeout_ms: u64,
+}
+
+/// The parsed `AI.MODELSTORE` / `AI.MODELSET` arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec<'a> {
+    /// Upper-case backend name.
+    pub backend: String,
+    pub device: Device,
+    pub tag: &'a [u8],
+    pub batching: Batching,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub blob_chunks: Vec<&'a [u8]>,
+}
+
+impl ModelSpec<'_> {
+    pub fn blob(&self) -> Vec<u8> {
+        self.blob_chunks.concat()
+    }
+}
+
+/// Whether the backend takes INPUTS/OUTPUTS names at store time (TensorFlow only).
+pub fn takes_io_names(backend: &str) -> bool {
+    backend == "TF"
+}
+
+struct Cursor<'a, 'b> {
+    args: &'b [&'a [u8]],
+    position: usize,
+}
+
+impl<'a> Cursor<'a, '_> {
+    fn peek(&self) -> Option<&'a [u8]> {
+        self.args.get(self.position).copied()
+    }
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let arg = self.peek()?;
+        self.position += 1;
+        Some(arg)
+    }
+
+    fn next_is(&mut self, keyword: &str) -> bool {
+        match self.peek() {
+            Some(arg) if arg.eq_ignore_ascii_case(keyword.as_bytes()) => {
+                self.position += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn take(&mut self, count: usize) -> Vec<&'a [u8]> {
+        let end = self.position.saturating_add(count).min(self.args.len());
+        let taken = self.args[self.position.min(end)..end].to_vec();
+        self.position = end;
+        taken
+    }
+
+    fn at_end(&self) -> bool {
+        self.position >= self.args.len()
+    }
+
+    fn rest(&self) -> &'_ [&'a [u8]] {
+        &self.args[self.position.min(self.args.len())..]
+    }
+}
+
+fn parse_u64(arg: Option<&[u8]>) -> Option<u64> {
+    parse_i64(arg?).and_then(|v| u64::try_from(v).ok())
+}
+
+fn text(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+/// Parses `backend device [TAG t] [BATCHSIZE n [MINBATCHSIZE m [MINBATCHTIMEOUT t]]]
+/// [INPUTS n names...] [OUTPUTS n names...] BLOB chunk...` (everything after the key).
+/// With `legacy` (AI.MODELSET), INPUTS/OUTPUTS name lists carry no counts.
+pub fn parse_model_store<'a>(args: &[&'a [u8]], legacy: bool) -> Result<ModelSpec<'a>, ParseError> {
+    let mut cursor = Cursor { args, position: 0 };
+    let backend = cursor
+        .next()
+        .map(|b| text(b).to_ascii_uppercase())
+        .unwrap_or_default();
+    let device = match cursor.next().and_then(Device::parse) {
+        Some(device) => device,
+        None => return err("ERR Invalid DEVICE"),
+    };
+    let mut spec = ModelSpec {
+        backend,
+        device,
+        tag: b"",
+        batching: Batching::default(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        blob_chunks: Vec::new(),
+    };
+    if cursor.next_is("TAG") {
+        match cursor.next() {
+            Some(tag) => spec.tag = tag,
+            None => return err("ERR Insufficient arguments, missing model BLOB"),
+        }
+    }
+    if cursor.next_is("BATCHSIZE") {
+        spec.batching.size = parse_u64(cursor.next())
+            .ok_or_else(|| ParseError("ERR Invalid argument for BATCHSIZE".into()))?;
+        if cursor.next_is("MINBATCHSIZE") {
+            spec.batching.min_size = parse_u64(cursor.next())
+                .ok_or_else(|| ParseError("ERR Invalid argument for MINBATCHSIZE".into()))?;
+            if cursor.next_is("MINBATCHTIMEOUT") {
+                spec.batching.min_timeout_ms = parse_u64(cursor.next())
+                    .ok_or_else(|| ParseError("ERR Invalid argument for MINBATCHTIMEOUT".into()))?;
+            }
+        }
+    }
+    if cursor.next_is("MINBATCHSIZE") {
+        return err("ERR MINBATCHSIZE specified without BATCHSIZE");
+    }
+    if cursor.next_is("MINBATCHTIMEOUT") {
+        return err("ERR MINBATCHTIMEOUT specified without MINBATCHSIZE");
+    }
+    if spec.batching.size > 0 && spec.backend == "TFLITE" {
+        return err("ERR Auto-batching not supported by the TFLITE backend");
+    }
+    let io_names = takes_io_names(&spec.backend);
+    if cursor.next_is("INPUTS") {
+        if !io_names {
+            return err("ERR INPUTS argument should not be specified for this backend");
+        }
+        spec.inputs = parse_names(&mut cursor, legacy, "INPUTS", &["OUTPUTS", "BLOB"])?;
+    }
+    if cursor.next_is("OUTPUTS") {
+        if !io_names {
+            return err("ERR OUTPUTS argument should not be specified for this backend");
+        }
+        spec.outputs = parse_names(&mut cursor, legacy, "OUTPUTS", &["BLOB"])?;
+    }
+    if io_names && (spec.inputs.is_empty() || spec.outputs.is_empty()) {
+        return err("ERR Insufficient arguments, INPUTS and OUTPUTS not specified for TF");
+    }
+    if cursor.at_end() {
+        return err("ERR Insufficient arguments, missing model BLOB");
+    }
+    if !cursor.next_is("BLOB") {
+        return err("ERR Invalid argument, expected BLOB");
+    }
+    if cursor.at_end() {
+        return err("ERR Insufficient arguments, missing model BLOB");
+    }
+    spec.blob_chunks = cursor.rest().to_vec();
+    Ok(spec)
+}
+
+/// `n name...`, or with `legacy` the names up to the next keyword in `until`.
+fn parse_names(
+    cursor: &mut Cursor<'_, '_>,
+    legacy: bool,
+    what: &str,
+    until: &[&str],
+) -> Result<Vec<String>, ParseError> {
+    if legacy {
+        let mut names = Vec::new();
+        while let Some(arg) = cursor.peek() {
+            if until.iter().any(|k| arg.eq_ignore_ascii_case(k.as_bytes())) {
+                break;
+            }
+            names.push(text(arg));
+            cursor.position += 1;
+        }
+        return Ok(names);
+    }
+    let count = parse_u64(cursor.next())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| ParseError(format!("ERR Invalid argument for {what} count")))?;
+    let mut names = Vec::new();
+    for _ in 0..count {
+        match cursor.next() {
+            Some(name) => names.push(text(name)),
+            None => return err("ERR Insufficient arguments, missing model BLOB"),
+        }
+    }
+    Ok(names)
+}
+
+/// The parsed `AI.MODELEXECUTE` / `AI.MODELRUN` arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecuteArgs<'a> {
+    pub model_key: &'a [u8],
+    pub inputs: Vec<&'a [u8]>,
+    pub outputs: Vec<&'a [u8]>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// Parses `key INPUTS n k... OUTPUTS n k... [TIMEOUT ms]` (everything after the command).
+pub fn parse_model_execute<'a>(args: &[&'a [u8]]) -> Result<ExecuteArgs<'a>, ParseError> {
+    let mut cursor = Cursor { args, position: 0 };
+    let model_key = cursor.next().unwrap_or_default();
+    if !cursor.next_is("INPUTS") {
+        return err("ERR INPUTS not specified");
+    }
+    let n_inputs = read_count(&mut cursor, "input_count", "Input")?;
+    if n_inputs > cursor.rest().len() {
+        return err("ERR OUTPUTS not specified");
+    }
+    let inputs = cursor.take(n_inputs);
+    if !cursor.next_is("OUTPUTS") {
+        return err("ERR OUTPUTS not specified");
+    }
+    let n_outputs = read_count(&mut cursor, "output_count", "Output")?;
+    if cursor.rest().len() < n_outputs {
+        return err(
+            "ERR number of output keys to AI.MODELEXECUTE command does not match the number of given arguments",
+        );
+    }
+    let outputs = cursor.take(n_outputs);
+    let timeout_ms = parse_timeout(&mut cursor, "")?;
+    Ok(ExecuteArgs {
+        model_key,
+        inputs,
+        outputs,
+        timeout_ms,
+    })
+}
+
+/// Reads a positive count of keys.
+fn read_count(cursor: &mut Cursor<'_, '_>, name: &str, label: &str) -> Result<usize, ParseError> {
+    let count = cursor
+        .next()
+        .and_then(parse_i64)
+        .ok_or_else(|| ParseError(format!("ERR Invalid argument for {name}")))?;
+    if count <= 0 {
+        return err(format!("ERR {label} count must be a positive integer"));
+    }
+    Ok(usize::try_from(count).unwrap_or(usize::MAX))
+}
+
+/// An optional trailing `TIMEOUT ms`; anything else is an error.
+fn parse_timeout(
+    cursor_args: &mut Cursor<'_, '_>,
+    context: &str,
+) -> Result<Option<u64>, ParseError> {
+    let mut timeout = None;
+    if cursor_args.next_is("TIMEOUT") {
+        let value = cursor_args
+            .next()
+            .ok_or_else(|| ParseError(format!("ERR No value provided for TIMEOUT{context}")))?;
+        let ms = parse_i64(value)
+            .filter(|&ms| ms > 0)
+            .ok_or_else(|| ParseError("ERR Invalid value for TIMEOUT".into()))?;
+        timeout = Some(ms as u64);
+    }
+    if let Some(extra) = cursor_args.next() {
+        return err(format!("ERR Invalid argument: {}", text(extra)));
+    }
+    Ok(timeout)
+}
+
+/// Parses the deprecated `key [TIMEOUT ms] INPUTS k... OUTPUTS k...`.
+pub fn parse_model_run<'a>(args: &[&'a [u8]]) -> Result<ExecuteArgs<'a>, ParseError> {
+    let mut cursor = Cursor { args, position: 0 };
+    let model_key = cursor.next().unwrap_or_default();
+    let mut timeout_ms = None;
+    if cursor.next_is("TIMEOUT") {
+        let ms = cursor
+            .next()
+            .and_then(parse_i64)
+            .filter(|&ms| ms > 0)
+            .ok_or_else(|| ParseError("ERR Invalid value for TIMEOUT".into()))?;
+        timeout_ms = Some(ms as u64);
+    }
+    if !cursor.next_is("INPUTS") {
+        return err("ERR INPUTS not specified");
+    }
+    let mut inputs = Vec::new();
+    while let Some(arg) = cursor.peek() {
+        if arg.eq_ignore_ascii_case(b"OUTPUTS") {
+            break;
+        }
+        inputs.push(arg);
+        cursor.position += 1;
+    }
+    if !cursor.next_is("OUTPUTS") {
+        return err("ERR OUTPUTS not specified");
+    }
+    let outputs: Vec<&[u8]> = cursor.rest().to_vec();
+    if inputs.is_empty() || outputs.is_empty() {
+        return err("ERR wrong number of arguments for 'AI.MODELRUN' command");
+    }
+    Ok(ExecuteArgs {
+        model_key,
+        inputs,
+        outputs,
+        timeout_ms,
+    })
+}
+
+/// Key positions (1-based argument indexes) of an AI.MODELEXECUTE call, as far as they
+/// can be told from possibly malformed arguments.
+pub fn model_execute_key_positions(args: &[&[u8]]) -> Vec<usize> {
+    let mut positions = vec![1];
+    let count_at = |index: usize| -> Option<usize> {
+        args.get(index)
+            .and_then(|a| parse_i64(a))
+            .and_then(|n| usize::try_from(n).ok())
+    };
+    // args[0] is the command, args[1] the model key, args[2] INPUTS, args[3] its count.
+    let Some(n_inputs) = count_at(3) else {
+        return positions;
+    };
+    let first_input: usize = 4;
+    let after_inputs = first_input.saturating_add(n_inputs).min(args.len());
+    positions.extend(first_input..after_inputs);
+    let Some(n_outputs) = count_at(after_inputs + 1) else {
+        return positions;
+    };
+    let first_output = after_inputs + 2;
+    positions.extend(first_output..first_output.saturating_add(n_outputs).min(args.len()));
+    positions
+}
+
+/// Key positions of the deprecated AI.MODELRUN.
+pub fn model_run_key_positions(args: &[&[u8]]) -> Vec<usize> {
+    let mut positions = vec![1];
+    positions.extend(
+        args.iter()
+            .enumerate()
+            .skip(2)
+            .filter(|(_, a)| {
+                !a.eq_ignore_ascii_case(b"INPUTS") && !a.eq_ignore_ascii_case(b"OUTPUTS")
+            })
+            .map(|(i, _)| i),
+    );
+    // Drop a TIMEOUT value if present.
+    if args
+        .get(2)
+        .is_some_and(|a| a.eq_ignore_ascii_case(b"TIMEOUT"))
+    {
+        positions.retain(|&p| p != 2 && p != 3);
+    }
+    positions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<&[u8]> {
+        text.split_whitespace().map(str::as_bytes).collect()
+    }
+
+    #[test]
+    fn model_store_full() {
+        let args =
+            words("onnx CPU:1 TAG v1 BATCHSIZE 8 MINBATCHSIZE 2 MINBATCHTIMEOUT 50 BLOB c1 c2");
+        let spec = parse_model_store(&args, false).expect("valid");
+        assert_eq!(spec.backend, "ONNX");
+        assert_eq!(spec.device.to_string(), "CPU:1");
+        assert_eq!(spec.tag, b"v1");
+        assert_eq!(
+            spec.batching,
+            Batching {
+                size: 8,
+                min_size: 2,
+                min_timeout_ms: 50
+            }
+        );
+        assert_eq!(spec.blob(), b"c1c2");
+    }
+
+    #[test]
+    fn model_store_errors() {
+        for (text, expected) in [
+            ("TORCH bad_device BLOB x", "ERR Invalid DEVICE"),
+            (
+                "TORCH CPU BATCHSIZE bad BLOB x",
+                "ERR Invalid argument for BATCHSIZE",
+            ),
+            (
+                "TORCH CPU MINBATCHSIZE 2 BLOB x",
+                "ERR MINBATCHSIZE specified without BATCHSIZE",
+            ),
+            (
+                "TORCH CPU BATCHSIZE 2 MINBATCHSIZE bad BLOB x",
+                "ERR Invalid argument for MINBATCHSIZE",
+            ),
+            (
+                "TORCH CPU BATCHSIZE 2 MINBATCHTIMEOUT 1000 BLOB x",
+                "ERR MINBATCHTIMEOUT specified without MINBATCHSIZE",
+            ),
+            (
+                "TORCH CPU BATCHSIZE 2 MINBATCHSIZE 2 MINBATCHTIMEOUT bad BLOB x",
+                "ERR Invalid argument for MINBATCHTIMEOUT",
+            ),
+            (
+                "TORCH CPU INPUTS 2 a b OUTPUTS 1 c BLOB x",
+                "ERR INPUTS argument should not be specified for this backend",
+            ),
+            (
+                "TORCH CPU BATCHSIZE 2",
+                "ERR Insufficient arguments, missing model BLOB",
+            ),
+            (
+                "TORCH CPU BATCHSIZE 2 NOT_BLOB",
+                "ERR Invalid argument, expected BLOB",
+            ),
+            (
+                "TORCH CPU BATCHSIZE 2 BLOB",
+                "ERR Insufficient arguments, missing model BLOB",
+            ),
+            (
+                "TFLITE CPU BATCHSIZE 2 BLOB x",
+                "ERR Auto-batching not supported by the TFLITE backend",
+            ),
+            (
+                "TF CPU BLOB x",
+                "ERR Insufficient arguments, INPUTS and OUTPUTS not specified for TF",
+            ),
+        ] {
+            let err = parse_model_store(&words(text), false).expect_err(text);
+            assert_eq!(err.0, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn tf_names_with_and_without_counts() {
+        let spec = parse_model_store(&words("TF CPU INPUTS 2 a b OUTPUTS 1 mul BLOB x"), false)
+            .expect("valid");
+        assert_eq!(
+            (spec.inputs.clone(), spec.outputs.clone()),
+            (vec!["a".into(), "b".into()], vec!["mul".into()])
+        );
+        let legacy =
+            parse_model_store(&words("TF CPU INPUTS a b OUTPUTS mul BLOB x"), true).expect("valid");
+        assert_eq!(legacy.inputs, spec.inputs);
+        assert_eq!(legacy.outputs, spec.outputs);
+    }
+
+    #[test]
+    fn model_execute() {
+        let args = words("m INPUTS 2 a b OUTPUTS 1 c TIMEOUT 100");
+        let parsed = parse_model_execute(&args).expect("valid");
+        assert_eq!(parsed.inputs, vec![&b"a"[..], b"b"]);
+        assert_eq!(parsed.outputs, vec![&b"c"[..]]);
+        assert_eq!(parsed.timeout_ms, Some(100));
+    }
+
+    #[test]
+    fn model_execute_errors() {
+        for (text, expected) in [
+            ("m timeout 1000 INPUTS 2 a b OUTPUTS 1 c", "ERR INPUTS not specified"),
+            ("m INPUTS not_a_number a b OUTPUTS 1 c", "ERR Invalid argument for input_count"),
+            ("m INPUTS 0 a b OUTPUTS 1 c", "ERR Input count must be a positive integer"),
+            ("m INPUTS 2 a b NOT_OUTPUTS 1 c", "ERR OUTPUTS not specified"),
+            ("m INPUTS 2 a b OUTPUTS not_a_number c", "ERR Invalid argument for output_count"),
+            ("m INPUTS 2 a b OUTPUTS 0 c", "ERR Output count must be a positive integer"),
+            ("m INPUTS 2 a b OUTPUTS 1", "ERR number of output keys to AI.MODELEXECUTE command does not match the number of given arguments"),
+            ("m INPUTS 2 a b OUTPUTS 1 c bad_arg", "ERR Invalid argument: bad_arg"),
+            ("m INPUTS 2 a b OUTPUTS 1 c TIMEOUT", "ERR No value provided for TIMEOUT"),
+            ("m INPUTS 2 a b OUTPUTS 1 c TIMEOUT -43", "ERR Invalid value for TIMEOUT"),
+            ("m INPUTS 2 a b OUTPUTS 1 c TIMEOUT 1000 bad_arg", "ERR Invalid argument: bad_arg"),
+            ("m INPUTS 99999999999 a OUTPUTS 1 c", "ERR OUTPUTS not specified"),
+        ] {
+            let err = parse_model_execute(&words(text)).expect_err(text);
+            assert_eq!(err.0, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn model_run_legacy() {
+        let parsed = parse_model_run(&words("m TIMEOUT 5 INPUTS a b OUTPUTS c")).expect("valid");
+        assert_eq!(parsed.inputs.len(), 2);
+        assert_eq!(parsed.outputs, vec![&b"c"[..]]);
+        assert_eq!(parsed.timeout_ms, Some(5));
+        assert!(parse_model_run(&words("m INPUTS a b")).is_err());
+    }
+
+    #[test]
+    fn key_positions() {
+        let args = words("AI.MODELEXECUTE m INPUTS 2 a b OUTPUTS 1 c TIMEOUT 5");
+        assert_eq!(model_execute_key_positions(&args), vec![1, 4, 5, 8]);
+        let truncated = words("AI.MODELEXECUTE m INPUTS 5 a");
+        assert_eq!(model_execute_key_positions(&truncated), vec![1, 4]);
+        let run = words("AI.MODELRUN m TIMEOUT 5 INPUTS a OUTPUTS c");
+        assert_eq!(model_run_key_positions(&run), vec![1, 5, 7]);
+    }
+}

@@ -1,0 +1,383 @@
+/*
+ * redisai_plugin.h: the C ABI between the redisai-rs core (the host) and a backend
+ * plugin.
+ *
+ * GENERATED FILE, DO NOT EDIT. It is generated from plugin-api/src/abi.rs by cbindgen
+ * with plugin-api/cbindgen.toml. Regenerate with:
+ *
+ *     REDISAI_UPDATE_HEADER=1 cargo test -p redisai-plugin-api --test header
+ */
+/*
+ * The C ABI between the redisai-rs core (the host) and a backend plugin.
+ *
+ * `include/redisai_plugin.h` is generated from this file (see `tests/header.rs`); C
+ * plugins include that header, Rust plugins use `crate::sdk`.
+ *
+ * # Versioning
+ * A plugin exports one symbol, `RAI_PLUGIN_ENTRY_SYMBOL`, of type `RaiPluginEntryFn`.
+ * The table it returns starts with `abi_major` and `abi_minor`, which never move. The
+ * host refuses a plugin whose major differs from its own or whose minor is newer than
+ * its own. Adding an optional function at the end of a table bumps the minor; any
+ * other change bumps the major. `struct_size` tells the host how much of the table the
+ * plugin filled, so an older plugin's table can be read by a newer host.
+ *
+ * # Ownership
+ * - The host owns what it passes in (blobs, option strings, input tensors, the host
+ *   table); pointers stay valid only for the duration of the call.
+ * - The plugin owns what it returns (models, scripts, output tensors, errors) and frees
+ *   it when the host calls the matching free function. The host calls each free
+ *   function exactly once per object.
+ * - Strings are NUL-terminated UTF-8 unless a length is given.
+ *
+ * # Threading
+ * - `init` is called once, on Redis's main thread, before any other function.
+ * - `model_load`, `model_free`, `script_load` and `script_free` may be called from any
+ *   thread, one at a time per object.
+ * - `model_run` on the same model may be called from several threads at once only when
+ *   the plugin sets `RAI_PLUGIN_FLAG_CONCURRENT_RUN`; otherwise the host serialises
+ *   runs of each model. Runs of different models may always overlap.
+ * - Host services may be called from any thread during a call into the plugin.
+ *
+ * # Errors
+ * Every fallible function returns a `RaiError *`: null on success, otherwise an error
+ * the host reads with `error_message` and releases with `error_free`. A plugin must
+ * never abort the process, throw a C++ exception or unwind a Rust panic across this
+ * boundary.
+ */
+
+#ifndef REDISAI_PLUGIN_H
+#define REDISAI_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exports the entry symbol from a shared library built with hidden visibility. */
+#if defined(_WIN32)
+#define RAI_PLUGIN_EXPORT __declspec(dllexport)
+#else
+#define RAI_PLUGIN_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* Opaque plugin-owned objects; only pointers to them cross the ABI. */
+typedef struct RaiError RaiError;
+typedef struct RaiModel RaiModel;
+typedef struct RaiScript RaiScript;
+
+/** Name of the one symbol a plugin exports. */
+#define RAI_PLUGIN_ENTRY_SYMBOL "redisai_plugin_entry"
+
+/**
+ * Major version of this ABI. A plugin built for another major is refused.
+ */
+#define RAI_PLUGIN_ABI_MAJOR 1
+
+/**
+ * Minor version of this ABI. A plugin with a newer minor is refused.
+ */
+#define RAI_PLUGIN_ABI_MINOR 0
+
+/**
+ * The plugin's `model_run` may be called concurrently on the same model.
+ */
+#define RAI_PLUGIN_FLAG_CONCURRENT_RUN 1
+
+/**
+ * Kind of device a tensor's data lives on, or a model runs on.
+ */
+enum RaiDeviceKind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    RaiDeviceKind_Cpu = 0,
+    RaiDeviceKind_Gpu = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum RaiDeviceKind RaiDeviceKind;
+#else
+typedef uint32_t RaiDeviceKind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Element types. Numeric data is little-endian; STRING data is the concatenation of
+ * NUL-terminated elements; BOOL is one byte, 0 or 1.
+ */
+enum RaiDType
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    RaiDType_Float = 0,
+    RaiDType_Double = 1,
+    RaiDType_Int8 = 2,
+    RaiDType_Int16 = 3,
+    RaiDType_Int32 = 4,
+    RaiDType_Int64 = 5,
+    RaiDType_Uint8 = 6,
+    RaiDType_Uint16 = 7,
+    RaiDType_Bool = 8,
+    RaiDType_String = 9,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum RaiDType RaiDType;
+#else
+typedef uint32_t RaiDType;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Log levels of `RaiHostApi::log`, as Redis names them.
+ */
+enum RaiLogLevel
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    RaiLogLevel_Debug = 0,
+    RaiLogLevel_Verbose = 1,
+    RaiLogLevel_Notice = 2,
+    RaiLogLevel_Warning = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum RaiLogLevel RaiLogLevel;
+#else
+typedef uint32_t RaiLogLevel;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Settings a plugin may read at any time through `RaiHostApi::config_get`.
+ */
+enum RaiConfigKey
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Threads inside one operator; 0 lets the runtime choose.
+     */
+    RaiConfigKey_IntraOpParallelism = 0,
+    /**
+     * Operators run in parallel; 0 lets the runtime choose.
+     */
+    RaiConfigKey_InterOpParallelism = 1,
+    /**
+     * Longest run of one model in milliseconds; 0 means none.
+     */
+    RaiConfigKey_ModelExecutionTimeoutMs = 2,
+    /**
+     * Memory the backend may use in MB; 0 means no limit.
+     */
+    RaiConfigKey_BackendMemoryLimitMb = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum RaiConfigKey RaiConfigKey;
+#else
+typedef uint32_t RaiConfigKey;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Services the host offers to the plugin, passed to `init` and valid until the
+ * process exits.
+ */
+typedef struct RaiHostApi {
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    size_t struct_size;
+    /**
+     * Writes a line to the Redis log. `level` is a `RaiLogLevel` (passed as a plain
+     * integer so that no value can be misread). Callable from any thread.
+     */
+    void (*log)(uint32_t level, const char *message);
+    /**
+     * Reads a setting; `key` is a `RaiConfigKey`; unknown keys give 0.
+     */
+    int64_t (*config_get)(uint32_t key);
+} RaiHostApi;
+
+/**
+ * A device: its kind and index (`GPU:1` is `{Gpu, 1}`; `CPU` is `{Cpu, 0}`).
+ */
+typedef struct RaiDevice {
+    RaiDeviceKind kind;
+    int32_t id;
+} RaiDevice;
+
+/**
+ * What the host asks of a model at load time.
+ */
+typedef struct RaiModelOptions {
+    struct RaiDevice device;
+    /**
+     * BATCHSIZE given at MODELSTORE (0: no autobatching).
+     */
+    uint64_t batch_size;
+    /**
+     * Input and output node names (TF only; counts are 0 for other backends).
+     */
+    const char *const *input_names;
+    size_t n_input_names;
+    const char *const *output_names;
+    size_t n_output_names;
+} RaiModelOptions;
+
+/**
+ * Per-run information.
+ */
+typedef struct RaiRunOptions {
+    /**
+     * Milliseconds this run may take; 0 for no limit. Plugins that can interrupt a run
+     * should stop it after this long and return an error.
+     */
+    uint64_t timeout_ms;
+} RaiRunOptions;
+
+/**
+ * A borrowed tensor. `strides` counts elements and may be null for row-major
+ * contiguous data (the only layout the host produces). For STRING tensors
+ * `byte_len` is the total length of the NUL-terminated elements. `shape` may be null
+ * when `ndim` is 0, and `data` when `byte_len` is 0.
+ */
+typedef struct RaiTensorView {
+    RaiDType dtype;
+    struct RaiDevice device;
+    size_t ndim;
+    const int64_t *shape;
+    const int64_t *strides;
+    const void *data;
+    size_t byte_len;
+} RaiTensorView;
+
+/**
+ * An output tensor filled in by the plugin: a view of CPU data that stays valid until
+ * the host calls `tensor_release(owner)`. The host reads outputs only when `model_run`
+ * (or `script_run`) succeeds; on error the plugin keeps and frees what it produced.
+ */
+typedef struct RaiTensorOut {
+    struct RaiTensorView view;
+    void *owner;
+} RaiTensorOut;
+
+/**
+ * Arguments of a script function call, as `AI.SCRIPTEXECUTE` gives them.
+ */
+typedef struct RaiScriptCall {
+    const char *function;
+    const struct RaiTensorView *inputs;
+    size_t n_inputs;
+    const char *const *keys;
+    size_t n_keys;
+    const char *const *args;
+    size_t n_args;
+} RaiScriptCall;
+
+/**
+ * The table a plugin returns from its entry symbol. It must stay valid for the life
+ * of the process.
+ */
+typedef struct RaiPluginApi {
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    size_t struct_size;
+    /**
+     * Backend name, e.g. "ONNX".
+     */
+    const char *name;
+    /**
+     * Version of the framework runtime inside, e.g. "1.32.0".
+     */
+    const char *runtime_version;
+    /**
+     * Bit `1 << RaiDeviceKind` for each device kind the plugin can run on.
+     */
+    uint32_t device_mask;
+    /**
+     * Bit `1 << RaiDType` for each element type the plugin accepts.
+     */
+    uint32_t dtype_mask;
+    /**
+     * `RAI_PLUGIN_FLAG_*` bits.
+     */
+    uint32_t flags;
+    /**
+     * Called once before anything else.
+     */
+    RaiError *(*init)(const struct RaiHostApi *host);
+    const char *(*error_message)(const RaiError *error);
+    void (*error_free)(RaiError *error);
+    /**
+     * Builds a model from its serialised form.
+     */
+    RaiError *(*model_load)(const struct RaiModelOptions *options,
+                            const uint8_t *blob,
+                            size_t blob_len,
+                            RaiModel **out);
+    void (*model_free)(RaiModel *model);
+    size_t (*model_input_count)(const RaiModel *model);
+    /**
+     * Name of input `index`, valid while the model lives.
+     */
+    const char *(*model_input_name)(const RaiModel *model, size_t index);
+    size_t (*model_output_count)(const RaiModel *model);
+    const char *(*model_output_name)(const RaiModel *model, size_t index);
+    /**
+     * Runs the model: fills exactly `n_outputs` outputs, or returns an error.
+     */
+    RaiError *(*model_run)(RaiModel *model,
+                           const struct RaiRunOptions *options,
+                           const struct RaiTensorView *inputs,
+                           size_t n_inputs,
+                           struct RaiTensorOut *outputs,
+                           size_t n_outputs);
+    /**
+     * Releases an output's data (the `owner` of a `RaiTensorOut`).
+     */
+    void (*tensor_release)(void *owner);
+    /**
+     * Optional (null when the backend has no scripts): compiles a script.
+     */
+    RaiError *(*script_load)(struct RaiDevice device,
+                             const char *source,
+                             const char *const *entry_points,
+                             size_t n_entry_points,
+                             RaiScript **out);
+    void (*script_free)(RaiScript *script);
+    /**
+     * Optional: runs a script function; fills at most `max_outputs` outputs and sets
+     * `n_outputs` to how many.
+     */
+    RaiError *(*script_run)(RaiScript *script,
+                            const struct RaiRunOptions *options,
+                            const struct RaiScriptCall *call,
+                            struct RaiTensorOut *outputs,
+                            size_t max_outputs,
+                            size_t *n_outputs);
+} RaiPluginApi;
+
+/**
+ * Type of the exported entry symbol: returns the plugin's table (never null).
+ */
+typedef const struct RaiPluginApi *(*RaiPluginEntryFn)(void);
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * The one symbol a plugin exports (its name is `RAI_PLUGIN_ENTRY_SYMBOL`, its type
+ * `RaiPluginEntryFn`): returns the plugin's table, never null. The table must stay
+ * valid for the life of the process.
+ */
+RAI_PLUGIN_EXPORT const struct RaiPluginApi *redisai_plugin_entry(void);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* REDISAI_PLUGIN_H */
