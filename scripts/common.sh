@@ -47,3 +47,12 @@ build_core() {
     mkdir -p "$REPO_ROOT/dist/backends"
     install -m 0755 "$REPO_ROOT/target/$profile/libredisai.so" "$REPO_ROOT/dist/redisai.so"
 }
+
+source "$REPO_ROOT/scripts/backends.sh"
+
+# Builds the core and every backend plugin this machine can build, laid out in dist/.
+build_all() {
+    local profile="${1:-release}"
+    build_core "$profile"
+    build_backend_onnx "$profile"
+}

@@ -38,6 +38,7 @@ unsafe extern "C" fn on_shutdown(
         crate::retained::set_shutting_down();
         // Workers inside a runtime when the process exits crash in the runtimes' static
         // destructors: stop and join them while Redis is still in one piece.
+        crate::exec::blocking::abandon_all();
         crate::exec::stop_all();
     });
 }

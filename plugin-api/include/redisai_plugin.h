@@ -236,6 +236,13 @@ typedef struct RaiRunOptions {
      * should stop it after this long and return an error.
      */
     uint64_t timeout_ms;
+    /**
+     * Null, or a flag the host sets to non-zero (from another thread) when the run's
+     * result is no longer wanted: its client went away, or the server is shutting
+     * down. Plugins that can interrupt a run should watch it (read it atomically, e.g.
+     * `__atomic_load_n`) and stop with an error. Valid only during the call.
+     */
+    const uint32_t *cancel;
 } RaiRunOptions;
 
 /**

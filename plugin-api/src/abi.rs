@@ -181,6 +181,11 @@ pub struct RaiRunOptions {
     /// Milliseconds this run may take; 0 for no limit. Plugins that can interrupt a run
     /// should stop it after this long and return an error.
     pub timeout_ms: u64,
+    /// Null, or a flag the host sets to non-zero (from another thread) when the run's
+    /// result is no longer wanted: its client went away, or the server is shutting
+    /// down. Plugins that can interrupt a run should watch it (read it atomically, e.g.
+    /// `__atomic_load_n`) and stop with an error. Valid only during the call.
+    pub cancel: *const u32,
 }
 
 /// Arguments of a script function call, as `AI.SCRIPTEXECUTE` gives them.

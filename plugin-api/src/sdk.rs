@@ -86,6 +86,28 @@ pub struct ModelOptions {
 pub struct RunOptions {
     /// 0 means no limit.
     pub timeout_ms: u64,
+    /// Set by the host when the run's result is no longer wanted.
+    pub cancel: Option<CancelFlag>,
+}
+
+/// The host's "stop this run" flag. It may be read from any thread, but only while the
+/// `run` call it came with is in progress.
+#[derive(Debug, Clone, Copy)]
+pub struct CancelFlag(*const std::sync::atomic::AtomicU32);
+
+// SAFETY: the flag is an atomic the host keeps alive for the whole call; reading it
+// from another thread during the call is what it is for.
+unsafe impl Send for CancelFlag {}
+// SAFETY: as above.
+unsafe impl Sync for CancelFlag {}
+
+impl CancelFlag {
+    /// Whether the host asked the run to stop.
+    pub fn is_set(&self) -> bool {
+        // SAFETY: valid during the call (see the type's documentation); AtomicU32 has
+        // the layout of u32.
+        unsafe { (*self.0).load(std::sync::atomic::Ordering::Relaxed) != 0 }
+    }
 }
 
 /// A borrowed input tensor (row-major, on the CPU).
@@ -530,8 +552,12 @@ unsafe extern "C" fn ffi_model_run<P: Instance>(
         let options = unsafe { options.as_ref() }
             .map(|o| RunOptions {
                 timeout_ms: o.timeout_ms,
+                cancel: (!o.cancel.is_null()).then_some(CancelFlag(o.cancel.cast())),
             })
-            .unwrap_or(RunOptions { timeout_ms: 0 });
+            .unwrap_or(RunOptions {
+                timeout_ms: 0,
+                cancel: None,
+            });
         let views = if n_inputs == 0 {
             &[][..]
         } else {

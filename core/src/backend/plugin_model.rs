@@ -1,6 +1,7 @@
 //! A model created by a plugin, and running it on tensors.
 
 use std::ffi::{c_char, c_void, CStr, CString};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
 use redisai_plugin_api::abi::{
@@ -138,6 +139,7 @@ impl PluginModel {
         inputs: &[&Tensor],
         n_outputs: usize,
         timeout_ms: u64,
+        cancel: &AtomicU32,
     ) -> Result<Vec<Tensor>, String> {
         let run = self
             .backend
@@ -156,7 +158,10 @@ impl PluginModel {
         let views: Vec<RaiTensorView> = inputs.iter().map(|t| tensor_view(t)).collect();
         let mut outputs: Vec<RawTensorOut> =
             (0..n_outputs).map(|_| RawTensorOut::empty()).collect();
-        let options = RaiRunOptions { timeout_ms };
+        let options = RaiRunOptions {
+            timeout_ms,
+            cancel: cancel.as_ptr().cast_const(),
+        };
         let _guard = self
             .run_lock
             .as_ref()

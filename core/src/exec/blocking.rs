@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redis_module::{raw, Context, RedisError, RedisResult, RedisValue};
@@ -19,16 +19,16 @@ pub trait Completion: Send {
 /// client, with an error.
 pub struct BlockedClient {
     raw: *mut raw::RedisModuleBlockedClient,
-    abandoned: Arc<AtomicBool>,
+    abandoned: Arc<AtomicU32>,
 }
 
 // SAFETY: Redis allows RM_UnblockClient from any thread; the handle is used once.
 unsafe impl Send for BlockedClient {}
 
 /// Flags of clients that timed out or disconnected, by blocked-client handle.
-static ABANDONED: Mutex<Option<HashMap<usize, Arc<AtomicBool>>>> = Mutex::new(None);
+static ABANDONED: Mutex<Option<HashMap<usize, Arc<AtomicU32>>>> = Mutex::new(None);
 
-fn abandoned_map() -> MutexGuard<'static, Option<HashMap<usize, Arc<AtomicBool>>>> {
+fn abandoned_map() -> MutexGuard<'static, Option<HashMap<usize, Arc<AtomicU32>>>> {
     ABANDONED
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -68,7 +68,7 @@ pub fn block(ctx: &Context, timeout_ms: Option<u64>) -> Result<BlockedClient, Re
         // SAFETY: `handle` is the blocked client just created.
         unsafe { set_disconnect(handle, Some(disconnected)) };
     }
-    let abandoned = Arc::new(AtomicBool::new(false));
+    let abandoned = Arc::new(AtomicU32::new(0));
     abandoned_map()
         .get_or_insert_with(HashMap::new)
         .insert(handle as usize, Arc::clone(&abandoned));
@@ -80,7 +80,7 @@ pub fn block(ctx: &Context, timeout_ms: Option<u64>) -> Result<BlockedClient, Re
 
 impl BlockedClient {
     /// Set when the client timed out or disconnected: its work may be skipped.
-    pub fn abandoned(&self) -> Arc<AtomicBool> {
+    pub fn abandoned(&self) -> Arc<AtomicU32> {
         Arc::clone(&self.abandoned)
     }
 
@@ -183,12 +183,22 @@ unsafe extern "C" fn disconnected(
     let _ = std::panic::catch_unwind(|| mark_abandoned(handle));
 }
 
+/// Marks every blocked client's work as unwanted (at shutdown), so runs inside a
+/// backend are interrupted where the backend can.
+pub fn abandon_all() {
+    if let Some(map) = abandoned_map().as_ref() {
+        for flag in map.values() {
+            flag.store(1, Ordering::Relaxed);
+        }
+    }
+}
+
 fn mark_abandoned(handle: *mut raw::RedisModuleBlockedClient) {
     if let Some(flag) = abandoned_map()
         .as_ref()
         .and_then(|map| map.get(&(handle as usize)))
     {
-        flag.store(true, Ordering::Relaxed);
+        flag.store(1, Ordering::Relaxed);
     }
 }
 

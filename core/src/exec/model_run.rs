@@ -1,6 +1,6 @@
 //! One model execution as a queued job.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,14 +23,15 @@ pub struct ModelRun {
     pub inputs: Vec<Arc<Tensor>>,
     pub n_outputs: usize,
     pub deadline: Option<Instant>,
-    pub abandoned: Arc<AtomicBool>,
+    /// Set (non-zero) when the client timed out or went away; the backend sees it too.
+    pub abandoned: Arc<AtomicU32>,
     /// Receives the outcome (on the worker thread); it hands it to the main thread.
     pub finish: Box<dyn FnOnce(RunOutcome) + Send>,
 }
 
 impl ModelRun {
     fn execute(&self) -> RunOutcome {
-        if self.abandoned.load(Ordering::Relaxed) {
+        if self.abandoned.load(Ordering::Relaxed) != 0 {
             return RunOutcome::Abandoned;
         }
         let timeout_ms = match self.deadline {
@@ -50,7 +51,7 @@ impl ModelRun {
         };
         let inputs: Vec<&Tensor> = self.inputs.iter().map(Arc::as_ref).collect();
         let started = Instant::now();
-        let result = runtime.run(&inputs, self.n_outputs, timeout_ms);
+        let result = runtime.run(&inputs, self.n_outputs, timeout_ms, &self.abandoned);
         let samples = batch_rows(&inputs);
         self.model
             .stats

@@ -49,6 +49,7 @@ static const LayoutEntry entries[] = {
     FIELD(RaiModelOptions, n_output_names),
     TYPE(RaiRunOptions),
     FIELD(RaiRunOptions, timeout_ms),
+    FIELD(RaiRunOptions, cancel),
     TYPE(RaiScriptCall),
     FIELD(RaiScriptCall, function),
     FIELD(RaiScriptCall, inputs),

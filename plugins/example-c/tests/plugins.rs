@@ -110,7 +110,10 @@ impl Plugin {
         inputs: &[RaiTensorView],
         n_outputs: usize,
     ) -> Result<Vec<FloatTensor>, String> {
-        let options = RaiRunOptions { timeout_ms: 0 };
+        let options = RaiRunOptions {
+            timeout_ms: 0,
+            cancel: std::ptr::null(),
+        };
         let mut outputs = vec![
             RaiTensorOut {
                 view: float_view(&[], &[]),
@@ -358,7 +361,7 @@ fn c_layout_matches_abi_rs() {
         RaiModelOptions {
             device, batch_size, input_names, n_input_names, output_names, n_output_names
         }
-        RaiRunOptions { timeout_ms }
+        RaiRunOptions { timeout_ms, cancel }
         RaiScriptCall { function, inputs, n_inputs, keys, n_keys, args, n_args }
         RaiPluginApi {
             abi_major, abi_minor, struct_size, name, runtime_version, device_mask, dtype_mask,

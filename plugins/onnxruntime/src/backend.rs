@@ -1,0 +1,305 @@
+//! Loading and running ONNX models, independent of the plugin ABI's host.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ort::session::{RunOptions as OrtRunOptions, Session, SessionInputValue};
+use redisai_plugin_api::sdk::{CancelFlag, ConfigKey, Error, OwnedTensor, Result, TensorRef};
+
+use crate::cancel::{self, CancelWatch};
+use crate::convert::{self, Port};
+use crate::runtime::{self, Runtime};
+use crate::watchdog::WATCHDOG;
+
+/// Where the backend reads its settings from (the host's `config_get` in the plugin).
+/// Values are read when used, so they may change between calls.
+pub trait Config: Send + Sync + 'static {
+    fn get(&self, key: ConfigKey) -> i64;
+}
+
+impl<F> Config for F
+where
+    F: Fn(ConfigKey) -> i64 + Send + Sync + 'static,
+{
+    fn get(&self, key: ConfigKey) -> i64 {
+        self(key)
+    }
+}
+
+/// The ONNX backend: loads sessions and runs them.
+pub struct OnnxBackend {
+    config: Box<dyn Config>,
+    runtime: &'static Runtime,
+}
+
+/// A loaded model: its session and the names and dtypes of its inputs and outputs.
+pub struct OnnxModel {
+    /// ort's `run` takes `&mut Session`: one run at a time per model.
+    session: Mutex<Session>,
+    inputs: Vec<Port>,
+    outputs: Vec<Port>,
+    /// BACKEND_MEMORY_LIMIT (MB) when the session was created; 0 for none.
+    memory_limit_mb: u64,
+}
+
+impl OnnxModel {
+    pub fn input_names(&self) -> Vec<String> {
+        self.inputs.iter().map(|p| p.name.clone()).collect()
+    }
+
+    pub fn output_names(&self) -> Vec<String> {
+        self.outputs.iter().map(|p| p.name.clone()).collect()
+    }
+}
+
+/// Runs `body`, turning a panic inside ort into an error. Error texts become one line:
+/// they end up in Redis error replies.
+fn no_panic<T>(what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(Error::new(format!(
+            "ONNX backend failed during {what}: {text}"
+        )))
+    });
+    result.map_err(|err| Error::new(one_line(&err.0)))
+}
+
+/// `text` without line breaks or trailing blanks.
+fn one_line(text: &str) -> String {
+    text.trim_end().replace(['\r', '\n'], " ")
+}
+
+/// A thread count setting: 0 (or negative) leaves ONNX Runtime's default.
+fn threads(value: i64) -> usize {
+    usize::try_from(value).unwrap_or(0)
+}
+
+/// The run's deadline: the smaller of the non-zero timeouts, or none.
+fn effective_timeout(config_ms: i64, run_ms: u64) -> Option<u64> {
+    let config_ms = u64::try_from(config_ms).unwrap_or(0);
+    match (config_ms, run_ms) {
+        (0, 0) => None,
+        (0, ms) | (ms, 0) => Some(ms),
+        (a, b) => Some(a.min(b)),
+    }
+}
+
+/// The error of a failed run, saying so when the memory limit was the cause (with
+/// RedisAI's text for it, which clients may match).
+fn run_error(model: &OnnxModel, err: ort::Error) -> Error {
+    let message = err.to_string();
+    if model.memory_limit_mb > 0 && message.contains("BFCArena") {
+        return Error::new(format!(
+            "Onnxruntime memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is {} MB): {message}",
+            model.memory_limit_mb
+        ));
+    }
+    Error::new(message)
+}
+
+impl OnnxBackend {
+    /// Loads the runtime library (once per process) and makes a backend.
+    pub fn new(config: impl Config) -> Result<OnnxBackend> {
+        let runtime = runtime::runtime()?;
+        Ok(OnnxBackend {
+            config: Box::new(config),
+            runtime,
+        })
+    }
+
+    /// The runtime library in use.
+    pub fn library(&self) -> &std::path::Path {
+        self.runtime.library()
+    }
+
+    /// Builds a session from a serialised ONNX model.
+    pub fn load(&self, blob: &[u8]) -> Result<OnnxModel> {
+        if blob.is_empty() {
+            return Err(Error::new("the ONNX model blob is empty"));
+        }
+        let intra = threads(self.config.get(ConfigKey::IntraOpParallelism));
+        let inter = threads(self.config.get(ConfigKey::InterOpParallelism));
+        let limit_mb = u64::try_from(self.config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
+        let limit_bytes = (limit_mb > 0).then(|| limit_mb.saturating_mul(1_000_000));
+        no_panic("model load", || {
+            let arena = self.runtime.arena_for(limit_bytes)?;
+            let mut builder = Session::builder(self.runtime.env())?;
+            if intra > 0 {
+                builder = builder.with_intra_threads(intra)?;
+            }
+            if inter > 0 {
+                builder = builder.with_inter_threads(inter)?;
+                if inter > 1 {
+                    builder = builder.with_parallel_execution(true)?;
+                }
+            }
+            if arena.use_env_allocators() {
+                builder = builder.with_env_allocators()?;
+            }
+            let session = builder.commit_from_memory(blob)?;
+            drop(arena);
+            let inputs = session
+                .inputs()
+                .iter()
+                .enumerate()
+                .map(|(i, outlet)| convert::port_of("input", i, outlet.name(), outlet.dtype()))
+                .collect::<Result<Vec<_>>>()?;
+            let outputs = session
+                .outputs()
+                .iter()
+                .enumerate()
+                .map(|(i, outlet)| convert::port_of("output", i, outlet.name(), outlet.dtype()))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(OnnxModel {
+                session: Mutex::new(session),
+                inputs,
+                outputs,
+                memory_limit_mb: limit_mb,
+            })
+        })
+    }
+
+    /// Runs a model; returns its outputs in the model's order. `timeout_ms` is the run's
+    /// own limit (0: none); MODEL_EXECUTION_TIMEOUT applies too, the smaller one wins.
+    pub fn run(
+        &self,
+        model: &OnnxModel,
+        timeout_ms: u64,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        self.run_cancellable(model, timeout_ms, None, inputs, n_outputs)
+    }
+
+    /// Like [`OnnxBackend::run`], and the run is terminated once `cancel` is set.
+    pub fn run_cancellable(
+        &self,
+        model: &OnnxModel,
+        timeout_ms: u64,
+        cancel: Option<CancelFlag>,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        if inputs.len() != model.inputs.len() {
+            return Err(Error::new(
+                "Number of keys given as INPUTS here does not match model definition",
+            ));
+        }
+        if n_outputs != model.outputs.len() {
+            return Err(Error::new(
+                "Number of keys given as OUTPUTS here does not match model definition",
+            ));
+        }
+        let timeout = effective_timeout(
+            self.config.get(ConfigKey::ModelExecutionTimeoutMs),
+            timeout_ms,
+        );
+        no_panic("model run", || {
+            let values = inputs
+                .iter()
+                .zip(&model.inputs)
+                .enumerate()
+                .map(|(i, (tensor, port))| convert::input_value(i, port, tensor))
+                .collect::<Result<Vec<SessionInputValue<'_>>>>()?;
+            let mut session = model.session.lock().unwrap_or_else(PoisonError::into_inner);
+            if timeout.is_none() && cancel.is_none() {
+                let outputs = session
+                    .run(values.as_slice())
+                    .map_err(|err| run_error(model, err))?;
+                return collect_outputs(model, &outputs);
+            }
+            let options = Arc::new(OrtRunOptions::new()?);
+            let deadline = match timeout {
+                Some(ms) => {
+                    let to_stop = Arc::clone(&options);
+                    let watch = WATCHDOG
+                        .watch(Duration::from_millis(ms), move || {
+                            let _ = to_stop.terminate();
+                        })
+                        .map_err(|err| {
+                            Error::new(format!("could not start the ONNX run watchdog: {err}"))
+                        })?;
+                    Some((ms, watch))
+                }
+                None => None,
+            };
+            let cancel_watch = match cancel {
+                Some(flag) => Some(cancel::watch(flag, Arc::clone(&options)).map_err(|err| {
+                    Error::new(format!("could not start the ONNX cancel watcher: {err}"))
+                })?),
+                None => None,
+            };
+            let result = session.run_with_options(values.as_slice(), &*options);
+            let timed_out = deadline.map(|(ms, watch)| (ms, watch.finish()));
+            let cancelled = cancel_watch.is_some_and(CancelWatch::finish);
+            let outputs = match result {
+                Ok(outputs) => outputs,
+                Err(err) if cancelled => {
+                    return Err(Error::new(format!(
+                        "model run cancelled (the client went away or the server is shutting down): {err}"
+                    )))
+                }
+                Err(err) => match timed_out {
+                    Some((ms, true)) => {
+                        return Err(Error::new(format!(
+                            "model execution timed out after {ms} ms: {err}"
+                        )))
+                    }
+                    _ => return Err(run_error(model, err)),
+                },
+            };
+            collect_outputs(model, &outputs)
+        })
+    }
+}
+
+fn collect_outputs(
+    model: &OnnxModel,
+    outputs: &ort::session::SessionOutputs<'_>,
+) -> Result<Vec<OwnedTensor>> {
+    if outputs.len() != model.outputs.len() {
+        return Err(Error::new(format!(
+            "the model produced {} outputs, it declares {}",
+            outputs.len(),
+            model.outputs.len()
+        )));
+    }
+    model
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, port)| convert::output_tensor(i, port, &outputs[i]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smaller_non_zero_timeout_wins() {
+        assert_eq!(effective_timeout(0, 0), None);
+        assert_eq!(effective_timeout(-5, 0), None);
+        assert_eq!(effective_timeout(100, 0), Some(100));
+        assert_eq!(effective_timeout(0, 70), Some(70));
+        assert_eq!(effective_timeout(100, 70), Some(70));
+        assert_eq!(effective_timeout(50, 70), Some(50));
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        assert_eq!(one_line("a\nb\r\nc\n"), "a b  c");
+    }
+
+    #[test]
+    fn thread_settings() {
+        assert_eq!(threads(0), 0);
+        assert_eq!(threads(-1), 0);
+        assert_eq!(threads(4), 4);
+    }
+}

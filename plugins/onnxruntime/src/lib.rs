@@ -1,0 +1,106 @@
+//! The ONNX backend of redisai-rs: runs ONNX models with ONNX Runtime 1.32.
+//!
+//! Built as `libredisai_onnxruntime.so` and laid out as
+//! `backends/redisai_onnxruntime/redisai_onnxruntime.so`, beside `libonnxruntime.so.1.32.0`.
+//! Nothing of ONNX Runtime is linked in: at `init` the plugin opens the runtime library by
+//! an absolute path, the file [`RUNTIME_LIB_NAME`] in the folder the plugin itself was
+//! loaded from, or the path in the environment variable [`RUNTIME_LIB_ENV`] when it is set.
+//!
+//! The work is done by [`OnnxBackend`], which does not need the host: it reads settings
+//! through a [`Config`] (a closure `Fn(ConfigKey) -> i64` will do), so it can be tested in
+//! process. [`OnnxPlugin`] is the thin [`Plugin`] wrapper that `export_plugin!` exports.
+//!
+//! # Settings
+//! Read when they are used, so changes at run time apply to the next model load or run:
+//! - `INTRA_OP_PARALLELISM`, `INTER_OP_PARALLELISM`: the session's thread pools, at model
+//!   load (0 leaves ONNX Runtime's default). An inter-op value above 1 also turns on
+//!   ONNX Runtime's parallel execution mode, without which it has no effect.
+//! - `MODEL_EXECUTION_TIMEOUT` (ms) and the run's own timeout: the smaller non-zero one
+//!   bounds each run; a run that exceeds it is terminated and fails with an error that
+//!   says it timed out.
+//! - `BACKEND_MEMORY_LIMIT` (MB, 10^6 bytes as in RedisAI): see [`runtime`]: one CPU memory
+//!   arena with that `max_mem`, shared by all the sessions loaded while the limit is set.
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("tensor data crosses the plugin ABI as little-endian bytes: big-endian targets are not supported");
+
+mod backend;
+mod cancel;
+mod convert;
+pub mod runtime;
+mod watchdog;
+
+use std::ffi::CStr;
+
+use redisai_plugin_api::export_plugin;
+use redisai_plugin_api::sdk::{
+    DType, DeviceKind, Error, Host, ModelOptions, OwnedTensor, Plugin, Result, RunOptions,
+    TensorRef,
+};
+
+pub use backend::{Config, OnnxBackend, OnnxModel};
+pub use runtime::{RUNTIME_LIB_ENV, RUNTIME_LIB_NAME};
+
+/// The ONNX backend as a plugin.
+pub struct OnnxPlugin {
+    backend: OnnxBackend,
+}
+
+impl Plugin for OnnxPlugin {
+    type Model = OnnxModel;
+
+    const NAME: &'static CStr = c"ONNX";
+    const RUNTIME_VERSION: &'static CStr = c"1.32.0";
+    const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu];
+    const DTYPES: &'static [DType] = &[
+        DType::Float,
+        DType::Double,
+        DType::Int8,
+        DType::Int16,
+        DType::Int32,
+        DType::Int64,
+        DType::Uint8,
+        DType::Uint16,
+        DType::Bool,
+        DType::String,
+    ];
+    /// ort's `Session::run` takes `&mut self` (its authors consider ONNX Runtime's `Run`
+    /// not reliably thread-safe), so each model's session sits behind a mutex and the
+    /// host is told to serialise runs of one model. Runs of different models overlap.
+    const CONCURRENT_RUN: bool = false;
+
+    fn init(host: Host) -> Result<Self> {
+        let backend = OnnxBackend::new(move |key| host.config(key))?;
+        Ok(OnnxPlugin { backend })
+    }
+
+    fn load_model(&self, options: &ModelOptions, blob: &[u8]) -> Result<OnnxModel> {
+        if options.device.kind != DeviceKind::Cpu {
+            return Err(Error::new(
+                "this build of the ONNX backend runs models on the CPU only",
+            ));
+        }
+        self.backend.load(blob)
+    }
+
+    fn input_names(&self, model: &OnnxModel) -> Vec<String> {
+        model.input_names()
+    }
+
+    fn output_names(&self, model: &OnnxModel) -> Vec<String> {
+        model.output_names()
+    }
+
+    fn run(
+        &self,
+        model: &OnnxModel,
+        options: &RunOptions,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        self.backend
+            .run_cancellable(model, options.timeout_ms, options.cancel, inputs, n_outputs)
+    }
+}
+
+export_plugin!(OnnxPlugin);

@@ -1,0 +1,294 @@
+//! The ONNX Runtime library and the process's one ort environment.
+//!
+//! # Finding the library
+//! [`library_path`]: the environment variable [`RUNTIME_LIB_ENV`] when set and not empty,
+//! otherwise [`RUNTIME_LIB_NAME`] in the folder of the shared object this code was loaded
+//! from (found with `dladdr`), so a backend folder can be copied anywhere as a unit.
+//! The library is opened once per process; every later [`runtime`] call shares it.
+//!
+//! # BACKEND_MEMORY_LIMIT
+//! ONNX Runtime has no per-process memory cap, but its BFC arena has `max_mem`: an
+//! allocation that would grow the arena past it fails, and the failure comes back as an
+//! error of the model load or run (never an abort). While the limit is set, the plugin
+//! registers one CPU arena allocator with `max_mem` = limit on the environment
+//! (`CreateAndRegisterAllocator`) and every session loaded then uses it
+//! (`session.use_env_allocators`), so the limit bounds the memory that the runs of all
+//! those sessions allocate together: intermediate values and outputs. Not counted: the
+//! models' weights (ONNX Runtime allocates initializers outside the arena), input tensors
+//! (the host's memory, borrowed) and ONNX Runtime's own bookkeeping. The arena keeps what
+//! it has grown to for reuse, up to the limit.
+//! The limit is read at each model load; when it changed, the shared arena is replaced
+//! for the sessions loaded from then on (sessions already loaded keep the arena they
+//! were created with). With no limit (0), sessions use ONNX Runtime's default
+//! per-session arena.
+
+use std::ffi::{c_char, c_void, CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
+
+use ort::environment::Environment;
+use ort::logging::LogLevel as OrtLogLevel;
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::AsPointer;
+use redisai_plugin_api::sdk::{self, Error, LogLevel, Result};
+
+/// Environment variable that overrides where the runtime library is loaded from.
+pub const RUNTIME_LIB_ENV: &str = "REDISAI_ONNXRUNTIME_LIB";
+/// File name of the runtime library, looked up beside the plugin.
+pub const RUNTIME_LIB_NAME: &str = "libonnxruntime.so.1.32.0";
+
+/// The loaded runtime: its environment and the shared arena state.
+pub struct Runtime {
+    env: Environment,
+    library: PathBuf,
+    /// Bytes of the arena registered on the environment, if any. Model loads hold the
+    /// read lock while they create their session; replacing the arena takes the write lock.
+    arena_limit: RwLock<Option<u64>>,
+}
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static INIT: Mutex<()> = Mutex::new(());
+
+/// The process's runtime, loading the library on first use. A failure is not cached: a
+/// later call tries again (for example once the library has been put in place).
+pub fn runtime() -> Result<&'static Runtime> {
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let _init = INIT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = Runtime::load()?;
+    Ok(RUNTIME.get_or_init(|| runtime))
+}
+
+/// Where the runtime library is looked for (see the module docs).
+pub fn library_path() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(RUNTIME_LIB_ENV).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let own = own_object_path().ok_or_else(|| {
+        Error::new(format!(
+            "cannot tell where the ONNX backend plugin was loaded from; set {RUNTIME_LIB_ENV} to the path of {RUNTIME_LIB_NAME}"
+        ))
+    })?;
+    let own = if own.is_absolute() {
+        own
+    } else {
+        std::fs::canonicalize(&own).map_err(|err| {
+            Error::new(format!(
+                "cannot resolve the plugin's path {}: {err}; set {RUNTIME_LIB_ENV}",
+                own.display()
+            ))
+        })?
+    };
+    let dir = own.parent().unwrap_or(Path::new("/"));
+    Ok(dir.join(RUNTIME_LIB_NAME))
+}
+
+/// Path of the shared object (or executable) that contains this function.
+fn own_object_path() -> Option<PathBuf> {
+    let mut info = libc::Dl_info {
+        dli_fname: ptr::null(),
+        dli_fbase: ptr::null_mut(),
+        dli_sname: ptr::null(),
+        dli_saddr: ptr::null_mut(),
+    };
+    let address = own_object_path as fn() -> Option<PathBuf> as *const c_void;
+    // SAFETY: dladdr only inspects the address (a function of this object) and writes
+    // into `info`, which outlives the call.
+    let found = unsafe { libc::dladdr(address, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: on success `dli_fname` is a NUL-terminated path owned by the dynamic loader,
+    // valid while the object is loaded; ours is, since its code is running. It is copied
+    // before returning.
+    let name = unsafe { CStr::from_ptr(info.dli_fname as *const c_char) };
+    if name.to_bytes().is_empty() {
+        return None;
+    }
+    Some(PathBuf::from(OsStr::from_bytes(name.to_bytes())))
+}
+
+impl Runtime {
+    fn load() -> Result<Runtime> {
+        let library = library_path()?;
+        if !library.is_file() {
+            return Err(Error::new(format!(
+                "the ONNX Runtime library {} does not exist (it belongs beside the plugin; scripts/fetch-onnxruntime downloads it; {RUNTIME_LIB_ENV} overrides the path)",
+                library.display()
+            )));
+        }
+        // No ort::Error may be built before the library is loaded: ort would try to load
+        // a default library to create it. `init_from` reports its own error type.
+        let builder = ort::init_from(&library).map_err(|err| {
+            Error::new(format!(
+                "could not load the ONNX Runtime library {}: {err}",
+                library.display()
+            ))
+        })?;
+        let env = builder
+            .with_name("redisai")
+            .with_telemetry(false)
+            .with_logger(Arc::new(forward_log))
+            .build()
+            .map_err(|err| {
+                Error::new(format!(
+                    "could not create the ONNX Runtime environment: {err}"
+                ))
+            })?;
+        // The environment starts at verbose so that the logger sees everything; keep
+        // warnings and errors only.
+        env.set_log_level(OrtLogLevel::Warning);
+        Ok(Runtime {
+            env,
+            library,
+            arena_limit: RwLock::new(None),
+        })
+    }
+
+    pub fn env(&self) -> &Environment {
+        &self.env
+    }
+
+    /// The library this runtime was loaded from.
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// Makes the shared arena match `limit_bytes` (None: no limit) and returns a guard to
+    /// hold while a session is created; the guard tells whether sessions must use the
+    /// environment's allocator.
+    pub fn arena_for(&self, limit_bytes: Option<u64>) -> Result<ArenaGuard<'_>> {
+        loop {
+            let current = self
+                .arena_limit
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *current == limit_bytes {
+                return Ok(ArenaGuard { limit: current });
+            }
+            drop(current);
+            let mut current = self
+                .arena_limit
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *current != limit_bytes {
+                // The state follows each step, so a failure leaves it true.
+                if current.is_some() {
+                    unregister_env_arena(&self.env)?;
+                    *current = None;
+                }
+                if let Some(limit) = limit_bytes {
+                    register_env_arena(&self.env, limit)?;
+                    *current = Some(limit);
+                }
+            }
+        }
+    }
+}
+
+/// Held while a session is created (see [`Runtime::arena_for`]).
+pub struct ArenaGuard<'a> {
+    limit: RwLockReadGuard<'a, Option<u64>>,
+}
+
+impl ArenaGuard<'_> {
+    /// Whether sessions created now must use the environment's (limited) arena.
+    pub fn use_env_allocators(&self) -> bool {
+        self.limit.is_some()
+    }
+}
+
+/// Checks a raw ONNX Runtime status.
+fn check(status: ort::sys::OrtStatusPtr, what: &str) -> Result<()> {
+    // SAFETY: `status` was just returned by an ONNX Runtime API call; this takes
+    // ownership of it (it is released when the ort error is dropped).
+    unsafe { ort::Error::result_from_status(status) }
+        .map_err(|err| Error::new(format!("{what}: {err}")))
+}
+
+fn cpu_arena_info() -> Result<MemoryInfo<'static>> {
+    MemoryInfo::new(
+        AllocationDevice::CPU,
+        0,
+        AllocatorType::Arena,
+        MemoryType::Default,
+    )
+    .map_err(|err| Error::new(format!("could not describe the CPU arena: {err}")))
+}
+
+/// Removes the CPU arena registered on the environment.
+fn unregister_env_arena(env: &Environment) -> Result<()> {
+    let info = cpu_arena_info()?;
+    // SAFETY: the environment and `info` are live ONNX Runtime objects for the call;
+    // sessions that use the old allocator keep it alive through their own reference.
+    let status = unsafe { (ort::api().UnregisterAllocator)(env.ptr().cast_mut(), info.ptr()) };
+    check(
+        status,
+        "could not remove the previous BACKEND_MEMORY_LIMIT arena",
+    )
+}
+
+/// Registers a CPU arena with `max_mem` = `limit_bytes` on the environment.
+fn register_env_arena(env: &Environment, limit_bytes: u64) -> Result<()> {
+    let api = ort::api();
+    let info = cpu_arena_info()?;
+    let max_mem = usize::try_from(limit_bytes).unwrap_or(usize::MAX);
+    let keys = [c"max_mem".as_ptr(), c"arena_extend_strategy".as_ptr()];
+    // arena_extend_strategy 1 = kSameAsRequested: grow by what is asked, so the arena
+    // does not reserve power-of-two chunks that overshoot a small limit.
+    let values: [usize; 2] = [max_mem, 1];
+    let mut cfg: *mut ort::sys::OrtArenaCfg = ptr::null_mut();
+    // SAFETY: `keys` and `values` are arrays of the stated length that outlive the call;
+    // `cfg` is a valid out-pointer.
+    let status =
+        unsafe { (api.CreateArenaCfgV2)(keys.as_ptr(), values.as_ptr(), keys.len(), &mut cfg) };
+    check(status, "could not configure the BACKEND_MEMORY_LIMIT arena")?;
+    // SAFETY: the environment, `info` and `cfg` are live for the call; ONNX Runtime copies
+    // what it needs from `cfg`.
+    let status = unsafe { (api.CreateAndRegisterAllocator)(env.ptr().cast_mut(), info.ptr(), cfg) };
+    // SAFETY: `cfg` was created above, is released once, and is not used afterwards.
+    unsafe { (api.ReleaseArenaCfg)(cfg) };
+    check(status, "could not register the BACKEND_MEMORY_LIMIT arena")
+}
+
+/// ONNX Runtime's log lines go to the Redis log (to stderr before the host is known).
+fn forward_log(level: OrtLogLevel, category: &str, _id: &str, location: &str, message: &str) {
+    let (level, name) = match level {
+        OrtLogLevel::Verbose => (LogLevel::Debug, "verbose"),
+        OrtLogLevel::Info => (LogLevel::Verbose, "info"),
+        OrtLogLevel::Warning => (LogLevel::Warning, "warning"),
+        OrtLogLevel::Error => (LogLevel::Warning, "error"),
+        OrtLogLevel::Fatal => (LogLevel::Warning, "fatal"),
+    };
+    let message = message.trim_end();
+    let line = if location.is_empty() {
+        format!("onnxruntime {name} [{category}]: {message}")
+    } else {
+        format!("onnxruntime {name} [{category}] {location}: {message}")
+    };
+    match sdk::host() {
+        Some(host) => host.log(level, &line),
+        None if level == LogLevel::Warning => eprintln!("{line}"),
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_its_own_object() {
+        // In a test binary the code lives in the executable itself.
+        let own = own_object_path().expect("dladdr found this code");
+        let exe = std::env::current_exe().expect("current exe");
+        let own = std::fs::canonicalize(own).expect("canonical");
+        assert_eq!(own, std::fs::canonicalize(exe).expect("canonical"));
+    }
+}

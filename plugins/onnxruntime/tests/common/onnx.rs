@@ -1,0 +1,141 @@
+//! Writes small ONNX models (protobuf by hand): enough for graphs of plain nodes whose
+//! inputs and outputs are tensors or sequences of tensors.
+
+/// ONNX TensorProto.DataType values.
+pub mod elem {
+    pub const FLOAT: i64 = 1;
+    pub const UINT8: i64 = 2;
+    pub const INT8: i64 = 3;
+    pub const UINT16: i64 = 4;
+    pub const INT16: i64 = 5;
+    pub const INT32: i64 = 6;
+    pub const INT64: i64 = 7;
+    pub const STRING: i64 = 8;
+    pub const BOOL: i64 = 9;
+    pub const FLOAT16: i64 = 10;
+    pub const DOUBLE: i64 = 11;
+}
+
+#[derive(Default)]
+struct Msg(Vec<u8>);
+
+impl Msg {
+    fn varint(&mut self, mut v: u64) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.0.push(byte);
+                return;
+            }
+            self.0.push(byte | 0x80);
+        }
+    }
+
+    fn int(mut self, field: u64, v: i64) -> Msg {
+        self.varint(field << 3);
+        self.varint(v as u64);
+        self
+    }
+
+    fn bytes(mut self, field: u64, data: &[u8]) -> Msg {
+        self.varint((field << 3) | 2);
+        self.varint(data.len() as u64);
+        self.0.extend_from_slice(data);
+        self
+    }
+
+    fn str(self, field: u64, s: &str) -> Msg {
+        self.bytes(field, s.as_bytes())
+    }
+
+    fn msg(self, field: u64, m: Msg) -> Msg {
+        self.bytes(field, &m.0)
+    }
+}
+
+/// A value type.
+#[derive(Clone)]
+pub enum Ty {
+    /// Element type and shape (None: any rank; a dimension of -1 is symbolic).
+    Tensor(i64, Option<Vec<i64>>),
+    Sequence(Box<Ty>),
+}
+
+impl Ty {
+    fn proto(&self) -> Msg {
+        match self {
+            Ty::Tensor(elem, shape) => {
+                let mut tensor = Msg::default().int(1, *elem);
+                if let Some(dims) = shape {
+                    let mut shape = Msg::default();
+                    for (i, &d) in dims.iter().enumerate() {
+                        let dim = if d < 0 {
+                            Msg::default().str(2, &format!("d{i}"))
+                        } else {
+                            Msg::default().int(1, d)
+                        };
+                        shape = shape.msg(1, dim);
+                    }
+                    tensor = tensor.msg(2, shape);
+                }
+                Msg::default().msg(1, tensor)
+            }
+            Ty::Sequence(inner) => Msg::default().msg(4, Msg::default().msg(1, inner.proto())),
+        }
+    }
+}
+
+/// A node: op type, input names, output names.
+pub struct Node<'a>(pub &'a str, pub &'a [&'a str], pub &'a [&'a str]);
+
+/// A model (IR 8, opset 17) with the given nodes, graph inputs and outputs.
+pub fn model(nodes: &[Node<'_>], inputs: &[(&str, Ty)], outputs: &[(&str, Ty)]) -> Vec<u8> {
+    model_with_weights(nodes, inputs, outputs, &[])
+}
+
+/// A FLOAT initializer: name, shape and values.
+pub struct Weight<'a>(pub &'a str, pub &'a [i64], pub &'a [f32]);
+
+/// Same as [`model`], with FLOAT initializers.
+pub fn model_with_weights(
+    nodes: &[Node<'_>],
+    inputs: &[(&str, Ty)],
+    outputs: &[(&str, Ty)],
+    weights: &[Weight<'_>],
+) -> Vec<u8> {
+    let mut graph = Msg::default();
+    for (i, Node(op, ins, outs)) in nodes.iter().enumerate() {
+        let mut node = Msg::default();
+        for input in *ins {
+            node = node.str(1, input);
+        }
+        for output in *outs {
+            node = node.str(2, output);
+        }
+        node = node.str(3, &format!("n{i}")).str(4, op);
+        graph = graph.msg(1, node);
+    }
+    graph = graph.str(2, "g");
+    for Weight(name, dims, values) in weights {
+        let mut tensor = Msg::default();
+        for &d in *dims {
+            tensor = tensor.int(1, d);
+        }
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensor = tensor.int(2, elem::FLOAT).str(8, name).bytes(9, &raw);
+        graph = graph.msg(5, tensor);
+    }
+    for (name, ty) in inputs {
+        graph = graph.msg(11, Msg::default().str(1, name).msg(2, ty.proto()));
+    }
+    for (name, ty) in outputs {
+        graph = graph.msg(12, Msg::default().str(1, name).msg(2, ty.proto()));
+    }
+    Msg::default()
+        .int(1, 8)
+        .str(2, "redisai-onnxruntime-tests")
+        .msg(7, graph)
+        .msg(8, Msg::default().str(1, "").int(2, 17))
+        .0
+}

@@ -1,0 +1,44 @@
+# Backend plugins: build them and lay them out under dist/backends/<name>/.
+# Source it after common.sh (it uses REPO_ROOT and log); do not run it.
+#
+#   ensure_onnxruntime          fetches libonnxruntime.so.1.32.0 (cached) and exports
+#                               REDISAI_ONNXRUNTIME_LIB, which the ONNX backend's tests use
+#   build_backend_onnx [PROFILE] builds redisai-onnxruntime (release by default) and lays out
+#                               dist/backends/redisai_onnxruntime/: redisai_onnxruntime.so,
+#                               libonnxruntime.so.1.32.0 and its libonnxruntime.so.1 link
+#   test_backend_onnx [ARGS]    runs the ONNX backend's own tests (cargo test ARGS)
+
+ONNXRUNTIME_LIB_NAME=libonnxruntime.so.1.32.0
+
+ensure_onnxruntime() {
+    local lib
+    lib="$("$REPO_ROOT/scripts/fetch-onnxruntime")"
+    export REDISAI_ONNXRUNTIME_LIB="$lib"
+}
+
+build_backend_onnx() {
+    local profile="${1:-release}"
+    local flag=()
+    [ "$profile" = "release" ] && flag=(--release)
+    ensure_onnxruntime
+    log "building the ONNX backend ($profile)"
+    (cd "$REPO_ROOT" && cargo build -p redisai-onnxruntime "${flag[@]}")
+    local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+    local dest="$REPO_ROOT/dist/backends/redisai_onnxruntime"
+    mkdir -p "$dest"
+    # install(1) replaces files (unlink, then create), so a running server that has the
+    # old ones mapped is not disturbed.
+    install -m 0755 "$target/$profile/libredisai_onnxruntime.so" "$dest/redisai_onnxruntime.so"
+    if ! cmp -s "$REDISAI_ONNXRUNTIME_LIB" "$dest/$ONNXRUNTIME_LIB_NAME"; then
+        install -m 0755 "$REDISAI_ONNXRUNTIME_LIB" "$dest/$ONNXRUNTIME_LIB_NAME"
+    fi
+    # The library's SONAME.
+    ln -sfn "$ONNXRUNTIME_LIB_NAME" "$dest/libonnxruntime.so.1"
+    log "ONNX backend ready: $dest"
+}
+
+test_backend_onnx() {
+    ensure_onnxruntime
+    log "running the ONNX backend's tests (runtime: $REDISAI_ONNXRUNTIME_LIB)"
+    (cd "$REPO_ROOT" && cargo test -p redisai-onnxruntime "$@")
+}
