@@ -14,7 +14,7 @@ use super::{arg_slices, reply_error};
 use crate::backend::registry;
 use crate::config::BackendKind;
 use crate::exec::blocking::{self, Completion};
-use crate::exec::{ModelRun, RunOutcome};
+use crate::exec::{ModelRun, RunOutcome, Work};
 use crate::model::parse::{self, ExecuteArgs};
 use crate::model::{Model, ModelDefinition, SharedModel};
 use crate::persist::model_type::MODEL_TYPE;
@@ -255,7 +255,7 @@ fn execute(ctx: &Context, parsed: ExecuteArgs<'_>) -> RedisResult {
             }))
         }),
     };
-    crate::exec::submit(device, Box::new(job));
+    crate::exec::submit(device, Work::Model(Box::new(job)));
     Ok(RedisValue::NoReply)
 }
 

@@ -1,12 +1,13 @@
 //! Execution: run queues per device, and the jobs that run on them.
 
+mod batching;
 #[cfg(not(test))]
 pub mod blocking;
 mod model_run;
 mod queue;
 
 pub use model_run::{ModelRun, RunOutcome};
-pub use queue::{Job, QueueStats, RunQueue};
+pub use queue::{Job, QueueStats, RunQueue, Work};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,9 +22,9 @@ fn queues() -> MutexGuard<'static, BTreeMap<Device, Arc<RunQueue>>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Queues `job` on the run queue of `device`, starting that queue on first use with
-/// THREADS_PER_QUEUE workers. A job that cannot be queued is cancelled with the reason.
-pub fn submit(device: Device, job: Box<dyn Job>) {
+/// Queues `work` on the run queue of `device`, starting that queue on first use with
+/// THREADS_PER_QUEUE workers. Work that cannot be queued is cancelled with the reason.
+pub fn submit(device: Device, work: Work) {
     let device = device.queue_device();
     let queue = {
         let mut queues = queues();
@@ -39,7 +40,7 @@ pub fn submit(device: Device, job: Box<dyn Job>) {
                 }
                 Err(err) => {
                     drop(queues);
-                    job.cancel(&format!(
+                    work.cancel(&format!(
                         "ERR cannot start the run queue of {device}: {err}"
                     ));
                     return;
@@ -47,8 +48,8 @@ pub fn submit(device: Device, job: Box<dyn Job>) {
             }
         }
     };
-    if let Err(job) = queue.push(job) {
-        job.cancel("ERR the server is shutting down");
+    if let Err(work) = queue.push(work) {
+        work.cancel("ERR the server is shutting down");
     }
 }
 

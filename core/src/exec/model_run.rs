@@ -1,10 +1,9 @@
-//! One model execution as a queued job.
+//! One model execution as queued work, alone or batched with compatible runs.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::Job;
 use crate::model::Model;
 use crate::tensor::Tensor;
 
@@ -29,61 +28,158 @@ pub struct ModelRun {
     pub finish: Box<dyn FnOnce(RunOutcome) + Send>,
 }
 
-impl ModelRun {
-    fn execute(&self) -> RunOutcome {
-        if self.abandoned.load(Ordering::Relaxed) != 0 {
-            return RunOutcome::Abandoned;
-        }
-        let timeout_ms = match self.deadline {
-            Some(deadline) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return RunOutcome::TimedOut;
-                }
-                // Round up so a run with 0.4 ms left still gets a limit, not "none".
-                (deadline - now).as_millis().max(1) as u64
-            }
-            None => 0,
-        };
-        let runtime = match self.model.runtime() {
-            Ok(runtime) => runtime,
-            Err(reason) => return RunOutcome::Failed(reason),
-        };
-        let inputs: Vec<&Tensor> = self.inputs.iter().map(Arc::as_ref).collect();
-        let started = Instant::now();
-        let result = runtime.run(&inputs, self.n_outputs, timeout_ms, &self.abandoned);
-        let samples = batch_rows(&inputs);
-        self.model
-            .stats
-            .record(started.elapsed(), samples, result.is_err());
-        match result {
-            Ok(outputs) => RunOutcome::Done(outputs),
-            Err(reason) => RunOutcome::Failed(error_reply(&reason)),
-        }
-    }
-}
+pub const BATCH_SIZE_MISMATCH: &str = "ERR Model did not generate the expected batch size";
 
-impl Job for ModelRun {
-    fn run(self: Box<Self>) {
-        let outcome =
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.execute())) {
-                Ok(outcome) => outcome,
-                Err(_) => RunOutcome::Failed("ERR internal error while running the model".into()),
-            };
+impl ModelRun {
+    /// Whether the run should be finished without running: its client left or its
+    /// deadline passed.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.abandoned.load(Ordering::Relaxed) != 0 || self.deadline.is_some_and(|d| now >= d)
+    }
+
+    /// The outcome for a run that must not start, if any.
+    fn outcome_before_start(&self, now: Instant) -> Option<RunOutcome> {
+        if self.abandoned.load(Ordering::Relaxed) != 0 {
+            return Some(RunOutcome::Abandoned);
+        }
+        if self.deadline.is_some_and(|d| now >= d) {
+            return Some(RunOutcome::TimedOut);
+        }
+        None
+    }
+
+    /// Milliseconds left before the deadline (0: no deadline).
+    fn time_left_ms(&self, now: Instant) -> u64 {
+        // Round up so a run with 0.4 ms left still gets a limit, not "none".
+        self.deadline.map_or(0, |d| {
+            d.saturating_duration_since(now).as_millis().max(1) as u64
+        })
+    }
+
+    pub fn run(self: Box<Self>) {
+        let outcome = guarded(|| self.execute());
         (self.finish)(outcome);
     }
 
-    fn cancel(self: Box<Self>, reason: &str) {
+    pub fn cancel(self: Box<Self>, reason: &str) {
         (self.finish)(RunOutcome::Failed(reason.to_owned()));
+    }
+
+    fn execute(&self) -> RunOutcome {
+        let now = Instant::now();
+        if let Some(outcome) = self.outcome_before_start(now) {
+            return outcome;
+        }
+        let inputs: Vec<&Tensor> = self.inputs.iter().map(Arc::as_ref).collect();
+        match run_model(
+            &self.model,
+            &inputs,
+            self.n_outputs,
+            self.time_left_ms(now),
+            &self.abandoned,
+        ) {
+            Ok(outputs) => RunOutcome::Done(outputs),
+            Err(reason) => RunOutcome::Failed(reason),
+        }
+    }
+
+    /// Runs compatible runs of one model as a single batch: inputs are stacked on
+    /// dimension 0, outputs split back in the same order.
+    pub fn run_batch(runs: Vec<Box<ModelRun>>) {
+        let now = Instant::now();
+        let mut live = Vec::with_capacity(runs.len());
+        for run in runs {
+            match run.outcome_before_start(now) {
+                Some(outcome) => (run.finish)(outcome),
+                None => live.push(run),
+            }
+        }
+        if live.len() <= 1 {
+            if let Some(run) = live.pop() {
+                run.run();
+            }
+            return;
+        }
+        let outcomes = guarded_batch(&live, now);
+        for (run, outcome) in live.into_iter().zip(outcomes) {
+            (run.finish)(outcome);
+        }
     }
 }
 
-/// The batch size of a run: the first dimension of its first input.
-fn batch_rows(inputs: &[&Tensor]) -> u64 {
-    inputs
-        .first()
-        .and_then(|t| t.shape().first())
-        .map_or(1, |&rows| rows.max(0) as u64)
+/// Runs the batch and returns one outcome per run.
+fn guarded_batch(runs: &[Box<ModelRun>], now: Instant) -> Vec<RunOutcome> {
+    let failed_all = |reason: String| {
+        runs.iter()
+            .map(|_| RunOutcome::Failed(reason.clone()))
+            .collect()
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let head = &runs[0];
+        let rows: Vec<usize> = runs
+            .iter()
+            .map(|run| run.inputs.first().map_or(1, |t| t.rows()))
+            .collect();
+        let mut stacked = Vec::with_capacity(head.inputs.len());
+        for index in 0..head.inputs.len() {
+            let parts: Vec<&Tensor> = runs.iter().map(|run| run.inputs[index].as_ref()).collect();
+            stacked.push(Tensor::concat_rows(&parts).map_err(|err| err.to_string())?);
+        }
+        let inputs: Vec<&Tensor> = stacked.iter().collect();
+        let timeout = runs
+            .iter()
+            .map(|run| run.time_left_ms(now))
+            .filter(|&ms| ms > 0)
+            .min()
+            .unwrap_or(0);
+        let outputs = run_model(
+            &head.model,
+            &inputs,
+            head.n_outputs,
+            timeout,
+            &head.abandoned,
+        )?;
+        let total: usize = rows.iter().sum();
+        let mut per_run: Vec<Vec<Tensor>> = runs.iter().map(|_| Vec::new()).collect();
+        for output in outputs {
+            if output.shape().is_empty() || output.rows() != total {
+                return Err(BATCH_SIZE_MISMATCH.to_owned());
+            }
+            let pieces = output
+                .split_rows(&rows)
+                .map_err(|_| BATCH_SIZE_MISMATCH.to_owned())?;
+            for (slot, piece) in per_run.iter_mut().zip(pieces) {
+                slot.push(piece);
+            }
+        }
+        Ok::<_, String>(per_run)
+    }));
+    match result {
+        Ok(Ok(per_run)) => per_run.into_iter().map(RunOutcome::Done).collect(),
+        Ok(Err(reason)) => failed_all(error_reply(&reason)),
+        Err(_) => failed_all("ERR internal error while running the model".to_owned()),
+    }
+}
+
+/// Runs the model once and records the run in its statistics.
+fn run_model(
+    model: &Model,
+    inputs: &[&Tensor],
+    n_outputs: usize,
+    timeout_ms: u64,
+    cancel: &AtomicU32,
+) -> Result<Vec<Tensor>, String> {
+    let runtime = model.runtime()?;
+    let started = Instant::now();
+    let result = runtime.run(inputs, n_outputs, timeout_ms, cancel);
+    let rows = inputs.first().map_or(1, |t| t.rows()) as u64;
+    model.stats.record(started.elapsed(), rows, result.is_err());
+    result.map_err(|reason| error_reply(&reason))
+}
+
+fn guarded(body: impl FnOnce() -> RunOutcome) -> RunOutcome {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
+        .unwrap_or_else(|_| RunOutcome::Failed("ERR internal error while running the model".into()))
 }
 
 /// Backend messages become error replies; keep an error code if they carry one.

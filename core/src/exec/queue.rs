@@ -4,8 +4,15 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use super::batching::{self, Candidate, Pick};
+use super::ModelRun;
 use crate::device::Device;
+
+/// How often a worker looks again at runs waiting for a minimum batch, so that runs
+/// whose clients left are finished without new work arriving.
+const BATCH_RECHECK: Duration = Duration::from_millis(100);
 
 /// Work a queue runs. `cancel` is called instead of `run` when the queue stops first.
 pub trait Job: Send + 'static {
@@ -27,8 +34,35 @@ struct Shared {
     done: AtomicU64,
 }
 
+/// Queued work: model runs (which may batch) or any other job.
+pub enum Work {
+    Model(Box<ModelRun>),
+    Other(Box<dyn Job>),
+}
+
+impl Work {
+    pub fn run(self) {
+        match self {
+            Work::Model(run) => run.run(),
+            Work::Other(job) => job.run(),
+        }
+    }
+
+    pub fn cancel(self, reason: &str) {
+        match self {
+            Work::Model(run) => run.cancel(reason),
+            Work::Other(job) => job.cancel(reason),
+        }
+    }
+}
+
+struct Queued {
+    work: Work,
+    enqueued: Instant,
+}
+
 struct State {
-    jobs: VecDeque<Box<dyn Job>>,
+    jobs: VecDeque<Queued>,
     stopping: bool,
 }
 
@@ -76,15 +110,19 @@ impl RunQueue {
         })
     }
 
-    /// Queues a job; a stopped queue hands it back.
-    pub fn push(&self, job: Box<dyn Job>) -> Result<(), Box<dyn Job>> {
+    /// Queues work; a stopped queue hands it back.
+    pub fn push(&self, work: Work) -> Result<(), Work> {
         let mut state = self.shared.lock();
         if state.stopping {
-            return Err(job);
+            return Err(work);
         }
-        state.jobs.push_back(job);
+        state.jobs.push_back(Queued {
+            work,
+            enqueued: Instant::now(),
+        });
         drop(state);
-        self.shared.ready.notify_one();
+        // Every worker may have to reconsider a batch that was waiting for more rows.
+        self.shared.ready.notify_all();
         Ok(())
     }
 
@@ -100,14 +138,14 @@ impl RunQueue {
 
     /// Cancels the jobs still queued, lets running ones finish, and joins the workers.
     pub fn stop(&self) {
-        let pending: Vec<Box<dyn Job>> = {
+        let pending: Vec<Queued> = {
             let mut state = self.shared.lock();
             state.stopping = true;
             state.jobs.drain(..).collect()
         };
         self.shared.ready.notify_all();
-        for job in pending {
-            job.cancel("ERR the server is shutting down");
+        for queued in pending {
+            queued.work.cancel("ERR the server is shutting down");
         }
         let workers: Vec<JoinHandle<()>> = self
             .workers
@@ -122,31 +160,95 @@ impl RunQueue {
 
 fn work(shared: &Shared) {
     loop {
-        let job = {
+        let taken = {
             let mut state = shared.lock();
             loop {
-                if let Some(job) = state.jobs.pop_front() {
-                    break job;
-                }
                 if state.stopping {
                     return;
                 }
-                state = shared
-                    .ready
-                    .wait(state)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                match choose(&state.jobs) {
+                    Pick::Run(positions) => break take(&mut state.jobs, positions),
+                    Pick::Wait(until) => {
+                        let wait = until
+                            .map(|t| t.saturating_duration_since(Instant::now()))
+                            .unwrap_or(BATCH_RECHECK)
+                            .min(BATCH_RECHECK);
+                        state = if state.jobs.is_empty() {
+                            shared
+                                .ready
+                                .wait(state)
+                                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        } else {
+                            shared
+                                .ready
+                                .wait_timeout(state, wait)
+                                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                                .0
+                        };
+                    }
+                }
             }
         };
         let cpu_before = thread_cpu_us();
         // A panicking job must not take the worker down with it; jobs report their own
         // panics to their clients (see `ModelRun`).
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_taken(taken)));
         shared.cpu_us.fetch_add(
             thread_cpu_us().saturating_sub(cpu_before),
             Ordering::Relaxed,
         );
         shared.done.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+fn choose(jobs: &VecDeque<Queued>) -> Pick {
+    let now = Instant::now();
+    let candidates: Vec<Option<Candidate<'_>>> = jobs
+        .iter()
+        .map(|queued| match &queued.work {
+            Work::Model(run) => Some(Candidate {
+                model: &run.model,
+                inputs: &run.inputs,
+                enqueued: queued.enqueued,
+                expired: run.expired(now),
+            }),
+            Work::Other(_) => None,
+        })
+        .collect();
+    batching::pick(&candidates, now)
+}
+
+/// Removes the chosen positions from the queue, head first.
+fn take(jobs: &mut VecDeque<Queued>, positions: Vec<usize>) -> Vec<Work> {
+    let mut sorted = positions.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let mut removed: Vec<(usize, Work)> = sorted
+        .into_iter()
+        .filter_map(|position| jobs.remove(position).map(|queued| (position, queued.work)))
+        .collect();
+    removed.sort_by_key(|(position, _)| positions.iter().position(|p| p == position));
+    removed.into_iter().map(|(_, work)| work).collect()
+}
+
+fn run_taken(mut taken: Vec<Work>) {
+    if taken.len() == 1 {
+        if let Some(work) = taken.pop() {
+            work.run();
+        }
+        return;
+    }
+    let runs: Vec<Box<ModelRun>> = taken
+        .into_iter()
+        .filter_map(|work| match work {
+            Work::Model(run) => Some(run),
+            // `pick` batches model runs only.
+            Work::Other(job) => {
+                job.run();
+                None
+            }
+        })
+        .collect();
+    ModelRun::run_batch(runs);
 }
 
 /// CPU time of the calling thread, in microseconds.
@@ -186,13 +288,17 @@ mod tests {
         let queue = RunQueue::start(Device::CPU, 1).expect("start");
         let (tx, rx) = mpsc::channel();
         for name in ["a", "b", "c"] {
-            assert!(queue.push(Box::new(Send1(tx.clone(), name))).is_ok());
+            assert!(queue
+                .push(Work::Other(Box::new(Send1(tx.clone(), name))))
+                .is_ok());
         }
         let got: Vec<String> = (0..3).map(|_| rx.recv().expect("result")).collect();
         assert_eq!(got, vec!["ran a", "ran b", "ran c"]);
         queue.stop();
         assert_eq!(queue.stats().done, 3);
-        assert!(queue.push(Box::new(Send1(tx, "late"))).is_err());
+        assert!(queue
+            .push(Work::Other(Box::new(Send1(tx, "late"))))
+            .is_err());
     }
 
     #[test]
@@ -206,9 +312,11 @@ mod tests {
         }
         let queue = Arc::new(RunQueue::start(Device::CPU, 1).expect("start"));
         let (unblock_tx, unblock_rx) = mpsc::channel();
-        assert!(queue.push(Box::new(Block(unblock_rx))).is_ok());
+        assert!(queue.push(Work::Other(Box::new(Block(unblock_rx)))).is_ok());
         let (tx, rx) = mpsc::channel();
-        assert!(queue.push(Box::new(Send1(tx, "pending"))).is_ok());
+        assert!(queue
+            .push(Work::Other(Box::new(Send1(tx, "pending"))))
+            .is_ok());
         std::thread::sleep(std::time::Duration::from_millis(50));
         let stopper = {
             let queue = Arc::clone(&queue);

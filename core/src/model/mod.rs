@@ -54,6 +54,11 @@ impl Model {
         Model::assemble(definition, runtime)
     }
 
+    /// A model with no backend behind it (its runs fail with `reason`).
+    pub fn without_runtime(definition: ModelDefinition) -> Model {
+        Model::assemble(definition, Err("no backend".to_owned()))
+    }
+
     fn assemble(definition: ModelDefinition, runtime: Result<PluginModel, String>) -> Model {
         Model {
             backend: definition.backend,

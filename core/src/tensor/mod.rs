@@ -1,5 +1,6 @@
 //! Tensors: element type, shape and one contiguous row-major buffer. No Redis here.
 
+mod batch;
 mod buffer;
 mod dtype;
 mod error;
