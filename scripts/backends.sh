@@ -42,3 +42,43 @@ test_backend_onnx() {
     log "running the ONNX backend's tests (runtime: $REDISAI_ONNXRUNTIME_LIB)"
     (cd "$REPO_ROOT" && cargo test -p redisai-onnxruntime "$@")
 }
+
+# TFLite backend (LiteRT):
+#   ensure_litert                fetches libLiteRt.so of ai-edge-litert 2.3.0 (cached) and
+#                                exports REDISAI_LITERT_LIB, which the TFLite backend's tests use
+#   build_backend_tflite [PROFILE] builds redisai-tflite (release by default) and lays out
+#                                dist/backends/redisai_tflite/: redisai_tflite.so and libLiteRt.so
+#   test_backend_tflite [ARGS]   runs the TFLite backend's own tests (cargo test ARGS)
+
+LITERT_LIB_NAME=libLiteRt.so
+
+ensure_litert() {
+    local lib
+    lib="$("$REPO_ROOT/scripts/fetch-litert")"
+    export REDISAI_LITERT_LIB="$lib"
+}
+
+build_backend_tflite() {
+    local profile="${1:-release}"
+    local flag=()
+    [ "$profile" = "release" ] && flag=(--release)
+    ensure_litert
+    log "building the TFLite backend ($profile)"
+    (cd "$REPO_ROOT" && cargo build -p redisai-tflite "${flag[@]}")
+    local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+    local dest="$REPO_ROOT/dist/backends/redisai_tflite"
+    mkdir -p "$dest"
+    # install(1) replaces files (unlink, then create), so a running server that has the
+    # old ones mapped is not disturbed.
+    install -m 0755 "$target/$profile/libredisai_tflite.so" "$dest/redisai_tflite.so"
+    if ! cmp -s "$REDISAI_LITERT_LIB" "$dest/$LITERT_LIB_NAME"; then
+        install -m 0755 "$REDISAI_LITERT_LIB" "$dest/$LITERT_LIB_NAME"
+    fi
+    log "TFLite backend ready: $dest"
+}
+
+test_backend_tflite() {
+    ensure_litert
+    log "running the TFLite backend's tests (runtime: $REDISAI_LITERT_LIB)"
+    (cd "$REPO_ROOT" && cargo test -p redisai-tflite "$@")
+}

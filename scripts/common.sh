@@ -55,4 +55,5 @@ build_all() {
     local profile="${1:-release}"
     build_core "$profile"
     build_backend_onnx "$profile"
+    build_backend_tflite "$profile"
 }

@@ -3,6 +3,7 @@
 //! This file only registers things with Redis; the logic lives in the modules below.
 
 pub mod config;
+pub mod dag;
 pub mod device;
 pub mod model;
 pub mod settings;
@@ -30,7 +31,7 @@ pub const MODULE_VERSION: i32 = 10_000;
 mod registration {
     use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 
-    use crate::commands::{guarded, model, run_info, subcommands, tensor};
+    use crate::commands::{dag, guarded, model, run_info, subcommands, tensor};
     use crate::info::report_info;
     use crate::persist::model_type::MODEL_TYPE;
     use crate::persist::tensor_type::TENSOR_TYPE;
@@ -83,6 +84,10 @@ mod registration {
             ["AI.MODELRUN", |ctx, args| guarded(ctx, args, model::modelrun), "write deny-oom getkeys-api", 1, 1, 1, ""],
             ["AI._MODELSCAN", |ctx, args| guarded(ctx, args, model::modelscan), "readonly", 0, 0, 0, ""],
             ["AI.INFO", |ctx, args| guarded(ctx, args, run_info::info), "readonly", 1, 1, 1, ""],
+            ["AI.DAGEXECUTE", |ctx, args| guarded(ctx, args, dag::dagexecute), "write deny-oom getkeys-api", 0, 0, 0, ""],
+            ["AI.DAGEXECUTE_RO", |ctx, args| guarded(ctx, args, dag::dagexecute_ro), "readonly getkeys-api", 0, 0, 0, ""],
+            ["AI.DAGRUN", |ctx, args| guarded(ctx, args, dag::dagrun), "write deny-oom getkeys-api", 0, 0, 0, ""],
+            ["AI.DAGRUN_RO", |ctx, args| guarded(ctx, args, dag::dagrun_ro), "readonly getkeys-api", 0, 0, 0, ""],
         ],
     }
 }

@@ -344,6 +344,17 @@ pub fn run_str(connection: &mut Connection, line: &str) -> RedisResult<Value> {
     run(connection, &words)
 }
 
+/// Runs a command and returns the reply as sent, with error replies nested in arrays
+/// kept as `Value::ServerError` (a DAG reply carries per-op errors).
+pub fn run_nested(connection: &mut Connection, line: &str) -> RedisResult<Value> {
+    use redis::ConnectionLike;
+    let mut command = redis::Cmd::new();
+    for word in line.split_whitespace() {
+        command.arg(word);
+    }
+    connection.req_packed_command(&command.get_packed_command())
+}
+
 /// Runs a command that must fail and returns the full error text (`CODE detail`).
 pub fn error_text(result: RedisResult<Value>) -> String {
     match result {

@@ -1,6 +1,7 @@
 //! Command handlers: parse arguments, call the plain modules, build replies.
 
 pub mod config;
+pub mod dag;
 pub mod keyspace;
 pub mod model;
 pub mod run_info;

@@ -47,7 +47,7 @@ pub fn tensorget(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// Writes the reply straight from the tensor's buffer, so BLOB replies are not copied
 /// on the way.
-fn reply_tensor(ctx: &Context, tensor: &Tensor, format: GetFormat) {
+pub fn reply_tensor(ctx: &Context, tensor: &Tensor, format: GetFormat) {
     let ctx = ctx.ctx;
     if !format.meta {
         match format.data {

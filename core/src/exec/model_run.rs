@@ -48,6 +48,12 @@ impl ModelRun {
         None
     }
 
+    /// Whether the deadline has passed (within the millisecond the backend rounds to).
+    fn deadline_passed(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| Instant::now() + std::time::Duration::from_millis(1) >= d)
+    }
+
     /// Milliseconds left before the deadline (0: no deadline).
     fn time_left_ms(&self, now: Instant) -> u64 {
         // Round up so a run with 0.4 ms left still gets a limit, not "none".
@@ -56,11 +62,13 @@ impl ModelRun {
         })
     }
 
+    #[allow(clippy::boxed_local)] // queued runs are boxed; unboxing would copy them
     pub fn run(self: Box<Self>) {
         let outcome = guarded(|| self.execute());
         (self.finish)(outcome);
     }
 
+    #[allow(clippy::boxed_local)] // as for `run`
     pub fn cancel(self: Box<Self>, reason: &str) {
         (self.finish)(RunOutcome::Failed(reason.to_owned()));
     }
@@ -79,6 +87,9 @@ impl ModelRun {
             &self.abandoned,
         ) {
             Ok(outputs) => RunOutcome::Done(outputs),
+            // The backend was told to stop at the request's deadline: that is a timeout,
+            // not a model error.
+            Err(_) if self.deadline_passed() => RunOutcome::TimedOut,
             Err(reason) => RunOutcome::Failed(reason),
         }
     }

@@ -1,0 +1,182 @@
+//! AI.DAGEXECUTE, AI.DAGEXECUTE_RO and the deprecated AI.DAGRUN, AI.DAGRUN_RO.
+
+use std::ffi::{c_char, c_long, CString};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis_module::{raw, Context, NotifyEvent, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::keyspace::{self, key_name};
+use super::{arg_slices, reply_error, tensor};
+use crate::dag::parse::{dag_key_positions, parse_dag, DagFlavor};
+use crate::dag::plan::{plan, OpKind};
+use crate::dag::run::{DagOutcome, DagRun, OpResult};
+use crate::exec::blocking::{self, Completion};
+use crate::model::parse::ParseError;
+use crate::model::SharedModel;
+use crate::tensor::Tensor;
+
+pub fn dagexecute(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    dag(
+        ctx,
+        args,
+        DagFlavor {
+            read_only: false,
+            deprecated: false,
+        },
+    )
+}
+
+pub fn dagexecute_ro(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    dag(
+        ctx,
+        args,
+        DagFlavor {
+            read_only: true,
+            deprecated: false,
+        },
+    )
+}
+
+pub fn dagrun(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    dag(
+        ctx,
+        args,
+        DagFlavor {
+            read_only: false,
+            deprecated: true,
+        },
+    )
+}
+
+pub fn dagrun_ro(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    dag(
+        ctx,
+        args,
+        DagFlavor {
+            read_only: true,
+            deprecated: true,
+        },
+    )
+}
+
+fn dag(ctx: &Context, args: Vec<RedisString>, flavor: DagFlavor) -> RedisResult {
+    let slices = arg_slices(&args);
+    if ctx.is_keys_position_request() {
+        for position in dag_key_positions(&slices) {
+            ctx.key_at_pos(position as i32);
+        }
+        return Ok(RedisValue::NoReply);
+    }
+    blocking::ensure_can_block(ctx)?;
+    let parsed = parse_dag(&slices[1..], flavor).map_err(reply_error)?;
+    // Keyspace errors (WRONGTYPE) must keep their own code, so they travel separately.
+    let keyspace_error: Mutex<Option<RedisError>> = Mutex::new(None);
+    let find_model = |key: &[u8]| -> Result<SharedModel, ParseError> {
+        keyspace::read_model(ctx, &key_name(key)).map_err(|err| {
+            let text = match &err {
+                RedisError::Str(s) => (*s).to_owned(),
+                RedisError::String(s) => s.clone(),
+                _ => String::new(),
+            };
+            if let Ok(mut slot) = keyspace_error.lock() {
+                *slot = Some(err);
+            }
+            ParseError(text)
+        })
+    };
+    let planned = match plan(&parsed, &find_model) {
+        Ok(planned) => planned,
+        Err(err) => {
+            let stored = keyspace_error.lock().ok().and_then(|mut e| e.take());
+            return Err(stored.unwrap_or_else(|| reply_error(err)));
+        }
+    };
+    let loaded = planned
+        .load
+        .iter()
+        .map(|key| keyspace::read_tensor(ctx, &key_name(key)))
+        .collect::<Result<Vec<Arc<Tensor>>, RedisError>>()?;
+    for (key, _) in &planned.persist {
+        keyspace::ensure_tensor_or_empty(ctx, &key_name(key))?;
+    }
+    let deadline = planned
+        .timeout_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let needs_queue = planned
+        .ops
+        .iter()
+        .any(|op| matches!(op.kind, OpKind::Model(_)));
+    if !needs_queue {
+        // Only tensor ops: run here and reply at once.
+        let done: Arc<Mutex<Option<DagOutcome>>> = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&done);
+        DagRun::start(
+            planned,
+            loaded,
+            Arc::new(AtomicU32::new(0)),
+            None,
+            Box::new(move |outcome| {
+                if let Ok(mut slot) = sink.lock() {
+                    *slot = Some(outcome);
+                }
+            }),
+        );
+        let outcome = done.lock().ok().and_then(|mut o| o.take());
+        return match outcome {
+            Some(outcome) => Box::new(DagReply { outcome }).reply(ctx),
+            None => Err(RedisError::Str("ERR the DAG did not finish")),
+        };
+    }
+    let blocked = blocking::block(ctx, planned.timeout_ms)?;
+    let abandoned = blocked.abandoned();
+    DagRun::start(
+        planned,
+        loaded,
+        abandoned,
+        deadline,
+        Box::new(move |outcome| blocked.unblock(Box::new(DagReply { outcome }))),
+    );
+    Ok(RedisValue::NoReply)
+}
+
+/// Persists a finished DAG's keys and replies with one entry per op.
+struct DagReply {
+    outcome: DagOutcome,
+}
+
+impl Completion for DagReply {
+    fn reply(self: Box<Self>, ctx: &Context) -> RedisResult {
+        let (results, persist) = match self.outcome {
+            DagOutcome::Finished { results, persist } => (results, persist),
+            DagOutcome::TimedOut => return Ok(RedisValue::SimpleStringStatic("TIMEDOUT")),
+            DagOutcome::Abandoned => return Ok(RedisValue::NoReply),
+        };
+        for (name, tensor) in &persist {
+            let key = key_name(name);
+            keyspace::write_tensor(ctx, &key, Arc::clone(tensor))?;
+            keyspace::replicate_tensor(ctx, &key, tensor);
+            ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.tensorset", &key);
+        }
+        let raw_ctx = ctx.ctx;
+        raw::reply_with_array(raw_ctx, results.len() as c_long);
+        for result in results {
+            match result {
+                OpResult::Done => {
+                    raw::reply_with_simple_string(raw_ctx, c"OK".as_ptr());
+                }
+                OpResult::NotRun => {
+                    raw::reply_with_simple_string(raw_ctx, c"NA".as_ptr());
+                }
+                OpResult::Value(tensor, format) => tensor::reply_tensor(ctx, &tensor, format),
+                OpResult::Failed(reason) => {
+                    let text =
+                        CString::new(reason.replace(['\0', '\r', '\n'], " ")).unwrap_or_default();
+                    raw::reply_with_error(raw_ctx, text.as_ptr().cast::<c_char>());
+                }
+            }
+        }
+        Ok(RedisValue::NoReply)
+    }
+}

@@ -1,0 +1,221 @@
+//! Turning parsed DAG ops into a plan: every tensor name becomes numbered versions
+//! (slots), every op knows the slots it reads and writes and the ops it waits for.
+//! All errors a DAG can have before it runs are found here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::parse::{DagArgs, OpSpec};
+use crate::model::parse::ParseError;
+use crate::model::Model;
+use crate::tensor::parse::GetFormat;
+use crate::tensor::Tensor;
+
+pub enum OpKind {
+    TensorSet(Arc<Tensor>),
+    TensorGet(GetFormat),
+    Model(Arc<Model>),
+}
+
+pub struct PlannedOp {
+    pub kind: OpKind,
+    pub inputs: Vec<usize>,
+    pub outputs: Vec<usize>,
+    /// Ops that produce this op's inputs.
+    pub deps: Vec<usize>,
+}
+
+pub struct Plan {
+    /// Keys loaded from the keyspace, into slots `0..load.len()`.
+    pub load: Vec<Vec<u8>>,
+    pub ops: Vec<PlannedOp>,
+    /// Keys written back at the end, with the slot holding their final version.
+    pub persist: Vec<(Vec<u8>, usize)>,
+    pub slot_count: usize,
+    pub timeout_ms: Option<u64>,
+}
+
+fn err<T>(text: &str) -> Result<T, ParseError> {
+    Err(ParseError(text.to_owned()))
+}
+
+/// Looks a model key up in the keyspace.
+pub type ModelLookup<'a> = dyn Fn(&[u8]) -> Result<Arc<Model>, ParseError> + 'a;
+
+/// Plans `dag`; `model` looks a model key up in the keyspace.
+pub fn plan(dag: &DagArgs<'_>, model: &ModelLookup<'_>) -> Result<Plan, ParseError> {
+    let mut latest: HashMap<&[u8], usize> = HashMap::new();
+    let mut producer: Vec<Option<usize>> = Vec::new();
+    for name in &dag.load {
+        latest.insert(name, producer.len());
+        producer.push(None);
+    }
+    let mut ops = Vec::with_capacity(dag.ops.len());
+    for (index, spec) in dag.ops.iter().enumerate() {
+        let (kind, input_names, output_names): (OpKind, Vec<&[u8]>, Vec<&[u8]>) = match spec {
+            OpSpec::TensorSet { name, tensor } => {
+                let tensor = tensor
+                    .clone()
+                    .build()
+                    .map_err(|e| ParseError(e.to_string()))?;
+                (OpKind::TensorSet(Arc::new(tensor)), vec![], vec![name])
+            }
+            OpSpec::TensorGet { name, format } => (OpKind::TensorGet(*format), vec![name], vec![]),
+            OpSpec::ModelExecute {
+                model_key,
+                inputs,
+                outputs,
+            } => {
+                let model = model(model_key)?;
+                check_model_arity(&model, inputs.len(), outputs.len())?;
+                (OpKind::Model(model), inputs.clone(), outputs.clone())
+            }
+        };
+        let mut inputs = Vec::with_capacity(input_names.len());
+        let mut deps = Vec::new();
+        for name in input_names {
+            let Some(&slot) = latest.get(name) else {
+                return err("ERR INPUT key cannot be found in DAG");
+            };
+            inputs.push(slot);
+            if let Some(op) = producer[slot] {
+                if !deps.contains(&op) {
+                    deps.push(op);
+                }
+            }
+        }
+        let mut outputs = Vec::with_capacity(output_names.len());
+        for name in output_names {
+            let slot = producer.len();
+            producer.push(Some(index));
+            latest.insert(name, slot);
+            outputs.push(slot);
+        }
+        ops.push(PlannedOp {
+            kind,
+            inputs,
+            outputs,
+            deps,
+        });
+    }
+    let mut persist = Vec::with_capacity(dag.persist.len());
+    for name in &dag.persist {
+        let Some(&slot) = latest.get(name) else {
+            return err("ERR PERSIST key cannot be found in DAG");
+        };
+        if persist
+            .iter()
+            .any(|(key, _): &(Vec<u8>, usize)| key.as_slice() == *name)
+        {
+            return err("ERR PERSIST keys must be unique");
+        }
+        persist.push((name.to_vec(), slot));
+    }
+    Ok(Plan {
+        load: dag.load.iter().map(|k| k.to_vec()).collect(),
+        ops,
+        persist,
+        slot_count: producer.len(),
+        timeout_ms: dag.timeout_ms,
+    })
+}
+
+fn check_model_arity(model: &Model, inputs: usize, outputs: usize) -> Result<(), ParseError> {
+    let expected_inputs = model.input_names().len();
+    if expected_inputs != 0 && expected_inputs != inputs {
+        return err("ERR Number of keys given as INPUTS here does not match model definition");
+    }
+    let expected_outputs = model.output_names().len();
+    if expected_outputs != 0 && expected_outputs != outputs {
+        return err("ERR Number of keys given as OUTPUTS here does not match model definition");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dag::parse::{parse_dag, DagFlavor};
+    use crate::device::Device;
+    use crate::model::{Batching, ModelDefinition};
+
+    fn words(text: &str) -> Vec<&[u8]> {
+        text.split_whitespace().map(str::as_bytes).collect()
+    }
+
+    fn test_model(_key: &[u8]) -> Result<Arc<Model>, ParseError> {
+        Ok(Arc::new(Model::without_runtime(ModelDefinition {
+            backend: "TEST".into(),
+            device: Device::CPU,
+            tag: Vec::new(),
+            batching: Batching::default(),
+            inputs: vec!["a".into(), "b".into()],
+            outputs: vec!["c".into()],
+            blob: Vec::new(),
+        })))
+    }
+
+    fn planned(text: &str) -> Result<Plan, ParseError> {
+        let args = words(text);
+        let dag = parse_dag(
+            &args,
+            DagFlavor {
+                read_only: false,
+                deprecated: false,
+            },
+        )?;
+        plan(&dag, &test_model)
+    }
+
+    #[test]
+    fn names_become_versions_and_dependencies() {
+        let plan = planned(
+            "LOAD 1 a PERSIST 1 c |> AI.TENSORSET b FLOAT 1 |> AI.MODELEXECUTE m INPUTS 2 a b \
+             OUTPUTS 1 c |> AI.TENSORSET a FLOAT 1 |> AI.MODELEXECUTE m INPUTS 2 a c OUTPUTS 1 c \
+             |> AI.TENSORGET c VALUES",
+        )
+        .expect("valid");
+        assert_eq!(plan.slot_count, 5);
+        assert_eq!(plan.ops[1].inputs, vec![0, 1]);
+        assert_eq!(plan.ops[1].deps, vec![0]);
+        assert_eq!(plan.ops[3].inputs, vec![3, 2], "the new a and the first c");
+        assert_eq!(plan.ops[3].deps, vec![2, 1]);
+        assert_eq!(plan.ops[4].inputs, vec![4]);
+        assert_eq!(
+            plan.persist,
+            vec![(b"c".to_vec(), 4)],
+            "the last version is persisted"
+        );
+    }
+
+    #[test]
+    fn planning_errors() {
+        for (text, expected) in [
+            (
+                "ROUTING r |> AI.TENSORGET nothing VALUES",
+                "ERR INPUT key cannot be found in DAG",
+            ),
+            (
+                "PERSIST 1 never |> AI.TENSORSET a FLOAT 1",
+                "ERR PERSIST key cannot be found in DAG",
+            ),
+            (
+                "PERSIST 2 a a |> AI.TENSORSET a FLOAT 1",
+                "ERR PERSIST keys must be unique",
+            ),
+            (
+                "LOAD 1 a |> AI.MODELEXECUTE m INPUTS 1 a OUTPUTS 1 c",
+                "ERR Number of keys given as INPUTS here does not match model definition",
+            ),
+            (
+                "LOAD 1 a |> AI.MODELEXECUTE m INPUTS 2 a a OUTPUTS 2 c d",
+                "ERR Number of keys given as OUTPUTS here does not match model definition",
+            ),
+        ] {
+            match planned(text) {
+                Ok(_) => panic!("{text} should fail"),
+                Err(error) => assert_eq!(error.0, expected, "{text}"),
+            }
+        }
+    }
+}
