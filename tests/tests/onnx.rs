@@ -504,3 +504,33 @@ fn shutdown_while_a_run_is_inside_the_runtime() {
         assert!(!log.contains(crash), "{crash} in:\n{log}");
     }
 }
+
+#[test]
+fn backend_named_in_the_module_arguments_loads_at_start() {
+    let plugin = redisai_tests::workspace_root()
+        .join("dist/backends/redisai_onnxruntime/redisai_onnxruntime.so");
+    let relative = "redisai_onnxruntime/redisai_onnxruntime.so";
+    for path in [plugin.display().to_string(), relative.to_owned()] {
+        let server = onnx_server(&["ONNX", &path]);
+        let mut c = server.client();
+        let info: String = redis::cmd("INFO")
+            .arg("modules")
+            .query(&mut c)
+            .expect("info");
+        assert!(info.contains("ai_onnx:runtime=1.32.0"), "{path}: {info}");
+        let again = error_text(run_str(
+            &mut c,
+            &format!("AI.CONFIG LOADBACKEND ONNX {path}"),
+        ));
+        assert!(again.contains("already loaded"), "{again}");
+    }
+    // A backend that cannot load is logged; the module and Redis keep running.
+    let server = onnx_server(&["ONNX", "/nonexistent/plugin.so"]);
+    let mut c = server.client();
+    pong(&mut c);
+    assert!(
+        server.log().contains("Could not load backend ONNX"),
+        "{}",
+        server.log()
+    );
+}

@@ -1,17 +1,20 @@
 //! Interrupting runs the host no longer wants (client gone, server shutting down): one
 //! thread polls the host's cancel flags of the runs in progress and terminates those
-//! whose flag is set. It sleeps while no run is registered.
+//! whose flag is set. While runs keep coming it polls on its own, so registering a run
+//! wakes nobody; after a second without runs it sleeps until the next one.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ort::session::RunOptions as OrtRunOptions;
 use redisai_plugin_api::sdk::CancelFlag;
 
 /// How often the flags are looked at while runs are in progress.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How long the thread keeps polling without runs before it sleeps.
+const IDLE_LINGER: Duration = Duration::from_secs(1);
 
 struct Entry {
     flag: CancelFlag,
@@ -23,12 +26,15 @@ struct State {
     next_id: u64,
     entries: BTreeMap<u64, Entry>,
     thread_started: bool,
+    /// The thread waits for a notification (rather than polling).
+    sleeping: bool,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     next_id: 0,
     entries: BTreeMap::new(),
     thread_started: false,
+    sleeping: false,
 });
 static WAKE: Condvar = Condvar::new();
 
@@ -76,17 +82,29 @@ pub fn watch(flag: CancelFlag, options: Arc<OrtRunOptions>) -> std::io::Result<C
             fired: Arc::clone(&fired),
         },
     );
+    let wake = std::mem::take(&mut state.sleeping);
     drop(state);
-    WAKE.notify_one();
+    if wake {
+        WAKE.notify_one();
+    }
     Ok(CancelWatch { id, fired })
 }
 
 fn serve() {
     let mut state = lock();
+    let mut idle_since = Instant::now();
     loop {
         if state.entries.is_empty() {
-            state = WAKE.wait(state).unwrap_or_else(PoisonError::into_inner);
-            continue;
+            if idle_since.elapsed() >= IDLE_LINGER {
+                state.sleeping = true;
+                while state.sleeping {
+                    state = WAKE.wait(state).unwrap_or_else(PoisonError::into_inner);
+                }
+                idle_since = Instant::now();
+                continue;
+            }
+        } else {
+            idle_since = Instant::now();
         }
         for entry in state.entries.values() {
             if !entry.fired.load(Ordering::SeqCst) && entry.flag.is_set() {
