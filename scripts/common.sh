@@ -57,3 +57,40 @@ build_all() {
     build_backend_onnx "$profile"
     build_backend_tflite "$profile"
 }
+
+# Builds the edge bundle, dist-edge/: the core module and the TFLite backend only,
+# release-built and stripped, in the same layout as dist/ (so BACKENDSPATH's default,
+# backends/ beside redisai.so, finds it):
+#   dist-edge/redisai.so
+#   dist-edge/backends/redisai_tflite/redisai_tflite.so
+#   dist-edge/backends/redisai_tflite/libLiteRt.so
+# Our .so files get `strip --strip-unneeded`. libLiteRt.so ships stripped in the wheel
+# (no .symtab, no debug sections; strip would save 8 bytes), so it is copied as is,
+# byte-identical to the pinned wheel's, and stripped only if a future one is not.
+# dist/ is not touched; dist-edge/ is assembled aside and swapped in whole.
+build_edge() {
+    ensure_litert
+    log "building the edge bundle: core + TFLite backend (release)"
+    # Two invocations, as build_core and build_backend_tflite do, so that the artifacts
+    # (and feature resolution) are the same as dist/'s and cargo's cache is shared.
+    (cd "$REPO_ROOT" && cargo build -p redisai-core --release)
+    (cd "$REPO_ROOT" && cargo build -p redisai-tflite --release)
+    local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
+    local out="$REPO_ROOT/dist-edge"
+    local tmp
+    tmp="$(mktemp -d "$REPO_ROOT/.dist-edge.XXXXXX")"
+    local backend="$tmp/backends/redisai_tflite"
+    mkdir -p "$backend"
+    install -m 0755 "$target/libredisai.so" "$tmp/redisai.so"
+    install -m 0755 "$target/libredisai_tflite.so" "$backend/redisai_tflite.so"
+    install -m 0755 "$REDISAI_LITERT_LIB" "$backend/$LITERT_LIB_NAME"
+    strip --strip-unneeded "$tmp/redisai.so" "$backend/redisai_tflite.so"
+    if readelf -S -W "$backend/$LITERT_LIB_NAME" | grep -Eq ' \.(symtab|debug_[a-z_]+) '; then
+        log "stripping $LITERT_LIB_NAME (it has a symbol table or debug sections)"
+        strip --strip-unneeded "$backend/$LITERT_LIB_NAME"
+    fi
+    chmod 0755 "$tmp"
+    rm -rf "$out"
+    mv "$tmp" "$out"
+    log "edge bundle ready: $out"
+}

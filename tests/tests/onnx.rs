@@ -534,3 +534,35 @@ fn backend_named_in_the_module_arguments_loads_at_start() {
         server.log()
     );
 }
+
+#[test]
+fn gpu_models_without_a_gpu_backend_are_a_clear_error() {
+    let server = onnx_server(&[]);
+    let mut c = server.client();
+    let blob = model_bytes("add.onnx");
+    for device in ["GPU", "GPU:1"] {
+        let reply = run(
+            &mut c,
+            &[
+                b"AI.MODELSTORE",
+                b"g",
+                b"ONNX",
+                device.as_bytes(),
+                b"BLOB",
+                &blob,
+            ],
+        );
+        let text = error_text(reply);
+        assert!(text.starts_with("ERR device"), "{text}");
+        assert!(
+            text.contains(device) && text.contains("CPU only"),
+            "says which device and why: {text}"
+        );
+    }
+    assert_eq!(
+        run_str(&mut c, "EXISTS g").expect("exists"),
+        Value::Int(0),
+        "never silently on the CPU"
+    );
+    store(&mut c, "cpu", "add.onnx");
+}

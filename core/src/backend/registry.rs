@@ -1,5 +1,6 @@
-//! The process-wide set of loaded backends, keyed by backend name (`ONNX`, `TORCH`,
-//! ... or a third-party plugin's own name).
+//! The process-wide set of loaded backends, keyed by backend name (`ONNX`, `TORCH`, ...
+//! or a third-party plugin's own name) and variant: a plugin file whose name ends in
+//! `_gpu` (`redisai_onnxruntime_gpu.so`) is the GPU variant of its backend.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,21 +8,46 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{load_plugin, Backend};
 use crate::config::BackendKind;
+use crate::device::DeviceKind;
 
-static LOADED: Mutex<BTreeMap<String, Arc<Backend>>> = Mutex::new(BTreeMap::new());
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Variant {
+    Default,
+    Gpu,
+}
 
-fn loaded_map() -> MutexGuard<'static, BTreeMap<String, Arc<Backend>>> {
+impl Variant {
+    /// The variant a plugin file is, from its name.
+    pub fn of_path(path: &Path) -> Variant {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if stem.ends_with("_gpu") {
+            Variant::Gpu
+        } else {
+            Variant::Default
+        }
+    }
+}
+
+type Registry = BTreeMap<(String, Variant), Arc<Backend>>;
+
+static LOADED: Mutex<Registry> = Mutex::new(BTreeMap::new());
+
+fn loaded_map() -> MutexGuard<'static, Registry> {
     LOADED
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Loads the plugin at `path` as backend `name`. Loading a name twice is an error, as
-/// in RedisAI; so is a plugin that calls itself by another name.
+/// Loads the plugin at `path` as backend `name`. Loading a name (and variant) twice is
+/// an error, as in RedisAI; so is a plugin that calls itself by another name.
 pub fn load(name: &str, path: &Path) -> Result<Arc<Backend>, String> {
     let name = name.to_ascii_uppercase();
+    let variant = Variant::of_path(path);
     let mut loaded = loaded_map();
-    if let Some(existing) = loaded.get(&name) {
+    if let Some(existing) = loaded.get(&(name.clone(), variant)) {
         return Err(format!(
             "backend {name} is already loaded (from {})",
             existing.path.display()
@@ -36,38 +62,99 @@ pub fn load(name: &str, path: &Path) -> Result<Arc<Backend>, String> {
         ));
     }
     let backend = Arc::new(backend);
-    loaded.insert(name, Arc::clone(&backend));
+    loaded.insert((name, variant), Arc::clone(&backend));
     Ok(backend)
 }
 
-/// The loaded backend called `name`.
-pub fn get(name: &str) -> Option<Arc<Backend>> {
-    loaded_map().get(&name.to_ascii_uppercase()).cloned()
+/// Whether a backend called `name` is loaded (any variant).
+pub fn is_loaded(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    loaded_map().keys().any(|(loaded, _)| *loaded == name)
 }
 
-/// The loaded backend `name`, loading a built-in one from BACKENDSPATH on first use.
-pub fn get_or_load(name: &str) -> Result<Arc<Backend>, String> {
-    if let Some(backend) = get(name) {
-        return Ok(backend);
+/// The backend to run `name` models on a device of `kind`: the GPU variant for GPUs
+/// when there is one, else a plugin that declares the device. Built-in backends are
+/// loaded from BACKENDSPATH on first use.
+pub fn for_device(name: &str, kind: DeviceKind) -> Result<Arc<Backend>, String> {
+    let name = name.to_ascii_uppercase();
+    let builtin = BackendKind::parse(name.as_bytes());
+    let preferred = match kind {
+        DeviceKind::Gpu => [Variant::Gpu, Variant::Default],
+        DeviceKind::Cpu => [Variant::Default, Variant::Gpu],
+    };
+    let mut reasons = Vec::new();
+    for variant in preferred {
+        // Bound first: a lock held across the match would deadlock `load` below.
+        let already = loaded_map().get(&(name.clone(), variant)).cloned();
+        let backend = match already {
+            Some(backend) => Some(backend),
+            None => match builtin {
+                Some(builtin) => {
+                    let path = default_path(builtin, variant);
+                    if variant == Variant::Gpu && !path.exists() {
+                        None
+                    } else {
+                        match load(&name, &path) {
+                            Ok(backend) => Some(backend),
+                            Err(reason) => {
+                                // Another caller may have loaded it meanwhile.
+                                let raced = loaded_map().get(&(name.clone(), variant)).cloned();
+                                if raced.is_none() {
+                                    reasons.push(reason);
+                                }
+                                raced
+                            }
+                        }
+                    }
+                }
+                None => None,
+            },
+        };
+        if let Some(backend) = backend {
+            if backend.supports_device(kind) {
+                return Ok(backend);
+            }
+            reasons.push(format!(
+                "{} runs on {} only",
+                backend.path.display(),
+                backend.device_names().join(", ")
+            ));
+        }
     }
-    let kind = BackendKind::parse(name.as_bytes())
-        .ok_or_else(|| format!("backend {name} is not loaded"))?;
-    let path = default_path(kind);
-    match load(kind.identifier(), &path) {
-        Ok(backend) => Ok(backend),
-        // Another caller may have loaded it meanwhile.
-        Err(err) => get(kind.identifier()).ok_or(err),
+    if reasons.is_empty() {
+        reasons.push(format!("backend {name} is not loaded"));
     }
+    Err(reasons.join("; "))
 }
 
-/// `BACKENDSPATH/<plugin>/<plugin>.so`.
-pub fn default_path(kind: BackendKind) -> PathBuf {
+/// `BACKENDSPATH/<plugin>[_gpu]/<plugin>[_gpu].so`.
+pub fn default_path(kind: BackendKind, variant: Variant) -> PathBuf {
     let base = crate::settings::read().backends_path.clone();
-    base.join(kind.plugin_name())
-        .join(format!("{}.so", kind.plugin_name()))
+    let plugin = match variant {
+        Variant::Default => kind.plugin_name().to_owned(),
+        Variant::Gpu => format!("{}_gpu", kind.plugin_name()),
+    };
+    base.join(&plugin).join(format!("{plugin}.so"))
 }
 
-/// Every loaded backend, by name.
+/// Every loaded backend.
 pub fn loaded() -> Vec<Arc<Backend>> {
     loaded_map().values().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_variants_are_told_by_their_file_name() {
+        assert_eq!(
+            Variant::of_path(Path::new("/b/x/redisai_onnxruntime_gpu.so")),
+            Variant::Gpu
+        );
+        assert_eq!(
+            Variant::of_path(Path::new("/b/x/redisai_onnxruntime.so")),
+            Variant::Default
+        );
+    }
 }

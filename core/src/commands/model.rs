@@ -45,7 +45,7 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
         .intersects(ContextFlags::LOADING | ContextFlags::REPLICATED);
     if !keep_without_backend
         && BackendKind::parse(spec.backend.as_bytes()).is_none()
-        && registry::get(&spec.backend).is_none()
+        && !registry::is_loaded(&spec.backend)
     {
         return Err(RedisError::Str("ERR unsupported backend"));
     }

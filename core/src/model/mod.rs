@@ -115,21 +115,18 @@ impl Model {
 }
 
 fn load_runtime(definition: &ModelDefinition) -> Result<PluginModel, String> {
-    let backend = registry::get_or_load(&definition.backend)
-        .map_err(|reason| format!("Could not load backend {}: {reason}", definition.backend))?;
-    if !backend.supports_device(definition.device.kind) {
-        let kind = match definition.device.kind {
-            DeviceKind::Cpu => "CPU",
-            DeviceKind::Gpu => "GPU",
-        };
-        return Err(format!(
-            "device {} is not supported by backend {} (it runs on {}); no {kind} variant of \
-             this backend is loaded",
-            definition.device,
-            backend.name,
-            backend.device_names().join(", ")
-        ));
-    }
+    let backend =
+        registry::for_device(&definition.backend, definition.device.kind).map_err(|reason| {
+            match definition.device.kind {
+                DeviceKind::Cpu => {
+                    format!("Could not load backend {}: {reason}", definition.backend)
+                }
+                DeviceKind::Gpu => format!(
+                    "device {} is not supported by backend {}: {reason}",
+                    definition.device, definition.backend
+                ),
+            }
+        })?;
     let options = ModelLoadOptions {
         device: definition.device,
         batch_size: definition.batching.size,
