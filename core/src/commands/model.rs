@@ -56,6 +56,7 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
     let definition = ModelDefinition {
         backend: spec.backend.clone(),
         device: spec.device,
+        device_name: String::from_utf8_lossy(args[3].as_slice()).into_owned(),
         tag: spec.tag.to_vec(),
         batching: spec.batching,
         inputs: spec.inputs.clone(),
@@ -128,7 +129,7 @@ pub fn modelget(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         RedisValue::SimpleStringStatic("backend"),
         RedisValue::BulkString(model.backend.clone()),
         RedisValue::SimpleStringStatic("device"),
-        RedisValue::BulkString(model.device.to_string()),
+        RedisValue::BulkString(model.device_name.clone()),
         RedisValue::SimpleStringStatic("tag"),
         RedisValue::StringBuffer(model.tag.clone()),
         RedisValue::SimpleStringStatic("batchsize"),

@@ -34,7 +34,7 @@ pub fn info(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         field("backend"),
         RedisValue::BulkString(model.backend.clone()),
         field("device"),
-        RedisValue::BulkString(model.device.to_string()),
+        RedisValue::BulkString(model.device_name.clone()),
         field("tag"),
         RedisValue::StringBuffer(model.tag.clone()),
         field("duration"),

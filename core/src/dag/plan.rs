@@ -147,6 +147,7 @@ mod tests {
         Ok(Arc::new(Model::without_runtime(ModelDefinition {
             backend: "TEST".into(),
             device: Device::CPU,
+            device_name: "CPU".into(),
             tag: Vec::new(),
             batching: Batching::default(),
             inputs: vec!["a".into(), "b".into()],

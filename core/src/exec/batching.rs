@@ -96,6 +96,7 @@ mod tests {
         Arc::new(Model::without_runtime(ModelDefinition {
             backend: "TEST".into(),
             device: Device::CPU,
+            device_name: "CPU".into(),
             tag: Vec::new(),
             batching: Batching {
                 size,

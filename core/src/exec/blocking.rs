@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use redis_module::{raw, Context, RedisError, RedisResult, RedisValue};
 
@@ -18,12 +19,15 @@ pub trait Completion: Send {
 /// A blocked client. Dropping it without [`BlockedClient::unblock`] still unblocks the
 /// client, with an error.
 pub struct BlockedClient {
-    raw: *mut raw::RedisModuleBlockedClient,
+    handle: Arc<Handle>,
     abandoned: Arc<AtomicU32>,
 }
 
-// SAFETY: Redis allows RM_UnblockClient from any thread; the handle is used once.
-unsafe impl Send for BlockedClient {}
+/// The Redis handle, taken by whoever unblocks the client first: the request's own
+/// completion or its TIMEOUT timer. Redis must see exactly one RM_UnblockClient.
+struct Handle {
+    raw: Mutex<Option<usize>>,
+}
 
 /// Flags of clients that timed out or disconnected, by blocked-client handle.
 static ABANDONED: Mutex<Option<HashMap<usize, Arc<AtomicU32>>>> = Mutex::new(None);
@@ -38,8 +42,19 @@ struct Private {
     completion: Option<Box<dyn Completion>>,
 }
 
-/// Blocks the calling client; `timeout_ms` makes Redis reply `TIMEDOUT` on its own
-/// once it passes.
+/// The reply of a request whose TIMEOUT passed first.
+struct TimedOut;
+
+impl Completion for TimedOut {
+    fn reply(self: Box<Self>, _ctx: &Context) -> RedisResult {
+        Ok(RedisValue::SimpleStringStatic("TIMEDOUT"))
+    }
+}
+
+/// Blocks the calling client. With `timeout_ms`, a main-thread timer replies
+/// `TIMEDOUT` once it passes (and marks the request abandoned, so its work stops),
+/// unless the request finished first. Redis's own blocking timeout is not used: when
+/// it fires just after the module unblocked the client, Redis sends no reply at all.
 pub fn block(ctx: &Context, timeout_ms: Option<u64>) -> Result<BlockedClient, RedisError> {
     // SAFETY: the API table is filled at load time and only read afterwards.
     let (Some(block_client), set_disconnect) = (unsafe {
@@ -50,17 +65,9 @@ pub fn block(ctx: &Context, timeout_ms: Option<u64>) -> Result<BlockedClient, Re
     }) else {
         return Err(RedisError::Str("ERR this Redis cannot block clients"));
     };
-    let timeout = timeout_ms.map_or(0, |ms| i64::try_from(ms).unwrap_or(i64::MAX));
     // SAFETY: `ctx` is the live command context; the callbacks are plain functions.
-    let handle = unsafe {
-        block_client(
-            ctx.ctx,
-            Some(reply_callback),
-            Some(timeout_callback),
-            Some(free_private),
-            timeout,
-        )
-    };
+    let handle =
+        unsafe { block_client(ctx.ctx, Some(reply_callback), None, Some(free_private), 0) };
     if handle.is_null() {
         return Err(RedisError::Str("ERR could not block the client"));
     }
@@ -72,44 +79,68 @@ pub fn block(ctx: &Context, timeout_ms: Option<u64>) -> Result<BlockedClient, Re
     abandoned_map()
         .get_or_insert_with(HashMap::new)
         .insert(handle as usize, Arc::clone(&abandoned));
-    Ok(BlockedClient {
-        raw: handle,
+    let client = BlockedClient {
+        handle: Arc::new(Handle {
+            raw: Mutex::new(Some(handle as usize)),
+        }),
         abandoned,
-    })
+    };
+    if let Some(ms) = timeout_ms {
+        let timer_data = (Arc::clone(&client.handle), Arc::clone(&client.abandoned));
+        ctx.create_timer(
+            Duration::from_millis(ms),
+            |_ctx, (handle, abandoned): (Arc<Handle>, Arc<AtomicU32>)| {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    abandoned.store(1, Ordering::Relaxed);
+                    handle.release(Some(Box::new(TimedOut)));
+                }));
+            },
+            timer_data,
+        );
+    }
+    Ok(client)
 }
 
 impl BlockedClient {
-    /// Set when the client timed out or disconnected: its work may be skipped.
+    /// Set when the client timed out or went away: its work may be skipped.
     pub fn abandoned(&self) -> Arc<AtomicU32> {
         Arc::clone(&self.abandoned)
     }
 
-    /// Hands the completion to the main thread, which replies with it.
-    pub fn unblock(mut self, completion: Box<dyn Completion>) {
-        self.release(Some(completion));
-    }
-
-    fn release(&mut self, completion: Option<Box<dyn Completion>>) {
-        let handle = std::mem::replace(&mut self.raw, std::ptr::null_mut());
-        if handle.is_null() {
-            return;
-        }
-        if let Some(map) = abandoned_map().as_mut() {
-            map.remove(&(handle as usize));
-        }
-        let private = Box::into_raw(Box::new(Private { completion })).cast::<c_void>();
-        // SAFETY: the API table is filled at load time and only read afterwards.
-        if let Some(unblock) = unsafe { raw::RedisModule_UnblockClient } {
-            // SAFETY: `handle` is unblocked exactly once; Redis hands `private` back to
-            // `reply_callback` and then to `free_private`.
-            unsafe { unblock(handle, private) };
-        }
+    /// Hands the completion to the main thread, which replies with it (unless the
+    /// request already timed out).
+    pub fn unblock(self, completion: Box<dyn Completion>) {
+        self.handle.release(Some(completion));
     }
 }
 
 impl Drop for BlockedClient {
     fn drop(&mut self) {
-        self.release(None);
+        self.handle.release(None);
+    }
+}
+
+impl Handle {
+    /// Unblocks the client with `completion` if nobody has yet.
+    fn release(&self, completion: Option<Box<dyn Completion>>) {
+        let taken = self
+            .raw
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let Some(handle) = taken else {
+            return;
+        };
+        if let Some(map) = abandoned_map().as_mut() {
+            map.remove(&handle);
+        }
+        let private = Box::into_raw(Box::new(Private { completion })).cast::<c_void>();
+        // SAFETY: the API table is filled at load time and only read afterwards.
+        if let Some(unblock) = unsafe { raw::RedisModule_UnblockClient } {
+            // SAFETY: `handle` is unblocked exactly once (it was taken above); Redis hands
+            // `private` back to `reply_callback` and then to `free_private`.
+            unsafe { unblock(handle as *mut raw::RedisModuleBlockedClient, private) };
+        }
     }
 }
 
@@ -157,22 +188,6 @@ unsafe extern "C" fn reply_callback(
         )))
     });
     context.reply(result);
-    raw::Status::Ok as c_int
-}
-
-unsafe extern "C" fn timeout_callback(
-    ctx: *mut raw::RedisModuleCtx,
-    _argv: *mut *mut raw::RedisModuleString,
-    _argc: c_int,
-) -> c_int {
-    let _ = std::panic::catch_unwind(|| {
-        // SAFETY: the API table is filled at load time; `ctx` is the timeout context.
-        let handle = unsafe { raw::RedisModule_GetBlockedClientHandle.map(|get| get(ctx)) };
-        if let Some(handle) = handle {
-            mark_abandoned(handle);
-        }
-    });
-    Context::new(ctx).reply(Ok(RedisValue::SimpleStringStatic("TIMEDOUT")));
     raw::Status::Ok as c_int
 }
 

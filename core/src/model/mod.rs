@@ -13,6 +13,8 @@ pub struct Model {
     /// Upper-case backend name, as given to MODELSTORE.
     pub backend: String,
     pub device: Device,
+    /// The device as the user spelled it (`cpu`, `GPU:1`), which replies repeat.
+    pub device_name: String,
     pub tag: Vec<u8>,
     pub batching: Batching,
     /// INPUTS/OUTPUTS names given at store time (TensorFlow only).
@@ -30,6 +32,7 @@ pub struct Model {
 pub struct ModelDefinition {
     pub backend: String,
     pub device: Device,
+    pub device_name: String,
     pub tag: Vec<u8>,
     pub batching: Batching,
     pub inputs: Vec<String>,
@@ -63,6 +66,7 @@ impl Model {
         Model {
             backend: definition.backend,
             device: definition.device,
+            device_name: definition.device_name,
             tag: definition.tag,
             batching: definition.batching,
             declared_inputs: definition.inputs,
@@ -77,6 +81,7 @@ impl Model {
         ModelDefinition {
             backend: self.backend.clone(),
             device: self.device,
+            device_name: self.device_name.clone(),
             tag: self.tag.clone(),
             batching: self.batching,
             inputs: self.declared_inputs.clone(),

@@ -108,6 +108,7 @@ fn load_definition(rdb: *mut raw::RedisModuleIO, encver: c_int) -> Result<ModelD
     Ok(ModelDefinition {
         backend,
         device,
+        device_name: String::from_utf8_lossy(&device_text).into_owned(),
         tag,
         batching,
         inputs,
@@ -123,7 +124,7 @@ extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
             return;
         };
         raw::save_slice(rdb, model.backend.as_bytes());
-        raw::save_slice(rdb, model.device.to_string().as_bytes());
+        raw::save_slice(rdb, model.device_name.as_bytes());
         raw::save_slice(rdb, &model.tag);
         raw::save_unsigned(rdb, model.batching.size);
         raw::save_unsigned(rdb, model.batching.min_size);
@@ -143,7 +144,7 @@ extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
 pub fn store_arguments(model: &Model, chunk_size: usize) -> Vec<Vec<u8>> {
     let mut args: Vec<Vec<u8>> = vec![
         model.backend.clone().into_bytes(),
-        model.device.to_string().into_bytes(),
+        model.device_name.clone().into_bytes(),
         b"TAG".to_vec(),
         model.tag.clone(),
     ];
