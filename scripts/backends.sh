@@ -82,3 +82,52 @@ test_backend_tflite() {
     log "running the TFLite backend's tests (runtime: $REDISAI_LITERT_LIB)"
     (cd "$REPO_ROOT" && cargo test -p redisai-tflite "$@")
 }
+
+# TF backend (TensorFlow 2.21's C API, from the tensorflow-cpu wheel):
+#   ensure_tensorflow            fetches libtensorflow_cc.so.2 and libtensorflow_framework.so.2
+#                                (cached, stripped) and exports REDISAI_TENSORFLOW_LIB (the
+#                                first's path), which the TF backend's tests use
+#   build_backend_tensorflow [PROFILE] builds redisai-tensorflow (release by default) and lays
+#                                out dist/backends/redisai_tensorflow/: redisai_tensorflow.so
+#                                and the two TensorFlow libraries (the plugin opens them from
+#                                its own folder, in a link namespace of their own)
+#   test_backend_tensorflow [ARGS] runs the TF backend's own tests (cargo test ARGS)
+
+TENSORFLOW_LIB_NAMES=(libtensorflow_cc.so.2 libtensorflow_framework.so.2)
+
+ensure_tensorflow() {
+    local lib
+    lib="$("$REPO_ROOT/scripts/fetch-tensorflow")"
+    export REDISAI_TENSORFLOW_LIB="$lib"
+}
+
+build_backend_tensorflow() {
+    local profile="${1:-release}"
+    local flag=()
+    [ "$profile" = "release" ] && flag=(--release)
+    ensure_tensorflow
+    log "building the TF backend ($profile)"
+    (cd "$REPO_ROOT" && cargo build --manifest-path plugins/tensorflow/Cargo.toml \
+        --target-dir "${CARGO_TARGET_DIR:-$REPO_ROOT/target}" "${flag[@]}")
+    local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+    local dest="$REPO_ROOT/dist/backends/redisai_tensorflow"
+    local src_dir lib
+    src_dir="$(dirname "$REDISAI_TENSORFLOW_LIB")"
+    mkdir -p "$dest"
+    # install(1) replaces files (unlink, then create), so a running server that has the
+    # old ones mapped is not disturbed.
+    install -m 0755 "$target/$profile/libredisai_tensorflow.so" "$dest/redisai_tensorflow.so"
+    for lib in "${TENSORFLOW_LIB_NAMES[@]}"; do
+        if ! cmp -s "$src_dir/$lib" "$dest/$lib"; then
+            install -m 0755 "$src_dir/$lib" "$dest/$lib"
+        fi
+    done
+    log "TF backend ready: $dest"
+}
+
+test_backend_tensorflow() {
+    ensure_tensorflow
+    log "running the TF backend's tests (runtime: $REDISAI_TENSORFLOW_LIB)"
+    (cd "$REPO_ROOT" && cargo test --manifest-path plugins/tensorflow/Cargo.toml \
+        --target-dir "${CARGO_TARGET_DIR:-$REPO_ROOT/target}" "$@")
+}

@@ -1,0 +1,374 @@
+//! Loading and running frozen TensorFlow graphs, independent of the plugin ABI's host.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use redisai_plugin_api::sdk::{
+    CancelFlag, ConfigKey, DType, Error, OwnedTensor, Result, TensorRef,
+};
+
+use crate::cancel;
+use crate::convert::{self, TensorName};
+use crate::ffi::{self, Graph, Output, Runtime, Session};
+use crate::proto;
+use crate::runtime;
+
+/// Where the backend reads its settings from (the host's `config_get` in the plugin).
+/// Values are read when used.
+pub trait Config: Send + Sync + 'static {
+    fn get(&self, key: ConfigKey) -> i64;
+}
+
+impl<F> Config for F
+where
+    F: Fn(ConfigKey) -> i64 + Send + Sync + 'static,
+{
+    fn get(&self, key: ConfigKey) -> i64 {
+        self(key)
+    }
+}
+
+/// The TensorFlow backend: imports graphs and runs them in sessions.
+pub struct TfBackend {
+    config: Box<dyn Config>,
+    runtime: &'static Runtime,
+}
+
+/// A graph input or output: its name as given at MODELSTORE, where it is in the graph and
+/// its dtype.
+struct Port {
+    name: String,
+    output: Output,
+    dtype: DType,
+}
+
+/// A loaded model: the graph, a session on it, and its inputs and outputs in the order
+/// given at MODELSTORE. Its TensorFlow objects are deleted on TensorFlow's threads.
+pub struct TfModel {
+    loaded: Option<Loaded>,
+    runtime: &'static Runtime,
+    input_names: Vec<String>,
+    output_names: Vec<String>,
+}
+
+/// The TensorFlow side of a model (used on TensorFlow's threads only).
+struct Loaded {
+    /// The session runs go to; None after a cancelled run closed it (the next run makes a
+    /// new one). One run at a time (the plugin does not declare concurrent runs).
+    session: Mutex<Option<Arc<Session>>>,
+    graph: Arc<Graph>,
+    /// The serialized ConfigProto the sessions are made with.
+    config: Vec<u8>,
+    inputs: Vec<Port>,
+    outputs: Vec<Port>,
+}
+
+impl TfModel {
+    pub fn input_names(&self) -> Vec<String> {
+        self.input_names.clone()
+    }
+
+    pub fn output_names(&self) -> Vec<String> {
+        self.output_names.clone()
+    }
+
+    fn loaded(&self) -> Result<&Loaded> {
+        self.loaded
+            .as_ref()
+            .ok_or_else(|| Error::new("the model was freed"))
+    }
+}
+
+impl Drop for TfModel {
+    fn drop(&mut self) {
+        if let Some(loaded) = self.loaded.take() {
+            // Threads exist (the model was loaded on one), so the call is not refused.
+            let _ = self.runtime.call(move || drop(loaded));
+        }
+    }
+}
+
+/// `text` without line breaks or trailing blanks: error texts end up in Redis replies.
+fn one_line(text: &str) -> String {
+    text.trim_end().replace(['\r', '\n'], " ")
+}
+
+/// A thread count setting: 0 (or negative) leaves TensorFlow's default.
+fn threads(value: i64) -> Option<u32> {
+    u32::try_from(value).ok().filter(|&n| n > 0)
+}
+
+/// The run's limit: the smaller of the non-zero timeouts, or none.
+fn effective_timeout(config_ms: i64, run_ms: u64) -> Option<u64> {
+    let config_ms = u64::try_from(config_ms).unwrap_or(0);
+    match (config_ms, run_ms) {
+        (0, 0) => None,
+        (0, ms) | (ms, 0) => Some(ms),
+        (a, b) => Some(a.min(b)),
+    }
+}
+
+impl TfBackend {
+    /// Opens the TensorFlow libraries (once per process) and makes a backend.
+    pub fn new(config: impl Config) -> Result<TfBackend> {
+        let runtime = runtime::runtime()?;
+        Ok(TfBackend {
+            config: Box::new(config),
+            runtime,
+        })
+    }
+
+    /// The `libtensorflow_cc.so.2` in use.
+    pub fn library(&self) -> &std::path::Path {
+        self.runtime.library()
+    }
+
+    /// TensorFlow's version, as the library reports it.
+    pub fn version(&self) -> &str {
+        self.runtime.version()
+    }
+
+    /// Imports a frozen GraphDef and makes a session on it. `inputs` and `outputs` are
+    /// the tensors fed and fetched, as `op` or `op:index`.
+    pub fn load(&self, blob: &[u8], inputs: &[String], outputs: &[String]) -> Result<TfModel> {
+        let loaded = self
+            .runtime
+            .call(|| self.load_inner(blob, inputs, outputs))
+            .map_err(Error::new)?
+            .map_err(|err| Error::new(one_line(&err.0)))?;
+        Ok(TfModel {
+            loaded: Some(loaded),
+            runtime: self.runtime,
+            input_names: inputs.to_vec(),
+            output_names: outputs.to_vec(),
+        })
+    }
+
+    fn load_inner(&self, blob: &[u8], inputs: &[String], outputs: &[String]) -> Result<Loaded> {
+        if outputs.is_empty() {
+            return Err(Error::new(
+                "a TF model needs the names of the graph's outputs (OUTPUTS at AI.MODELSTORE)",
+            ));
+        }
+        let graph = Graph::import(self.runtime, blob)
+            .map_err(|f| Error::new(format!("could not import the TF graph: {f}")))?;
+        let graph = Arc::new(graph);
+        let inputs = inputs
+            .iter()
+            .map(|name| port(&graph, "Input", name))
+            .collect::<Result<Vec<_>>>()?;
+        let outputs = outputs
+            .iter()
+            .map(|name| port(&graph, "Output", name))
+            .collect::<Result<Vec<_>>>()?;
+        let config = proto::config_proto(
+            threads(self.config.get(ConfigKey::IntraOpParallelism)),
+            threads(self.config.get(ConfigKey::InterOpParallelism)),
+        );
+        let session = Session::new(&graph, &config)
+            .map_err(|f| Error::new(format!("could not create a TF session: {f}")))?;
+        Ok(Loaded {
+            session: Mutex::new(Some(Arc::new(session))),
+            graph,
+            config,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// Runs a model; returns its outputs in the order of the model's output names.
+    /// `timeout_ms` is the run's own limit (0: none); MODEL_EXECUTION_TIMEOUT applies too,
+    /// the smaller one wins.
+    pub fn run(
+        &self,
+        model: &TfModel,
+        timeout_ms: u64,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        self.run_cancellable(model, timeout_ms, None, inputs, n_outputs)
+    }
+
+    /// Like [`TfBackend::run`], and the run stops once `cancel` is set.
+    pub fn run_cancellable(
+        &self,
+        model: &TfModel,
+        timeout_ms: u64,
+        cancel: Option<CancelFlag>,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        let model = model.loaded()?;
+        self.runtime
+            .call(|| self.run_inner(model, timeout_ms, cancel, inputs, n_outputs))
+            .map_err(Error::new)?
+            .map_err(|err| Error::new(one_line(&err.0)))
+    }
+
+    fn run_inner(
+        &self,
+        model: &Loaded,
+        timeout_ms: u64,
+        cancel: Option<CancelFlag>,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        if inputs.len() != model.inputs.len() {
+            return Err(Error::new(
+                "Number of keys given as INPUTS here does not match model definition",
+            ));
+        }
+        if n_outputs != model.outputs.len() {
+            return Err(Error::new(
+                "Number of keys given as OUTPUTS here does not match model definition",
+            ));
+        }
+        let mut fed = Vec::with_capacity(inputs.len());
+        for (i, (tensor, port)) in inputs.iter().zip(&model.inputs).enumerate() {
+            if tensor.dtype != port.dtype {
+                return Err(Error::new(format!(
+                    "input {i} ('{}') has dtype {}, the graph expects {}",
+                    port.name,
+                    convert::dtype_name(tensor.dtype),
+                    convert::dtype_name(port.dtype)
+                )));
+            }
+            let value = convert::to_tf(self.runtime, tensor)
+                .map_err(|err| Error::new(format!("input {i} ('{}'): {}", port.name, err.0)))?;
+            fed.push(value);
+        }
+        let timeout = effective_timeout(
+            self.config.get(ConfigKey::ModelExecutionTimeoutMs),
+            timeout_ms,
+        );
+        if cancel.is_some_and(|flag| flag.is_set()) {
+            return Err(cancelled_error("before it started"));
+        }
+
+        let mut slot = model.session.lock().unwrap_or_else(PoisonError::into_inner);
+        let session = match &*slot {
+            Some(session) => Arc::clone(session),
+            None => {
+                let session = Session::new(&model.graph, &model.config)
+                    .map_err(|f| Error::new(format!("could not create a TF session: {f}")))?;
+                let session = Arc::new(session);
+                *slot = Some(Arc::clone(&session));
+                session
+            }
+        };
+        let watch = match cancel {
+            Some(flag) => {
+                let target = Arc::clone(&session);
+                let runtime = self.runtime;
+                // The watcher is a host thread: the close goes to TensorFlow's threads.
+                let close = Box::new(move || {
+                    let _ = runtime.spawn(move || target.close());
+                });
+                Some(cancel::watch(flag, close).map_err(|err| {
+                    Error::new(format!("could not start the cancellation thread: {err}"))
+                })?)
+            }
+            None => None,
+        };
+        let feeds: Vec<(Output, &ffi::Tensor)> = model
+            .inputs
+            .iter()
+            .zip(&fed)
+            .map(|(port, tensor)| (port.output, tensor))
+            .collect();
+        let fetches: Vec<Output> = model.outputs.iter().map(|p| p.output).collect();
+        let result = session.run(&proto::run_options(timeout), &feeds, &fetches);
+        let cancelled = watch.is_some_and(cancel::CancelWatch::finish);
+        if cancelled {
+            // The watcher closed the session: the next run makes a new one.
+            *slot = None;
+        }
+        drop(slot);
+        let fetched = result.map_err(|failure| match (cancelled, failure.code, timeout) {
+            (true, ffi::CODE_CANCELLED, _) => cancelled_error(&failure.to_string()),
+            (_, ffi::CODE_DEADLINE_EXCEEDED, Some(ms)) => Error::new(format!(
+                "model execution timed out after {ms} ms: {failure}"
+            )),
+            _ => Error::new(format!("the TF model failed to run: {failure}")),
+        })?;
+        let outputs = fetched
+            .iter()
+            .zip(&model.outputs)
+            .enumerate()
+            .map(|(j, (tensor, port))| {
+                convert::from_tf(tensor, port.dtype)
+                    .map_err(|err| Error::new(format!("output {j} ('{}'): {}", port.name, err.0)))
+            })
+            .collect::<Result<Vec<_>>>();
+        // Fetched tensors may share buffers with fed ones (an Identity of an input):
+        // they go first.
+        drop(fetched);
+        drop(feeds);
+        drop(fed);
+        outputs
+    }
+}
+
+fn cancelled_error(detail: &str) -> Error {
+    Error::new(format!(
+        "model run cancelled (the client went away or the server is shutting down): {detail}"
+    ))
+}
+
+/// Finds the tensor `name` (`op` or `op:index`) in the graph; `what` is "Input" or
+/// "Output", for the error messages.
+fn port(graph: &Graph, what: &str, name: &str) -> Result<Port> {
+    let parsed: TensorName = convert::parse_name(name)?;
+    let output = graph
+        .output(&parsed.c_op()?, parsed.index)
+        .map_err(|found| match found {
+            None => Error::new(format!(
+                "{what} node named \"{}\" not found in TF graph",
+                parsed.op
+            )),
+            Some(count) => Error::new(format!(
+                "{what} \"{name}\": the operation \"{}\" has {count} output(s), there is no output {}",
+                parsed.op, parsed.index
+            )),
+        })?;
+    let tf_type = graph.output_type(output);
+    let dtype = convert::dtype_of(tf_type).ok_or_else(|| {
+        Error::new(format!(
+            "{what} \"{name}\" ({} operation) has TensorFlow type {}, which the TF backend does not support",
+            graph.op_type(output),
+            convert::tf_type_name(tf_type)
+        ))
+    })?;
+    Ok(Port {
+        name: name.to_owned(),
+        output,
+        dtype,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smaller_non_zero_timeout_wins() {
+        assert_eq!(effective_timeout(0, 0), None);
+        assert_eq!(effective_timeout(-5, 0), None);
+        assert_eq!(effective_timeout(100, 0), Some(100));
+        assert_eq!(effective_timeout(0, 70), Some(70));
+        assert_eq!(effective_timeout(100, 70), Some(70));
+        assert_eq!(effective_timeout(50, 70), Some(50));
+    }
+
+    #[test]
+    fn thread_settings() {
+        assert_eq!(threads(0), None);
+        assert_eq!(threads(-1), None);
+        assert_eq!(threads(4), Some(4));
+        assert_eq!(threads(i64::MAX), None);
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        assert_eq!(one_line("a\nb\r\nc\n"), "a b  c");
+    }
+}

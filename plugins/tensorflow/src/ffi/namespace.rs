@@ -1,0 +1,290 @@
+//! Opening TensorFlow's libraries in a link namespace of their own (`dlmopen`).
+//!
+//! Why: `libtensorflow_framework.so.2` exports the zlib, BoringSSL and zstd it bundles and
+//! calls them through those exported names. Opened the usual way inside redis-server, whose
+//! executable exports a `zcalloc` of its own (with another signature) and which has
+//! OpenSSL 3 and libzstd loaded, TensorFlow's calls bind to Redis's functions first (the
+//! global scope comes before a library's own): a graph that inflates a zlib stream crashes
+//! the server. `RTLD_DEEPBIND` is no way out (Redis aborts with it). A new namespace
+//! (`LM_ID_NEWLM`) has its own global scope, with its own copy of libc, libstdc++ and
+//! libgcc_s: the host's symbols are invisible to TensorFlow and TensorFlow's to the host.
+//!
+//! Two copies of libc in one process share the dynamic loader, the threads and their
+//! descriptors, but not their books. What follows from it, and how this crate keeps to it:
+//! - Nothing allocated on one side is freed on the other (each side has its own `malloc`):
+//!   tensors are created and deleted with TensorFlow's functions, and data is copied across.
+//! - Thread-specific data keys (`pthread_key_create`) are numbered by each libc from 0, but
+//!   the values live in the thread's descriptor, shared: the host's key 0 and TensorFlow's
+//!   key 0 would be one slot (absl's per-thread state then overwrites jemalloc's and the
+//!   other way round, and Redis aborts). The namespace's libc is made to hand out its first
+//!   [`RESERVED_KEYS`] keys at once, never used, so TensorFlow's keys lie above any the host
+//!   will make.
+//! - Above key 31 a libc keeps the values in blocks it allocates, and the libc that made a
+//!   thread frees them when the thread exits: a host thread that ran TensorFlow code would
+//!   hand TensorFlow's blocks to the host's `free`. So no host thread runs TensorFlow code:
+//!   every call goes to threads made by the namespace's own `pthread_create` (see
+//!   [`super::threads`]), which never exit.
+//! - TensorFlow's libc reads its own copy of the environment, taken when the namespace is
+//!   made; variables for TensorFlow are set with *that* libc's `setenv`, so the host's
+//!   environment is never written (no `setenv` racing other threads of the host).
+//! - glibc has room for 16 namespaces: the plugin makes one per process, reused when a
+//!   failed load is retried, and never closes it.
+//! - A `fork` (Redis's BGSAVE) runs only the host libc's fork handlers: the child must not
+//!   call TensorFlow (the core's child never does).
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::{Mutex, PoisonError};
+
+/// Thread-specific data keys the namespace's libc hands out (and forgets) before TensorFlow
+/// is loaded: the host's keys must stay below this. glibc has 1024 keys per libc.
+pub const RESERVED_KEYS: usize = 256;
+
+/// A `dlopen` handle; never closed.
+#[derive(Clone, Copy)]
+pub struct Handle(*mut c_void);
+
+// SAFETY: a dlopen handle is an opaque token that dlsym accepts from any thread.
+unsafe impl Send for Handle {}
+// SAFETY: as above.
+unsafe impl Sync for Handle {}
+
+/// `pthread_create` of the namespace's libc.
+pub type PthreadCreate = unsafe extern "C" fn(
+    *mut libc::pthread_t,
+    *const libc::pthread_attr_t,
+    extern "C" fn(*mut c_void) -> *mut c_void,
+    *mut c_void,
+) -> c_int;
+/// `pthread_detach` of the namespace's libc.
+pub type PthreadDetach = unsafe extern "C" fn(libc::pthread_t) -> c_int;
+
+/// The namespace TensorFlow lives in, and what its libc offers.
+#[derive(Clone, Copy)]
+pub struct Namespace {
+    id: libc::Lmid_t,
+    pub pthread_create: PthreadCreate,
+    pub pthread_detach: PthreadDetach,
+}
+
+static NAMESPACE: Mutex<Option<Namespace>> = Mutex::new(None);
+
+/// The text of the last dynamic-loader error of this thread.
+fn dl_error() -> String {
+    // SAFETY: dlerror returns null or a NUL-terminated string valid until the next dl*
+    // call on this thread; it is copied at once.
+    let text = unsafe { libc::dlerror() };
+    if text.is_null() {
+        "unknown dynamic loader error".to_owned()
+    } else {
+        // SAFETY: see above.
+        unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+fn c_path(path: &Path) -> Result<CString, String> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("the path {} contains a NUL byte", path.display()))
+}
+
+/// The process's TensorFlow namespace, made on first use: a new namespace holding a libc
+/// of its own, with its low thread-specific data keys reserved and `environment` set in
+/// its environment (without overriding what the host's environment already set).
+pub fn namespace(environment: &[(&CStr, &CStr)]) -> Result<Namespace, String> {
+    let mut slot = NAMESPACE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(namespace) = *slot {
+        return Ok(namespace);
+    }
+    // SAFETY: dlmopen takes a NUL-terminated name; opening the C library runs only its own
+    // initialisers, inside the new namespace.
+    let libc_handle = unsafe {
+        libc::dlmopen(
+            libc::LM_ID_NEWLM,
+            c"libc.so.6".as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_LOCAL,
+        )
+    };
+    if libc_handle.is_null() {
+        return Err(format!(
+            "could not create a link namespace for TensorFlow (dlmopen of libc.so.6): {}",
+            dl_error()
+        ));
+    }
+    let handle = Handle(libc_handle);
+    let mut id: libc::Lmid_t = 0;
+    // SAFETY: RTLD_DI_LMID writes one Lmid_t through the pointer, which is valid.
+    let found = unsafe {
+        libc::dlinfo(
+            libc_handle,
+            libc::RTLD_DI_LMID,
+            (&mut id as *mut libc::Lmid_t).cast(),
+        )
+    };
+    if found != 0 {
+        return Err(format!(
+            "could not read the id of TensorFlow's link namespace: {}",
+            dl_error()
+        ));
+    }
+    type KeyCreate = unsafe extern "C" fn(
+        *mut libc::pthread_key_t,
+        Option<unsafe extern "C" fn(*mut c_void)>,
+    ) -> c_int;
+    type Setenv = unsafe extern "C" fn(*const c_char, *const c_char, c_int) -> c_int;
+    // SAFETY: each symbol is the libc function of that name, and the type its C signature
+    // (one function pointer type transmuted to another of the same size).
+    let (key_create, setenv, pthread_create, pthread_detach) = unsafe {
+        (
+            std::mem::transmute::<*mut c_void, KeyCreate>(symbol(handle, c"pthread_key_create")?),
+            std::mem::transmute::<*mut c_void, Setenv>(symbol(handle, c"setenv")?),
+            std::mem::transmute::<*mut c_void, PthreadCreate>(symbol(handle, c"pthread_create")?),
+            std::mem::transmute::<*mut c_void, PthreadDetach>(symbol(handle, c"pthread_detach")?),
+        )
+    };
+    for _ in 0..RESERVED_KEYS {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: a valid out-pointer and no destructor. The key is never used or deleted.
+        let failed = unsafe { key_create(&mut key, None) };
+        if failed != 0 {
+            return Err(format!(
+                "could not reserve thread-specific data keys in TensorFlow's link namespace (error {failed})"
+            ));
+        }
+    }
+    for (name, value) in environment {
+        // SAFETY: NUL-terminated strings; this setenv changes only the environment of the
+        // namespace's own libc, which nothing else uses yet.
+        unsafe { setenv(name.as_ptr(), value.as_ptr(), 0) };
+    }
+    let namespace = Namespace {
+        id,
+        pthread_create,
+        pthread_detach,
+    };
+    *slot = Some(namespace);
+    Ok(namespace)
+}
+
+/// Opens the libraries at `paths`, in order, in `namespace`. Returns the handle of the last
+/// one. Call it on one of the namespace's threads: the libraries' initialisers run on it.
+pub fn open(namespace: &Namespace, paths: &[&Path]) -> Result<Handle, String> {
+    let mut last = None;
+    for path in paths {
+        let name = c_path(path)?;
+        // SAFETY: dlmopen takes a NUL-terminated path. The library's initialisers run here,
+        // inside TensorFlow's namespace, where they set up TensorFlow's own state.
+        let handle = unsafe {
+            libc::dlmopen(
+                namespace.id,
+                name.as_ptr(),
+                libc::RTLD_NOW | libc::RTLD_LOCAL,
+            )
+        };
+        if handle.is_null() {
+            return Err(format!("could not load {}: {}", path.display(), dl_error()));
+        }
+        last = Some(Handle(handle));
+    }
+    last.ok_or_else(|| "no library to open".to_owned())
+}
+
+/// The address of `name` in `handle` (its object or one it depends on).
+///
+/// # Safety
+/// The caller must use the address only as what the symbol really is.
+pub unsafe fn symbol(handle: Handle, name: &CStr) -> Result<*mut c_void, String> {
+    // SAFETY: a handle from dlmopen and a NUL-terminated name. Clearing dlerror first
+    // tells a missing symbol from one whose value is null.
+    let address = unsafe {
+        libc::dlerror();
+        libc::dlsym(handle.0, name.as_ptr())
+    };
+    if address.is_null() {
+        return Err(format!("{}: {}", name.to_string_lossy(), dl_error()));
+    }
+    Ok(address)
+}
+
+/// The path of the shared object (or executable) this code was loaded from.
+pub fn own_object_path() -> Option<PathBuf> {
+    let mut info = libc::Dl_info {
+        dli_fname: ptr::null(),
+        dli_fbase: ptr::null_mut(),
+        dli_sname: ptr::null(),
+        dli_saddr: ptr::null_mut(),
+    };
+    let address = own_object_path as fn() -> Option<PathBuf> as *const c_void;
+    // SAFETY: dladdr only inspects the address (a function of this object) and writes
+    // into `info`, which outlives the call.
+    let found = unsafe { libc::dladdr(address, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: on success `dli_fname` is a NUL-terminated path owned by the dynamic loader,
+    // valid while the object is loaded; ours is, since its code is running. It is copied.
+    let name = unsafe { CStr::from_ptr(info.dli_fname) };
+    if name.to_bytes().is_empty() {
+        return None;
+    }
+    Some(PathBuf::from(OsStr::from_bytes(name.to_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_namespace_hands_out_keys_above_the_hosts() {
+        let mut host_key: libc::pthread_key_t = 0;
+        // SAFETY: a valid out-pointer, no destructor.
+        assert_eq!(unsafe { libc::pthread_key_create(&mut host_key, None) }, 0);
+        assert!((host_key as usize) < RESERVED_KEYS);
+        namespace(&[]).expect("namespace");
+        let libc_handle = {
+            let slot = NAMESPACE.lock().unwrap_or_else(PoisonError::into_inner);
+            let id = slot.expect("made").id;
+            // SAFETY: libc.so.6 is loaded in the namespace already: this only finds it.
+            Handle(unsafe {
+                libc::dlmopen(
+                    id,
+                    c"libc.so.6".as_ptr(),
+                    libc::RTLD_NOW | libc::RTLD_NOLOAD,
+                )
+            })
+        };
+        assert!(!libc_handle.0.is_null());
+        type KeyCreate = unsafe extern "C" fn(
+            *mut libc::pthread_key_t,
+            Option<unsafe extern "C" fn(*mut c_void)>,
+        ) -> c_int;
+        // SAFETY: the namespace libc's pthread_key_create, of this signature.
+        let key_create = unsafe {
+            std::mem::transmute::<*mut c_void, KeyCreate>(
+                symbol(libc_handle, c"pthread_key_create").expect("symbol"),
+            )
+        };
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: a valid out-pointer, no destructor.
+        assert_eq!(unsafe { key_create(&mut key, None) }, 0);
+        assert!(key as usize >= RESERVED_KEYS, "{key}");
+        // The host's keys go on from where they were.
+        let mut next: libc::pthread_key_t = 0;
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::pthread_key_create(&mut next, None) }, 0);
+        assert!((next as usize) < RESERVED_KEYS);
+    }
+
+    #[test]
+    fn finds_its_own_object() {
+        let own = own_object_path().expect("dladdr found this code");
+        let exe = std::env::current_exe().expect("current exe");
+        assert_eq!(
+            std::fs::canonicalize(own).expect("canonical"),
+            std::fs::canonicalize(exe).expect("canonical")
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! The TF backend of redisai-rs: runs frozen TensorFlow graphs with TensorFlow 2.21's C API.
+//!
+//! Built as `libredisai_tensorflow.so` and laid out as
+//! `backends/redisai_tensorflow/redisai_tensorflow.so`, beside `libtensorflow_cc.so.2` and
+//! `libtensorflow_framework.so.2` (from the `tensorflow-cpu` wheel). Nothing of TensorFlow
+//! is linked in: at `init` the plugin opens the libraries by absolute paths, from the folder
+//! the plugin itself was loaded from (or `libtensorflow_cc.so.2` at the path in the
+//! environment variable [`RUNTIME_LIB_ENV`], with the framework library beside it), so the
+//! folder can be moved as a unit.
+//!
+//! # A link namespace of its own
+//! The libraries are opened with `dlmopen(LM_ID_NEWLM)`, not `dlopen`: TensorFlow's
+//! framework library exports the zlib, BoringSSL and zstd it bundles and calls them through
+//! those names, so in the global namespace of redis-server (which exports its own
+//! `zcalloc` and has OpenSSL 3 and libzstd loaded) TensorFlow's calls would bind to Redis's
+//! functions (a PNG encode hangs). In a namespace of its own TensorFlow sees only its own
+//! symbols and those of its own copies of libc and libstdc++. The C API is called through
+//! a table of function pointers (the `ffi` module, the crate's only `unsafe` code).
+//!
+//! Two libcs in one process need care (`ffi::namespace` has the details): the namespace's
+//! libc hands out its first 256 thread-specific data keys unused, so TensorFlow's keys
+//! never share a slot with the host's (jemalloc's, in Redis); and TensorFlow is called
+//! only on threads made by its own libc (`tf-call` threads, which never end), never on a
+//! host thread, whose exit would hand TensorFlow's per-thread blocks to the host's `free`.
+//! A call costs two thread switches (tens of microseconds).
+//!
+//! The work is done by [`TfBackend`], which does not need the host: it reads settings
+//! through a [`Config`] (a closure `Fn(ConfigKey) -> i64` will do), so it can be tested in
+//! process. [`TfPlugin`] is the thin [`Plugin`] wrapper that `export_plugin!` exports.
+//!
+//! # Models
+//! Frozen `GraphDef`s (a serialized protocol buffer; a blob that does not parse as one, or
+//! names an unknown op or a missing node, is refused at load with TensorFlow's reason).
+//! The inputs and outputs are the tensors named at `AI.MODELSTORE ... INPUTS ... OUTPUTS`,
+//! as `op` (output 0) or `op:index`; a name that is not an operation of the graph is
+//! refused at load (`Input node named "x" not found in TF graph`, as RedisAI said), and so
+//! is an output index the operation does not have, or a tensor whose TensorFlow type has no
+//! RedisAI dtype. At least one output is needed; zero inputs are allowed (a graph of
+//! constants). Each run feeds the inputs in that order and fetches the outputs; an input
+//! whose dtype differs from the graph's is refused before the run.
+//!
+//! Dtypes: FLOAT, DOUBLE, INT8, INT16, INT32, INT64, UINT8, UINT16, BOOL and STRING.
+//! STRING elements cross as TensorFlow 2's `TF_TString`s (written and read with the C API's
+//! `TF_String*` functions); an output element that contains a NUL byte (which RedisAI's
+//! NUL-separated STRING tensors cannot hold; a PNG is such a one) fails the run with an
+//! error that says so.
+//!
+//! # Settings
+//! - `INTRA_OP_PARALLELISM`, `INTER_OP_PARALLELISM`: the session's `ConfigProto`
+//!   (`intra_op_parallelism_threads`, `inter_op_parallelism_threads`), at model load (0
+//!   leaves TensorFlow's default, one thread per core). TensorFlow's thread pools are
+//!   process-wide: the first session made sizes them (RedisAI 1.2 behaved the same; the
+//!   settings are module load arguments, so every session asks for the same sizes).
+//! - `MODEL_EXECUTION_TIMEOUT` (ms) and the run's own timeout: the smaller non-zero one
+//!   goes into the run's `RunOptions.timeout_in_ms`; TensorFlow cancels a run past it,
+//!   and the run fails with an error that says it timed out.
+//! - The host's cancel flag: a watcher thread closes the model's session when it is set,
+//!   which cancels the run (it fails with an error that says so); the next run makes a new
+//!   session on the same graph.
+//! - `BACKEND_MEMORY_LIMIT` has no TensorFlow counterpart and is ignored.
+//!
+//! # Logging
+//! `TF_CPP_MIN_LOG_LEVEL=2` is set in TensorFlow's own environment (unless the server was
+//! started with a value), so only TensorFlow's errors reach stderr (the Redis log).
+//! TensorFlow 2.21 still prints one line when its libraries load ("oneDNN custom operations
+//! are on ..."): it is written before any log setting is read.
+
+// `unsafe` is allowed in the ffi module only (and for the exported entry point).
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("tensor data crosses the plugin ABI as little-endian bytes: big-endian targets are not supported");
+
+mod backend;
+mod cancel;
+mod convert;
+#[allow(unsafe_code)]
+mod ffi;
+mod proto;
+pub mod runtime;
+
+use std::ffi::CStr;
+
+use redisai_plugin_api::sdk::{
+    DType, DeviceKind, Error, Host, ModelOptions, OwnedTensor, Plugin, Result, RunOptions,
+    TensorRef,
+};
+
+pub use backend::{Config, TfBackend, TfModel};
+pub use runtime::{FRAMEWORK_LIB_NAME, RUNTIME_LIB_ENV, RUNTIME_LIB_NAME, TENSORFLOW_VERSION};
+
+/// The TF backend as a plugin.
+pub struct TfPlugin {
+    backend: TfBackend,
+}
+
+impl Plugin for TfPlugin {
+    type Model = TfModel;
+
+    const NAME: &'static CStr = c"TF";
+    const RUNTIME_VERSION: &'static CStr = c"2.21.0";
+    const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu];
+    const DTYPES: &'static [DType] = &[
+        DType::Float,
+        DType::Double,
+        DType::Int8,
+        DType::Int16,
+        DType::Int32,
+        DType::Int64,
+        DType::Uint8,
+        DType::Uint16,
+        DType::Bool,
+        DType::String,
+    ];
+    /// Runs of one model are serialised by the host: a cancelled run closes the model's
+    /// session, which would cancel any other run on it. Runs of different models overlap
+    /// (each on a `tf-call` thread of its own, in TensorFlow's shared thread pools).
+    const CONCURRENT_RUN: bool = false;
+
+    fn init(host: Host) -> Result<Self> {
+        let backend = TfBackend::new(move |key| host.config(key))?;
+        Ok(TfPlugin { backend })
+    }
+
+    fn load_model(&self, options: &ModelOptions, blob: &[u8]) -> Result<TfModel> {
+        if options.device.kind != DeviceKind::Cpu {
+            return Err(Error::new(
+                "this build of the TF backend runs models on the CPU only",
+            ));
+        }
+        self.backend
+            .load(blob, &options.input_names, &options.output_names)
+    }
+
+    fn input_names(&self, model: &TfModel) -> Vec<String> {
+        model.input_names()
+    }
+
+    fn output_names(&self, model: &TfModel) -> Vec<String> {
+        model.output_names()
+    }
+
+    fn run(
+        &self,
+        model: &TfModel,
+        options: &RunOptions,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        self.backend
+            .run_cancellable(model, options.timeout_ms, options.cancel, inputs, n_outputs)
+    }
+}
+
+/// The plugin's C entry point (`#[no_mangle]` counts as unsafe code).
+#[allow(unsafe_code)]
+mod entry {
+    redisai_plugin_api::export_plugin!(super::TfPlugin);
+}
+
+pub use entry::redisai_plugin_entry;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_version_is_the_one_fetched() {
+        assert_eq!(
+            <TfPlugin as Plugin>::RUNTIME_VERSION.to_str(),
+            Ok(TENSORFLOW_VERSION)
+        );
+    }
+}

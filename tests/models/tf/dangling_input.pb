@@ -1,0 +1,8 @@
+
+,
+aPlaceholder*
+dtype0*
+shape:
+
+yMulamissing*
+T0
