@@ -58,10 +58,6 @@ impl Backend {
         self.flags & RAI_PLUGIN_FLAG_CONCURRENT_RUN != 0
     }
 
-    pub fn has_scripts(&self) -> bool {
-        self.api.script_load.is_some() && self.api.script_run.is_some()
-    }
-
     /// Reads and frees a plugin error; `None` for success.
     fn take_error(&self, error: *mut RaiError) -> Option<String> {
         if error.is_null() {

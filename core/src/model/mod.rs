@@ -77,19 +77,6 @@ impl Model {
         }
     }
 
-    pub fn definition(&self) -> ModelDefinition {
-        ModelDefinition {
-            backend: self.backend.clone(),
-            device: self.device,
-            device_name: self.device_name.clone(),
-            tag: self.tag.clone(),
-            batching: self.batching,
-            inputs: self.declared_inputs.clone(),
-            outputs: self.declared_outputs.clone(),
-            blob: self.blob.clone(),
-        }
-    }
-
     /// Input names: as declared (TF) or as the backend reports them.
     pub fn input_names(&self) -> Vec<String> {
         match (&self.runtime, self.declared_inputs.is_empty()) {
