@@ -37,6 +37,8 @@
  *   the plugin sets `RAI_PLUGIN_FLAG_CONCURRENT_RUN`; otherwise the host serialises
  *   runs of each model. Runs of different models may always overlap.
  * - Host services may be called from any thread during a call into the plugin.
+ *   `redis_command` and `model_execute` need the `host_ctx` of the run they serve and
+ *   are valid only during that run; the host serialises their access to the keyspace.
  *
  * # Errors
  * Every fallible function returns a `RaiError *`: null on success, otherwise an error
@@ -74,7 +76,7 @@ typedef struct RaiScript RaiScript;
 /**
  * Minor version of this ABI. A plugin with a newer minor is refused.
  */
-#define RAI_PLUGIN_ABI_MINOR 0
+#define RAI_PLUGIN_ABI_MINOR 1
 
 /**
  * The plugin's `model_run` may be called concurrently on the same model.
@@ -82,21 +84,43 @@ typedef struct RaiScript RaiScript;
 #define RAI_PLUGIN_FLAG_CONCURRENT_RUN 1
 
 /**
- * Kind of device a tensor's data lives on, or a model runs on.
+ * Kind of a `RaiReply`.
  */
-enum RaiDeviceKind
+enum RaiReplyKind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-    RaiDeviceKind_Cpu = 0,
-    RaiDeviceKind_Gpu = 1,
+    /**
+     * A null reply (a missing key, for example).
+     */
+    RaiReplyKind_Nil = 0,
+    /**
+     * `integer` holds the value.
+     */
+    RaiReplyKind_Integer = 1,
+    /**
+     * `str`/`len` hold the bytes (a bulk or status string).
+     */
+    RaiReplyKind_String = 2,
+    /**
+     * `str`/`len` hold the error message, e.g. `ERR wrong number of arguments`.
+     */
+    RaiReplyKind_Error = 3,
+    /**
+     * `elements`/`n_elements` hold the items.
+     */
+    RaiReplyKind_Array = 4,
+    /**
+     * `double_value` holds the value.
+     */
+    RaiReplyKind_Double = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
-typedef enum RaiDeviceKind RaiDeviceKind;
+typedef enum RaiReplyKind RaiReplyKind;
 #else
-typedef uint32_t RaiDeviceKind;
+typedef uint32_t RaiReplyKind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -125,6 +149,25 @@ enum RaiDType
 typedef enum RaiDType RaiDType;
 #else
 typedef uint32_t RaiDType;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Kind of device a tensor's data lives on, or a model runs on.
+ */
+enum RaiDeviceKind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    RaiDeviceKind_Cpu = 0,
+    RaiDeviceKind_Gpu = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum RaiDeviceKind RaiDeviceKind;
+#else
+typedef uint32_t RaiDeviceKind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -183,6 +226,55 @@ typedef uint32_t RaiConfigKey;
 #endif // __cplusplus
 
 /**
+ * A Redis reply as the host hands it to a plugin: a tree owned by the host, released
+ * as a whole with `RaiHostApi::reply_free` on its root. Strings are binary safe (use
+ * `len`) and also NUL-terminated for convenience.
+ */
+typedef struct RaiReply {
+    RaiReplyKind kind;
+    int64_t integer;
+    double double_value;
+    const char *str;
+    size_t len;
+    const struct RaiReply *elements;
+    size_t n_elements;
+} RaiReply;
+
+/**
+ * A device: its kind and index (`GPU:1` is `{Gpu, 1}`; `CPU` is `{Cpu, 0}`).
+ */
+typedef struct RaiDevice {
+    RaiDeviceKind kind;
+    int32_t id;
+} RaiDevice;
+
+/**
+ * A borrowed tensor. `strides` counts elements and may be null for row-major
+ * contiguous data (the only layout the host produces). For STRING tensors
+ * `byte_len` is the total length of the NUL-terminated elements. `shape` may be null
+ * when `ndim` is 0, and `data` when `byte_len` is 0.
+ */
+typedef struct RaiTensorView {
+    RaiDType dtype;
+    struct RaiDevice device;
+    size_t ndim;
+    const int64_t *shape;
+    const int64_t *strides;
+    const void *data;
+    size_t byte_len;
+} RaiTensorView;
+
+/**
+ * An output tensor filled in by the plugin: a view of CPU data that stays valid until
+ * the host calls `tensor_release(owner)`. The host reads outputs only when `model_run`
+ * (or `script_run`) succeeds; on error the plugin keeps and frees what it produced.
+ */
+typedef struct RaiTensorOut {
+    struct RaiTensorView view;
+    void *owner;
+} RaiTensorOut;
+
+/**
  * Services the host offers to the plugin, passed to `init` and valid until the
  * process exits.
  */
@@ -199,15 +291,38 @@ typedef struct RaiHostApi {
      * Reads a setting; `key` is a `RaiConfigKey`; unknown keys give 0.
      */
     int64_t (*config_get)(uint32_t key);
+    /**
+     * Runs a Redis command (`argv[0]` is its name; each argument is `argv_len[i]`
+     * bytes) on behalf of the run that owns `host_ctx`, as `redis.execute` does in a
+     * script. Never null: a refused or failed command comes back as an error reply.
+     * Release it with `reply_free`.
+     */
+    struct RaiReply *(*redis_command)(void *host_ctx,
+                                      const char *const *argv,
+                                      const size_t *argv_len,
+                                      size_t argc);
+    /**
+     * Releases a reply from `redis_command` or `model_execute`.
+     */
+    void (*reply_free)(struct RaiReply *reply);
+    /**
+     * Runs the stored model at `key` (of any backend) on `inputs`, on the calling
+     * thread, for the run that owns `host_ctx`, as `redisAI.model_execute` does in a
+     * script. On success returns null and fills exactly `n_outputs` host-owned
+     * outputs, each released with `host_tensor_release(owner)`; on failure returns an
+     * error reply (release it with `reply_free`) and fills nothing.
+     */
+    struct RaiReply *(*model_execute)(void *host_ctx,
+                                      const char *key,
+                                      const struct RaiTensorView *inputs,
+                                      size_t n_inputs,
+                                      struct RaiTensorOut *outputs,
+                                      size_t n_outputs);
+    /**
+     * Releases an output of `model_execute`.
+     */
+    void (*host_tensor_release)(void *owner);
 } RaiHostApi;
-
-/**
- * A device: its kind and index (`GPU:1` is `{Gpu, 1}`; `CPU` is `{Cpu, 0}`).
- */
-typedef struct RaiDevice {
-    RaiDeviceKind kind;
-    int32_t id;
-} RaiDevice;
 
 /**
  * What the host asks of a model at load time.
@@ -243,33 +358,13 @@ typedef struct RaiRunOptions {
      * `__atomic_load_n`) and stop with an error. Valid only during the call.
      */
     const uint32_t *cancel;
+    /**
+     * Minor 1 (read only when the host's `abi_minor` >= 1): the context to pass to
+     * `redis_command` and `model_execute` during this run; null when the run offers
+     * them none.
+     */
+    void *host_ctx;
 } RaiRunOptions;
-
-/**
- * A borrowed tensor. `strides` counts elements and may be null for row-major
- * contiguous data (the only layout the host produces). For STRING tensors
- * `byte_len` is the total length of the NUL-terminated elements. `shape` may be null
- * when `ndim` is 0, and `data` when `byte_len` is 0.
- */
-typedef struct RaiTensorView {
-    RaiDType dtype;
-    struct RaiDevice device;
-    size_t ndim;
-    const int64_t *shape;
-    const int64_t *strides;
-    const void *data;
-    size_t byte_len;
-} RaiTensorView;
-
-/**
- * An output tensor filled in by the plugin: a view of CPU data that stays valid until
- * the host calls `tensor_release(owner)`. The host reads outputs only when `model_run`
- * (or `script_run`) succeeds; on error the plugin keeps and frees what it produced.
- */
-typedef struct RaiTensorOut {
-    struct RaiTensorView view;
-    void *owner;
-} RaiTensorOut;
 
 /**
  * Arguments of a script function call, as `AI.SCRIPTEXECUTE` gives them.

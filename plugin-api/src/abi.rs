@@ -27,6 +27,8 @@
 //!   the plugin sets [`RAI_PLUGIN_FLAG_CONCURRENT_RUN`]; otherwise the host serialises
 //!   runs of each model. Runs of different models may always overlap.
 //! - Host services may be called from any thread during a call into the plugin.
+//!   `redis_command` and `model_execute` need the `host_ctx` of the run they serve and
+//!   are valid only during that run; the host serialises their access to the keyspace.
 //!
 //! # Errors
 //! Every fallible function returns a `RaiError *`: null on success, otherwise an error
@@ -39,7 +41,7 @@ use std::ffi::{c_char, c_void};
 /// Major version of this ABI. A plugin built for another major is refused.
 pub const RAI_PLUGIN_ABI_MAJOR: u32 = 1;
 /// Minor version of this ABI. A plugin with a newer minor is refused.
-pub const RAI_PLUGIN_ABI_MINOR: u32 = 0;
+pub const RAI_PLUGIN_ABI_MINOR: u32 = 1;
 
 /// Name of the one symbol a plugin exports.
 pub const RAI_PLUGIN_ENTRY_SYMBOL: &str = "redisai_plugin_entry";
@@ -148,6 +150,38 @@ pub enum RaiConfigKey {
     BackendMemoryLimitMb = 3,
 }
 
+/// Kind of a [`RaiReply`].
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaiReplyKind {
+    /// A null reply (a missing key, for example).
+    Nil = 0,
+    /// `integer` holds the value.
+    Integer = 1,
+    /// `str`/`len` hold the bytes (a bulk or status string).
+    String = 2,
+    /// `str`/`len` hold the error message, e.g. `ERR wrong number of arguments`.
+    Error = 3,
+    /// `elements`/`n_elements` hold the items.
+    Array = 4,
+    /// `double_value` holds the value.
+    Double = 5,
+}
+
+/// A Redis reply as the host hands it to a plugin: a tree owned by the host, released
+/// as a whole with [`RaiHostApi::reply_free`] on its root. Strings are binary safe (use
+/// `len`) and also NUL-terminated for convenience.
+#[repr(C)]
+pub struct RaiReply {
+    pub kind: RaiReplyKind,
+    pub integer: i64,
+    pub double_value: f64,
+    pub str: *const c_char,
+    pub len: usize,
+    pub elements: *const RaiReply,
+    pub n_elements: usize,
+}
+
 /// Services the host offers to the plugin, passed to `init` and valid until the
 /// process exits.
 #[repr(C)]
@@ -160,6 +194,39 @@ pub struct RaiHostApi {
     pub log: Option<unsafe extern "C" fn(level: u32, message: *const c_char)>,
     /// Reads a setting; `key` is a [`RaiConfigKey`]; unknown keys give 0.
     pub config_get: Option<unsafe extern "C" fn(key: u32) -> i64>,
+
+    // Minor 1.
+    /// Runs a Redis command (`argv[0]` is its name; each argument is `argv_len[i]`
+    /// bytes) on behalf of the run that owns `host_ctx`, as `redis.execute` does in a
+    /// script. Never null: a refused or failed command comes back as an error reply.
+    /// Release it with `reply_free`.
+    pub redis_command: Option<
+        unsafe extern "C" fn(
+            host_ctx: *mut c_void,
+            argv: *const *const c_char,
+            argv_len: *const usize,
+            argc: usize,
+        ) -> *mut RaiReply,
+    >,
+    /// Releases a reply from `redis_command` or `model_execute`.
+    pub reply_free: Option<unsafe extern "C" fn(reply: *mut RaiReply)>,
+    /// Runs the stored model at `key` (of any backend) on `inputs`, on the calling
+    /// thread, for the run that owns `host_ctx`, as `redisAI.model_execute` does in a
+    /// script. On success returns null and fills exactly `n_outputs` host-owned
+    /// outputs, each released with `host_tensor_release(owner)`; on failure returns an
+    /// error reply (release it with `reply_free`) and fills nothing.
+    pub model_execute: Option<
+        unsafe extern "C" fn(
+            host_ctx: *mut c_void,
+            key: *const c_char,
+            inputs: *const RaiTensorView,
+            n_inputs: usize,
+            outputs: *mut RaiTensorOut,
+            n_outputs: usize,
+        ) -> *mut RaiReply,
+    >,
+    /// Releases an output of `model_execute`.
+    pub host_tensor_release: Option<unsafe extern "C" fn(owner: *mut c_void)>,
 }
 
 /// What the host asks of a model at load time.
@@ -186,6 +253,10 @@ pub struct RaiRunOptions {
     /// down. Plugins that can interrupt a run should watch it (read it atomically, e.g.
     /// `__atomic_load_n`) and stop with an error. Valid only during the call.
     pub cancel: *const u32,
+    /// Minor 1 (read only when the host's `abi_minor` >= 1): the context to pass to
+    /// `redis_command` and `model_execute` during this run; null when the run offers
+    /// them none.
+    pub host_ctx: *mut c_void,
 }
 
 /// Arguments of a script function call, as `AI.SCRIPTEXECUTE` gives them.

@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 
 pub use crate::abi::{RaiConfigKey as ConfigKey, RaiDType as DType, RaiDeviceKind as DeviceKind};
 use crate::abi::{
-    RaiDevice, RaiError, RaiHostApi, RaiModel, RaiModelOptions, RaiRunOptions, RaiTensorOut,
-    RaiTensorView,
+    RaiDevice, RaiError, RaiHostApi, RaiModel, RaiModelOptions, RaiReply, RaiReplyKind,
+    RaiRunOptions, RaiScript, RaiScriptCall, RaiTensorOut, RaiTensorView,
 };
 
 /// An error a plugin returns; its message reaches the client.
@@ -68,6 +68,178 @@ impl Host {
             .config_get
             .map_or(0, |get| unsafe { get(key as u32) })
     }
+
+    /// Runs a Redis command for the run that `ctx` belongs to (`redis.execute` in a
+    /// script). An error reply from Redis is `Ok(Reply::Error(..))`; `Err` means the
+    /// host could not run the command at all.
+    pub fn redis_command(&self, ctx: HostContext, args: &[&[u8]]) -> Result<Reply> {
+        let command = self
+            .api_fn(|api| api.redis_command)
+            .ok_or_else(|| Error::new("the host does not offer redis_command"))?;
+        let mut ptrs = Vec::with_capacity(args.len());
+        let mut lens = Vec::with_capacity(args.len());
+        for arg in args {
+            ptrs.push(arg.as_ptr().cast::<c_char>());
+            lens.push(arg.len());
+        }
+        // SAFETY: `ptrs` and `lens` describe `args`, which outlive the call; `ctx` came
+        // from the host for the run in progress.
+        let raw = unsafe { command(ctx.0, ptrs.as_ptr(), lens.as_ptr(), args.len()) };
+        // SAFETY: the host returns a reply tree it owns until `reply_free`.
+        Ok(unsafe { self.take_reply(raw) }.unwrap_or(Reply::Nil))
+    }
+
+    /// Runs the stored model at `key` on `inputs` for the run that `ctx` belongs to
+    /// (`redisAI.model_execute` in a script) and returns `n_outputs` tensors.
+    pub fn model_execute(
+        &self,
+        ctx: HostContext,
+        key: &str,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        let (Some(execute), Some(release)) = (
+            self.api_fn(|api| api.model_execute),
+            self.api_fn(|api| api.host_tensor_release),
+        ) else {
+            return Err(Error::new("the host does not offer model_execute"));
+        };
+        let key = CString::new(key).map_err(|_| Error::new("model key contains NUL"))?;
+        let views: Vec<RaiTensorView> = inputs.iter().map(view_of).collect();
+        let empty = RaiTensorOut {
+            view: view_of(&TensorRef {
+                dtype: DType::Float,
+                device: Device {
+                    kind: DeviceKind::Cpu,
+                    id: 0,
+                },
+                shape: &[],
+                data: &[],
+            }),
+            owner: std::ptr::null_mut(),
+        };
+        let mut outs = vec![empty; n_outputs];
+        // SAFETY: the views borrow `inputs`, which outlive the call; `outs` has room for
+        // `n_outputs` outputs; `ctx` came from the host for the run in progress.
+        let raw = unsafe {
+            execute(
+                ctx.0,
+                key.as_ptr(),
+                views.as_ptr(),
+                views.len(),
+                outs.as_mut_ptr(),
+                n_outputs,
+            )
+        };
+        // SAFETY: a non-null result is an error reply the host owns until `reply_free`.
+        if let Some(reply) = unsafe { self.take_reply(raw) } {
+            return Err(Error(match reply {
+                Reply::Error(message) => message,
+                other => format!("model_execute failed: {other:?}"),
+            }));
+        }
+        let mut tensors = Vec::with_capacity(n_outputs);
+        for out in outs {
+            // SAFETY: on success the host filled every output with a valid view.
+            let tensor = unsafe { tensor_ref(&out.view) }.map(|t| OwnedTensor {
+                dtype: t.dtype,
+                shape: t.shape.to_vec(),
+                data: t.data.to_vec(),
+            });
+            // SAFETY: each output is released once, after its data was copied.
+            unsafe { release(out.owner) };
+            tensors.push(tensor?);
+        }
+        Ok(tensors)
+    }
+
+    /// A minor-1 host function, or `None` when the host's table predates it.
+    fn api_fn<F>(&self, field: impl FnOnce(&RaiHostApi) -> Option<F>) -> Option<F> {
+        let needed = std::mem::offset_of!(RaiHostApi, host_tensor_release)
+            + std::mem::size_of::<Option<unsafe extern "C" fn(*mut c_void)>>();
+        if self.api.abi_minor < 1 || self.api.struct_size < needed {
+            return None;
+        }
+        field(self.api)
+    }
+
+    /// Copies a host reply into a [`Reply`] and releases it; `None` for a null pointer.
+    ///
+    /// # Safety
+    /// `raw` must be null or a reply from this host not yet released.
+    unsafe fn take_reply(&self, raw: *mut RaiReply) -> Option<Reply> {
+        if raw.is_null() {
+            return None;
+        }
+        // SAFETY: guaranteed by the caller.
+        let reply = unsafe { Reply::from_raw(&*raw) };
+        if let Some(free) = self.api_fn(|api| api.reply_free) {
+            // SAFETY: released once, after the copy above.
+            unsafe { free(raw) };
+        }
+        Some(reply)
+    }
+}
+
+/// The host's handle on the run in progress, for [`Host::redis_command`] and
+/// [`Host::model_execute`]. Valid only while that run's call into the plugin lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct HostContext(*mut c_void);
+
+// SAFETY: the host accepts the context from any thread during the run it belongs to.
+unsafe impl Send for HostContext {}
+// SAFETY: as above.
+unsafe impl Sync for HostContext {}
+
+/// A Redis reply, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Nil,
+    Integer(i64),
+    /// A bulk or status string.
+    String(Vec<u8>),
+    Error(String),
+    Array(Vec<Reply>),
+    Double(f64),
+}
+
+impl Reply {
+    /// Copies a host reply tree.
+    ///
+    /// # Safety
+    /// `raw` and everything it points to must be valid.
+    unsafe fn from_raw(raw: &RaiReply) -> Reply {
+        let bytes = || {
+            if raw.str.is_null() || raw.len == 0 {
+                Vec::new()
+            } else {
+                // SAFETY: guaranteed by the caller: `str` holds `len` bytes.
+                unsafe { std::slice::from_raw_parts(raw.str.cast::<u8>(), raw.len) }.to_vec()
+            }
+        };
+        match raw.kind {
+            RaiReplyKind::Nil => Reply::Nil,
+            RaiReplyKind::Integer => Reply::Integer(raw.integer),
+            RaiReplyKind::Double => Reply::Double(raw.double_value),
+            RaiReplyKind::String => Reply::String(bytes()),
+            RaiReplyKind::Error => Reply::Error(String::from_utf8_lossy(&bytes()).into_owned()),
+            RaiReplyKind::Array => {
+                let items = if raw.elements.is_null() || raw.n_elements == 0 {
+                    &[][..]
+                } else {
+                    // SAFETY: guaranteed by the caller.
+                    unsafe { std::slice::from_raw_parts(raw.elements, raw.n_elements) }
+                };
+                // SAFETY: guaranteed by the caller, recursively.
+                Reply::Array(
+                    items
+                        .iter()
+                        .map(|item| unsafe { Reply::from_raw(item) })
+                        .collect(),
+                )
+            }
+        }
+    }
 }
 
 pub use crate::abi::RaiLogLevel as LogLevel;
@@ -88,6 +260,9 @@ pub struct RunOptions {
     pub timeout_ms: u64,
     /// Set by the host when the run's result is no longer wanted.
     pub cancel: Option<CancelFlag>,
+    /// For [`Host::redis_command`] and [`Host::model_execute`] during this run; `None`
+    /// when the host offers none (model runs, or an older host).
+    pub host_ctx: Option<HostContext>,
 }
 
 /// The host's "stop this run" flag. It may be read from any thread, but only while the
@@ -160,9 +335,23 @@ impl OwnedTensor {
     }
 }
 
+/// The arguments of one script function call (`AI.SCRIPTEXECUTE`).
+#[derive(Debug, Clone)]
+pub struct ScriptCall<'a> {
+    pub function: String,
+    pub inputs: Vec<TensorRef<'a>>,
+    pub keys: Vec<String>,
+    pub args: Vec<String>,
+}
+
 /// A backend. One instance exists per process, created by [`Plugin::init`].
 pub trait Plugin: Sized + Send + Sync + 'static {
     type Model: Send + Sync + 'static;
+    /// A compiled script; `()` for backends without scripts.
+    type Script: Send + Sync + 'static;
+    /// Whether the backend compiles and runs scripts (then it implements
+    /// [`Plugin::load_script`] and [`Plugin::run_script`]).
+    const SCRIPTS: bool = false;
 
     /// Backend name, e.g. `c"ONNX"`.
     const NAME: &'static CStr;
@@ -185,6 +374,33 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         inputs: &[TensorRef<'_>],
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>>;
+
+    /// Compiles a script whose callable functions are `entry_points`.
+    fn load_script(
+        &self,
+        _device: Device,
+        _source: &str,
+        _entry_points: &[String],
+    ) -> Result<Self::Script> {
+        Err(Error(format!(
+            "the {} backend does not support scripts",
+            Self::NAME.to_string_lossy()
+        )))
+    }
+
+    /// Runs one function of a script; returns at most `max_outputs` tensors.
+    fn run_script(
+        &self,
+        _script: &Self::Script,
+        _options: &RunOptions,
+        _call: &ScriptCall<'_>,
+        _max_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        Err(Error(format!(
+            "the {} backend does not support scripts",
+            Self::NAME.to_string_lossy()
+        )))
+    }
 }
 
 /// Where the one instance of a plugin lives; implemented by `export_plugin!`.
@@ -238,9 +454,21 @@ pub const fn table<P: Instance>() -> crate::abi::RaiPluginApi {
         model_output_name: Some(ffi_output_name::<P>),
         model_run: Some(ffi_model_run::<P>),
         tensor_release: Some(ffi_tensor_release),
-        script_load: None,
-        script_free: None,
-        script_run: None,
+        script_load: if P::SCRIPTS {
+            Some(ffi_script_load::<P>)
+        } else {
+            None
+        },
+        script_free: if P::SCRIPTS {
+            Some(ffi_script_free::<P>)
+        } else {
+            None
+        },
+        script_run: if P::SCRIPTS {
+            Some(ffi_script_run::<P>)
+        } else {
+            None
+        },
     }
 }
 
@@ -549,26 +777,9 @@ unsafe extern "C" fn ffi_model_run<P: Instance>(
         // SAFETY: the host passes a live model of this plugin.
         let model = unsafe { model_box::<P>(model) }.ok_or_else(|| Error::new("null model"))?;
         // SAFETY: the host passes valid options for the duration of the call.
-        let options = unsafe { options.as_ref() }
-            .map(|o| RunOptions {
-                timeout_ms: o.timeout_ms,
-                cancel: (!o.cancel.is_null()).then_some(CancelFlag(o.cancel.cast())),
-            })
-            .unwrap_or(RunOptions {
-                timeout_ms: 0,
-                cancel: None,
-            });
-        let views = if n_inputs == 0 {
-            &[][..]
-        } else {
-            // SAFETY: the host passes `n_inputs` views.
-            unsafe { std::slice::from_raw_parts(inputs, n_inputs) }
-        };
-        let inputs = views
-            .iter()
-            // SAFETY: each view's pointers are valid for the call.
-            .map(|view| unsafe { tensor_ref(view) })
-            .collect::<Result<Vec<_>>>()?;
+        let options = unsafe { run_options(options) };
+        // SAFETY: the host passes `n_inputs` valid views.
+        let inputs = unsafe { tensor_refs(inputs, n_inputs)? };
         let produced = plugin.run(&model.model, &options, &inputs, n_outputs)?;
         if produced.len() != n_outputs {
             return Err(Error(format!(
@@ -576,13 +787,160 @@ unsafe extern "C" fn ffi_model_run<P: Instance>(
                 produced.len()
             )));
         }
-        if n_outputs > 0 && outputs.is_null() {
-            return Err(Error::new("null outputs array"));
+        // SAFETY: the host passes room for `n_outputs` outputs.
+        unsafe { write_outputs(produced, outputs) }
+    })
+}
+
+/// Reads the host's run options.
+///
+/// # Safety
+/// `options` must be null or valid for the call.
+unsafe fn run_options(options: *const RaiRunOptions) -> RunOptions {
+    let host_has_ctx = host().is_some_and(|h| h.api.abi_minor >= 1);
+    // SAFETY: guaranteed by the caller.
+    unsafe { options.as_ref() }
+        .map(|o| RunOptions {
+            timeout_ms: o.timeout_ms,
+            cancel: (!o.cancel.is_null()).then_some(CancelFlag(o.cancel.cast())),
+            host_ctx: (host_has_ctx && !o.host_ctx.is_null()).then_some(HostContext(o.host_ctx)),
+        })
+        .unwrap_or(RunOptions {
+            timeout_ms: 0,
+            cancel: None,
+            host_ctx: None,
+        })
+}
+
+/// Borrows `count` host tensor views.
+///
+/// # Safety
+/// `views` must point to `count` views whose pointers are valid for the call.
+unsafe fn tensor_refs<'a>(views: *const RaiTensorView, count: usize) -> Result<Vec<TensorRef<'a>>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if views.is_null() {
+        return Err(Error::new("null tensor array"));
+    }
+    // SAFETY: guaranteed by the caller.
+    let views = unsafe { std::slice::from_raw_parts(views, count) };
+    views
+        .iter()
+        // SAFETY: guaranteed by the caller.
+        .map(|view| unsafe { tensor_ref(view) })
+        .collect()
+}
+
+/// A borrowed view of a plugin-side tensor, for handing to the host.
+fn view_of(tensor: &TensorRef<'_>) -> RaiTensorView {
+    RaiTensorView {
+        dtype: tensor.dtype,
+        device: RaiDevice {
+            kind: tensor.device.kind,
+            id: tensor.device.id,
+        },
+        ndim: tensor.shape.len(),
+        shape: tensor.shape.as_ptr(),
+        strides: std::ptr::null(),
+        data: tensor.data.as_ptr().cast(),
+        byte_len: tensor.data.len(),
+    }
+}
+
+/// Writes `produced` into the host's output array.
+///
+/// # Safety
+/// `outputs` must have room for `produced.len()` outputs.
+unsafe fn write_outputs(produced: Vec<OwnedTensor>, outputs: *mut RaiTensorOut) -> Result<()> {
+    if !produced.is_empty() && outputs.is_null() {
+        return Err(Error::new("null outputs array"));
+    }
+    for (index, tensor) in produced.into_iter().enumerate() {
+        // SAFETY: guaranteed by the caller.
+        unsafe { outputs.add(index).write(out_of(tensor)) };
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn ffi_script_load<P: Instance>(
+    device: RaiDevice,
+    source: *const c_char,
+    entry_points: *const *const c_char,
+    n_entry_points: usize,
+    out: *mut *mut RaiScript,
+) -> *mut RaiError {
+    guard("script load", || {
+        let plugin = instance::<P>()?;
+        if source.is_null() || out.is_null() {
+            return Err(Error::new("null script source or output pointer"));
         }
-        for (index, tensor) in produced.into_iter().enumerate() {
-            // SAFETY: the host passes room for `n_outputs` outputs.
-            unsafe { outputs.add(index).write(out_of(tensor)) };
+        // SAFETY: the host passes a NUL-terminated source for the call.
+        let source = unsafe { CStr::from_ptr(source) }
+            .to_str()
+            .map_err(|_| Error::new("script source is not valid UTF-8"))?;
+        // SAFETY: the host passes `n_entry_points` strings.
+        let entry_points = unsafe { read_strings(entry_points, n_entry_points)? };
+        let script = plugin.load_script(device.into(), source, &entry_points)?;
+        // SAFETY: `out` is a valid pointer provided by the host.
+        unsafe { *out = Box::into_raw(Box::new(script)).cast() };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn ffi_script_free<P: Instance>(script: *mut RaiScript) {
+    guard_quiet("script free", (), || {
+        if !script.is_null() {
+            // SAFETY: created by `ffi_script_load::<P>` and freed once by the host.
+            drop(unsafe { Box::from_raw(script.cast::<P::Script>()) });
         }
+    })
+}
+
+unsafe extern "C" fn ffi_script_run<P: Instance>(
+    script: *mut RaiScript,
+    options: *const RaiRunOptions,
+    call: *const RaiScriptCall,
+    outputs: *mut RaiTensorOut,
+    max_outputs: usize,
+    n_outputs: *mut usize,
+) -> *mut RaiError {
+    guard("script run", || {
+        let plugin = instance::<P>()?;
+        // SAFETY: the host passes a live script of this plugin.
+        let script = unsafe { script.cast::<P::Script>().as_ref() }
+            .ok_or_else(|| Error::new("null script"))?;
+        // SAFETY: the host passes valid options for the duration of the call.
+        let options = unsafe { run_options(options) };
+        // SAFETY: the host passes a valid call for the duration of the call.
+        let call = unsafe { call.as_ref() }.ok_or_else(|| Error::new("null script call"))?;
+        if call.function.is_null() || n_outputs.is_null() {
+            return Err(Error::new("null function name or output count"));
+        }
+        let call = ScriptCall {
+            // SAFETY: the host passes a NUL-terminated function name.
+            function: unsafe { CStr::from_ptr(call.function) }
+                .to_string_lossy()
+                .into_owned(),
+            // SAFETY: the host passes `n_inputs` valid views.
+            inputs: unsafe { tensor_refs(call.inputs, call.n_inputs)? },
+            // SAFETY: the host passes arrays of the stated lengths.
+            keys: unsafe { read_strings(call.keys, call.n_keys)? },
+            // SAFETY: as above.
+            args: unsafe { read_strings(call.args, call.n_args)? },
+        };
+        let produced = plugin.run_script(script, &options, &call, max_outputs)?;
+        if produced.len() > max_outputs {
+            return Err(Error(format!(
+                "the script produced {} outputs, at most {max_outputs} were expected",
+                produced.len()
+            )));
+        }
+        let count = produced.len();
+        // SAFETY: the host passes room for `max_outputs` outputs.
+        unsafe { write_outputs(produced, outputs)? };
+        // SAFETY: checked non-null above; valid for the call.
+        unsafe { *n_outputs = count };
         Ok(())
     })
 }

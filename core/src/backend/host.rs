@@ -12,6 +12,10 @@ pub static HOST_API: RaiHostApi = RaiHostApi {
     struct_size: std::mem::size_of::<RaiHostApi>(),
     log: Some(host_log),
     config_get: Some(host_config_get),
+    redis_command: None,
+    reply_free: None,
+    model_execute: None,
+    host_tensor_release: None,
 };
 
 unsafe extern "C" fn host_log(level: u32, message: *const c_char) {

@@ -161,6 +161,7 @@ impl PluginModel {
         let options = RaiRunOptions {
             timeout_ms,
             cancel: cancel.as_ptr().cast_const(),
+            host_ctx: std::ptr::null_mut(),
         };
         let _guard = self
             .run_lock

@@ -51,6 +51,10 @@ static HOST: RaiHostApi = RaiHostApi {
     struct_size: size_of::<RaiHostApi>(),
     log: Some(host_log),
     config_get: Some(host_config_get),
+    redis_command: None,
+    reply_free: None,
+    model_execute: None,
+    host_tensor_release: None,
 };
 
 fn c_str(ptr: *const c_char) -> String {
@@ -113,6 +117,7 @@ impl Plugin {
         let options = RaiRunOptions {
             timeout_ms: 0,
             cancel: std::ptr::null(),
+            host_ctx: std::ptr::null_mut(),
         };
         let mut outputs = vec![
             RaiTensorOut {
@@ -357,11 +362,16 @@ fn c_layout_matches_abi_rs() {
         RaiDevice { kind, id }
         RaiTensorView { dtype, device, ndim, shape, strides, data, byte_len }
         RaiTensorOut { view, owner }
-        RaiHostApi { abi_major, abi_minor, struct_size, log, config_get }
+        RaiHostApi {
+            abi_major, abi_minor, struct_size, log, config_get, redis_command, reply_free,
+            model_execute, host_tensor_release
+        }
+        RaiReplyKind {}
+        RaiReply { kind, integer, double_value, str, len, elements, n_elements }
         RaiModelOptions {
             device, batch_size, input_names, n_input_names, output_names, n_output_names
         }
-        RaiRunOptions { timeout_ms, cancel }
+        RaiRunOptions { timeout_ms, cancel, host_ctx }
         RaiScriptCall { function, inputs, n_inputs, keys, n_keys, args, n_args }
         RaiPluginApi {
             abi_major, abi_minor, struct_size, name, runtime_version, device_mask, dtype_mask,

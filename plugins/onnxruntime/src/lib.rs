@@ -48,6 +48,7 @@ pub struct OnnxPlugin {
 
 impl Plugin for OnnxPlugin {
     type Model = OnnxModel;
+    type Script = ();
 
     const NAME: &'static CStr = c"ONNX";
     const RUNTIME_VERSION: &'static CStr = c"1.32.0";

@@ -97,6 +97,7 @@ pub struct TfPlugin {
 
 impl Plugin for TfPlugin {
     type Model = TfModel;
+    type Script = ();
 
     const NAME: &'static CStr = c"TF";
     const RUNTIME_VERSION: &'static CStr = c"2.21.0";

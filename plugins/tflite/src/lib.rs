@@ -77,6 +77,7 @@ pub struct TflitePlugin {
 
 impl Plugin for TflitePlugin {
     type Model = TfliteModel;
+    type Script = ();
 
     const NAME: &'static CStr = c"TFLITE";
     const RUNTIME_VERSION: &'static CStr = c"2.3.0";

@@ -37,6 +37,10 @@ static HOST: RaiHostApi = RaiHostApi {
     struct_size: std::mem::size_of::<RaiHostApi>(),
     log: Some(host_log),
     config_get: Some(host_config),
+    redis_command: None,
+    reply_free: None,
+    model_execute: None,
+    host_tensor_release: None,
 };
 
 const CPU: RaiDevice = RaiDevice {
@@ -117,6 +121,7 @@ fn run(
     let options = RaiRunOptions {
         timeout_ms,
         cancel: cancel.map_or(ptr::null(), |flag| flag.as_ptr().cast_const()),
+        host_ctx: std::ptr::null_mut(),
     };
     let model_run = api.model_run.expect("model_run");
     // SAFETY: the views point into `inputs`, alive for the call; `outputs` has room for

@@ -36,6 +36,10 @@ static HOST: RaiHostApi = RaiHostApi {
     struct_size: std::mem::size_of::<RaiHostApi>(),
     log: None,
     config_get: Some(config_get),
+    redis_command: None,
+    reply_free: None,
+    model_execute: None,
+    host_tensor_release: None,
 };
 
 const CPU: RaiDevice = RaiDevice {
@@ -125,6 +129,7 @@ impl PluginCall {
         let options = RaiRunOptions {
             timeout_ms: 0,
             cancel: self.cancel.as_ptr().cast_const(),
+            host_ctx: std::ptr::null_mut(),
         };
         let mut output = RaiTensorOut {
             view: RaiTensorView {
