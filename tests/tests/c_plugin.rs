@@ -6,6 +6,7 @@ use std::thread;
 use redisai_example_c_plugins::{
     BAD_ABI_PLUGIN, EXAMPLE_ADD_BACKEND, EXAMPLE_ADD_PLUGIN, NEWER_MINOR_PLUGIN,
 };
+use redisai_plugin_api::abi::{RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{digest, error_text, run_str, Server, ServerConfig};
 
@@ -67,7 +68,7 @@ fn c_plugin_stores_and_runs_a_model() {
     );
     let info = info_modules(&server);
     assert!(
-        info.contains("ai_example:runtime=1.0,abi=1.0,devices=CPU,path="),
+        info.contains(&format!("ai_example:runtime=1.0,abi={RAI_PLUGIN_ABI_MAJOR}.{RAI_PLUGIN_ABI_MINOR},devices=CPU,path=")),
         "INFO MODULES lists the backend:\n{info}"
     );
     assert!(
@@ -294,7 +295,11 @@ fn run_statistics() {
 fn plugins_of_another_abi_version_are_refused() {
     let server = Server::start();
     let mut c = server.client();
-    for (plugin, version) in [(BAD_ABI_PLUGIN, "2.0"), (NEWER_MINOR_PLUGIN, "1.1")] {
+    let newer_minor = format!("{RAI_PLUGIN_ABI_MAJOR}.{}", RAI_PLUGIN_ABI_MINOR + 1);
+    for (plugin, version) in [
+        (BAD_ABI_PLUGIN, "2.0"),
+        (NEWER_MINOR_PLUGIN, newer_minor.as_str()),
+    ] {
         let refused = error_text(run_str(
             &mut c,
             &format!("AI.CONFIG LOADBACKEND EXAMPLE {plugin}"),
@@ -305,7 +310,9 @@ fn plugins_of_another_abi_version_are_refused() {
         );
         assert!(
             refused.contains(&format!("plugin ABI version {version}"))
-                && refused.contains("ABI 1.0"),
+                && refused.contains(&format!(
+                    "ABI {RAI_PLUGIN_ABI_MAJOR}.{RAI_PLUGIN_ABI_MINOR}"
+                )),
             "names both versions: {refused}"
         );
     }
