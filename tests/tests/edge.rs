@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 use std::time::Duration;
 
+use redisai_plugin_api::abi::{RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};
 use redisai_tests::redis::{self, Connection, RedisResult, Value};
 use redisai_tests::{error_text, run, run_str, Server, ServerConfig};
 
@@ -284,7 +285,7 @@ fn float_and_quantized_tflite_models_run_from_a_copy_of_the_bundle() {
     let tflite_so = copy.root.join("backends/redisai_tflite/redisai_tflite.so");
     assert!(
         info.contains(&format!(
-            "ai_tflite:runtime=2.3.0,abi=1.0,devices=CPU,path={}",
+            "ai_tflite:runtime=2.3.0,abi={RAI_PLUGIN_ABI_MAJOR}.{RAI_PLUGIN_ABI_MINOR},devices=CPU,path={}",
             tflite_so.display()
         )),
         "the TFLite backend of the copy is loaded:\n{info}"

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use redisai_plugin_api::abi::{RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};
 use redisai_tests::redis::{self, Connection, Value};
 use redisai_tests::{digest, error_text, run, run_str, Server, ServerConfig};
 
@@ -88,7 +89,9 @@ fn add_model_and_lazy_backend_load() {
         .query(&mut c)
         .expect("info");
     assert!(
-        info.contains("ai_onnx:runtime=1.32.0,abi=1.0,devices=CPU"),
+        info.contains(&format!(
+            "ai_onnx:runtime=1.32.0,abi={RAI_PLUGIN_ABI_MAJOR}.{RAI_PLUGIN_ABI_MINOR},devices=CPU"
+        )),
         "{info}"
     );
     run_str(&mut c, "AI.TENSORSET a FLOAT 3 VALUES 1 2 3").expect("a");
