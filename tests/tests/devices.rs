@@ -240,3 +240,46 @@ fn devices_are_kept_as_given_and_gpus_without_a_gpu_backend_are_refused() {
     }
     assert_eq!(run_str(&mut c, "EXISTS g").expect("exists"), Value::Int(0));
 }
+
+#[test]
+fn both_variants_of_a_backend_show_in_info() {
+    use redisai_example_c_plugins::{EXAMPLE_ADD_BACKEND, EXAMPLE_ADD_PLUGIN};
+    // A copy of the C example plugin whose file name makes it the GPU variant.
+    let dir = std::env::temp_dir().join(format!("redisai-variants-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let gpu_copy = dir.join("example_add_gpu.so");
+    std::fs::copy(EXAMPLE_ADD_PLUGIN, &gpu_copy).expect("copy the plugin");
+    let server = Server::start();
+    let mut c = server.client();
+    for path in [EXAMPLE_ADD_PLUGIN, &gpu_copy.to_string_lossy()] {
+        let line = format!("AI.CONFIG LOADBACKEND {EXAMPLE_ADD_BACKEND} {path}");
+        assert_eq!(
+            run_str(&mut c, &line).expect("LOADBACKEND"),
+            Value::Okay,
+            "{path}"
+        );
+    }
+    let name = EXAMPLE_ADD_BACKEND.to_ascii_lowercase();
+    let cpu = info_field(&mut c, &name).expect("the default variant is listed");
+    let gpu = info_field(&mut c, &format!("{name}_gpu")).expect("the GPU variant is listed");
+    assert!(cpu.ends_with(EXAMPLE_ADD_PLUGIN), "{cpu}");
+    assert!(gpu.ends_with("example_add_gpu.so"), "{gpu}");
+    // Neither declares a GPU: a GPU model is refused with both reasons, never run on the CPU.
+    let text = error_text(run_str(
+        &mut c,
+        &format!("AI.MODELSTORE m {EXAMPLE_ADD_BACKEND} GPU:1 BLOB add"),
+    ));
+    assert!(
+        text.contains("GPU:1") && text.contains("CPU only"),
+        "{text}"
+    );
+    assert_eq!(
+        run_str(
+            &mut c,
+            &format!("AI.MODELSTORE m {EXAMPLE_ADD_BACKEND} CPU BLOB add")
+        )
+        .expect("CPU"),
+        Value::Okay
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
