@@ -376,14 +376,14 @@ mod tests {
     }
 
     #[test]
-    fn without_a_driver_the_error_says_so() {
-        // On machines with a GPU there is nothing to check here.
-        if let Err(err) = driver_device_count() {
-            assert!(
+    fn the_driver_reports_devices_or_why_not() {
+        match driver_device_count() {
+            Ok(count) => assert!(count > 0),
+            Err(err) => assert!(
                 err.0.contains("NVIDIA driver") || err.0.contains("GPU"),
                 "{}",
                 err.0
-            );
+            ),
         }
     }
 }
