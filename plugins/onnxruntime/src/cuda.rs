@@ -95,22 +95,20 @@ static READY: Mutex<Option<u32>> = Mutex::new(None);
 /// the CUDA libraries in `dir` are loaded. Returns the number of devices.
 pub fn prepare(dir: &Path, device_id: u32) -> Result<u32> {
     let mut ready = READY.lock().unwrap_or_else(PoisonError::into_inner);
-    let count = match *ready {
-        Some(count) => count,
-        None => {
-            let count = driver_device_count()?;
-            check_folder(dir)?;
-            for lib in CUDA_LIBS {
-                let path = dir.join(lib.name);
-                if path.is_file() {
-                    open_global(&path)?;
-                }
-            }
-            *ready = Some(count);
-            count
-        }
-    };
+    if let Some(count) = *ready {
+        check_device(device_id, count)?;
+        return Ok(count);
+    }
+    let count = driver_device_count()?;
     check_device(device_id, count)?;
+    check_folder(dir)?;
+    for lib in CUDA_LIBS {
+        let path = dir.join(lib.name);
+        if path.is_file() {
+            open_global(&path)?;
+        }
+    }
+    *ready = Some(count);
     Ok(count)
 }
 
