@@ -306,7 +306,11 @@ pub fn append_provider(
     let status = unsafe {
         (api.UpdateCUDAProviderOptions)(options, keys.as_ptr(), values.as_ptr(), pairs.len())
     };
-    let result = check(status, "could not set the CUDA provider options").and_then(|()| {
+    let result = check(
+        status,
+        "ONNX Runtime could not load or configure its CUDA execution provider",
+    )
+    .and_then(|()| {
         // SAFETY: the builder's session options and `options` are live for the call;
         // ONNX Runtime copies the options.
         let status = unsafe {
