@@ -14,6 +14,17 @@ pub fn report_info(ctx: &InfoContext, _for_crash_report: bool) {
     }
 }
 
+/// A loaded backend's field name: `onnx`, and `onnx_gpu` for its GPU variant, so that
+/// both variants of one backend can be listed (INFO refuses duplicate keys).
+fn info_key(backend: &crate::backend::Backend) -> String {
+    use crate::backend::registry::Variant;
+    let name = backend.name.to_ascii_lowercase();
+    match Variant::of_path(&backend.path) {
+        Variant::Default => name,
+        Variant::Gpu => format!("{name}_gpu"),
+    }
+}
+
 fn build(ctx: &InfoContext) -> RedisResult<()> {
     let config = settings::read().clone();
     let mut versions = ctx
@@ -46,7 +57,7 @@ fn build(ctx: &InfoContext) -> RedisResult<()> {
     backends = backends.field("loaded", loaded.len().to_string())?;
     for backend in &loaded {
         backends = backends.field(
-            &backend.name.to_ascii_lowercase(),
+            &info_key(backend),
             format!(
                 "runtime={},abi={}.{},devices={},path={}",
                 backend.runtime_version,

@@ -9,6 +9,7 @@ use redisai_plugin_api::sdk::{CancelFlag, ConfigKey, Error, OwnedTensor, Result,
 
 use crate::cancel::{self, CancelWatch};
 use crate::convert::{self, Port};
+use crate::cuda;
 use crate::runtime::{self, Runtime};
 use crate::watchdog::WATCHDOG;
 
@@ -117,8 +118,16 @@ impl OnnxBackend {
         self.runtime.library()
     }
 
-    /// Builds a session from a serialised ONNX model.
+    /// Builds a session from a serialised ONNX model, to run on the CPU.
     pub fn load(&self, blob: &[u8]) -> Result<OnnxModel> {
+        self.load_on(blob, None)
+    }
+
+    /// Builds a session from a serialised ONNX model, to run on the CPU (`gpu` None) or
+    /// with ONNX Runtime's CUDA execution provider on `GPU:n` (`gpu` Some(n); see
+    /// [`crate::cuda`]). Operators the CUDA provider lacks fall back to the CPU, as ONNX
+    /// Runtime places them.
+    pub fn load_on(&self, blob: &[u8], gpu: Option<u32>) -> Result<OnnxModel> {
         if blob.is_empty() {
             return Err(Error::new("the ONNX model blob is empty"));
         }
@@ -129,6 +138,21 @@ impl OnnxBackend {
         no_panic("model load", || {
             let arena = self.runtime.arena_for(limit_bytes)?;
             let mut builder = Session::builder(self.runtime.env())?;
+            if let Some(device_id) = gpu {
+                let dir = self
+                    .runtime
+                    .library()
+                    .parent()
+                    .unwrap_or(std::path::Path::new("/"));
+                cuda::prepare(dir, device_id)
+                    .and_then(|_| cuda::append_provider(&mut builder, device_id, limit_bytes))
+                    .map_err(|err| {
+                        Error::new(format!(
+                            "cannot run the model on GPU:{device_id}: {}",
+                            err.0
+                        ))
+                    })?;
+            }
             if intra > 0 {
                 builder = builder.with_intra_threads(intra)?;
             }

@@ -2,6 +2,11 @@
 //!
 //! Built as `libredisai_onnxruntime.so` and laid out as
 //! `backends/redisai_onnxruntime/redisai_onnxruntime.so`, beside `libonnxruntime.so.1.32.0`.
+//! With the `cuda` feature it is the GPU variant, laid out as
+//! `backends/redisai_onnxruntime_gpu/redisai_onnxruntime_gpu.so` beside the
+//! `onnxruntime-gpu` 1.31.1 runtime and its CUDA libraries (see [`cuda`]); it runs
+//! models stored on `GPU:n` with the CUDA execution provider (`device_id` n) and models
+//! stored on the CPU as the CPU build does.
 //! Nothing of ONNX Runtime is linked in: at `init` the plugin opens the runtime library by
 //! an absolute path, the file [`RUNTIME_LIB_NAME`] in the folder the plugin itself was
 //! loaded from, or the path in the environment variable [`RUNTIME_LIB_ENV`] when it is set.
@@ -27,6 +32,7 @@ compile_error!("tensor data crosses the plugin ABI as little-endian bytes: big-e
 mod backend;
 mod cancel;
 mod convert;
+pub mod cuda;
 pub mod runtime;
 mod watchdog;
 
@@ -51,7 +57,12 @@ impl Plugin for OnnxPlugin {
     type Script = ();
 
     const NAME: &'static CStr = c"ONNX";
-    const RUNTIME_VERSION: &'static CStr = c"1.32.0";
+    const RUNTIME_VERSION: &'static CStr = runtime::RUNTIME_VERSION;
+    /// The GPU variant (`cuda` feature) declares GPUs too; it runs CPU models as well,
+    /// so a GPU-only bundle needs no other ONNX plugin.
+    #[cfg(feature = "cuda")]
+    const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu, DeviceKind::Gpu];
+    #[cfg(not(feature = "cuda"))]
     const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu];
     const DTYPES: &'static [DType] = &[
         DType::Float,
@@ -76,12 +87,18 @@ impl Plugin for OnnxPlugin {
     }
 
     fn load_model(&self, options: &ModelOptions, blob: &[u8]) -> Result<OnnxModel> {
-        if options.device.kind != DeviceKind::Cpu {
-            return Err(Error::new(
-                "this build of the ONNX backend runs models on the CPU only",
-            ));
+        match options.device.kind {
+            DeviceKind::Cpu => self.backend.load(blob),
+            DeviceKind::Gpu if cfg!(feature = "cuda") => {
+                let id = u32::try_from(options.device.id).map_err(|_| {
+                    Error::new(format!("invalid GPU index {}", options.device.id))
+                })?;
+                self.backend.load_on(blob, Some(id))
+            }
+            _ => Err(Error::new(
+                "this build of the ONNX backend runs models on the CPU only (the GPU variant is redisai_onnxruntime_gpu, built by scripts/build-gpu)",
+            )),
         }
-        self.backend.load(blob)
     }
 
     fn input_names(&self, model: &OnnxModel) -> Vec<String> {

@@ -36,8 +36,18 @@ use redisai_plugin_api::sdk::{self, Error, LogLevel, Result};
 
 /// Environment variable that overrides where the runtime library is loaded from.
 pub const RUNTIME_LIB_ENV: &str = "REDISAI_ONNXRUNTIME_LIB";
-/// File name of the runtime library, looked up beside the plugin.
+/// File name of the runtime library, looked up beside the plugin. The GPU variant
+/// (`cuda` feature) uses the `onnxruntime-gpu` wheel's, whose newest release is 1.31.1
+/// (C API 31, which is all the plugin asks for).
+#[cfg(not(feature = "cuda"))]
 pub const RUNTIME_LIB_NAME: &str = "libonnxruntime.so.1.32.0";
+#[cfg(feature = "cuda")]
+pub const RUNTIME_LIB_NAME: &str = "libonnxruntime.so.1.31.1";
+/// The runtime's version, as the plugin reports it.
+#[cfg(not(feature = "cuda"))]
+pub const RUNTIME_VERSION: &CStr = c"1.32.0";
+#[cfg(feature = "cuda")]
+pub const RUNTIME_VERSION: &CStr = c"1.31.1";
 
 /// The loaded runtime: its environment and the shared arena state.
 pub struct Runtime {
