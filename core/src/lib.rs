@@ -6,6 +6,7 @@ pub mod config;
 pub mod dag;
 pub mod device;
 pub mod model;
+pub mod script;
 pub mod settings;
 pub mod stats;
 pub mod tensor;
