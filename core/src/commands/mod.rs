@@ -5,6 +5,7 @@ pub mod dag;
 pub mod keyspace;
 pub mod model;
 pub mod run_info;
+pub mod script;
 pub mod subcommands;
 pub mod tensor;
 
