@@ -171,14 +171,14 @@ fn build(value: ReplyValue) -> RaiReply {
 /// `reply` must have been laid out by `build` and not released before.
 unsafe fn release_inside(reply: &mut RaiReply) {
     if !reply.str.is_null() {
-        let slice = std::ptr::slice_from_raw_parts_mut(reply.str.cast_mut().cast::<u8>(), reply.len + 1);
+        let slice =
+            std::ptr::slice_from_raw_parts_mut(reply.str.cast_mut().cast::<u8>(), reply.len + 1);
         // SAFETY: allocated by `build` as a boxed slice of `len + 1` bytes.
         drop(unsafe { Box::from_raw(slice) });
         reply.str = std::ptr::null();
     }
     if !reply.elements.is_null() {
-        let slice =
-            std::ptr::slice_from_raw_parts_mut(reply.elements.cast_mut(), reply.n_elements);
+        let slice = std::ptr::slice_from_raw_parts_mut(reply.elements.cast_mut(), reply.n_elements);
         // SAFETY: allocated by `build` as a boxed slice of `n_elements` replies.
         let mut elements = unsafe { Box::from_raw(slice) };
         for element in elements.iter_mut() {
@@ -214,22 +214,79 @@ unsafe extern "C" fn host_tensor_release(owner: *mut std::ffi::c_void) {
 /// Commands a script may not run through `redis.execute`.
 const REFUSED: &[&str] = &[
     // Blocking.
-    "blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin", "bzpopmax", "bzmpop",
-    "xread", "xreadgroup", "wait", "waitaof",
+    "blpop",
+    "brpop",
+    "brpoplpush",
+    "blmove",
+    "blmpop",
+    "bzpopmin",
+    "bzpopmax",
+    "bzmpop",
+    "xread",
+    "xreadgroup",
+    "wait",
+    "waitaof",
     // Transactions and connection state.
-    "multi", "exec", "discard", "watch", "unwatch", "select", "swapdb", "move", "auth",
-    "hello", "reset", "client", "quit",
+    "multi",
+    "exec",
+    "discard",
+    "watch",
+    "unwatch",
+    "select",
+    "swapdb",
+    "move",
+    "auth",
+    "hello",
+    "reset",
+    "client",
+    "quit",
     // Pub/sub.
-    "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe",
+    "subscribe",
+    "psubscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "sunsubscribe",
     "monitor",
     // Server administration.
-    "shutdown", "debug", "config", "module", "acl", "save", "bgsave", "bgrewriteaof",
-    "flushall", "flushdb", "replicaof", "slaveof", "failover", "sync", "psync", "migrate",
-    "restore", "keys", "scan", "randomkey", "eval", "evalsha", "eval_ro", "evalsha_ro",
-    "fcall", "fcall_ro", "function", "script",
+    "shutdown",
+    "debug",
+    "config",
+    "module",
+    "acl",
+    "save",
+    "bgsave",
+    "bgrewriteaof",
+    "flushall",
+    "flushdb",
+    "replicaof",
+    "slaveof",
+    "failover",
+    "sync",
+    "psync",
+    "migrate",
+    "restore",
+    "keys",
+    "scan",
+    "randomkey",
+    "eval",
+    "evalsha",
+    "eval_ro",
+    "evalsha_ro",
+    "fcall",
+    "fcall_ro",
+    "function",
+    "script",
     // This module's commands that block or run work.
-    "ai.modelexecute", "ai.modelrun", "ai.scriptexecute", "ai.scriptrun", "ai.dagexecute",
-    "ai.dagexecute_ro", "ai.dagrun", "ai.dagrun_ro", "ai.config",
+    "ai.modelexecute",
+    "ai.modelrun",
+    "ai.scriptexecute",
+    "ai.scriptrun",
+    "ai.dagexecute",
+    "ai.dagexecute_ro",
+    "ai.dagrun",
+    "ai.dagrun_ro",
+    "ai.config",
 ];
 
 /// Why a script may not run `command`, if it may not.
@@ -425,9 +482,11 @@ mod services {
         if allowed {
             Ok(())
         } else {
-            Err("NOPERM this user has no permissions to run this command or its subcommand \
+            Err(
+                "NOPERM this user has no permissions to run this command or its subcommand \
                  (called from a script)"
-                .into())
+                    .into(),
+            )
         }
     }
 
@@ -483,7 +542,9 @@ mod services {
                 format!("ERR unknown command '{command}' (called from a script)")
             }
             Some(22) => {
-                format!("ERR wrong number of arguments for '{command}' command (called from a script)")
+                format!(
+                    "ERR wrong number of arguments for '{command}' command (called from a script)"
+                )
             }
             Some(1) => format!("NOPERM '{command}' is not permitted (called from a script)"),
             Some(28) => "OOM command not allowed when used memory > 'maxmemory'".into(),
@@ -647,11 +708,12 @@ mod services {
         let context = redis_module::Context::new(locked.ctx);
         let name = redis_module::RedisString::create_from_slice(locked.ctx, key);
         let opened = context.open_key(&name);
-        let model = match opened.get_value::<SharedModel>(&crate::persist::model_type::MODEL_TYPE)
-        {
+        let model = match opened.get_value::<SharedModel>(&crate::persist::model_type::MODEL_TYPE) {
             Ok(Some(model)) => Ok(Arc::clone(model)),
             Ok(None) => Err(crate::commands::keyspace::EMPTY_MODEL_KEY.to_owned()),
-            Err(_) => Err("WRONGTYPE Operation against a key holding the wrong kind of value".into()),
+            Err(_) => {
+                Err("WRONGTYPE Operation against a key holding the wrong kind of value".into())
+            }
         };
         drop(opened);
         drop(name);
@@ -672,7 +734,10 @@ mod services {
             let Some(run) = (unsafe { host_ctx.cast::<RunContext>().as_ref() }) else {
                 return error("ERR model_execute needs the host_ctx of a script run");
             };
-            if key.is_null() || (n_inputs > 0 && inputs.is_null()) || (n_outputs > 0 && outputs.is_null()) {
+            if key.is_null()
+                || (n_inputs > 0 && inputs.is_null())
+                || (n_outputs > 0 && outputs.is_null())
+            {
                 return error("ERR model_execute got a null argument");
             }
             // SAFETY: a NUL-terminated key, valid for the call.
@@ -687,7 +752,11 @@ mod services {
                 // SAFETY: `n_inputs` views, valid for the call.
                 unsafe { std::slice::from_raw_parts(inputs, n_inputs) }
             };
-            let tensors = match views.iter().map(view_to_tensor).collect::<Result<Vec<_>, _>>() {
+            let tensors = match views
+                .iter()
+                .map(view_to_tensor)
+                .collect::<Result<Vec<_>, _>>()
+            {
                 Ok(tensors) => tensors,
                 Err(reason) => return error(reason),
             };

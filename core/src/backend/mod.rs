@@ -7,10 +7,10 @@ mod plugin_model;
 mod plugin_script;
 pub mod registry;
 
+pub use host::RunContext;
 pub use loader::{load_plugin, LoadError};
 pub use plugin_model::{ModelLoadOptions, PluginModel};
 pub use plugin_script::{PluginScript, ScriptCallArgs, MAX_UNDECLARED_OUTPUTS};
-pub use host::RunContext;
 
 use std::ffi::CStr;
 use std::path::PathBuf;

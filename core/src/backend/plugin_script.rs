@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use redisai_plugin_api::abi::{RaiRunOptions, RaiScript, RaiScriptCall, RaiTensorOut};
 
-use super::plugin_model::{output_to_tensor, rai_device, release_output, tensor_view, RawTensorOut};
+use super::plugin_model::{
+    output_to_tensor, rai_device, release_output, tensor_view, RawTensorOut,
+};
 use super::Backend;
 use crate::device::Device;
 use crate::tensor::Tensor;
@@ -58,7 +60,9 @@ impl Backend {
         let source = CString::new(source).map_err(|_| "script SOURCE contains NUL".to_owned())?;
         let names: Vec<CString> = entry_points
             .iter()
-            .map(|n| CString::new(n.as_str()).map_err(|_| format!("entry point '{n}' contains NUL")))
+            .map(|n| {
+                CString::new(n.as_str()).map_err(|_| format!("entry point '{n}' contains NUL"))
+            })
             .collect::<Result<_, _>>()?;
         let name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
         let mut raw: *mut RaiScript = std::ptr::null_mut();

@@ -8,8 +8,8 @@ use redis_module::{raw, Context, KeyType, RedisError, RedisString};
 use crate::model::SharedModel;
 use crate::persist::model_type::MODEL_TYPE;
 use crate::persist::script_type::SCRIPT_TYPE;
-use crate::script::SharedScript;
 use crate::persist::tensor_type::TENSOR_TYPE;
+use crate::script::SharedScript;
 use crate::tensor::Tensor;
 
 pub const EMPTY_TENSOR_KEY: &str = "ERR tensor key is empty or in a different shard";

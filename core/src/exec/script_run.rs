@@ -54,7 +54,9 @@ impl ScriptRun {
         let host_ctx = std::ptr::addr_of!(self.context).cast_mut().cast();
         let started = Instant::now();
         let result = runtime.run(&call, timeout_ms, &self.context.cancel, host_ctx);
-        self.script.stats.record(started.elapsed(), 0, result.is_err());
+        self.script
+            .stats
+            .record(started.elapsed(), 0, result.is_err());
         match result {
             Ok(outputs) => RunOutcome::Done(outputs),
             Err(_)
@@ -64,8 +66,7 @@ impl ScriptRun {
             {
                 RunOutcome::TimedOut
             }
-            Err(reason) if reason.starts_with("ERR ") => RunOutcome::Failed(reason),
-            Err(reason) => RunOutcome::Failed(format!("ERR {reason}")),
+            Err(reason) => RunOutcome::Failed(error_reply(reason)),
         }
     }
 }
@@ -81,5 +82,33 @@ impl Job for ScriptRun {
 
     fn cancel(self: Box<Self>, reason: &str) {
         (self.finish)(RunOutcome::Failed(reason.to_owned()));
+    }
+}
+
+/// A backend message as an error reply: kept when it starts with an error code
+/// (`ERR`, `WRONGTYPE`, `NOPERM` ... as a script's Redis call may return), else
+/// prefixed with `ERR`.
+pub fn error_reply(reason: String) -> String {
+    let code = reason.split(' ').next().unwrap_or_default();
+    if code.len() >= 2 && code.bytes().all(|b| b.is_ascii_uppercase()) && reason.len() > code.len() {
+        reason
+    } else {
+        format!("ERR {reason}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_reply;
+
+    #[test]
+    fn error_codes_are_kept() {
+        assert_eq!(error_reply("NOPERM no".into()), "NOPERM no");
+        assert_eq!(error_reply("ERR x".into()), "ERR x");
+        assert_eq!(
+            error_reply("Function f does not exist".into()),
+            "ERR Function f does not exist"
+        );
+        assert_eq!(error_reply("OOM".into()), "ERR OOM");
     }
 }

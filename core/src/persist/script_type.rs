@@ -1,4 +1,4 @@
-//! The script data type (`AI__SCRIPT`): RDB encoding, AOF rewrite as AI.SCRIPTSTORE,
+//! The script data type (`AI_SCRIPT`): RDB encoding, AOF rewrite as AI.SCRIPTSTORE,
 //! memory usage, digest, copy, free.
 
 use std::ffi::c_void;
@@ -13,7 +13,8 @@ use super::boxed;
 use crate::device::Device;
 use crate::script::{Script, ScriptDefinition, SharedScript};
 
-const TYPE_NAME: &str = "AI__SCRIPT";
+/// RedisAI's name (Redis requires exactly nine characters).
+const TYPE_NAME: &str = "AI_SCRIPT";
 /// device, tag, entry point names, source.
 const ENCODING_V100: i32 = 100;
 const MAX_ENTRY_POINTS: u64 = 1 << 16;
@@ -90,7 +91,9 @@ fn load_definition(
     let tag = string(rdb)?;
     let count = raw::load_unsigned(rdb).map_err(io)?;
     if count > MAX_ENTRY_POINTS {
-        return Err(format!("{count} entry points is more than {MAX_ENTRY_POINTS}"));
+        return Err(format!(
+            "{count} entry points is more than {MAX_ENTRY_POINTS}"
+        ));
     }
     let entry_points = (0..count)
         .map(|_| string(rdb).map(|n| String::from_utf8_lossy(&n).into_owned()))

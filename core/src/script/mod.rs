@@ -63,7 +63,9 @@ impl Script {
 
     pub fn runtime(&self) -> Result<&PluginScript, String> {
         self.runtime.as_ref().map_err(|reason| {
-            format!("ERR script cannot run: backend {SCRIPT_BACKEND} could not compile it: {reason}")
+            format!(
+                "ERR script cannot run: backend {SCRIPT_BACKEND} could not compile it: {reason}"
+            )
         })
     }
 
@@ -76,15 +78,16 @@ impl Script {
 }
 
 fn load_runtime(definition: &ScriptDefinition) -> Result<PluginScript, String> {
-    let backend = registry::for_device(SCRIPT_BACKEND, definition.device.kind).map_err(
-        |reason| match definition.device.kind {
-            DeviceKind::Cpu => format!("Could not load backend {SCRIPT_BACKEND}: {reason}"),
-            DeviceKind::Gpu => format!(
-                "device {} is not supported by backend {SCRIPT_BACKEND}: {reason}",
-                definition.device
-            ),
-        },
-    )?;
+    let backend =
+        registry::for_device(SCRIPT_BACKEND, definition.device.kind).map_err(|reason| {
+            match definition.device.kind {
+                DeviceKind::Cpu => format!("Could not load backend {SCRIPT_BACKEND}: {reason}"),
+                DeviceKind::Gpu => format!(
+                    "device {} is not supported by backend {SCRIPT_BACKEND}: {reason}",
+                    definition.device
+                ),
+            }
+        })?;
     if !backend.has_scripts() {
         return Err(format!(
             "backend {} ({}) does not support scripts",
@@ -92,7 +95,11 @@ fn load_runtime(definition: &ScriptDefinition) -> Result<PluginScript, String> {
             backend.path.display()
         ));
     }
-    backend.load_script(definition.device, &definition.source, &definition.entry_points)
+    backend.load_script(
+        definition.device,
+        &definition.source,
+        &definition.entry_points,
+    )
 }
 
 /// A stored script as the keyspace holds it: shared with the runs that use it.

@@ -32,7 +32,8 @@ pub fn parse_script_store<'a>(
     let Some((&device_name, rest)) = args.split_first() else {
         return err("ERR Invalid DEVICE");
     };
-    let device = Device::parse(device_name).ok_or_else(|| ParseError("ERR Invalid DEVICE".into()))?;
+    let device =
+        Device::parse(device_name).ok_or_else(|| ParseError("ERR Invalid DEVICE".into()))?;
     let mut position = 0;
     let mut tag: &[u8] = b"";
     if rest.first().is_some_and(|a| is(a, "TAG")) {
@@ -127,13 +128,11 @@ fn counted<'a>(
     let Some(&count) = args.get(*position) else {
         return err(format!("ERR Missing arguments after {scope} keyword"));
     };
-    let count = parse_i64(count)
-        .filter(|&n| n >= 0)
-        .ok_or_else(|| {
-            ParseError(format!(
-                "ERR Invalid or negative value found in number of {scope}"
-            ))
-        })? as usize;
+    let count = parse_i64(count).filter(|&n| n >= 0).ok_or_else(|| {
+        ParseError(format!(
+            "ERR Invalid or negative value found in number of {scope}"
+        ))
+    })? as usize;
     *position += 1;
     let rest = &args[*position..];
     if count > 0 && rest.is_empty() {
@@ -367,8 +366,7 @@ mod tests {
 
     #[test]
     fn parses_scriptexecute() {
-        let args =
-            words("s bar KEYS 1 k INPUTS 2 a b ARGS 2 x y OUTPUTS 2 c d TIMEOUT 100");
+        let args = words("s bar KEYS 1 k INPUTS 2 a b ARGS 2 x y OUTPUTS 2 c d TIMEOUT 100");
         let parsed = parse_script_execute(&args, false).expect("valid");
         assert_eq!(parsed.keys, vec![&b"k"[..]]);
         assert_eq!(parsed.inputs.len(), 2);
@@ -434,18 +432,32 @@ mod tests {
             ("s INPUTS a b OUTPUTS c", "ERR function name not specified"),
             ("s bar a OUTPUTS c", "ERR INPUTS not specified"),
             ("s bar INPUTS a b", "ERR OUTPUTS not specified"),
-            ("s bar INPUTS $ a $ b OUTPUTS", "ERR Already encountered a variable size list of tensors"),
-            ("s bar INPUTS OUTPUTS", "ERR Insufficient arguments, missing INPUTS and OUTPUTS"),
-            ("s bar TIMEOUT x INPUTS a OUTPUTS c", "ERR Invalid value for TIMEOUT"),
+            (
+                "s bar INPUTS $ a $ b OUTPUTS",
+                "ERR Already encountered a variable size list of tensors",
+            ),
+            (
+                "s bar INPUTS OUTPUTS",
+                "ERR Insufficient arguments, missing INPUTS and OUTPUTS",
+            ),
+            (
+                "s bar TIMEOUT x INPUTS a OUTPUTS c",
+                "ERR Invalid value for TIMEOUT",
+            ),
         ];
         for (text, expected) in cases {
-            assert_eq!(parse_script_run(&words(text)).expect_err(text).0, expected, "{text}");
+            assert_eq!(
+                parse_script_run(&words(text)).expect_err(text).0,
+                expected,
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn key_positions() {
-        let args = words("AI.SCRIPTEXECUTE s bar KEYS 1 k INPUTS 2 a b ARGS 1 x OUTPUTS 1 c TIMEOUT 5");
+        let args =
+            words("AI.SCRIPTEXECUTE s bar KEYS 1 k INPUTS 2 a b ARGS 1 x OUTPUTS 1 c TIMEOUT 5");
         assert_eq!(script_execute_key_positions(&args), vec![1, 5, 8, 9, 14]);
         assert_eq!(
             script_execute_key_positions(&words("AI.SCRIPTEXECUTE s bar KEYS 9 k")),
