@@ -11,14 +11,18 @@
  *   exec    runs the command given in ARGS; an error reply fails the call, otherwise
  *           returns the integer reply (or 0) as INT64 [1]
  *   model   model_execute args[0] (else keys[0]) on the inputs; returns its one output
+ *   wait    waits until the host cancels the run (at most 10 s), then fails
  * Any other function: "Function <name> does not exist in the given script."
  */
+
+#define _POSIX_C_SOURCE 199309L
 
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "redisai_plugin.h"
 
@@ -299,6 +303,16 @@ static RaiError *script_run(RaiScript *script, const RaiRunOptions *options,
         }
         *n_outputs = call->n_inputs;
         return NULL;
+    }
+    if (strcmp(function, "wait") == 0) {
+        struct timespec pause = {0, 1000000};
+        for (int i = 0; i < 10000; i++) {
+            if (options->cancel != NULL && __atomic_load_n(options->cancel, __ATOMIC_RELAXED)) {
+                return error_new("script_echo: cancelled");
+            }
+            nanosleep(&pause, NULL);
+        }
+        return error_new("script_echo: never cancelled");
     }
     if (!host_has_services() || options->host_ctx == NULL) {
         return error_new("script_echo: the host offers no script services");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use redisai_example_c_plugins::{EXAMPLE_ADD_BACKEND, EXAMPLE_ADD_PLUGIN, SCRIPT_ECHO_PLUGIN};
 use redisai_tests::redis::{Connection, Value};
-use redisai_tests::{digest, error_text, run_str, Server, ServerConfig};
+use redisai_tests::{digest, error_text, run_nested, run_str, Server, ServerConfig};
 
 fn config() -> ServerConfig {
     ServerConfig::default().module_args(&["TORCH", SCRIPT_ECHO_PLUGIN])
@@ -19,7 +19,7 @@ fn server() -> (Server, Connection) {
     let mut c = server.client();
     let stored = run_str(
         &mut c,
-        "AI.SCRIPTSTORE s CPU TAG v1 ENTRY_POINTS 5 echo incr len exec model SOURCE any_text",
+        "AI.SCRIPTSTORE s CPU TAG v1 ENTRY_POINTS 6 echo incr len exec model wait SOURCE any_text",
     );
     assert_eq!(stored.expect("SCRIPTSTORE"), Value::Okay);
     (server, c)
@@ -310,7 +310,7 @@ fn scripts_persist_replicate_and_show_in_info() {
             Value::SimpleString("tag".into()),
             Value::BulkString(b"v1".to_vec()),
             Value::SimpleString("Entry Points".into()),
-            strings(&["echo", "incr", "len", "exec", "model"]),
+            strings(&["echo", "incr", "len", "exec", "model", "wait"]),
             Value::SimpleString("source".into()),
             Value::BulkString(b"any_text".to_vec()),
         ])
@@ -364,4 +364,98 @@ fn wait_for_rewrite(c: &mut Connection) {
         );
         sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn scripts_run_inside_dags() {
+    let (_server, mut c) = server();
+    run_str(&mut c, "AI.TENSORSET a FLOAT 2 VALUES 1 2").expect("a");
+    run_str(&mut c, "SET counter 1").expect("set");
+    let reply = run_nested(
+        &mut c,
+        "AI.DAGEXECUTE KEYS 1 counter LOAD 1 a PERSIST 1 n |> AI.SCRIPTEXECUTE s echo INPUTS 2 a a \
+         OUTPUTS 2 x y |> AI.SCRIPTEXECUTE s incr INPUTS 0 OUTPUTS 1 n |> AI.TENSORGET y VALUES",
+    )
+    .expect("dag");
+    assert_eq!(
+        reply,
+        Value::Array(vec![Value::Okay, Value::Okay, strings(&["1", "2"])])
+    );
+    assert_eq!(
+        run_str(&mut c, "AI.TENSORGET n VALUES").expect("n"),
+        ints(&[2])
+    );
+    // The deprecated forms.
+    let reply = run_nested(
+        &mut c,
+        "AI.DAGRUN LOAD 1 a |> AI.SCRIPTRUN s echo INPUTS a OUTPUTS b |> AI.TENSORGET b VALUES",
+    )
+    .expect("dagrun");
+    assert_eq!(reply, Value::Array(vec![Value::Okay, strings(&["1", "2"])]));
+    assert_eq!(
+        error_text(run_str(
+            &mut c,
+            "AI.DAGEXECUTE_RO LOAD 1 a |> AI.SCRIPTEXECUTE s echo INPUTS 1 a OUTPUTS 1 b"
+        )),
+        "ERR AI.SCRIPTEXECUTE command cannot be specified in a read-only DAG"
+    );
+    assert_eq!(
+        error_text(run_str(
+            &mut c,
+            "AI.DAGEXECUTE LOAD 1 a |> AI.SCRIPTEXECUTE nosuch echo INPUTS 1 a OUTPUTS 1 b"
+        )),
+        "ERR script key is empty"
+    );
+    // A failing script op fails its DAG's dependent ops, not the server.
+    let reply = run_nested(
+        &mut c,
+        "AI.DAGEXECUTE LOAD 1 a |> AI.SCRIPTEXECUTE s incr INPUTS 0 OUTPUTS 1 m \
+         |> AI.TENSORGET m VALUES",
+    )
+    .expect("dag");
+    let Value::Array(items) = reply else {
+        panic!("dag reply")
+    };
+    assert!(matches!(&items[0], Value::ServerError(_)), "{items:?}");
+    assert_eq!(items[1], Value::SimpleString("NA".into()));
+}
+
+#[test]
+fn timeout_and_missing_backend() {
+    let (_server, mut c) = server();
+    assert_eq!(
+        run_str(&mut c, "AI.SCRIPTEXECUTE s wait INPUTS 0 TIMEOUT 50").expect("timeout"),
+        Value::SimpleString("TIMEDOUT".into())
+    );
+    // The server still runs scripts afterwards.
+    run_str(&mut c, "AI.TENSORSET a FLOAT 1 VALUES 5").expect("a");
+    assert_eq!(
+        run_str(&mut c, "AI.SCRIPTEXECUTE s echo INPUTS 1 a OUTPUTS 1 b").expect("echo"),
+        Value::Okay
+    );
+    let bare =
+        Server::start_with(ServerConfig::default().module_args(&["BACKENDSPATH", "/nonexistent"]));
+    let mut b = bare.client();
+    let err = error_text(run_str(
+        &mut b,
+        "AI.SCRIPTSTORE s CPU ENTRY_POINTS 1 f SOURCE x",
+    ));
+    assert!(err.starts_with("ERR Could not load backend"), "{err}");
+    let load = format!("AI.CONFIG LOADBACKEND {EXAMPLE_ADD_BACKEND} {EXAMPLE_ADD_PLUGIN}");
+    run_str(&mut b, &load).expect("load");
+    assert_eq!(
+        error_text(run_str(&mut b, "AI.SCRIPTGET s")),
+        "ERR script key is empty"
+    );
+    run_str(&mut b, "SET str x").expect("set");
+    assert!(error_text(run_str(&mut b, "AI.SCRIPTGET str")).starts_with("WRONGTYPE"));
+    assert!(error_text(run_str(&mut b, "AI.SCRIPTDEL str")).starts_with("WRONGTYPE"));
+    assert_eq!(
+        error_text(run_str(&mut b, "AI.SCRIPTSTORE s CPU SOURCE x")),
+        "ERR Insufficient arguments, missing script entry points"
+    );
+    assert_eq!(
+        error_text(run_str(&mut b, "AI.SCRIPTEXECUTE s f OUTPUTS 1 a")),
+        "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"
+    );
 }

@@ -90,7 +90,8 @@ impl Job for ScriptRun {
 /// prefixed with `ERR`.
 pub fn error_reply(reason: String) -> String {
     let code = reason.split(' ').next().unwrap_or_default();
-    if code.len() >= 2 && code.bytes().all(|b| b.is_ascii_uppercase()) && reason.len() > code.len() {
+    if code.len() >= 2 && code.bytes().all(|b| b.is_ascii_uppercase()) && reason.len() > code.len()
+    {
         reason
     } else {
         format!("ERR {reason}")

@@ -458,7 +458,7 @@ mod tests {
     fn key_positions() {
         let args =
             words("AI.SCRIPTEXECUTE s bar KEYS 1 k INPUTS 2 a b ARGS 1 x OUTPUTS 1 c TIMEOUT 5");
-        assert_eq!(script_execute_key_positions(&args), vec![1, 5, 8, 9, 14]);
+        assert_eq!(script_execute_key_positions(&args), vec![1, 5, 8, 9, 15]);
         assert_eq!(
             script_execute_key_positions(&words("AI.SCRIPTEXECUTE s bar KEYS 9 k")),
             vec![1, 5]
