@@ -296,7 +296,7 @@ mod tests {
         )
         .expect("parse");
         assert!(
-            plan(&dag, &|_| unreachable!()).is_err(),
+            plan(&dag, &|_| unreachable!(), &|_| unreachable!()).is_err(),
             "unknown input found at planning"
         );
 
@@ -314,7 +314,7 @@ mod tests {
             },
         )
         .expect("parse");
-        let planned = plan(&dag, &|_| unreachable!()).expect("plan");
+        let planned = plan(&dag, &|_| unreachable!(), &|_| unreachable!()).expect("plan");
         let (tx, rx) = mpsc::channel();
         DagRun::start(
             planned,
