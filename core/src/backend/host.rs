@@ -538,14 +538,17 @@ mod services {
 
     fn errno_text(command: &str) -> String {
         match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc_enoent) if libc_enoent == 2 => {
+            // ENOENT
+            Some(2) => {
                 format!("ERR unknown command '{command}' (called from a script)")
             }
+            // EINVAL
             Some(22) => {
                 format!(
                     "ERR wrong number of arguments for '{command}' command (called from a script)"
                 )
             }
+            // EPERM, ENOSPC, EACCES, EROFS
             Some(1) => format!("NOPERM '{command}' is not permitted (called from a script)"),
             Some(28) => "OOM command not allowed when used memory > 'maxmemory'".into(),
             Some(13) => format!("ERR '{command}' cannot be called from a script"),
