@@ -277,6 +277,15 @@ const REFUSED: &[&str] = &[
     "fcall_ro",
     "function",
     "script",
+    "cluster",
+    "readonly",
+    "readwrite",
+    "asking",
+    "pfdebug",
+    "pfselftest",
+    // Reach keys that are not arguments (SORT ... BY/GET patterns).
+    "sort",
+    "sort_ro",
     // This module's commands that block or run work.
     "ai.modelexecute",
     "ai.modelrun",
@@ -290,6 +299,10 @@ const REFUSED: &[&str] = &[
 ];
 
 /// Why a script may not run `command`, if it may not.
+///
+/// ```text
+/// refusal(b"BLPOP") -> Some("ERR command 'blpop' is not allowed from a script")
+/// ```
 pub fn refusal(command: &[u8]) -> Option<String> {
     let lower = command.to_ascii_lowercase();
     let name = String::from_utf8_lossy(&lower);
@@ -413,14 +426,20 @@ mod services {
         }
     }
 
-    /// Positions of the keys `argv` names, as Redis finds them; None when Redis does
-    /// not know the command (RedisModule_Call then replies with the error).
-    fn key_positions(locked: &Locked, strings: &Strings) -> Option<Vec<usize>> {
+    /// Positions of the keys `argv` names, as Redis finds them; None when the command
+    /// names no keys or Redis does not know it (RedisModule_Call then replies with the
+    /// error). A Redis without RedisModule_GetCommandKeys (before 7.0) cannot tell, so
+    /// scripts may not call commands there.
+    fn key_positions(locked: &Locked, strings: &Strings) -> Result<Option<Vec<usize>>, String> {
         // SAFETY: the API table is filled at load time and only read afterwards.
         let (Some(get_keys), Some(free)) =
             (unsafe { (raw::RedisModule_GetCommandKeys, raw::RedisModule_Free) })
         else {
-            return None;
+            return Err(
+                "ERR this Redis cannot tell which keys a command touches (Redis 7 is needed \
+                 for redis.execute)"
+                    .into(),
+            );
         };
         let mut count: c_int = 0;
         // SAFETY: the context is locked; `argv` holds `items.len()` live strings.
@@ -433,7 +452,7 @@ mod services {
             )
         };
         if positions.is_null() {
-            return None;
+            return Ok(None);
         }
         // SAFETY: Redis returned `count` integers at `positions`, freed below.
         let found = unsafe { std::slice::from_raw_parts(positions, count.max(0) as usize) }
@@ -442,7 +461,7 @@ mod services {
             .collect();
         // SAFETY: allocated by Redis for the caller to free.
         unsafe { free(positions.cast::<c_void>()) };
-        Some(found)
+        Ok(Some(found))
     }
 
     /// Checks the command against the caller's ACL user.
@@ -573,7 +592,11 @@ mod services {
             Ok(strings) => strings,
             Err(reason) => return ReplyValue::Error(reason.into_bytes()),
         };
-        if let Some(positions) = key_positions(&locked, &strings) {
+        let positions = match key_positions(&locked, &strings) {
+            Ok(positions) => positions,
+            Err(reason) => return ReplyValue::Error(reason.into_bytes()),
+        };
+        if let Some(positions) = positions {
             for position in positions {
                 let Some(key) = args.get(position) else {
                     continue;
@@ -799,5 +822,68 @@ mod services {
             std::ptr::null_mut()
         }))
         .unwrap_or_else(|_| error("ERR internal error in model_execute"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_admin_and_module_commands_are_refused() {
+        for command in [
+            &b"BLPOP"[..],
+            b"multi",
+            b"Select",
+            b"FLUSHALL",
+            b"AI.SCRIPTEXECUTE",
+            b"sort",
+        ] {
+            assert!(
+                refusal(command).is_some(),
+                "{}",
+                String::from_utf8_lossy(command)
+            );
+        }
+        for command in [&b"GET"[..], b"incr", b"LRANGE", b"AI.TENSORSET", b"HSET"] {
+            assert!(
+                refusal(command).is_none(),
+                "{}",
+                String::from_utf8_lossy(command)
+            );
+        }
+        assert_eq!(
+            refusal(b"BLPOP").as_deref(),
+            Some("ERR command 'blpop' is not allowed from a script")
+        );
+    }
+
+    #[test]
+    fn reply_trees_are_laid_out_and_released() {
+        let root = make_reply(ReplyValue::Array(vec![
+            ReplyValue::String(b"a\0b".to_vec()),
+            ReplyValue::Integer(7),
+            ReplyValue::Array(vec![ReplyValue::Nil, ReplyValue::Error(b"ERR x".to_vec())]),
+            ReplyValue::Double(1.5),
+        ]));
+        // SAFETY: `root` was just made by `make_reply`; its elements are laid out by it.
+        unsafe {
+            let reply = &*root;
+            assert_eq!(reply.kind, RaiReplyKind::Array);
+            assert_eq!(reply.n_elements, 4);
+            let items = std::slice::from_raw_parts(reply.elements, reply.n_elements);
+            assert_eq!(items[0].kind, RaiReplyKind::String);
+            assert_eq!(
+                std::slice::from_raw_parts(items[0].str.cast::<u8>(), items[0].len + 1),
+                b"a\0b\0"
+            );
+            assert_eq!(items[1].integer, 7);
+            let nested = std::slice::from_raw_parts(items[2].elements, items[2].n_elements);
+            assert_eq!(nested[0].kind, RaiReplyKind::Nil);
+            assert_eq!(CStr::from_ptr(nested[1].str).to_bytes(), b"ERR x");
+            assert_eq!(items[3].double_value, 1.5);
+            reply_free(root);
+            reply_free(std::ptr::null_mut());
+        }
     }
 }
