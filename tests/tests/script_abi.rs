@@ -459,3 +459,39 @@ fn timeout_and_missing_backend() {
         "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"
     );
 }
+
+#[test]
+fn keys_type_copy_and_memory_usage() {
+    let (_server, mut c) = server();
+    let keys = run_str(
+        &mut c,
+        "COMMAND GETKEYS AI.SCRIPTEXECUTE s f KEYS 1 k INPUTS 2 a b ARGS 2 x y OUTPUTS 1 o TIMEOUT 5",
+    )
+    .expect("getkeys");
+    assert_eq!(keys, strings(&["s", "k", "a", "b", "o"]));
+    let keys = run_str(
+        &mut c,
+        "COMMAND GETKEYS AI.SCRIPTRUN s f INPUTS a $ b OUTPUTS o",
+    )
+    .expect("getkeys");
+    assert_eq!(keys, strings(&["s", "a", "b", "o"]));
+    let keys = run_str(
+        &mut c,
+        "COMMAND GETKEYS AI.DAGEXECUTE KEYS 1 k LOAD 1 a |> AI.SCRIPTEXECUTE s f INPUTS 1 a",
+    )
+    .expect("getkeys");
+    assert_eq!(keys, strings(&["k", "a", "s"]));
+    assert_eq!(
+        run_str(&mut c, "TYPE s").expect("type"),
+        Value::SimpleString("AI_SCRIPT".into())
+    );
+    assert_eq!(run_str(&mut c, "COPY s s2").expect("copy"), Value::Int(1));
+    assert_eq!(
+        run_str(&mut c, "AI.SCRIPTGET s2 SOURCE").expect("copied"),
+        Value::BulkString(b"any_text".to_vec())
+    );
+    let Value::Int(bytes) = run_str(&mut c, "MEMORY USAGE s").expect("memory") else {
+        panic!("MEMORY USAGE")
+    };
+    assert!(bytes > 8, "{bytes}");
+}
