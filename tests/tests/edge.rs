@@ -284,7 +284,7 @@ fn float_and_quantized_tflite_models_run_from_a_copy_of_the_bundle() {
     let tflite_so = copy.root.join("backends/redisai_tflite/redisai_tflite.so");
     assert!(
         info.contains(&format!(
-            "ai_tflite:runtime=2.3.0,abi=1.0,devices=CPU,path={}",
+            "ai_tflite:runtime=2.3.0,abi=1.1,devices=CPU,path={}",
             tflite_so.display()
         )),
         "the TFLite backend of the copy is loaded:\n{info}"
