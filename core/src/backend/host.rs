@@ -286,7 +286,12 @@ const REFUSED: &[&str] = &[
     // Reach keys that are not arguments (SORT ... BY/GET patterns).
     "sort",
     "sort_ro",
-    // This module's commands that block or run work.
+    // This module's commands that load backends, models or scripts (a backend must
+    // not be re-entered from inside one of its own runs), block or run work.
+    "ai.modelstore",
+    "ai.modelset",
+    "ai.scriptstore",
+    "ai.scriptset",
     "ai.modelexecute",
     "ai.modelrun",
     "ai.scriptexecute",
@@ -837,6 +842,7 @@ mod tests {
             b"Select",
             b"FLUSHALL",
             b"AI.SCRIPTEXECUTE",
+            b"ai.scriptstore",
             b"sort",
         ] {
             assert!(
