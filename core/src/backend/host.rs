@@ -82,6 +82,7 @@ unsafe extern "C" fn host_config_get(key: u32) -> i64 {
 mod context {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
+    use std::time::Instant;
 
     /// What a script run may touch; its address is the run's `host_ctx`.
     pub struct RunContext {
@@ -93,6 +94,8 @@ mod context {
         pub keys: Vec<Vec<u8>>,
         /// Set when the run's result is no longer wanted.
         pub cancel: Arc<AtomicU32>,
+        /// When the run's TIMEOUT passes; models it runs get the time left.
+        pub deadline: Option<Instant>,
     }
 
     impl RunContext {
@@ -102,6 +105,15 @@ mod context {
 
         pub fn cancelled(&self) -> bool {
             self.cancel.load(Ordering::Relaxed) != 0
+        }
+
+        /// Milliseconds left before the deadline (0: none; at least 1 otherwise).
+        pub fn time_left_ms(&self) -> u64 {
+            self.deadline.map_or(0, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .max(1) as u64
+            })
         }
     }
 }
@@ -803,7 +815,7 @@ mod services {
             }
             let refs: Vec<&Tensor> = tensors.iter().collect();
             let started = std::time::Instant::now();
-            let result = runtime.run(&refs, n_outputs, 0, &run.cancel);
+            let result = runtime.run(&refs, n_outputs, run.time_left_ms(), &run.cancel);
             let rows = refs.first().map_or(1, |t| t.rows()) as u64;
             model.stats.record(started.elapsed(), rows, result.is_err());
             let produced = match result {

@@ -226,6 +226,9 @@ fn execute(ctx: &Context, parsed: ScriptExecuteArgs<'_>) -> RedisResult {
         user: current_user(ctx),
         keys: parsed.keys.iter().map(|k| k.to_vec()).collect(),
         cancel: Arc::new(Default::default()),
+        deadline: parsed
+            .timeout_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms)),
     };
     let blocked = blocking::block(ctx, parsed.timeout_ms)?;
     let context = RunContext {
@@ -240,9 +243,7 @@ fn execute(ctx: &Context, parsed: ScriptExecuteArgs<'_>) -> RedisResult {
         inputs,
         args: parsed.args.iter().map(|a| a.to_vec()).collect(),
         n_outputs: output_keys.len(),
-        deadline: parsed
-            .timeout_ms
-            .map(|ms| Instant::now() + Duration::from_millis(ms)),
+        deadline: context.deadline,
         context,
         finish: Box::new(move |outcome| {
             blocked.unblock(Box::new(WriteOutputs {

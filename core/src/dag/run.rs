@@ -184,6 +184,7 @@ impl DagRun {
                         user: self.plan.user.clone(),
                         keys: self.plan.keys.clone(),
                         cancel: Arc::clone(&self.abandoned),
+                        deadline: self.deadline,
                     },
                     finish: Box::new(move |outcome| dag.model_done(index, outcome)),
                 };
