@@ -119,6 +119,13 @@ fn is_scope(arg: &[u8]) -> bool {
     SCOPES.iter().any(|s| is(arg, s))
 }
 
+fn unexpected(arg: &[u8]) -> String {
+    format!(
+        "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: {}",
+        String::from_utf8_lossy(arg)
+    )
+}
+
 /// `n item...` after a scope keyword.
 fn counted<'a>(
     args: &[&'a [u8]],
@@ -165,18 +172,20 @@ pub fn parse_script_execute<'a>(
         ..ScriptExecuteArgs::default()
     };
     let mut position = 2;
-    let first = args.get(position).copied().unwrap_or_default();
-    if !(is(first, "KEYS") || is(first, "INPUTS")) {
-        return err("ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command");
+    match args.get(position) {
+        Some(first) if is(first, "KEYS") || is(first, "INPUTS") => {}
+        Some(first) if !is_scope(first) => return err(unexpected(first)),
+        _ => {
+            return err(
+                "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command",
+            )
+        }
     }
     // Each scope at most once, in this order.
     let mut next_scope = 0;
     while let Some(&arg) = args.get(position) {
         let Some(scope) = SCOPES.iter().position(|s| is(arg, s)) else {
-            return err(format!(
-                "ERR Invalid argument: {}",
-                String::from_utf8_lossy(arg)
-            ));
+            return err(unexpected(arg));
         };
         if scope < next_scope {
             if scope == 0 {
@@ -391,7 +400,8 @@ mod tests {
             ("s bar INPUTS 1 a ARGS 3 x", "ERR Number of pre declared ARGS to be used in the command does not match the number of given arguments"),
             ("s bar INPUTS 1 a TIMEOUT", "ERR No value provided for TIMEOUT"),
             ("s bar INPUTS 1 a TIMEOUT -43", "ERR Invalid value for TIMEOUT"),
-            ("s bar INPUTS 1 a TIMEOUT 10 bad_arg", "ERR Invalid argument: bad_arg"),
+            ("s bar INPUTS 1 a TIMEOUT 10 bad_arg", "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: bad_arg"),
+            ("s INPUTS 1 a OUTPUTS 1 b", "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: 1"),
             ("s bar KEYS 1 a INPUTS 1 a KEYS 1 a", "ERR Already encountered KEYS scope in current command"),
             ("s bar INPUTS 1 a OUTPUTS 1 b INPUTS 1 a", "ERR Already encountered INPUTS scope in current command, or it came out of order"),
         ];
