@@ -495,3 +495,49 @@ fn keys_type_copy_and_memory_usage() {
     };
     assert!(bytes > 8, "{bytes}");
 }
+
+#[test]
+fn concurrent_scripts_share_the_keyspace_safely() {
+    let server = Server::start_with(ServerConfig::default().module_args(&[
+        "TORCH",
+        SCRIPT_ECHO_PLUGIN,
+        "THREADS_PER_QUEUE",
+        "3",
+    ]));
+    let mut c = server.client();
+    run_str(&mut c, "AI.SCRIPTSTORE s CPU ENTRY_POINTS 1 incr SOURCE x").expect("store");
+    run_str(&mut c, "SET counter 0").expect("set");
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let mut client = server.client();
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let line = format!("AI.SCRIPTEXECUTE s incr KEYS 1 counter OUTPUTS 1 out{i}");
+                    assert_eq!(run_str(&mut client, &line).expect("incr"), Value::Okay);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    assert_eq!(
+        run_str(&mut c, "GET counter").expect("get"),
+        Value::BulkString(b"100".to_vec())
+    );
+}
+
+#[test]
+fn shutdown_stops_a_running_script() {
+    let (mut server, _c) = server();
+    let mut waiting = server.client();
+    let runner = std::thread::spawn(move || {
+        // The connection closes under it; any reply or none is fine.
+        let _ = run_str(&mut waiting, "AI.SCRIPTEXECUTE s wait INPUTS 0");
+    });
+    sleep(Duration::from_millis(100));
+    server.shutdown();
+    let _ = runner.join();
+    let log = server.log();
+    assert!(log.contains("ready to exit, bye bye"), "clean exit:\n{log}");
+}
