@@ -209,6 +209,48 @@ mod tests {
     }
 
     #[test]
+    fn script_ops_read_and_write_versions_and_carry_the_dag_keys() {
+        let args = words(
+            "KEYS 1 k LOAD 1 a |> AI.SCRIPTEXECUTE s f INPUTS 2 a a ARGS 1 x OUTPUTS 2 b c \
+             |> AI.TENSORGET c VALUES",
+        );
+        let flavor = DagFlavor {
+            read_only: false,
+            deprecated: false,
+        };
+        let dag = parse_dag(&args, flavor).expect("parse");
+        let script = |key: &[u8]| {
+            assert_eq!(key, b"s");
+            Ok(Arc::new(crate::script::Script {
+                device: Device::CPU,
+                device_name: "CPU".into(),
+                tag: Vec::new(),
+                entry_points: vec!["f".into()],
+                source: Vec::new(),
+                runtime: Err("no backend in unit tests".into()),
+                stats: Default::default(),
+            }))
+        };
+        let planned = plan(&dag, &test_model, &script).expect("plan");
+        assert_eq!(planned.keys, vec![b"k".to_vec()]);
+        let op = &planned.ops[0];
+        assert!(
+            matches!(&op.kind, OpKind::Script { function, args, .. } if function == "f" && args == &vec![b"x".to_vec()])
+        );
+        assert_eq!(op.inputs, vec![0, 0]);
+        assert_eq!(op.outputs, vec![1, 2]);
+        assert_eq!(planned.ops[1].inputs, vec![2]);
+        assert_eq!(planned.ops[1].deps, vec![0]);
+        let missing = plan(&dag, &test_model, &|_key: &[u8]| {
+            Err(ParseError("ERR script key is empty".into()))
+        });
+        assert_eq!(
+            missing.err().map(|e| e.0).as_deref(),
+            Some("ERR script key is empty")
+        );
+    }
+
+    #[test]
     fn names_become_versions_and_dependencies() {
         let plan = planned(
             "LOAD 1 a PERSIST 1 c |> AI.TENSORSET b FLOAT 1 |> AI.MODELEXECUTE m INPUTS 2 a b \
