@@ -9,7 +9,7 @@ pub mod registry;
 
 pub use host::RunContext;
 pub use loader::{load_plugin, LoadError};
-pub use plugin_model::{ModelLoadOptions, PluginModel};
+pub use plugin_model::{tensor_view, ModelLoadOptions, PluginModel};
 pub use plugin_script::{PluginScript, ScriptCallArgs, MAX_UNDECLARED_OUTPUTS};
 
 use std::ffi::CStr;

@@ -303,7 +303,8 @@ pub fn rai_device(device: Device) -> RaiDevice {
     }
 }
 
-pub(super) fn tensor_view(tensor: &Tensor) -> RaiTensorView {
+/// A borrowed view of `tensor` for a plugin (valid while `tensor` lives).
+pub fn tensor_view(tensor: &Tensor) -> RaiTensorView {
     RaiTensorView {
         dtype: rai_dtype(tensor.dtype()),
         device: rai_device(Device::CPU),

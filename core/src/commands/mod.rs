@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod dag;
+pub mod host_calls;
 pub mod keyspace;
 pub mod model;
 pub mod run_info;
