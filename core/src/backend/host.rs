@@ -5,8 +5,9 @@
 //!
 //! # How the script-time services are kept safe
 //! - Each script run passes a [`RunContext`] as `RaiRunOptions.host_ctx`: the calling
-//!   user, the selected database and the keys the caller declared in KEYS. It lives on
-//!   the worker's stack frame for exactly the duration of `script_run`.
+//!   user, the selected database, the keys the caller declared in KEYS, the run's
+//!   cancel flag and deadline. It belongs to the queued run and outlives `script_run`;
+//!   a plugin may use it only during that call.
 //! - The keyspace is touched only under Redis's global lock, taken from the worker
 //!   with `RedisModule_ThreadSafeContextTryLock` in a loop that gives up when the run
 //!   is cancelled (client gone, TIMEOUT, shutdown): a worker never waits on a main
