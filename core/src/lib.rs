@@ -6,6 +6,7 @@ pub mod config;
 pub mod dag;
 pub mod device;
 pub mod model;
+pub mod script;
 pub mod settings;
 pub mod stats;
 pub mod tensor;
@@ -31,9 +32,10 @@ pub const MODULE_VERSION: i32 = 10_000;
 mod registration {
     use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 
-    use crate::commands::{dag, guarded, model, run_info, subcommands, tensor};
+    use crate::commands::{dag, guarded, model, run_info, script, subcommands, tensor};
     use crate::info::report_info;
     use crate::persist::model_type::MODEL_TYPE;
+    use crate::persist::script_type::SCRIPT_TYPE;
     use crate::persist::tensor_type::TENSOR_TYPE;
 
     fn initialize(ctx: &Context, args: &[RedisString]) -> Status {
@@ -70,7 +72,7 @@ mod registration {
         name: "ai",
         version: crate::MODULE_VERSION,
         allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
-        data_types: [TENSOR_TYPE, MODEL_TYPE],
+        data_types: [TENSOR_TYPE, MODEL_TYPE, SCRIPT_TYPE],
         init: initialize,
         info: report_info,
         commands: [
@@ -83,6 +85,13 @@ mod registration {
             ["AI.MODELEXECUTE", |ctx, args| guarded(ctx, args, model::modelexecute), "write deny-oom getkeys-api", 1, 1, 1, ""],
             ["AI.MODELRUN", |ctx, args| guarded(ctx, args, model::modelrun), "write deny-oom getkeys-api", 1, 1, 1, ""],
             ["AI._MODELSCAN", |ctx, args| guarded(ctx, args, model::modelscan), "readonly", 0, 0, 0, ""],
+            ["AI.SCRIPTSTORE", |ctx, args| guarded(ctx, args, script::scriptstore), "write deny-oom", 1, 1, 1, ""],
+            ["AI.SCRIPTSET", |ctx, args| guarded(ctx, args, script::scriptset), "write deny-oom", 1, 1, 1, ""],
+            ["AI.SCRIPTGET", |ctx, args| guarded(ctx, args, script::scriptget), "readonly", 1, 1, 1, ""],
+            ["AI.SCRIPTDEL", |ctx, args| guarded(ctx, args, script::scriptdel), "write", 1, 1, 1, ""],
+            ["AI.SCRIPTEXECUTE", |ctx, args| guarded(ctx, args, script::scriptexecute), "write deny-oom getkeys-api", 1, 1, 1, ""],
+            ["AI.SCRIPTRUN", |ctx, args| guarded(ctx, args, script::scriptrun), "write deny-oom getkeys-api", 1, 1, 1, ""],
+            ["AI._SCRIPTSCAN", |ctx, args| guarded(ctx, args, script::scriptscan), "readonly", 0, 0, 0, ""],
             ["AI.INFO", |ctx, args| guarded(ctx, args, run_info::info), "readonly", 1, 1, 1, ""],
             ["AI.DAGEXECUTE", |ctx, args| guarded(ctx, args, dag::dagexecute), "write deny-oom getkeys-api", 0, 0, 0, ""],
             ["AI.DAGEXECUTE_RO", |ctx, args| guarded(ctx, args, dag::dagexecute_ro), "readonly getkeys-api", 0, 0, 0, ""],

@@ -10,6 +10,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("example_add.c", "example_add.so"),
     ("bad_abi.c", "bad_abi.so"),
     ("newer_minor.c", "newer_minor.so"),
+    ("script_echo.c", "script_echo.so"),
     ("tests/layout_probe.c", "layout_probe.so"),
 ];
 

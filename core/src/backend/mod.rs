@@ -1,13 +1,16 @@
 //! Backend plugins: loading them (with the ABI check), the services the core offers
 //! them, and safe wrappers around the models they create.
 
-mod host;
+pub mod host;
 mod loader;
 mod plugin_model;
+mod plugin_script;
 pub mod registry;
 
+pub use host::RunContext;
 pub use loader::{load_plugin, LoadError};
-pub use plugin_model::{ModelLoadOptions, PluginModel};
+pub use plugin_model::{tensor_view, ModelLoadOptions, PluginModel};
+pub use plugin_script::{PluginScript, ScriptCallArgs, MAX_UNDECLARED_OUTPUTS};
 
 use std::ffi::CStr;
 use std::path::PathBuf;

@@ -41,7 +41,7 @@ unsafe impl Sync for PluginModel {}
 /// Mirror of `RaiTensorOut` whose enum fields are plain integers, so that whatever a
 /// plugin writes there can be read without undefined behaviour.
 #[repr(C)]
-struct RawTensorOut {
+pub(super) struct RawTensorOut {
     dtype: u32,
     device_kind: u32,
     device_id: i32,
@@ -192,54 +192,64 @@ impl PluginModel {
     }
 
     fn to_tensor(&self, out: &RawTensorOut) -> Result<Tensor, String> {
-        let dtype = DType::from_code(u64::from(out.dtype)).ok_or_else(|| {
-            format!(
-                "backend {} produced an unknown dtype {}",
-                self.backend.name, out.dtype
-            )
-        })?;
-        if out.device_kind != RaiDeviceKind::Cpu as u32 {
-            return Err(format!(
-                "backend {} returned an output that is not on the CPU",
-                self.backend.name
-            ));
-        }
-        if out.ndim > 0 && out.shape.is_null() || out.byte_len > 0 && out.data.is_null() {
-            return Err(format!(
-                "backend {} returned an output without data",
-                self.backend.name
-            ));
-        }
-        let shape = if out.ndim == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: the plugin filled `ndim` dimensions at `shape`, valid until release.
-            unsafe { std::slice::from_raw_parts(out.shape, out.ndim) }.to_vec()
-        };
-        let bytes = if out.byte_len == 0 {
-            &[][..]
-        } else {
-            // SAFETY: the plugin filled `byte_len` bytes at `data`, valid until release.
-            unsafe { std::slice::from_raw_parts(out.data.cast::<u8>(), out.byte_len) }
-        };
-        let buffer = AlignedBuffer::copy_from(bytes)
-            .map_err(|e| format!("cannot allocate {} bytes", e.bytes))?;
-        Tensor::from_buffer(dtype, shape, buffer).map_err(|err| {
-            format!(
-                "backend {} returned a malformed output: {err}",
-                self.backend.name
-            )
-        })
+        output_to_tensor(&self.backend, out)
     }
 
     fn release(&self, out: &RawTensorOut) {
-        if out.owner.is_null() {
-            return;
-        }
-        if let Some(release) = self.backend.api.tensor_release {
-            // SAFETY: each output owner is released exactly once.
-            unsafe { release(out.owner) };
-        }
+        release_output(&self.backend, out);
+    }
+}
+
+/// Copies a plugin output into a tensor of our own.
+pub(super) fn output_to_tensor(backend: &Backend, out: &RawTensorOut) -> Result<Tensor, String> {
+    let dtype = DType::from_code(u64::from(out.dtype)).ok_or_else(|| {
+        format!(
+            "backend {} produced an unknown dtype {}",
+            backend.name, out.dtype
+        )
+    })?;
+    if out.device_kind != RaiDeviceKind::Cpu as u32 {
+        return Err(format!(
+            "backend {} returned an output that is not on the CPU",
+            backend.name
+        ));
+    }
+    if out.ndim > 0 && out.shape.is_null() || out.byte_len > 0 && out.data.is_null() {
+        return Err(format!(
+            "backend {} returned an output without data",
+            backend.name
+        ));
+    }
+    let shape = if out.ndim == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: the plugin filled `ndim` dimensions at `shape`, valid until release.
+        unsafe { std::slice::from_raw_parts(out.shape, out.ndim) }.to_vec()
+    };
+    let bytes = if out.byte_len == 0 {
+        &[][..]
+    } else {
+        // SAFETY: the plugin filled `byte_len` bytes at `data`, valid until release.
+        unsafe { std::slice::from_raw_parts(out.data.cast::<u8>(), out.byte_len) }
+    };
+    let buffer = AlignedBuffer::copy_from(bytes)
+        .map_err(|e| format!("cannot allocate {} bytes", e.bytes))?;
+    Tensor::from_buffer(dtype, shape, buffer).map_err(|err| {
+        format!(
+            "backend {} returned a malformed output: {err}",
+            backend.name
+        )
+    })
+}
+
+/// Hands a plugin output back to the plugin.
+pub(super) fn release_output(backend: &Backend, out: &RawTensorOut) {
+    if out.owner.is_null() {
+        return;
+    }
+    if let Some(release) = backend.api.tensor_release {
+        // SAFETY: each output owner is released exactly once.
+        unsafe { release(out.owner) };
     }
 }
 
@@ -253,7 +263,7 @@ impl Drop for PluginModel {
 }
 
 impl RawTensorOut {
-    fn empty() -> RawTensorOut {
+    pub(super) fn empty() -> RawTensorOut {
         RawTensorOut {
             dtype: 0,
             device_kind: 0,
@@ -293,7 +303,8 @@ pub fn rai_device(device: Device) -> RaiDevice {
     }
 }
 
-fn tensor_view(tensor: &Tensor) -> RaiTensorView {
+/// A borrowed view of `tensor` for a plugin (valid while `tensor` lives).
+pub fn tensor_view(tensor: &Tensor) -> RaiTensorView {
     RaiTensorView {
         dtype: rai_dtype(tensor.dtype()),
         device: rai_device(Device::CPU),

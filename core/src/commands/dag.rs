@@ -15,6 +15,7 @@ use crate::dag::run::{DagOutcome, DagRun, OpResult};
 use crate::exec::blocking::{self, Completion};
 use crate::model::parse::ParseError;
 use crate::model::SharedModel;
+use crate::script::SharedScript;
 use crate::tensor::Tensor;
 
 pub fn dagexecute(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -86,8 +87,27 @@ fn dag(ctx: &Context, args: Vec<RedisString>, flavor: DagFlavor) -> RedisResult 
             ParseError(text)
         })
     };
-    let planned = match plan(&parsed, &find_model) {
-        Ok(planned) => planned,
+    let find_script = |key: &[u8]| -> Result<SharedScript, ParseError> {
+        let script = keyspace::read_script(ctx, &key_name(key)).map_err(|err| {
+            let text = match &err {
+                RedisError::Str(s) => (*s).to_owned(),
+                RedisError::String(s) => s.clone(),
+                _ => String::new(),
+            };
+            if let Ok(mut slot) = keyspace_error.lock() {
+                *slot = Some(err);
+            }
+            ParseError(text)
+        })?;
+        script.runtime().map_err(ParseError)?;
+        Ok(script)
+    };
+    let planned = match plan(&parsed, &find_model, &find_script) {
+        Ok(mut planned) => {
+            planned.db = super::script::selected_db(ctx);
+            planned.user = super::script::current_user(ctx);
+            planned
+        }
         Err(err) => {
             let stored = keyspace_error.lock().ok().and_then(|mut e| e.take());
             return Err(stored.unwrap_or_else(|| reply_error(err)));
@@ -107,7 +127,7 @@ fn dag(ctx: &Context, args: Vec<RedisString>, flavor: DagFlavor) -> RedisResult 
     let needs_queue = planned
         .ops
         .iter()
-        .any(|op| matches!(op.kind, OpKind::Model(_)));
+        .any(|op| matches!(op.kind, OpKind::Model(_) | OpKind::Script { .. }));
     if !needs_queue {
         // Only tensor ops: run here and reply at once.
         let done: Arc<Mutex<Option<DagOutcome>>> = Arc::new(Mutex::new(None));

@@ -7,11 +7,14 @@ use redis_module::{raw, Context, KeyType, RedisError, RedisString};
 
 use crate::model::SharedModel;
 use crate::persist::model_type::MODEL_TYPE;
+use crate::persist::script_type::SCRIPT_TYPE;
 use crate::persist::tensor_type::TENSOR_TYPE;
+use crate::script::SharedScript;
 use crate::tensor::Tensor;
 
 pub const EMPTY_TENSOR_KEY: &str = "ERR tensor key is empty or in a different shard";
 pub const EMPTY_MODEL_KEY: &str = "ERR model key is empty";
+pub const EMPTY_SCRIPT_KEY: &str = "ERR script key is empty";
 
 /// The tensor stored at `key`.
 pub fn read_tensor(ctx: &Context, key: &RedisString) -> Result<Arc<Tensor>, RedisError> {
@@ -95,6 +98,19 @@ pub fn read_model(ctx: &Context, key: &RedisString) -> Result<SharedModel, Redis
         .map_err(|_| RedisError::WrongType)?
         .cloned()
         .ok_or(RedisError::Str(EMPTY_MODEL_KEY))
+}
+
+/// The script stored at `key`.
+pub fn read_script(ctx: &Context, key: &RedisString) -> Result<SharedScript, RedisError> {
+    let opened = ctx.open_key(key);
+    if opened.key_type() == KeyType::Empty {
+        return Err(RedisError::Str(EMPTY_SCRIPT_KEY));
+    }
+    opened
+        .get_value::<SharedScript>(&SCRIPT_TYPE)
+        .map_err(|_| RedisError::WrongType)?
+        .cloned()
+        .ok_or(RedisError::Str(EMPTY_SCRIPT_KEY))
 }
 
 /// Key names are created with no context so they may outlive the command.

@@ -2,9 +2,11 @@
 
 pub mod config;
 pub mod dag;
+pub mod host_calls;
 pub mod keyspace;
 pub mod model;
 pub mod run_info;
+pub mod script;
 pub mod subcommands;
 pub mod tensor;
 

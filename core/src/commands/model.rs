@@ -261,9 +261,9 @@ fn execute(ctx: &Context, parsed: ExecuteArgs<'_>) -> RedisResult {
 }
 
 /// Writes a finished run's outputs on the main thread and replies.
-struct WriteOutputs {
-    output_keys: Vec<Vec<u8>>,
-    outcome: RunOutcome,
+pub(super) struct WriteOutputs {
+    pub(super) output_keys: Vec<Vec<u8>>,
+    pub(super) outcome: RunOutcome,
 }
 
 impl Completion for WriteOutputs {

@@ -18,7 +18,10 @@ pub fn info(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         }
         _ => return Err(RedisError::WrongArity),
     };
-    let model = keyspace::read_model(ctx, &args[1]).map_err(|_| RedisError::Str(NO_RUN_INFO))?;
+    let model = match keyspace::read_model(ctx, &args[1]) {
+        Ok(model) => model,
+        Err(_) => return script_info(ctx, &args[1], reset),
+    };
     if reset {
         model.stats.reset();
         return Ok(RedisValue::SimpleStringStatic("OK"));
@@ -41,6 +44,42 @@ pub fn info(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         count(stats.duration_us),
         field("samples"),
         count(stats.samples),
+        field("calls"),
+        count(stats.calls),
+        field("errors"),
+        count(stats.errors),
+        field("duration_p50"),
+        count(stats.p50_us),
+        field("duration_p99"),
+        count(stats.p99_us),
+    ]))
+}
+
+/// AI.INFO of a script: as for models, with `samples` -1 as in RedisAI.
+fn script_info(ctx: &Context, key: &RedisString, reset: bool) -> RedisResult {
+    let script = keyspace::read_script(ctx, key).map_err(|_| RedisError::Str(NO_RUN_INFO))?;
+    if reset {
+        script.stats.reset();
+        return Ok(RedisValue::SimpleStringStatic("OK"));
+    }
+    let stats = script.stats.snapshot();
+    let field = RedisValue::SimpleStringStatic;
+    let count = |n: u64| RedisValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+    Ok(RedisValue::Array(vec![
+        field("key"),
+        RedisValue::StringBuffer(key.as_slice().to_vec()),
+        field("type"),
+        field("SCRIPT"),
+        field("backend"),
+        field(crate::script::SCRIPT_BACKEND),
+        field("device"),
+        RedisValue::BulkString(script.device_name.clone()),
+        field("tag"),
+        RedisValue::StringBuffer(script.tag.clone()),
+        field("duration"),
+        count(stats.duration_us),
+        field("samples"),
+        RedisValue::Integer(-1),
         field("calls"),
         count(stats.calls),
         field("errors"),

@@ -2,6 +2,7 @@
 //! error texts. Everything is checked here, before anything runs.
 
 use crate::model::parse::{parse_model_execute, parse_model_run, ParseError};
+use crate::script::parse::{parse_script_execute, parse_script_run};
 use crate::tensor::parse::{parse_i64, GetFormat, TensorArgs};
 
 /// Which DAG command is being parsed.
@@ -39,11 +40,20 @@ pub enum OpSpec<'a> {
         inputs: Vec<&'a [u8]>,
         outputs: Vec<&'a [u8]>,
     },
+    ScriptExecute {
+        script_key: &'a [u8],
+        function: &'a [u8],
+        inputs: Vec<&'a [u8]>,
+        args: Vec<&'a [u8]>,
+        outputs: Vec<&'a [u8]>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DagArgs<'a> {
     pub load: Vec<&'a [u8]>,
+    /// Keys the DAG's scripts may touch through `redis.execute` (KEYS).
+    pub keys: Vec<&'a [u8]>,
     pub persist: Vec<&'a [u8]>,
     pub routing: Option<&'a [u8]>,
     pub timeout_ms: Option<u64>,
@@ -77,6 +87,7 @@ pub fn parse_dag<'a>(args: &'a [&'a [u8]], flavor: DagFlavor) -> Result<DagArgs<
     }
     let mut dag = DagArgs {
         load: Vec::new(),
+        keys: Vec::new(),
         persist: Vec::new(),
         routing: None,
         timeout_ms: None,
@@ -88,6 +99,8 @@ pub fn parse_dag<'a>(args: &'a [&'a [u8]], flavor: DagFlavor) -> Result<DagArgs<
         position += 1;
         if is(arg, "LOAD") {
             dag.load = counted_keys(args, &mut position, "LOAD", "to LOAD into DAG")?;
+        } else if is(arg, "KEYS") && !flavor.deprecated {
+            dag.keys = counted_keys(args, &mut position, "KEYS", "given as KEYS")?;
         } else if is(arg, "PERSIST") {
             if flavor.read_only {
                 return err("ERR PERSIST cannot be specified in a read-only DAG");
@@ -120,7 +133,11 @@ pub fn parse_dag<'a>(args: &'a [&'a [u8]], flavor: DagFlavor) -> Result<DagArgs<
             ));
         }
     }
-    if !flavor.deprecated && dag.load.is_empty() && dag.persist.is_empty() && dag.routing.is_none()
+    if !flavor.deprecated
+        && dag.load.is_empty()
+        && dag.persist.is_empty()
+        && dag.routing.is_none()
+        && dag.keys.is_empty()
     {
         return err(
             "ERR AI.DAGEXECUTE and AI.DAGEXECUTE_RO commands must contain at least one out of \
@@ -232,13 +249,28 @@ fn parse_op<'a>(op: &'a [&'a [u8]], flavor: DagFlavor) -> Result<OpSpec<'a>, Par
         if flavor.read_only {
             return err("ERR AI.SCRIPTEXECUTE command cannot be specified in a read-only DAG");
         }
-        if is(command, "AI.SCRIPTRUN") && !flavor.deprecated {
-            return err(format!(
-                "ERR Deprecated AI.SCRIPTRUN cannot be used in {} command",
-                flavor.command_name()
-            ));
-        }
-        return err("ERR scripts are not available in this build (no TORCH script support yet)");
+        let parsed = if is(command, "AI.SCRIPTRUN") {
+            if !flavor.deprecated {
+                return err(format!(
+                    "ERR Deprecated AI.SCRIPTRUN cannot be used in {} command",
+                    flavor.command_name()
+                ));
+            }
+            let parsed = parse_script_run(args)?;
+            if parsed.timeout_ms.is_some() {
+                return err("ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)");
+            }
+            parsed
+        } else {
+            parse_script_execute(args, true)?
+        };
+        return Ok(OpSpec::ScriptExecute {
+            script_key: parsed.script_key,
+            function: parsed.function,
+            inputs: parsed.inputs,
+            args: parsed.args,
+            outputs: parsed.outputs,
+        });
     }
     err("ERR Unsupported command within DAG")
 }
@@ -251,7 +283,7 @@ pub fn dag_key_positions(args: &[&[u8]]) -> Vec<usize> {
     let mut index = 1;
     while index < args.len() && args[index] != SEPARATOR {
         let arg = args[index];
-        if is(arg, "LOAD") || is(arg, "PERSIST") {
+        if is(arg, "LOAD") || is(arg, "PERSIST") || is(arg, "KEYS") {
             let count = args
                 .get(index + 1)
                 .and_then(|a| parse_i64(a))
@@ -273,7 +305,10 @@ pub fn dag_key_positions(args: &[&[u8]]) -> Vec<usize> {
     while index < args.len() {
         if args[index] == SEPARATOR {
             let command = args.get(index + 1).copied().unwrap_or_default();
-            if (is(command, "AI.MODELEXECUTE") || is(command, "AI.MODELRUN"))
+            if (is(command, "AI.MODELEXECUTE")
+                || is(command, "AI.MODELRUN")
+                || is(command, "AI.SCRIPTEXECUTE")
+                || is(command, "AI.SCRIPTRUN"))
                 && index + 2 < args.len()
             {
                 positions.push(index + 2);
@@ -339,6 +374,10 @@ mod tests {
             ("LOAD 1 v |> AI.SCRIPTRUN s bar INPUTS v OUTPUTS o", EXECUTE, "ERR Deprecated AI.SCRIPTRUN cannot be used in AI.DAGEXECUTE command"),
             ("PERSIST 1 t |> AI.TENSORSET t FLOAT 1 2 VALUES 5 10", EXECUTE_RO, "ERR PERSIST cannot be specified in a read-only DAG"),
             ("LOAD 1 v |> AI.SCRIPTEXECUTE s bar INPUTS 2 v v", EXECUTE_RO, "ERR AI.SCRIPTEXECUTE command cannot be specified in a read-only DAG"),
+            ("KEYS 1 a |> AI.SCRIPTEXECUTE s bar KEYS 1 a", EXECUTE, "ERR Already encountered KEYS scope in current command"),
+            ("LOAD 1 a |> AI.SCRIPTEXECUTE s bar OUTPUTS 1 a", EXECUTE, "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"),
+            ("LOAD 1 a |> AI.SCRIPTEXECUTE s bar INPUTS 1 a TIMEOUT 3", EXECUTE, "ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)"),
+            ("KEYS 2 a |> AI.TENSORGET a VALUES", EXECUTE, "ERR number of keys given as KEYS does not match the number of given arguments"),
             ("ROUTING a |> AI.TENSORSET a FLOAT 1 |> AI.TENSORGET", EXECUTE, "ERR wrong number of arguments for 'AI.TENSORGET' command"),
             ("ROUTING a |> AI.TENSORSET a FLOAT 1 |> AI.TENSORGET a META BLOB extra", EXECUTE, "ERR wrong number of arguments for 'AI.TENSORGET' command"),
             ("ROUTING a |> AI.TENSORSET a FLOAT 1 |> AI.TENSORSET", EXECUTE, "ERR wrong number of arguments for 'AI.TENSORSET' command"),
@@ -364,6 +403,23 @@ mod tests {
         let args = words("|> AI.TENSORSET a FLOAT 1 |> AI.MODELRUN m INPUTS a OUTPUTS b");
         let dag = parse_dag(&args, RUN).expect("valid");
         assert_eq!(dag.ops.len(), 2);
+    }
+
+    #[test]
+    fn script_ops() {
+        let args =
+            words("KEYS 1 k LOAD 1 a |> AI.SCRIPTEXECUTE s bar INPUTS 1 a ARGS 1 x OUTPUTS 2 b c");
+        let dag = parse_dag(&args, EXECUTE).expect("valid");
+        assert_eq!(dag.keys, vec![&b"k"[..]]);
+        assert!(matches!(
+            &dag.ops[0],
+            OpSpec::ScriptExecute { outputs, args, .. } if outputs.len() == 2 && args.len() == 1
+        ));
+        let args = words("|> AI.TENSORSET a FLOAT 1 |> AI.SCRIPTRUN s bar INPUTS a $ a OUTPUTS b");
+        let dag = parse_dag(&args, RUN).expect("valid");
+        assert!(matches!(&dag.ops[1], OpSpec::ScriptExecute { inputs, .. } if inputs.len() == 2));
+        let args = words("AI.DAGEXECUTE KEYS 1 k |> AI.SCRIPTEXECUTE s bar INPUTS 1 k");
+        assert_eq!(dag_key_positions(&args), vec![3, 6]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::parse::{DagArgs, OpSpec};
 use crate::model::parse::ParseError;
 use crate::model::Model;
+use crate::script::Script;
 use crate::tensor::parse::GetFormat;
 use crate::tensor::Tensor;
 
@@ -15,6 +16,11 @@ pub enum OpKind {
     TensorSet(Arc<Tensor>),
     TensorGet(GetFormat),
     Model(Arc<Model>),
+    Script {
+        script: Arc<Script>,
+        function: String,
+        args: Vec<Vec<u8>>,
+    },
 }
 
 pub struct PlannedOp {
@@ -33,6 +39,11 @@ pub struct Plan {
     pub persist: Vec<(Vec<u8>, usize)>,
     pub slot_count: usize,
     pub timeout_ms: Option<u64>,
+    /// KEYS given to the DAG: what its scripts may touch.
+    pub keys: Vec<Vec<u8>>,
+    /// The caller's database and ACL user, for its scripts (set by the command).
+    pub db: i32,
+    pub user: Option<Vec<u8>>,
 }
 
 fn err<T>(text: &str) -> Result<T, ParseError> {
@@ -42,8 +53,15 @@ fn err<T>(text: &str) -> Result<T, ParseError> {
 /// Looks a model key up in the keyspace.
 pub type ModelLookup<'a> = dyn Fn(&[u8]) -> Result<Arc<Model>, ParseError> + 'a;
 
-/// Plans `dag`; `model` looks a model key up in the keyspace.
-pub fn plan(dag: &DagArgs<'_>, model: &ModelLookup<'_>) -> Result<Plan, ParseError> {
+/// Looks a script key up in the keyspace.
+pub type ScriptLookup<'a> = dyn Fn(&[u8]) -> Result<Arc<Script>, ParseError> + 'a;
+
+/// Plans `dag`; `model` and `script` look keys up in the keyspace.
+pub fn plan(
+    dag: &DagArgs<'_>,
+    model: &ModelLookup<'_>,
+    script: &ScriptLookup<'_>,
+) -> Result<Plan, ParseError> {
     let mut latest: HashMap<&[u8], usize> = HashMap::new();
     let mut producer: Vec<Option<usize>> = Vec::new();
     for name in &dag.load {
@@ -69,6 +87,23 @@ pub fn plan(dag: &DagArgs<'_>, model: &ModelLookup<'_>) -> Result<Plan, ParseErr
                 let model = model(model_key)?;
                 check_model_arity(&model, inputs.len(), outputs.len())?;
                 (OpKind::Model(model), inputs.clone(), outputs.clone())
+            }
+            OpSpec::ScriptExecute {
+                script_key,
+                function,
+                inputs,
+                args,
+                outputs,
+            } => {
+                let script = script(script_key)?;
+                let function = String::from_utf8(function.to_vec())
+                    .map_err(|_| ParseError("ERR function name must be UTF-8".into()))?;
+                let kind = OpKind::Script {
+                    script,
+                    function,
+                    args: args.iter().map(|a| a.to_vec()).collect(),
+                };
+                (kind, inputs.clone(), outputs.clone())
             }
         };
         let mut inputs = Vec::with_capacity(input_names.len());
@@ -117,6 +152,9 @@ pub fn plan(dag: &DagArgs<'_>, model: &ModelLookup<'_>) -> Result<Plan, ParseErr
         persist,
         slot_count: producer.len(),
         timeout_ms: dag.timeout_ms,
+        keys: dag.keys.iter().map(|k| k.to_vec()).collect(),
+        db: 0,
+        user: None,
     })
 }
 
@@ -165,7 +203,51 @@ mod tests {
                 deprecated: false,
             },
         )?;
-        plan(&dag, &test_model)
+        plan(&dag, &test_model, &|_key: &[u8]| {
+            Err(ParseError("ERR script key is empty".into()))
+        })
+    }
+
+    #[test]
+    fn script_ops_read_and_write_versions_and_carry_the_dag_keys() {
+        let args = words(
+            "KEYS 1 k LOAD 1 a |> AI.SCRIPTEXECUTE s f INPUTS 2 a a ARGS 1 x OUTPUTS 2 b c \
+             |> AI.TENSORGET c VALUES",
+        );
+        let flavor = DagFlavor {
+            read_only: false,
+            deprecated: false,
+        };
+        let dag = parse_dag(&args, flavor).expect("parse");
+        let script = |key: &[u8]| {
+            assert_eq!(key, b"s");
+            Ok(Arc::new(crate::script::Script {
+                device: Device::CPU,
+                device_name: "CPU".into(),
+                tag: Vec::new(),
+                entry_points: vec!["f".into()],
+                source: Vec::new(),
+                runtime: Err("no backend in unit tests".into()),
+                stats: Default::default(),
+            }))
+        };
+        let planned = plan(&dag, &test_model, &script).expect("plan");
+        assert_eq!(planned.keys, vec![b"k".to_vec()]);
+        let op = &planned.ops[0];
+        assert!(
+            matches!(&op.kind, OpKind::Script { function, args, .. } if function == "f" && args == &vec![b"x".to_vec()])
+        );
+        assert_eq!(op.inputs, vec![0, 0]);
+        assert_eq!(op.outputs, vec![1, 2]);
+        assert_eq!(planned.ops[1].inputs, vec![2]);
+        assert_eq!(planned.ops[1].deps, vec![0]);
+        let missing = plan(&dag, &test_model, &|_key: &[u8]| {
+            Err(ParseError("ERR script key is empty".into()))
+        });
+        assert_eq!(
+            missing.err().map(|e| e.0).as_deref(),
+            Some("ERR script key is empty")
+        );
     }
 
     #[test]

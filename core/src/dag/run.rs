@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::plan::{OpKind, Plan};
-use crate::exec::{ModelRun, RunOutcome, Work};
+use crate::backend::RunContext;
+use crate::exec::{ModelRun, RunOutcome, ScriptRun, Work};
 use crate::tensor::parse::GetFormat;
 use crate::tensor::Tensor;
 
@@ -139,7 +140,7 @@ impl DagRun {
                             }
                             state.remaining -= 1;
                         }
-                        OpKind::Model(_) => {
+                        OpKind::Model(_) | OpKind::Script { .. } => {
                             state.status[index] = Status::Running;
                             let inputs: Option<Vec<Arc<Tensor>>> = op
                                 .inputs
@@ -163,10 +164,35 @@ impl DagRun {
 
     fn queue_model(self: &Arc<Self>, index: usize, inputs: Vec<Arc<Tensor>>) {
         let op = &self.plan.ops[index];
-        let OpKind::Model(model) = &op.kind else {
-            return;
-        };
         let dag = Arc::clone(self);
+        let model = match &op.kind {
+            OpKind::Model(model) => model,
+            OpKind::Script {
+                script,
+                function,
+                args,
+            } => {
+                let run = ScriptRun {
+                    script: Arc::clone(script),
+                    function: function.clone(),
+                    inputs,
+                    args: args.clone(),
+                    n_outputs: op.outputs.len(),
+                    deadline: self.deadline,
+                    context: RunContext {
+                        db: self.plan.db,
+                        user: self.plan.user.clone(),
+                        keys: self.plan.keys.clone(),
+                        cancel: Arc::clone(&self.abandoned),
+                        deadline: self.deadline,
+                    },
+                    finish: Box::new(move |outcome| dag.model_done(index, outcome)),
+                };
+                crate::exec::submit(script.device, Work::Other(Box::new(run)));
+                return;
+            }
+            _ => return,
+        };
         let run = ModelRun {
             model: Arc::clone(model),
             inputs,
@@ -271,7 +297,7 @@ mod tests {
         )
         .expect("parse");
         assert!(
-            plan(&dag, &|_| unreachable!()).is_err(),
+            plan(&dag, &|_| unreachable!(), &|_| unreachable!()).is_err(),
             "unknown input found at planning"
         );
 
@@ -289,7 +315,7 @@ mod tests {
             },
         )
         .expect("parse");
-        let planned = plan(&dag, &|_| unreachable!()).expect("plan");
+        let planned = plan(&dag, &|_| unreachable!(), &|_| unreachable!()).expect("plan");
         let (tx, rx) = mpsc::channel();
         DagRun::start(
             planned,

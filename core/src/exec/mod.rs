@@ -5,9 +5,11 @@ mod batching;
 pub mod blocking;
 mod model_run;
 mod queue;
+mod script_run;
 
 pub use model_run::{ModelRun, RunOutcome};
 pub use queue::{Job, QueueStats, RunQueue, Work};
+pub use script_run::ScriptRun;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -2,4 +2,5 @@
 
 pub mod boxed;
 pub mod model_type;
+pub mod script_type;
 pub mod tensor_type;

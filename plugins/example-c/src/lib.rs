@@ -8,6 +8,11 @@
 //! - [`NEWER_MINOR_PLUGIN`]: reports `abi_minor = RAI_PLUGIN_ABI_MINOR + 1`; the core
 //!   must refuse it.
 
+/// An ABI exercise for scripts and the host services (`script_echo.c`); it names
+/// itself `TORCH` so the TORCH-only script commands accept it. Not a TorchScript
+/// runtime: never a stand-in for the real plugin in feature tests.
+pub const SCRIPT_ECHO_PLUGIN: &str = concat!(env!("OUT_DIR"), "/script_echo.so");
+
 /// The `EXAMPLE` backend (`example_add.c`).
 pub const EXAMPLE_ADD_PLUGIN: &str = concat!(env!("OUT_DIR"), "/example_add.so");
 

@@ -1,0 +1,257 @@
+//! AI.SCRIPTSTORE, AI.SCRIPTSET, AI.SCRIPTGET, AI.SCRIPTDEL, AI.SCRIPTEXECUTE,
+//! AI.SCRIPTRUN, AI._SCRIPTSCAN.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis_module::{
+    raw, Context, ContextFlags, KeyType, KeysCursor, NotifyEvent, RedisError, RedisResult,
+    RedisString, RedisValue,
+};
+
+use super::keyspace::{self, key_name};
+use super::model::WriteOutputs;
+use super::{arg_slices, reply_error};
+use crate::backend::RunContext;
+use crate::exec::blocking;
+use crate::exec::{ScriptRun, Work};
+use crate::persist::script_type::SCRIPT_TYPE;
+use crate::script::parse::{self, ScriptExecuteArgs};
+use crate::script::{Script, ScriptDefinition, SharedScript};
+use crate::tensor::Tensor;
+
+/// `AI.SCRIPTSTORE key device [TAG t] ENTRY_POINTS n fn... SOURCE src`
+pub fn scriptstore(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    store(ctx, args, false)
+}
+
+/// Deprecated `AI.SCRIPTSET key device [TAG t] SOURCE src`
+pub fn scriptset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    store(ctx, args, true)
+}
+
+fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
+    if args.len() < 4 {
+        return Err(RedisError::WrongArity);
+    }
+    let slices = arg_slices(&args[2..]);
+    let spec = parse::parse_script_store(&slices, legacy).map_err(reply_error)?;
+    let key = ctx.open_key_writable(&args[1]);
+    if key.key_type() != KeyType::Empty && key.get_value::<SharedScript>(&SCRIPT_TYPE).is_err() {
+        return Err(RedisError::WrongType);
+    }
+    let definition = ScriptDefinition {
+        device: spec.device,
+        device_name: String::from_utf8_lossy(spec.device_name).into_owned(),
+        tag: spec.tag.to_vec(),
+        entry_points: spec.entry_points.clone(),
+        source: spec.source.to_vec(),
+    };
+    // While loading the AOF or applying the master's stream, a script whose backend is
+    // missing here is kept (without a runtime) rather than failing the load.
+    let keep_without_backend = ctx
+        .get_flags()
+        .intersects(ContextFlags::LOADING | ContextFlags::REPLICATED);
+    let script = if keep_without_backend {
+        let script = Script::restore(definition);
+        if let Err(reason) = &script.runtime {
+            ctx.log_warning(&format!("script stored without a runtime: {reason}"));
+        }
+        script
+    } else {
+        Script::create(definition).map_err(|reason| {
+            RedisError::String(if reason.starts_with("ERR ") {
+                reason
+            } else {
+                format!("ERR {reason}")
+            })
+        })?
+    };
+    key.set_value::<SharedScript>(&SCRIPT_TYPE, Arc::new(script))?;
+    ctx.replicate_verbatim();
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.scriptstore", &args[1]);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `AI.SCRIPTGET key [META] [SOURCE]`
+pub fn scriptget(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if !(2..=4).contains(&args.len()) {
+        return Err(RedisError::WrongArity);
+    }
+    let (mut meta, mut source) = (false, false);
+    for arg in &args[2..] {
+        let arg = arg.as_slice();
+        if arg.eq_ignore_ascii_case(b"META") {
+            meta = true;
+        } else if arg.eq_ignore_ascii_case(b"SOURCE") {
+            source = true;
+        } else {
+            return Err(RedisError::String(format!(
+                "ERR unrecognized argument: {}",
+                String::from_utf8_lossy(arg)
+            )));
+        }
+    }
+    if !meta && !source {
+        meta = true;
+        source = true;
+    }
+    let script = keyspace::read_script(ctx, &args[1])?;
+    if !meta {
+        return Ok(RedisValue::StringBuffer(script.source.clone()));
+    }
+    let mut reply = vec![
+        RedisValue::SimpleStringStatic("device"),
+        RedisValue::BulkString(script.device_name.clone()),
+        RedisValue::SimpleStringStatic("tag"),
+        RedisValue::StringBuffer(script.tag.clone()),
+        RedisValue::SimpleStringStatic("Entry Points"),
+        RedisValue::Array(
+            script
+                .entry_points
+                .iter()
+                .cloned()
+                .map(RedisValue::BulkString)
+                .collect(),
+        ),
+    ];
+    if source {
+        reply.push(RedisValue::SimpleStringStatic("source"));
+        reply.push(RedisValue::StringBuffer(script.source.clone()));
+    }
+    Ok(RedisValue::Array(reply))
+}
+
+/// `AI.SCRIPTDEL key`
+pub fn scriptdel(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 2 {
+        return Err(RedisError::WrongArity);
+    }
+    keyspace::read_script(ctx, &args[1])?;
+    ctx.open_key_writable(&args[1]).delete()?;
+    ctx.replicate_verbatim();
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.scriptdel", &args[1]);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `AI._SCRIPTSCAN`: every script key with its tag.
+pub fn scriptscan(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 1 {
+        return Err(RedisError::WrongArity);
+    }
+    let mut found = Vec::new();
+    let cursor = KeysCursor::new();
+    while cursor.scan(ctx, &|_ctx, name, key| {
+        if let Some(Ok(Some(script))) = key.map(|k| k.get_value::<SharedScript>(&SCRIPT_TYPE)) {
+            found.push(RedisValue::Array(vec![
+                RedisValue::StringBuffer(name.as_slice().to_vec()),
+                RedisValue::StringBuffer(script.tag.clone()),
+            ]));
+        }
+    }) {}
+    Ok(RedisValue::Array(found))
+}
+
+/// `AI.SCRIPTEXECUTE key fn [KEYS n k...] [INPUTS n k...] [ARGS n a...]
+/// [OUTPUTS n k...] [TIMEOUT ms]`
+pub fn scriptexecute(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if ctx.is_keys_position_request() {
+        let slices = arg_slices(&args);
+        for position in parse::script_execute_key_positions(&slices) {
+            ctx.key_at_pos(position as i32);
+        }
+        return Ok(RedisValue::NoReply);
+    }
+    if args.len() < 4 {
+        return Err(RedisError::WrongArity);
+    }
+    let slices = arg_slices(&args[1..]);
+    let parsed = parse::parse_script_execute(&slices, false).map_err(reply_error)?;
+    execute(ctx, parsed)
+}
+
+/// Deprecated `AI.SCRIPTRUN key fn [TIMEOUT ms] INPUTS k... [$ k...] OUTPUTS k...`
+pub fn scriptrun(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if ctx.is_keys_position_request() {
+        let slices = arg_slices(&args);
+        for position in parse::script_run_key_positions(&slices) {
+            ctx.key_at_pos(position as i32);
+        }
+        return Ok(RedisValue::NoReply);
+    }
+    if args.len() < 5 {
+        return Err(RedisError::WrongArity);
+    }
+    let slices = arg_slices(&args[1..]);
+    let parsed = parse::parse_script_run(&slices).map_err(reply_error)?;
+    execute(ctx, parsed)
+}
+
+/// The calling client's ACL user name, where this Redis tells it.
+pub fn current_user(ctx: &Context) -> Option<Vec<u8>> {
+    // SAFETY: the API table is filled at load time and only read afterwards.
+    let get = unsafe { raw::RedisModule_GetCurrentUserName }?;
+    // SAFETY: `ctx` is the live command context.
+    let name = unsafe { get(ctx.ctx) };
+    if name.is_null() {
+        return None;
+    }
+    // The wrapper owns the returned string and frees it when dropped.
+    let owned = RedisString::from_redis_module_string(ctx.ctx, name);
+    Some(owned.as_slice().to_vec())
+}
+
+/// The database the caller selected.
+pub fn selected_db(ctx: &Context) -> i32 {
+    // SAFETY: the API table is filled at load time and only read afterwards.
+    unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |get| get(ctx.ctx)) }
+}
+
+fn execute(ctx: &Context, parsed: ScriptExecuteArgs<'_>) -> RedisResult {
+    blocking::ensure_can_block(ctx)?;
+    let script = keyspace::read_script(ctx, &key_name(parsed.script_key))?;
+    script.runtime().map_err(RedisError::String)?;
+    let function = String::from_utf8(parsed.function.to_vec())
+        .map_err(|_| RedisError::Str("ERR function name must be UTF-8"))?;
+    let inputs = parsed
+        .inputs
+        .iter()
+        .map(|name| keyspace::read_tensor(ctx, &key_name(name)))
+        .collect::<Result<Vec<Arc<Tensor>>, RedisError>>()?;
+    for name in &parsed.outputs {
+        keyspace::ensure_tensor_or_empty(ctx, &key_name(name))?;
+    }
+    let context = RunContext {
+        db: selected_db(ctx),
+        user: current_user(ctx),
+        keys: parsed.keys.iter().map(|k| k.to_vec()).collect(),
+        cancel: Arc::new(Default::default()),
+        deadline: parsed
+            .timeout_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms)),
+    };
+    let blocked = blocking::block(ctx, parsed.timeout_ms)?;
+    let context = RunContext {
+        cancel: blocked.abandoned(),
+        ..context
+    };
+    let output_keys: Vec<Vec<u8>> = parsed.outputs.iter().map(|k| k.to_vec()).collect();
+    let device = script.device;
+    let job = ScriptRun {
+        script,
+        function,
+        inputs,
+        args: parsed.args.iter().map(|a| a.to_vec()).collect(),
+        n_outputs: output_keys.len(),
+        deadline: context.deadline,
+        context,
+        finish: Box::new(move |outcome| {
+            blocked.unblock(Box::new(WriteOutputs {
+                output_keys,
+                outcome,
+            }))
+        }),
+    };
+    crate::exec::submit(device, Work::Other(Box::new(job)));
+    Ok(RedisValue::NoReply)
+}

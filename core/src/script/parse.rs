@@ -1,0 +1,479 @@
+//! Parsing of the script commands' arguments, with RedisAI's error texts.
+
+use crate::device::Device;
+use crate::model::parse::ParseError;
+use crate::tensor::parse::parse_i64;
+
+fn err<T>(text: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError(text.into()))
+}
+
+fn is(arg: &[u8], keyword: &str) -> bool {
+    arg.eq_ignore_ascii_case(keyword.as_bytes())
+}
+
+/// The parsed `AI.SCRIPTSTORE` / `AI.SCRIPTSET` arguments (after the key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptSpec<'a> {
+    pub device: Device,
+    pub device_name: &'a [u8],
+    pub tag: &'a [u8],
+    /// Callable functions (SCRIPTSTORE); empty for the deprecated SCRIPTSET.
+    pub entry_points: Vec<String>,
+    pub source: &'a [u8],
+}
+
+/// Parses `device [TAG t] ENTRY_POINTS n fn... SOURCE src` (SCRIPTSTORE) or, when
+/// `legacy`, `device [TAG t] SOURCE src` (SCRIPTSET).
+pub fn parse_script_store<'a>(
+    args: &[&'a [u8]],
+    legacy: bool,
+) -> Result<ScriptSpec<'a>, ParseError> {
+    let Some((&device_name, rest)) = args.split_first() else {
+        return err("ERR Invalid DEVICE");
+    };
+    let device =
+        Device::parse(device_name).ok_or_else(|| ParseError("ERR Invalid DEVICE".into()))?;
+    let mut position = 0;
+    let mut tag: &[u8] = b"";
+    if rest.first().is_some_and(|a| is(a, "TAG")) {
+        let Some(&value) = rest.get(1) else {
+            return err("ERR Insufficient arguments, missing TAG value");
+        };
+        tag = value;
+        position = 2;
+    }
+    let mut entry_points = Vec::new();
+    if !legacy {
+        match rest.get(position) {
+            Some(arg) if is(arg, "ENTRY_POINTS") => {}
+            _ => return err("ERR Insufficient arguments, missing script entry points"),
+        }
+        position += 1;
+        let count = rest
+            .get(position)
+            .and_then(|c| parse_i64(c))
+            .filter(|&n| n > 0)
+            .ok_or_else(|| ParseError("ERR Invalid number of entry points".into()))?
+            as usize;
+        position += 1;
+        let available = rest[position..]
+            .iter()
+            .take_while(|a| !is(a, "SOURCE"))
+            .count();
+        if available != count {
+            return err(
+                "ERR Number of entry points given does not match the number of entry points \
+                 declared",
+            );
+        }
+        for name in &rest[position..position + count] {
+            let name = std::str::from_utf8(name)
+                .map_err(|_| ParseError("ERR entry point names must be UTF-8".into()))?;
+            if name.contains('\0') {
+                return err("ERR entry point names must not contain NUL");
+            }
+            entry_points.push(name.to_owned());
+        }
+        position += count;
+    }
+    match rest.get(position) {
+        Some(arg) if is(arg, "SOURCE") => {}
+        Some(_) => return err("ERR Invalid argument, expected SOURCE"),
+        None => return err("ERR Insufficient arguments, missing script SOURCE"),
+    }
+    position += 1;
+    let Some(&source) = rest.get(position) else {
+        return err("ERR Insufficient arguments, missing script definition");
+    };
+    if rest.len() > position + 1 {
+        return err("ERR Invalid argument after the script SOURCE");
+    }
+    if source.contains(&0) {
+        return err("ERR script SOURCE must not contain NUL");
+    }
+    Ok(ScriptSpec {
+        device,
+        device_name,
+        tag,
+        entry_points,
+        source,
+    })
+}
+
+/// The parsed `AI.SCRIPTEXECUTE` / `AI.SCRIPTRUN` arguments (after the command name).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScriptExecuteArgs<'a> {
+    pub script_key: &'a [u8],
+    pub function: &'a [u8],
+    pub keys: Vec<&'a [u8]>,
+    pub inputs: Vec<&'a [u8]>,
+    pub args: Vec<&'a [u8]>,
+    pub outputs: Vec<&'a [u8]>,
+    pub timeout_ms: Option<u64>,
+}
+
+const SCOPES: [&str; 5] = ["KEYS", "INPUTS", "ARGS", "OUTPUTS", "TIMEOUT"];
+
+fn is_scope(arg: &[u8]) -> bool {
+    SCOPES.iter().any(|s| is(arg, s))
+}
+
+fn unexpected(arg: &[u8]) -> String {
+    format!(
+        "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: {}",
+        String::from_utf8_lossy(arg)
+    )
+}
+
+/// `n item...` after a scope keyword.
+fn counted<'a>(
+    args: &[&'a [u8]],
+    position: &mut usize,
+    scope: &str,
+) -> Result<Vec<&'a [u8]>, ParseError> {
+    let Some(&count) = args.get(*position) else {
+        return err(format!("ERR Missing arguments after {scope} keyword"));
+    };
+    let count = parse_i64(count).filter(|&n| n >= 0).ok_or_else(|| {
+        ParseError(format!(
+            "ERR Invalid or negative value found in number of {scope}"
+        ))
+    })? as usize;
+    *position += 1;
+    let rest = &args[*position..];
+    if count > 0 && rest.is_empty() {
+        return err(format!("ERR Missing arguments after {scope} keyword"));
+    }
+    if rest.len() < count || rest.get(count).is_some_and(|a| !is_scope(a)) {
+        return err(format!(
+            "ERR Number of pre declared {scope} to be used in the command does not match the \
+             number of given arguments"
+        ));
+    }
+    let items = rest[..count].to_vec();
+    *position += count;
+    Ok(items)
+}
+
+/// Parses `key fn [KEYS n k...] [INPUTS n k...] [ARGS n a...] [OUTPUTS n k...]
+/// [TIMEOUT ms]`. `in_dag` refuses KEYS (the DAG's own LOAD/KEYS cover them) and
+/// TIMEOUT (the DAG's covers the op).
+pub fn parse_script_execute<'a>(
+    args: &[&'a [u8]],
+    in_dag: bool,
+) -> Result<ScriptExecuteArgs<'a>, ParseError> {
+    let (Some(&script_key), Some(&function)) = (args.first(), args.get(1)) else {
+        return err("ERR wrong number of arguments for 'AI.SCRIPTEXECUTE' command");
+    };
+    let mut parsed = ScriptExecuteArgs {
+        script_key,
+        function,
+        ..ScriptExecuteArgs::default()
+    };
+    let mut position = 2;
+    match args.get(position) {
+        Some(first) if is(first, "KEYS") || is(first, "INPUTS") => {}
+        Some(first) if !is_scope(first) => return err(unexpected(first)),
+        _ => {
+            return err(
+                "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command",
+            )
+        }
+    }
+    // Each scope at most once, in this order.
+    let mut next_scope = 0;
+    while let Some(&arg) = args.get(position) {
+        let Some(scope) = SCOPES.iter().position(|s| is(arg, s)) else {
+            return err(unexpected(arg));
+        };
+        if scope < next_scope {
+            if scope == 0 {
+                return err("ERR Already encountered KEYS scope in current command");
+            }
+            return err(format!(
+                "ERR Already encountered {} scope in current command, or it came out of order",
+                SCOPES[scope]
+            ));
+        }
+        next_scope = scope + 1;
+        position += 1;
+        match scope {
+            0 => {
+                if in_dag {
+                    return err("ERR Already encountered KEYS scope in current command");
+                }
+                parsed.keys = counted(args, &mut position, "KEYS")?;
+            }
+            1 => parsed.inputs = counted(args, &mut position, "INPUTS")?,
+            2 => parsed.args = counted(args, &mut position, "ARGS")?,
+            3 => parsed.outputs = counted(args, &mut position, "OUTPUTS")?,
+            _ => {
+                if in_dag {
+                    return err("ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)");
+                }
+                let Some(&value) = args.get(position) else {
+                    return err("ERR No value provided for TIMEOUT");
+                };
+                let ms = parse_i64(value)
+                    .filter(|&ms| ms > 0)
+                    .ok_or_else(|| ParseError("ERR Invalid value for TIMEOUT".into()))?;
+                parsed.timeout_ms = Some(ms as u64);
+                position += 1;
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Parses the deprecated `key fn [TIMEOUT ms] INPUTS k... [$ k...] OUTPUTS k...`. The
+/// `$` marker (a variadic list of inputs) is accepted once and dropped: the inputs are
+/// passed in order either way.
+pub fn parse_script_run<'a>(args: &[&'a [u8]]) -> Result<ScriptExecuteArgs<'a>, ParseError> {
+    let (Some(&script_key), Some(&function)) = (args.first(), args.get(1)) else {
+        return err("ERR wrong number of arguments for 'AI.SCRIPTRUN' command");
+    };
+    if is(function, "INPUTS") || is(function, "OUTPUTS") {
+        return err("ERR function name not specified");
+    }
+    let mut parsed = ScriptExecuteArgs {
+        script_key,
+        function,
+        ..ScriptExecuteArgs::default()
+    };
+    let mut position = 2;
+    if args.get(position).is_some_and(|a| is(a, "TIMEOUT")) {
+        let ms = args
+            .get(position + 1)
+            .and_then(|v| parse_i64(v))
+            .filter(|&ms| ms > 0)
+            .ok_or_else(|| ParseError("ERR Invalid value for TIMEOUT".into()))?;
+        parsed.timeout_ms = Some(ms as u64);
+        position += 2;
+    }
+    if !args.get(position).is_some_and(|a| is(a, "INPUTS")) {
+        return err("ERR INPUTS not specified");
+    }
+    position += 1;
+    let mut variadic = false;
+    while let Some(&arg) = args.get(position) {
+        if is(arg, "OUTPUTS") {
+            break;
+        }
+        if arg == b"$" {
+            if variadic {
+                return err("ERR Already encountered a variable size list of tensors");
+            }
+            variadic = true;
+        } else {
+            parsed.inputs.push(arg);
+        }
+        position += 1;
+    }
+    if !args.get(position).is_some_and(|a| is(a, "OUTPUTS")) {
+        return err("ERR OUTPUTS not specified");
+    }
+    position += 1;
+    parsed.outputs = args[position..].to_vec();
+    if parsed.outputs.is_empty() && parsed.inputs.is_empty() {
+        return err("ERR Insufficient arguments, missing INPUTS and OUTPUTS");
+    }
+    Ok(parsed)
+}
+
+/// Key positions (indexes into the full argument list, command name at 0) of
+/// `AI.SCRIPTEXECUTE`: the script, KEYS, INPUTS and OUTPUTS. Tolerant of bad input.
+pub fn script_execute_key_positions(args: &[&[u8]]) -> Vec<usize> {
+    let mut positions = Vec::new();
+    if args.len() > 1 {
+        positions.push(1);
+    }
+    let mut index = 3;
+    while index < args.len() {
+        let arg = args[index];
+        let keyed = is(arg, "KEYS") || is(arg, "INPUTS") || is(arg, "OUTPUTS");
+        if keyed || is(arg, "ARGS") {
+            let count = args
+                .get(index + 1)
+                .and_then(|a| parse_i64(a))
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0);
+            let first = index + 2;
+            let end = first.saturating_add(count).min(args.len());
+            if keyed {
+                positions.extend(first..end);
+            }
+            index = end.max(index + 2);
+        } else {
+            index += 1;
+        }
+    }
+    positions
+}
+
+/// Key positions of the deprecated `AI.SCRIPTRUN`: the script, inputs and outputs.
+pub fn script_run_key_positions(args: &[&[u8]]) -> Vec<usize> {
+    let mut positions = Vec::new();
+    if args.len() > 1 {
+        positions.push(1);
+    }
+    let mut in_keys = false;
+    for (index, arg) in args.iter().enumerate().skip(3) {
+        if is(arg, "INPUTS") || is(arg, "OUTPUTS") {
+            in_keys = true;
+        } else if in_keys && *arg != b"$" {
+            positions.push(index);
+        }
+    }
+    positions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<&[u8]> {
+        text.split_whitespace().map(str::as_bytes).collect()
+    }
+
+    #[test]
+    fn parses_scriptstore() {
+        let args = words("CPU TAG v1 ENTRY_POINTS 2 bar baz SOURCE src");
+        let spec = parse_script_store(&args, false).expect("valid");
+        assert_eq!(spec.tag, b"v1");
+        assert_eq!(spec.entry_points, vec!["bar", "baz"]);
+        assert_eq!(spec.source, b"src");
+        let legacy = parse_script_store(&words("GPU:1 SOURCE src"), true).expect("valid");
+        assert!(legacy.entry_points.is_empty());
+        assert_eq!(legacy.device_name, b"GPU:1");
+    }
+
+    #[test]
+    fn scriptstore_errors() {
+        let cases = [
+            ("bad_device ENTRY_POINTS 1 bar SOURCE s", false, "ERR Invalid DEVICE"),
+            ("CPU SOURCE s", false, "ERR Insufficient arguments, missing script entry points"),
+            ("CPU TAG t SOURCE s", false, "ERR Insufficient arguments, missing script entry points"),
+            ("CPU TAG", false, "ERR Insufficient arguments, missing TAG value"),
+            ("CPU ENTRY_POINTS x bar SOURCE s", false, "ERR Invalid number of entry points"),
+            ("CPU ENTRY_POINTS 0 SOURCE s", false, "ERR Invalid number of entry points"),
+            ("CPU ENTRY_POINTS 2 bar SOURCE s", false, "ERR Number of entry points given does not match the number of entry points declared"),
+            ("CPU ENTRY_POINTS 1 bar", false, "ERR Insufficient arguments, missing script SOURCE"),
+            ("CPU ENTRY_POINTS 1 bar SOURCE", false, "ERR Insufficient arguments, missing script definition"),
+            ("CPU ENTRY_POINTS 1 bar SOURCE a b", false, "ERR Invalid argument after the script SOURCE"),
+            ("CPU NOT_SOURCE s", true, "ERR Invalid argument, expected SOURCE"),
+            ("CPU", true, "ERR Insufficient arguments, missing script SOURCE"),
+        ];
+        for (text, legacy, expected) in cases {
+            assert_eq!(
+                parse_script_store(&words(text), legacy).expect_err(text).0,
+                expected,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_scriptexecute() {
+        let args = words("s bar KEYS 1 k INPUTS 2 a b ARGS 2 x y OUTPUTS 2 c d TIMEOUT 100");
+        let parsed = parse_script_execute(&args, false).expect("valid");
+        assert_eq!(parsed.keys, vec![&b"k"[..]]);
+        assert_eq!(parsed.inputs.len(), 2);
+        assert_eq!(parsed.args, vec![&b"x"[..], &b"y"[..]]);
+        assert_eq!(parsed.outputs.len(), 2);
+        assert_eq!(parsed.timeout_ms, Some(100));
+        let inputs_only = parse_script_execute(&words("s bar INPUTS 1 a"), false).expect("valid");
+        assert!(inputs_only.keys.is_empty() && inputs_only.outputs.is_empty());
+    }
+
+    #[test]
+    fn scriptexecute_errors() {
+        let cases = [
+            ("s bar KEYS 1", "ERR Missing arguments after KEYS keyword"),
+            ("s bar KEYS not_number key", "ERR Invalid or negative value found in number of KEYS"),
+            ("s bar KEYS 2 key", "ERR Number of pre declared KEYS to be used in the command does not match the number of given arguments"),
+            ("s bar KEYS 1 a b", "ERR Number of pre declared KEYS to be used in the command does not match the number of given arguments"),
+            ("s bar OUTPUTS 1 a", "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"),
+            ("s bar", "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"),
+            ("s bar INPUTS -1 a", "ERR Invalid or negative value found in number of INPUTS"),
+            ("s bar INPUTS 1 a OUTPUTS", "ERR Missing arguments after OUTPUTS keyword"),
+            ("s bar INPUTS 1 a ARGS 3 x", "ERR Number of pre declared ARGS to be used in the command does not match the number of given arguments"),
+            ("s bar INPUTS 1 a TIMEOUT", "ERR No value provided for TIMEOUT"),
+            ("s bar INPUTS 1 a TIMEOUT -43", "ERR Invalid value for TIMEOUT"),
+            ("s bar INPUTS 1 a TIMEOUT 10 bad_arg", "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: bad_arg"),
+            ("s INPUTS 1 a OUTPUTS 1 b", "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: 1"),
+            ("s bar KEYS 1 a INPUTS 1 a KEYS 1 a", "ERR Already encountered KEYS scope in current command"),
+            ("s bar INPUTS 1 a OUTPUTS 1 b INPUTS 1 a", "ERR Already encountered INPUTS scope in current command, or it came out of order"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                parse_script_execute(&words(text), false).expect_err(text).0,
+                expected,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            parse_script_execute(&words("s bar KEYS 1 a INPUTS 1 a"), true)
+                .expect_err("dag")
+                .0,
+            "ERR Already encountered KEYS scope in current command"
+        );
+        assert_eq!(
+            parse_script_execute(&words("s bar INPUTS 1 a TIMEOUT 4"), true)
+                .expect_err("dag")
+                .0,
+            "ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)"
+        );
+    }
+
+    #[test]
+    fn parses_scriptrun_with_variadic_marker() {
+        let parsed =
+            parse_script_run(&words("s bar_variadic INPUTS a $ b1 b2 OUTPUTS c")).expect("valid");
+        assert_eq!(parsed.inputs, vec![&b"a"[..], &b"b1"[..], &b"b2"[..]]);
+        assert_eq!(parsed.outputs, vec![&b"c"[..]]);
+        let timed = parse_script_run(&words("s bar TIMEOUT 5 INPUTS a OUTPUTS c")).expect("valid");
+        assert_eq!(timed.timeout_ms, Some(5));
+    }
+
+    #[test]
+    fn scriptrun_errors() {
+        let cases = [
+            ("s INPUTS a b OUTPUTS c", "ERR function name not specified"),
+            ("s bar a OUTPUTS c", "ERR INPUTS not specified"),
+            ("s bar INPUTS a b", "ERR OUTPUTS not specified"),
+            (
+                "s bar INPUTS $ a $ b OUTPUTS",
+                "ERR Already encountered a variable size list of tensors",
+            ),
+            (
+                "s bar INPUTS OUTPUTS",
+                "ERR Insufficient arguments, missing INPUTS and OUTPUTS",
+            ),
+            (
+                "s bar TIMEOUT x INPUTS a OUTPUTS c",
+                "ERR Invalid value for TIMEOUT",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                parse_script_run(&words(text)).expect_err(text).0,
+                expected,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_positions() {
+        let args =
+            words("AI.SCRIPTEXECUTE s bar KEYS 1 k INPUTS 2 a b ARGS 1 x OUTPUTS 1 c TIMEOUT 5");
+        assert_eq!(script_execute_key_positions(&args), vec![1, 5, 8, 9, 15]);
+        assert_eq!(
+            script_execute_key_positions(&words("AI.SCRIPTEXECUTE s bar KEYS 9 k")),
+            vec![1, 5]
+        );
+        let args = words("AI.SCRIPTRUN s bar INPUTS a $ b OUTPUTS c");
+        assert_eq!(script_run_key_positions(&args), vec![1, 4, 6, 8]);
+    }
+}
