@@ -298,13 +298,39 @@ void rt_bytes_free(uint8_t *bytes) { std::free(bytes); }
 
 namespace {
 
+// `torch` in a script: aten's operators, and the dtypes (torch.float32, torch.int64, ...)
+// as the integer constants TorchScript uses for them.
+struct TorchModule : torch::jit::BuiltinModule {
+    TorchModule() : BuiltinModule("aten") {}
+
+    std::shared_ptr<torch::jit::SugaredValue> attr(const torch::jit::SourceRange &loc,
+                                                   torch::jit::GraphFunction &m,
+                                                   const std::string &field) override {
+        static const std::pair<const char *, at::ScalarType> dtypes[] = {
+            {"float32", at::kFloat},  {"float", at::kFloat},     {"float64", at::kDouble},
+            {"double", at::kDouble},  {"float16", at::kHalf},    {"half", at::kHalf},
+            {"bfloat16", at::kBFloat16}, {"int8", at::kChar},    {"int16", at::kShort},
+            {"short", at::kShort},    {"int32", at::kInt},       {"int", at::kInt},
+            {"int64", at::kLong},     {"long", at::kLong},       {"uint8", at::kByte},
+            {"uint16", at::kUInt16},  {"bool", at::kBool},
+        };
+        for (const auto &dtype : dtypes) {
+            if (field == dtype.first) {
+                return std::make_shared<torch::jit::SimpleValue>(
+                    m.graph()->insertConstant(static_cast<int64_t>(dtype.second), loc));
+            }
+        }
+        return BuiltinModule::attr(loc, m, field);
+    }
+};
+
 // Resolves the free names a script may use: torch, redis and redisAI.
 struct ScriptResolver : torch::jit::Resolver {
     std::shared_ptr<torch::jit::SugaredValue> resolveValue(const std::string &name,
                                                            torch::jit::GraphFunction &,
                                                            const torch::jit::SourceRange &) override {
         if (name == "torch") {
-            return std::make_shared<torch::jit::BuiltinModule>("aten");
+            return std::make_shared<TorchModule>();
         }
         if (name == "redis" || name == "redisAI") {
             return std::make_shared<torch::jit::BuiltinModule>(name);

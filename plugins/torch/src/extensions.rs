@@ -166,30 +166,3 @@ fn encode(reply: &Reply, out: &mut Vec<u8>) {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies_encode_as_the_shim_reads_them() {
-        let mut out = Vec::new();
-        encode(
-            &Reply::Array(vec![
-                Reply::Integer(7),
-                Reply::String(b"ab".to_vec()),
-                Reply::Nil,
-            ]),
-            &mut out,
-        );
-        let mut expected = vec![b'A'];
-        expected.extend_from_slice(&3u64.to_le_bytes());
-        expected.push(b'I');
-        expected.extend_from_slice(&7i64.to_le_bytes());
-        expected.push(b'S');
-        expected.extend_from_slice(&2u64.to_le_bytes());
-        expected.extend_from_slice(b"ab");
-        expected.push(b'N');
-        assert_eq!(out, expected);
-    }
-}
