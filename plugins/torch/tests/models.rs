@@ -51,8 +51,11 @@ fn table_describes_the_backend() {
     assert_eq!(api.dtype_mask & (1 << DType::String as u32), 0, "no STRING");
 }
 
-/// One value per dtype, as little-endian bytes: (dtype, a, b, a + b).
-fn add_cases() -> Vec<(DType, Vec<u8>, Vec<u8>, Vec<u8>)> {
+/// (dtype, a, b, a + b), values as little-endian bytes.
+type AddCase = (DType, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// Two values per dtype.
+fn add_cases() -> Vec<AddCase> {
     fn bytes<T: Copy, const N: usize>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
         values.iter().flat_map(|v| to(*v)).collect()
     }

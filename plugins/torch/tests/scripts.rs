@@ -37,7 +37,16 @@ fn script_functions_return_one_several_or_no_tensors() {
     let b = Tensor::f32(&[2], &[10.0, 20.0]);
     let out = run_script(script, "add", &[a.clone(), b.clone()], &[], &[], 4, false).expect("add");
     assert_eq!(out, [Tensor::f32(&[2], &[11.0, 22.0])]);
-    let out = run_script(script, "split", &[a.clone()], &[], &[], 4, false).expect("split");
+    let out = run_script(
+        script,
+        "split",
+        std::slice::from_ref(&a),
+        &[],
+        &[],
+        4,
+        false,
+    )
+    .expect("split");
     assert_eq!(
         out,
         [
@@ -45,13 +54,32 @@ fn script_functions_return_one_several_or_no_tensors() {
             Tensor::f32(&[2], &[3.0, 6.0])
         ]
     );
-    let out = run_script(script, "pair", &[a.clone()], &[], &[], 2, false).expect("pair");
+    let out =
+        run_script(script, "pair", std::slice::from_ref(&a), &[], &[], 2, false).expect("pair");
     assert_eq!(out, [a.clone(), Tensor::f32(&[2], &[2.0, 3.0])]);
     let out = run_script(script, "nothing", &[], &[], &[], 1, false).expect("nothing");
     assert!(out.is_empty());
-    let out = run_script(script, "scaled", &[a.clone()], &[], &["2.5"], 1, false).expect("scaled");
+    let out = run_script(
+        script,
+        "scaled",
+        std::slice::from_ref(&a),
+        &[],
+        &["2.5"],
+        1,
+        false,
+    )
+    .expect("scaled");
     assert_eq!(out, [Tensor::f32(&[2], &[2.5, 5.0])]);
-    let err = run_script(script, "split", &[a.clone()], &[], &[], 1, false).expect_err("too many");
+    let err = run_script(
+        script,
+        "split",
+        std::slice::from_ref(&a),
+        &[],
+        &[],
+        1,
+        false,
+    )
+    .expect_err("too many");
     assert!(err.contains("returned 2 tensors but 1"), "{err}");
     free_script(script);
 }
@@ -84,12 +112,22 @@ fn load_errors_use_redisai_texts() {
 fn run_errors_carry_torch_messages() {
     let script = load_script(SCRIPT, &[]).expect("load");
     let a = Tensor::f32(&[2], &[1.0, 2.0]);
-    let err = run_script(script, "missing", &[a.clone()], &[], &[], 1, false).expect_err("missing");
+    let err = run_script(
+        script,
+        "missing",
+        std::slice::from_ref(&a),
+        &[],
+        &[],
+        1,
+        false,
+    )
+    .expect_err("missing");
     assert_eq!(err, "Function missing does not exist in the given script.");
     let err =
         run_script(script, "fails", &[a.clone(), a.clone()], &[], &[], 1, false).expect_err("cat");
     assert!(err.contains("Dimension out of range"), "{err}");
-    let err = run_script(script, "add", &[a.clone()], &[], &[], 1, false).expect_err("index");
+    let err =
+        run_script(script, "add", std::slice::from_ref(&a), &[], &[], 1, false).expect_err("index");
     assert!(err.contains("out of range"), "{err}");
     let err = run_script(script, "scaled", &[a], &[], &["x"], 1, false).expect_err("float('x')");
     assert!(err.contains("float(args[0])"), "{err}");

@@ -103,8 +103,11 @@ fn host_reply(fake: &Fake) -> *mut RaiReply {
     Box::into_raw(boxed).cast()
 }
 
-fn keyspace() -> &'static Mutex<HashMap<Vec<u8>, Vec<Vec<u8>>>> {
-    static KEYS: OnceLock<Mutex<HashMap<Vec<u8>, Vec<Vec<u8>>>>> = OnceLock::new();
+/// Key -> its values (one for a string, several for a list).
+type Keyspace = Mutex<HashMap<Vec<u8>, Vec<Vec<u8>>>>;
+
+fn keyspace() -> &'static Keyspace {
+    static KEYS: OnceLock<Keyspace> = OnceLock::new();
     KEYS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
