@@ -218,6 +218,16 @@ char *rt_set_threads(int64_t intra_op, int64_t inter_op) {
     });
 }
 
+void rt_get_threads(int64_t *intra_op, int64_t *inter_op) {
+    try {
+        *intra_op = at::get_num_threads();
+        *inter_op = at::get_num_interop_threads();
+    } catch (...) {
+        *intra_op = -1;
+        *inter_op = -1;
+    }
+}
+
 char *rt_module_load(const uint8_t *blob, size_t len, rt_module **out) {
     return guarded([&] {
         if (len == 0) {

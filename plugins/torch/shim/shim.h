@@ -38,6 +38,8 @@ void rt_error_free(char *error);
 
 /* Thread pools: 0 leaves libtorch's default. Call once, before any run. */
 char *rt_set_threads(int64_t intra_op, int64_t inter_op);
+/* The thread counts libtorch uses now. */
+void rt_get_threads(int64_t *intra_op, int64_t *inter_op);
 
 /* Models. */
 char *rt_module_load(const uint8_t *blob, size_t len, rt_module **out);

@@ -61,6 +61,7 @@ extern "C" {
     fn rt_error_free(error: *mut c_char);
     fn rt_torch_version() -> *const c_char;
     fn rt_set_threads(intra_op: i64, inter_op: i64) -> *mut c_char;
+    fn rt_get_threads(intra_op: *mut i64, inter_op: *mut i64);
     fn rt_module_load(blob: *const u8, len: usize, out: *mut *mut RtModule) -> *mut c_char;
     fn rt_module_free(module: *mut RtModule);
     fn rt_module_input_count(module: *const RtModule) -> usize;
@@ -140,6 +141,14 @@ pub fn torch_version() -> String {
 pub fn set_threads(intra_op: i64, inter_op: i64) -> Result<()> {
     // SAFETY: plain integers; the shim catches every exception.
     check(unsafe { rt_set_threads(intra_op, inter_op) })
+}
+
+/// libtorch's intra-op and inter-op thread counts now.
+pub fn threads() -> (i64, i64) {
+    let (mut intra, mut inter) = (0i64, 0i64);
+    // SAFETY: two valid out-pointers; the shim catches every exception.
+    unsafe { rt_get_threads(&mut intra, &mut inter) };
+    (intra, inter)
 }
 
 pub(crate) fn view_of(tensor: &TensorRef<'_>) -> RtView {
