@@ -16,7 +16,9 @@
 #include <torch/csrc/jit/runtime/operator.h>
 #include <torch/csrc/jit/serialization/import.h>
 #include <torch/headeronly/version.h>
+#include <caffe2/serialize/read_adapter_interface.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -160,6 +162,26 @@ void collect(const c10::IValue &value, bool none_ok, std::vector<at::Tensor> &ou
     }
 }
 
+// Reads a model blob in place (no copy); used only while torch::jit::load runs, which
+// copies what it keeps.
+class BlobReader : public caffe2::serialize::ReadAdapterInterface {
+  public:
+    BlobReader(const uint8_t *data, size_t len) : data_(data), len_(len) {}
+    size_t size() const override { return len_; }
+    size_t read(uint64_t pos, void *buf, size_t n, const char *) const override {
+        if (pos >= len_) {
+            return 0;
+        }
+        size_t count = std::min<uint64_t>(n, len_ - pos);
+        std::memcpy(buf, data_ + pos, count);
+        return count;
+    }
+
+  private:
+    const uint8_t *data_;
+    size_t len_;
+};
+
 size_t declared_outputs(const c10::FunctionSchema &schema) {
     if (schema.returns().size() != 1) {
         return 0;
@@ -233,9 +255,9 @@ char *rt_module_load(const uint8_t *blob, size_t len, rt_module **out) {
         if (len == 0) {
             throw std::runtime_error("the TorchScript model blob is empty");
         }
-        std::istringstream in(std::string(reinterpret_cast<const char *>(blob), len));
         auto module = std::make_unique<rt_module>();
-        module->module = torch::jit::load(in, c10::Device(c10::kCPU));
+        module->module =
+            torch::jit::load(std::make_shared<BlobReader>(blob, len), c10::Device(c10::kCPU));
         module->module.eval();
         auto forward = module->module.find_method("forward");
         if (!forward) {
