@@ -459,8 +459,10 @@ char *rt_script_run(rt_script *script, const char *function, const rt_view *inpu
 
 namespace {
 
+// redis.execute returns `Any?` rather than `Any`: with `Any`, the compiler folds
+// `reply is None` to False; the optional keeps that test at run time.
 const char *const kSchemas[] = {
-    "redis::execute(str cmd, ...) -> Any",
+    "redis::execute(str cmd, ...) -> Any?",
     "redis::asList(Any x) -> Any[]",
     "redisAI::model_execute(str key, Tensor[] inputs, int num_outputs) -> Tensor[]",
 };

@@ -153,8 +153,7 @@ def listed(tensors: List[Tensor], keys: List[str], args: List[str]):
 
 def missing(tensors: List[Tensor], keys: List[str], args: List[str]):
     value = redis.execute("GET", keys[0])
-    # A nil reply is None; `is None` on an Any is folded to False by the compiler.
-    if str(value) == "None":
+    if value is None:
         return torch.zeros([1])
     return torch.ones([1])
 
