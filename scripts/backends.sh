@@ -131,3 +131,57 @@ test_backend_tensorflow() {
     (cd "$REPO_ROOT" && cargo test --manifest-path plugins/tensorflow/Cargo.toml \
         --target-dir "${CARGO_TARGET_DIR:-$REPO_ROOT/target}" "$@")
 }
+
+# TORCH backend (libtorch 2.13.0 from PyPI's torch wheel, with the two small CUDA runtime
+# wheels libtorch_cpu.so loads even on CPU):
+#   ensure_libtorch              fetches and extracts libtorch (cached) and exports LIBTORCH
+#                                (its torch/ folder: include/ and lib/), which building the
+#                                plugin and its tests need
+#   build_backend_torch [PROFILE] builds redisai-torch (release by default) and lays out
+#                                dist/backends/redisai_torch/: redisai_torch.so (rpath
+#                                $ORIGIN/torch/lib), torch/lib/{libtorch_cpu.so,libc10.so,
+#                                libgomp.so.1} and nvidia/cu13/lib/{libcudart.so.13,
+#                                libcupti.so.13} (libtorch_cpu's rpath $ORIGIN/../../nvidia/cu13/lib)
+#   test_backend_torch [ARGS]    runs the TORCH backend's own tests (cargo test ARGS)
+
+TORCH_RUNTIME_FILES=(
+    torch/lib/libtorch_cpu.so torch/lib/libc10.so torch/lib/libgomp.so.1
+    nvidia/cu13/lib/libcudart.so.13 nvidia/cu13/lib/libcupti.so.13
+)
+
+ensure_libtorch() {
+    local dir
+    dir="$("$REPO_ROOT/scripts/fetch-libtorch")"
+    export LIBTORCH="$dir"
+}
+
+build_backend_torch() {
+    local profile="${1:-release}"
+    local flag=()
+    [ "$profile" = "release" ] && flag=(--release)
+    ensure_libtorch
+    log "building the TORCH backend ($profile)"
+    (cd "$REPO_ROOT" && cargo build --manifest-path plugins/torch/Cargo.toml --lib \
+        --target-dir "${CARGO_TARGET_DIR:-$REPO_ROOT/target}" "${flag[@]}")
+    local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+    local dest="$REPO_ROOT/dist/backends/redisai_torch"
+    local root file
+    root="$(dirname "$LIBTORCH")"
+    mkdir -p "$dest/torch/lib" "$dest/nvidia/cu13/lib"
+    # install(1) replaces files (unlink, then create), so a running server that has the
+    # old ones mapped is not disturbed.
+    install -m 0755 "$target/$profile/libredisai_torch.so" "$dest/redisai_torch.so"
+    for file in "${TORCH_RUNTIME_FILES[@]}"; do
+        if ! cmp -s "$root/$file" "$dest/$file"; then
+            install -m 0755 "$root/$file" "$dest/$file"
+        fi
+    done
+    log "TORCH backend ready: $dest"
+}
+
+test_backend_torch() {
+    ensure_libtorch
+    log "running the TORCH backend's tests (libtorch: $LIBTORCH)"
+    (cd "$REPO_ROOT" && cargo test --manifest-path plugins/torch/Cargo.toml \
+        --target-dir "${CARGO_TARGET_DIR:-$REPO_ROOT/target}" "$@")
+}

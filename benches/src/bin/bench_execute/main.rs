@@ -26,6 +26,7 @@ use redisai_onnxruntime::{OnnxBackend, OnnxModel, RUNTIME_LIB_ENV};
 use redisai_plugin_api::sdk::{ConfigKey, DType, Device, DeviceKind, TensorRef};
 
 mod plugin_call;
+mod torch;
 use plugin_call::PluginCall;
 
 const USAGE: &str = "\
@@ -782,7 +783,7 @@ fn run_overhead(opts: &Options, con: &mut Connection) -> Result<()> {
         }
     }
     println!();
-    Ok(())
+    torch::run_overhead(opts, con)
 }
 
 // ---------------------------------------------------------------------------------------

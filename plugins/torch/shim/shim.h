@@ -1,0 +1,106 @@
+/* The C interface of the plugin's C++ shim over libtorch (see shim.cpp).
+ *
+ * Every function catches every C++ exception: a failure is returned as an error string
+ * (allocated with malloc, released with rt_error_free), never thrown. Objects returned
+ * through out-pointers are owned by the caller and released with their *_free function.
+ */
+#ifndef REDISAI_TORCH_SHIM_H
+#define REDISAI_TORCH_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element types, with the codes of the plugin ABI's RaiDType. */
+enum {
+    RT_FLOAT = 0, RT_DOUBLE = 1, RT_INT8 = 2, RT_INT16 = 3, RT_INT32 = 4,
+    RT_INT64 = 5, RT_UINT8 = 6, RT_UINT16 = 7, RT_BOOL = 8, RT_STRING = 9
+};
+
+/* A borrowed row-major CPU tensor. */
+typedef struct rt_view {
+    uint32_t dtype;
+    size_t ndim;
+    const int64_t *shape;
+    const void *data;
+    size_t nbytes;
+} rt_view;
+
+typedef struct rt_module rt_module;   /* a TorchScript module */
+typedef struct rt_script rt_script;   /* a compiled TorchScript script */
+typedef struct rt_outputs rt_outputs; /* tensors produced by a run */
+typedef struct rt_sink rt_sink;       /* where a host callback writes its result */
+
+void rt_error_free(char *error);
+
+/* Thread pools: 0 leaves libtorch's default. Call once, before any run. */
+char *rt_set_threads(int64_t intra_op, int64_t inter_op);
+/* The thread counts libtorch uses now. */
+void rt_get_threads(int64_t *intra_op, int64_t *inter_op);
+
+/* Models. */
+char *rt_module_load(const uint8_t *blob, size_t len, rt_module **out);
+void rt_module_free(rt_module *module);
+/* Names of forward's inputs (without self) and outputs; valid while the module lives. */
+size_t rt_module_input_count(const rt_module *module);
+const char *rt_module_input_name(const rt_module *module, size_t index);
+/* Number of outputs forward declares: 1 for a Tensor, N for a tuple of N; 0 if unknown. */
+size_t rt_module_output_count(const rt_module *module);
+char *rt_module_forward(rt_module *module, const rt_view *inputs, size_t n_inputs,
+                        rt_outputs **out);
+
+/* Outputs of a run. */
+size_t rt_outputs_count(const rt_outputs *outputs);
+/* A view of output `index`, valid while `outputs` lives. */
+rt_view rt_outputs_get(const rt_outputs *outputs, size_t index);
+void rt_outputs_free(rt_outputs *outputs);
+
+/* Scripts. Functions are called as fn(tensors: List[Tensor], keys: List[str], args: List[str]). */
+char *rt_script_load(const char *source, const char *const *entry_points, size_t n_entry_points,
+                     rt_script **out);
+void rt_script_free(rt_script *script);
+char *rt_script_run(rt_script *script, const char *function, const rt_view *inputs,
+                    size_t n_inputs, const char *const *keys, size_t n_keys,
+                    const char *const *args, size_t n_args, rt_outputs **out);
+
+/* The script extensions call back into the plugin through these functions; they write
+ * their result, or an error, into the sink and must not throw or unwind. */
+typedef struct rt_callbacks {
+    /* redis.execute: argv[0] is the command. Writes one encoded reply (rt_sink_reply). */
+    void (*redis_execute)(const uint8_t *const *argv, const size_t *lens, size_t argc,
+                          rt_sink *sink);
+    /* redisAI.model_execute: writes n_outputs tensors (rt_sink_tensor). */
+    void (*model_execute)(const char *key, const rt_view *inputs, size_t n_inputs,
+                          size_t n_outputs, rt_sink *sink);
+} rt_callbacks;
+
+/* Registers redis::execute, redis::asList and redisAI::model_execute (once per process;
+ * later calls only replace the callbacks). */
+char *rt_register_ops(const rt_callbacks *callbacks);
+/* Removes them (also done when the library is unloaded). */
+void rt_deregister_ops(void);
+
+/* An encoded reply: 'N' | 'I' i64 | 'D' f64 | 'S' u64 len, bytes | 'E' u64 len, bytes |
+ * 'A' u64 count, items; numbers little-endian. */
+void rt_sink_reply(rt_sink *sink, const uint8_t *encoded, size_t len);
+void rt_sink_tensor(rt_sink *sink, const rt_view *tensor);
+void rt_sink_error(rt_sink *sink, const char *message, size_t len);
+
+/* For tests and tools: builds a TorchScript module from source (its methods may use the
+ * given float parameters as self.<name>) and writes the serialised module (a .pt file)
+ * into *out, *out_len (release with rt_bytes_free). */
+char *rt_make_module(const char *source, const char *const *param_names,
+                     const rt_view *params, size_t n_params, uint8_t **out, size_t *out_len);
+void rt_bytes_free(uint8_t *bytes);
+
+/* libtorch's version, e.g. "2.13.0". */
+const char *rt_torch_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,423 @@
+//! Safe wrappers over the C++ shim (`shim/shim.h`): the crate's only FFI with libtorch.
+//! Every shim function catches every C++ exception and returns its message, which these
+//! wrappers turn into an [`Error`].
+
+use std::ffi::{c_char, CStr, CString};
+use std::ptr;
+
+use redisai_plugin_api::sdk::{DType, Error, OwnedTensor, Result, TensorRef};
+
+/// `rt_view` of shim.h: a borrowed row-major CPU tensor.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct RtView {
+    pub dtype: u32,
+    pub ndim: usize,
+    pub shape: *const i64,
+    pub data: *const u8,
+    pub nbytes: usize,
+}
+
+#[repr(C)]
+struct RtModule {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+struct RtScript {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+struct RtOutputs {
+    _private: [u8; 0],
+}
+
+/// `rt_sink` of shim.h: where a host callback writes its result.
+#[repr(C)]
+pub(crate) struct RtSink {
+    _private: [u8; 0],
+}
+
+/// `rt_callbacks` of shim.h.
+#[repr(C)]
+pub(crate) struct RtCallbacks {
+    pub redis_execute: unsafe extern "C" fn(
+        argv: *const *const u8,
+        lens: *const usize,
+        argc: usize,
+        sink: *mut RtSink,
+    ),
+    pub model_execute: unsafe extern "C" fn(
+        key: *const c_char,
+        inputs: *const RtView,
+        n_inputs: usize,
+        n_outputs: usize,
+        sink: *mut RtSink,
+    ),
+}
+
+extern "C" {
+    fn rt_error_free(error: *mut c_char);
+    fn rt_torch_version() -> *const c_char;
+    fn rt_set_threads(intra_op: i64, inter_op: i64) -> *mut c_char;
+    fn rt_get_threads(intra_op: *mut i64, inter_op: *mut i64);
+    fn rt_module_load(blob: *const u8, len: usize, out: *mut *mut RtModule) -> *mut c_char;
+    fn rt_module_free(module: *mut RtModule);
+    fn rt_module_input_count(module: *const RtModule) -> usize;
+    fn rt_module_input_name(module: *const RtModule, index: usize) -> *const c_char;
+    fn rt_module_output_count(module: *const RtModule) -> usize;
+    fn rt_module_forward(
+        module: *mut RtModule,
+        inputs: *const RtView,
+        n_inputs: usize,
+        out: *mut *mut RtOutputs,
+    ) -> *mut c_char;
+    fn rt_outputs_count(outputs: *const RtOutputs) -> usize;
+    fn rt_outputs_get(outputs: *const RtOutputs, index: usize) -> RtView;
+    fn rt_outputs_free(outputs: *mut RtOutputs);
+    fn rt_script_load(
+        source: *const c_char,
+        entry_points: *const *const c_char,
+        n_entry_points: usize,
+        out: *mut *mut RtScript,
+    ) -> *mut c_char;
+    fn rt_script_free(script: *mut RtScript);
+    #[allow(clippy::too_many_arguments)]
+    fn rt_script_run(
+        script: *mut RtScript,
+        function: *const c_char,
+        inputs: *const RtView,
+        n_inputs: usize,
+        keys: *const *const c_char,
+        n_keys: usize,
+        args: *const *const c_char,
+        n_args: usize,
+        out: *mut *mut RtOutputs,
+    ) -> *mut c_char;
+    fn rt_register_ops(callbacks: *const RtCallbacks) -> *mut c_char;
+    fn rt_deregister_ops();
+    pub(crate) fn rt_sink_reply(sink: *mut RtSink, encoded: *const u8, len: usize);
+    pub(crate) fn rt_sink_tensor(sink: *mut RtSink, tensor: *const RtView);
+    pub(crate) fn rt_sink_error(sink: *mut RtSink, message: *const c_char, len: usize);
+    fn rt_make_module(
+        source: *const c_char,
+        param_names: *const *const c_char,
+        params: *const RtView,
+        n_params: usize,
+        out: *mut *mut u8,
+        out_len: *mut usize,
+    ) -> *mut c_char;
+    fn rt_bytes_free(bytes: *mut u8);
+}
+
+/// Turns a shim error string into an [`Error`] (and frees it).
+fn check(error: *mut c_char) -> Result<()> {
+    if error.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null error is a NUL-terminated string from the shim, freed once here.
+    let message = unsafe { CStr::from_ptr(error) }
+        .to_string_lossy()
+        .into_owned();
+    // SAFETY: as above.
+    unsafe { rt_error_free(error) };
+    Err(Error(message))
+}
+
+fn c_string(text: &str, what: &str) -> Result<CString> {
+    CString::new(text).map_err(|_| Error(format!("{what} contains a NUL byte")))
+}
+
+/// libtorch's version, e.g. "2.13.0".
+pub fn torch_version() -> String {
+    // SAFETY: returns a static NUL-terminated string.
+    unsafe { CStr::from_ptr(rt_torch_version()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Sets libtorch's intra-op and inter-op thread counts (0 keeps the default).
+pub fn set_threads(intra_op: i64, inter_op: i64) -> Result<()> {
+    // SAFETY: plain integers; the shim catches every exception.
+    check(unsafe { rt_set_threads(intra_op, inter_op) })
+}
+
+/// libtorch's intra-op and inter-op thread counts now.
+pub fn threads() -> (i64, i64) {
+    let (mut intra, mut inter) = (0i64, 0i64);
+    // SAFETY: two valid out-pointers; the shim catches every exception.
+    unsafe { rt_get_threads(&mut intra, &mut inter) };
+    (intra, inter)
+}
+
+pub(crate) fn view_of(tensor: &TensorRef<'_>) -> RtView {
+    RtView {
+        dtype: tensor.dtype as u32,
+        ndim: tensor.shape.len(),
+        shape: tensor.shape.as_ptr(),
+        data: tensor.data.as_ptr(),
+        nbytes: tensor.data.len(),
+    }
+}
+
+/// Reads a shim view as a borrowed tensor.
+///
+/// # Safety
+/// The view's pointers must be valid for its stated lengths while `'a` lasts.
+pub(crate) unsafe fn tensor_of<'a>(view: &RtView) -> Result<TensorRef<'a>> {
+    let dtype = dtype_of(view.dtype)?;
+    let shape = if view.ndim == 0 {
+        &[][..]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(view.shape, view.ndim) }
+    };
+    let data = if view.nbytes == 0 {
+        &[][..]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(view.data, view.nbytes) }
+    };
+    Ok(TensorRef {
+        dtype,
+        device: redisai_plugin_api::sdk::Device {
+            kind: redisai_plugin_api::sdk::DeviceKind::Cpu,
+            id: 0,
+        },
+        shape,
+        data,
+    })
+}
+
+fn dtype_of(code: u32) -> Result<DType> {
+    Ok(match code {
+        0 => DType::Float,
+        1 => DType::Double,
+        2 => DType::Int8,
+        3 => DType::Int16,
+        4 => DType::Int32,
+        5 => DType::Int64,
+        6 => DType::Uint8,
+        7 => DType::Uint16,
+        8 => DType::Bool,
+        other => {
+            return Err(Error(format!(
+                "unexpected dtype code {other} from libtorch"
+            )))
+        }
+    })
+}
+
+/// Tensors produced by a run, owned by the shim until dropped.
+struct Outputs(*mut RtOutputs);
+
+impl Outputs {
+    /// Copies every output out.
+    fn to_owned(&self) -> Result<Vec<OwnedTensor>> {
+        // SAFETY: `self.0` is a live outputs object.
+        let count = unsafe { rt_outputs_count(self.0) };
+        (0..count)
+            .map(|index| {
+                // SAFETY: `index` is in range; the view lives as long as `self`.
+                let view = unsafe { rt_outputs_get(self.0, index) };
+                // SAFETY: the view's data stays valid while `self` lives.
+                let tensor = unsafe { tensor_of(&view) }?;
+                Ok(OwnedTensor {
+                    dtype: tensor.dtype,
+                    shape: tensor.shape.to_vec(),
+                    data: tensor.data.to_vec(),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        // SAFETY: freed once; the shim catches every exception.
+        unsafe { rt_outputs_free(self.0) };
+    }
+}
+
+/// A loaded TorchScript module.
+pub struct Module {
+    raw: *mut RtModule,
+    inputs: Vec<String>,
+    outputs: usize,
+}
+
+// SAFETY: a TorchScript module's forward may run from several threads at once (the JIT
+// executor locks what it shares); loading and freeing happen on one thread.
+unsafe impl Send for Module {}
+// SAFETY: as above.
+unsafe impl Sync for Module {}
+
+impl Module {
+    /// Loads a serialised TorchScript module (a `.pt` file's bytes) onto the CPU.
+    pub fn load(blob: &[u8]) -> Result<Module> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: `blob` is valid for its length; `raw` receives an owned module.
+        check(unsafe { rt_module_load(blob.as_ptr(), blob.len(), &mut raw) })?;
+        // SAFETY: `raw` is live; names are copied out.
+        let inputs = (0..unsafe { rt_module_input_count(raw) })
+            .map(|index| {
+                // SAFETY: index in range; the name lives as long as the module.
+                let name = unsafe { rt_module_input_name(raw, index) };
+                if name.is_null() {
+                    String::new()
+                } else {
+                    // SAFETY: a NUL-terminated string owned by the module.
+                    unsafe { CStr::from_ptr(name) }
+                        .to_string_lossy()
+                        .into_owned()
+                }
+            })
+            .collect();
+        // SAFETY: `raw` is live.
+        let outputs = unsafe { rt_module_output_count(raw) };
+        Ok(Module {
+            raw,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// Names of `forward`'s arguments (after `self`).
+    pub fn input_names(&self) -> &[String] {
+        &self.inputs
+    }
+
+    /// How many tensors `forward` declares it returns (0 when it does not say, e.g. a list).
+    pub fn output_count(&self) -> usize {
+        self.outputs
+    }
+
+    /// Runs `forward` on copies of `inputs`.
+    pub fn forward(&self, inputs: &[TensorRef<'_>]) -> Result<Vec<OwnedTensor>> {
+        let views: Vec<RtView> = inputs.iter().map(view_of).collect();
+        let mut out = ptr::null_mut();
+        // SAFETY: the views borrow `inputs` for the call; `out` receives owned outputs.
+        check(unsafe { rt_module_forward(self.raw, views.as_ptr(), views.len(), &mut out) })?;
+        Outputs(out).to_owned()
+    }
+}
+
+impl Drop for Module {
+    fn drop(&mut self) {
+        // SAFETY: freed once; the shim catches every exception.
+        unsafe { rt_module_free(self.raw) };
+    }
+}
+
+/// A compiled TorchScript script.
+pub struct Script {
+    raw: *mut RtScript,
+}
+
+// SAFETY: compiled functions may run from several threads at once; loading and freeing
+// happen on one thread.
+unsafe impl Send for Script {}
+// SAFETY: as above.
+unsafe impl Sync for Script {}
+
+fn c_strings(items: &[String], what: &str) -> Result<Vec<CString>> {
+    items.iter().map(|item| c_string(item, what)).collect()
+}
+
+impl Script {
+    /// Compiles `source`; each of `entry_points` must be a function of it with the
+    /// signature `(tensors: List[Tensor], keys: List[str], args: List[str])`.
+    pub fn load(source: &str, entry_points: &[String]) -> Result<Script> {
+        let source = c_string(source, "the script source")?;
+        let names = c_strings(entry_points, "an entry point name")?;
+        let ptrs: Vec<*const c_char> = names.iter().map(|name| name.as_ptr()).collect();
+        let mut raw = ptr::null_mut();
+        // SAFETY: all strings live for the call; `raw` receives an owned script.
+        check(unsafe { rt_script_load(source.as_ptr(), ptrs.as_ptr(), ptrs.len(), &mut raw) })?;
+        Ok(Script { raw })
+    }
+
+    /// Calls `function(inputs, keys, args)`; returns the tensors it returns.
+    pub fn run(
+        &self,
+        function: &str,
+        inputs: &[TensorRef<'_>],
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Vec<OwnedTensor>> {
+        let function = c_string(function, "the function name")?;
+        let views: Vec<RtView> = inputs.iter().map(view_of).collect();
+        let keys = c_strings(keys, "a key")?;
+        let args = c_strings(args, "an argument")?;
+        let key_ptrs: Vec<*const c_char> = keys.iter().map(|s| s.as_ptr()).collect();
+        let arg_ptrs: Vec<*const c_char> = args.iter().map(|s| s.as_ptr()).collect();
+        let mut out = ptr::null_mut();
+        // SAFETY: every pointer borrows data that outlives the call; `out` receives owned
+        // outputs.
+        check(unsafe {
+            rt_script_run(
+                self.raw,
+                function.as_ptr(),
+                views.as_ptr(),
+                views.len(),
+                key_ptrs.as_ptr(),
+                key_ptrs.len(),
+                arg_ptrs.as_ptr(),
+                arg_ptrs.len(),
+                &mut out,
+            )
+        })?;
+        Outputs(out).to_owned()
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        // SAFETY: freed once; the shim catches every exception.
+        unsafe { rt_script_free(self.raw) };
+    }
+}
+
+/// Registers the script extensions with libtorch (once; later calls replace callbacks).
+pub(crate) fn register_ops(callbacks: &RtCallbacks) -> Result<()> {
+    // SAFETY: the shim copies the table; the functions are 'static.
+    check(unsafe { rt_register_ops(callbacks) })
+}
+
+/// Removes the script extensions from libtorch's registry.
+pub fn deregister_ops() {
+    // SAFETY: no arguments; the shim catches every exception.
+    unsafe { rt_deregister_ops() }
+}
+
+/// Builds a serialised TorchScript module (a `.pt` file's bytes) from TorchScript
+/// source, whose methods may use `params` as `self.<name>`: for tests and tools.
+pub fn make_module(source: &str, params: &[(&str, TensorRef<'_>)]) -> Result<Vec<u8>> {
+    let source = c_string(source, "the module source")?;
+    let names: Vec<CString> = params
+        .iter()
+        .map(|(name, _)| c_string(name, "a parameter name"))
+        .collect::<Result<_>>()?;
+    let name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+    let views: Vec<RtView> = params.iter().map(|(_, t)| view_of(t)).collect();
+    let mut out = ptr::null_mut();
+    let mut len = 0usize;
+    // SAFETY: every pointer borrows data that outlives the call; `out` receives a malloc'd
+    // buffer of `len` bytes.
+    check(unsafe {
+        rt_make_module(
+            source.as_ptr(),
+            name_ptrs.as_ptr(),
+            views.as_ptr(),
+            views.len(),
+            &mut out,
+            &mut len,
+        )
+    })?;
+    // SAFETY: the shim returned `len` bytes at `out`, freed once after the copy.
+    let bytes = unsafe { std::slice::from_raw_parts(out, len) }.to_vec();
+    // SAFETY: as above.
+    unsafe { rt_bytes_free(out) };
+    Ok(bytes)
+}

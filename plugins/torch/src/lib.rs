@@ -1,0 +1,178 @@
+//! The TORCH backend of redisai-rs: TorchScript models and scripts, run with libtorch
+//! 2.13 (the `torch` wheel's `libtorch_cpu.so`).
+//!
+//! Built as `libredisai_torch.so` and laid out as `backends/redisai_torch/redisai_torch.so`
+//! with libtorch beside it in the wheels' own layout (`torch/lib/libtorch_cpu.so`,
+//! `libc10.so`, `libgomp.so.1`, and `nvidia/cu13/lib/libcudart.so.13`, `libcupti.so.13`,
+//! which libtorch_cpu loads even on CPU), found through `$ORIGIN` rpaths: the folder is
+//! relocatable. libtorch is reached through a small C++ shim (`shim/shim.cpp`, behind
+//! [`ffi`]) that catches every C++ exception and returns its message.
+//!
+//! # Models
+//! TorchScript modules (`torch.jit.save` / `.pt` files), run on the CPU. Inputs are the
+//! arguments of `forward` by position, named after them; outputs are what it returns: a
+//! tensor, or a tuple or list of tensors. Dtypes: FLOAT, DOUBLE, INT8, INT16, INT32,
+//! INT64, UINT8, UINT16 (libtorch's support for its operators is limited) and BOOL; not
+//! STRING (torch has no string tensors).
+//!
+//! # Scripts
+//! TorchScript source; entry functions are `fn(tensors: List[Tensor], keys: List[str],
+//! args: List[str])` and return a tensor, a list or tuple of tensors, or None. Inside a
+//! script `redis.execute(cmd, args...)`, `redis.asList(reply)` and
+//! `redisAI.model_execute(key, inputs, n_outputs)` reach the host (see [`extensions`]).
+//!
+//! # Settings
+//! `INTRA_OP_PARALLELISM` and `INTER_OP_PARALLELISM` set libtorch's thread pools at
+//! init (0 keeps libtorch's defaults). A run cannot be interrupted: timeouts and the
+//! cancel flag are not watched.
+
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("tensor data crosses the plugin ABI as little-endian bytes");
+
+mod extensions;
+pub mod ffi;
+
+use std::ffi::CStr;
+
+use redisai_plugin_api::sdk::{
+    ConfigKey, DType, Device, DeviceKind, Error, Host, LogLevel, ModelOptions, OwnedTensor, Plugin,
+    Result, RunOptions, ScriptCall, TensorRef,
+};
+
+pub use ffi::{make_module, torch_version, Module, Script};
+
+/// The libtorch version the plugin is built for (checked against the library at init).
+pub const TORCH_VERSION: &str = "2.13.0";
+
+/// The TORCH backend as a plugin.
+pub struct TorchPlugin {
+    host: Host,
+}
+
+fn check_device(device: Device) -> Result<()> {
+    match device.kind {
+        DeviceKind::Cpu => Ok(()),
+        DeviceKind::Gpu => Err(Error::new(
+            "the TORCH backend of this build runs on the CPU only",
+        )),
+    }
+}
+
+impl Plugin for TorchPlugin {
+    type Model = Module;
+    type Script = Script;
+    const SCRIPTS: bool = true;
+
+    const NAME: &'static CStr = c"TORCH";
+    const RUNTIME_VERSION: &'static CStr = c"2.13.0";
+    const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu];
+    const DTYPES: &'static [DType] = &[
+        DType::Float,
+        DType::Double,
+        DType::Int8,
+        DType::Int16,
+        DType::Int32,
+        DType::Int64,
+        DType::Uint8,
+        DType::Uint16,
+        DType::Bool,
+    ];
+    const CONCURRENT_RUN: bool = true;
+
+    fn init(host: Host) -> Result<Self> {
+        let version = torch_version();
+        if version != TORCH_VERSION {
+            return Err(Error(format!(
+                "the TORCH backend was built for libtorch {TORCH_VERSION} but loaded {version}"
+            )));
+        }
+        let intra = host.config(ConfigKey::IntraOpParallelism);
+        let inter = host.config(ConfigKey::InterOpParallelism);
+        if let Err(err) = ffi::set_threads(intra, inter) {
+            host.log(
+                LogLevel::Warning,
+                &format!(
+                    "TORCH backend: could not set thread counts (intra {intra}, inter {inter}): {}",
+                    err.0
+                ),
+            );
+        }
+        extensions::register().map_err(|err| {
+            Error(format!(
+                "could not register the script extensions: {}",
+                err.0
+            ))
+        })?;
+        Ok(TorchPlugin { host })
+    }
+
+    fn load_model(&self, options: &ModelOptions, blob: &[u8]) -> Result<Module> {
+        check_device(options.device)?;
+        Module::load(blob)
+    }
+
+    fn input_names(&self, model: &Module) -> Vec<String> {
+        model.input_names().to_vec()
+    }
+
+    fn output_names(&self, model: &Module) -> Vec<String> {
+        (0..model.output_count())
+            .map(|i| format!("output_{i}"))
+            .collect()
+    }
+
+    fn run(
+        &self,
+        model: &Module,
+        _options: &RunOptions,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        let outputs = model.forward(inputs)?;
+        if outputs.len() != n_outputs {
+            return Err(Error(format!(
+                "the model returned {} tensors but {n_outputs} outputs were asked for",
+                outputs.len()
+            )));
+        }
+        Ok(outputs)
+    }
+
+    fn load_script(&self, device: Device, source: &str, entry_points: &[String]) -> Result<Script> {
+        check_device(device)?;
+        Script::load(source, entry_points)
+    }
+
+    fn run_script(
+        &self,
+        script: &Script,
+        options: &RunOptions,
+        call: &ScriptCall<'_>,
+        max_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        let outputs = {
+            let _context = extensions::RunContext::enter(options.host_ctx);
+            script.run(&call.function, &call.inputs, &call.keys, &call.args)?
+        };
+        if outputs.len() > max_outputs {
+            self.host.log(
+                LogLevel::Verbose,
+                &format!(
+                    "TORCH script function {} returned {} tensors, {max_outputs} were asked for",
+                    call.function,
+                    outputs.len()
+                ),
+            );
+            return Err(Error(format!(
+                "function {} returned {} tensors but {max_outputs} outputs were given",
+                call.function,
+                outputs.len()
+            )));
+        }
+        Ok(outputs)
+    }
+}
+
+redisai_plugin_api::export_plugin!(TorchPlugin);

@@ -1,0 +1,308 @@
+//! TorchScript models through the exported C table: every dtype, several outputs, names,
+//! corrupt blobs and bad inputs (errors with libtorch's message, never an abort), and
+//! concurrent runs of one model.
+
+mod common;
+
+use common::{api, free_model, load, model_bytes, run, Tensor};
+use redisai_plugin_api::sdk::DType;
+use std::ffi::CStr;
+
+fn names(model: *mut redisai_plugin_api::abi::RaiModel, inputs: bool) -> Vec<String> {
+    let api = api();
+    let (count, name) = if inputs {
+        (
+            api.model_input_count.expect("count"),
+            api.model_input_name.expect("name"),
+        )
+    } else {
+        (
+            api.model_output_count.expect("count"),
+            api.model_output_name.expect("name"),
+        )
+    };
+    // SAFETY: a live model of this plugin; names live as long as it.
+    let n = unsafe { count(model) };
+    (0..n)
+        .map(|i| {
+            // SAFETY: as above.
+            unsafe { CStr::from_ptr(name(model, i)) }
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn table_describes_the_backend() {
+    let api = api();
+    // SAFETY: static strings of the table.
+    let name = unsafe { CStr::from_ptr(api.name) }
+        .to_str()
+        .map(str::to_owned);
+    // SAFETY: as above.
+    let version = unsafe { CStr::from_ptr(api.runtime_version) }
+        .to_str()
+        .map(str::to_owned);
+    assert_eq!(name.as_deref(), Ok("TORCH"));
+    assert_eq!(version.as_deref(), Ok(redisai_torch::TORCH_VERSION));
+    assert_eq!(redisai_torch::torch_version(), redisai_torch::TORCH_VERSION);
+    assert!(api.script_load.is_some() && api.script_run.is_some());
+    assert_eq!(api.dtype_mask & (1 << DType::String as u32), 0, "no STRING");
+}
+
+/// (dtype, a, b, a + b), values as little-endian bytes.
+type AddCase = (DType, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// Two values per dtype.
+fn add_cases() -> Vec<AddCase> {
+    fn bytes<T: Copy, const N: usize>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
+        values.iter().flat_map(|v| to(*v)).collect()
+    }
+    vec![
+        (
+            DType::Float,
+            bytes(&[1.5f32, -2.0], f32::to_le_bytes),
+            bytes(&[0.25f32, 4.0], f32::to_le_bytes),
+            bytes(&[1.75f32, 2.0], f32::to_le_bytes),
+        ),
+        (
+            DType::Double,
+            bytes(&[1.5f64, -2.0], f64::to_le_bytes),
+            bytes(&[0.25f64, 4.0], f64::to_le_bytes),
+            bytes(&[1.75f64, 2.0], f64::to_le_bytes),
+        ),
+        (
+            DType::Int8,
+            bytes(&[-100i8, 7], i8::to_le_bytes),
+            bytes(&[-20i8, 3], i8::to_le_bytes),
+            bytes(&[-120i8, 10], i8::to_le_bytes),
+        ),
+        (
+            DType::Int16,
+            bytes(&[-30000i16, 7], i16::to_le_bytes),
+            bytes(&[-2000i16, 3], i16::to_le_bytes),
+            bytes(&[-32000i16, 10], i16::to_le_bytes),
+        ),
+        (
+            DType::Int32,
+            bytes(&[1 << 30, -7], i32::to_le_bytes),
+            bytes(&[5i32, 3], i32::to_le_bytes),
+            bytes(&[(1 << 30) + 5, -4], i32::to_le_bytes),
+        ),
+        (
+            DType::Int64,
+            bytes(&[1i64 << 40, -7], i64::to_le_bytes),
+            bytes(&[5i64, 3], i64::to_le_bytes),
+            bytes(&[(1i64 << 40) + 5, -4], i64::to_le_bytes),
+        ),
+        (DType::Uint8, vec![200, 1], vec![55, 2], vec![255, 3]),
+        (DType::Bool, vec![1, 0], vec![0, 0], vec![1, 0]),
+    ]
+}
+
+#[test]
+fn every_dtype_round_trips_through_add() {
+    let model = load(&model_bytes("add.pt")).expect("load add.pt");
+    assert_eq!(names(model, true), ["a", "b"]);
+    assert_eq!(names(model, false), ["output_0"]);
+    for (dtype, a, b, sum) in add_cases() {
+        let out = run(
+            model,
+            &[Tensor::new(dtype, &[2], a), Tensor::new(dtype, &[2], b)],
+            1,
+        )
+        .unwrap_or_else(|err| panic!("{dtype:?}: {err}"));
+        assert_eq!(out, [Tensor::new(dtype, &[2], sum)], "{dtype:?}");
+    }
+    // Scalars and empty tensors keep their shapes.
+    let out = run(
+        model,
+        &[Tensor::f32(&[], &[2.0]), Tensor::f32(&[], &[3.0])],
+        1,
+    )
+    .expect("scalar");
+    assert_eq!(out, [Tensor::f32(&[], &[5.0])]);
+    let out = run(
+        model,
+        &[Tensor::f32(&[0, 3], &[]), Tensor::f32(&[0, 3], &[])],
+        1,
+    )
+    .expect("empty");
+    assert_eq!(out, [Tensor::f32(&[0, 3], &[])]);
+    free_model(model);
+}
+
+#[test]
+fn uint16_and_string_are_clear_errors_where_unsupported() {
+    let model = load(&model_bytes("add.pt")).expect("load add.pt");
+    let a = Tensor::new(DType::Uint16, &[2], vec![1, 0, 2, 0]);
+    // libtorch 2.13 has uint16 tensors but no add kernel for them: its own message.
+    match run(model, &[a.clone(), a], 1) {
+        Ok(out) => assert_eq!(out, [Tensor::new(DType::Uint16, &[2], vec![2, 0, 4, 0])]),
+        Err(err) => assert!(err.contains("UInt16"), "{err}"),
+    }
+    let s = Tensor::new(DType::String, &[1], b"hi\0".to_vec());
+    let err = run(model, &[s.clone(), s], 1).expect_err("STRING");
+    assert_eq!(err, "the TORCH backend does not support STRING tensors");
+    free_model(model);
+}
+
+#[test]
+fn two_outputs_int64_and_bool_models() {
+    let model = load(&model_bytes("two_outputs.pt")).expect("two_outputs.pt");
+    assert_eq!(names(model, false), ["output_0", "output_1"]);
+    let out = run(
+        model,
+        &[
+            Tensor::f32(&[2], &[2.0, 3.0]),
+            Tensor::f32(&[2], &[4.0, 5.0]),
+        ],
+        2,
+    )
+    .expect("run");
+    assert_eq!(out[0].to_f32(), [6.0, 8.0]);
+    assert_eq!(out[1].to_f32(), [8.0, 15.0]);
+    let err = run(
+        model,
+        &[Tensor::f32(&[1], &[1.0]), Tensor::f32(&[1], &[1.0])],
+        1,
+    )
+    .expect_err("one output asked of two");
+    assert!(err.contains("returned 2 tensors but 1"), "{err}");
+    free_model(model);
+
+    let argmax = load(&model_bytes("argmax.pt")).expect("argmax.pt");
+    let out = run(
+        argmax,
+        &[Tensor::f32(&[2, 3], &[0.0, 5.0, 1.0, 9.0, 2.0, 3.0])],
+        1,
+    )
+    .expect("argmax");
+    let expected: Vec<u8> = [1i64, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(out, [Tensor::new(DType::Int64, &[2], expected)]);
+    free_model(argmax);
+
+    let logical = load(&model_bytes("logical.pt")).expect("logical.pt");
+    let a = Tensor::new(DType::Bool, &[4], vec![0, 0, 1, 1]);
+    let b = Tensor::new(DType::Bool, &[4], vec![0, 1, 0, 1]);
+    let out = run(logical, &[a, b], 2).expect("logical");
+    assert_eq!(
+        out,
+        [
+            Tensor::new(DType::Bool, &[4], vec![0, 0, 0, 1]),
+            Tensor::new(DType::Bool, &[4], vec![0, 1, 1, 0])
+        ]
+    );
+    free_model(logical);
+}
+
+/// The MLP of gen-torch-models: relu(x W1 + b1) W2 + b2 with its deterministic weights.
+fn mlp_reference(x: &[f32; 4]) -> Vec<f32> {
+    let param = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 5 + seed) % 9) as f32 - 4.0) / 8.0)
+            .collect()
+    };
+    let (w1, b1, w2, b2) = (param(32, 1), param(8, 2), param(24, 3), param(3, 4));
+    let hidden: Vec<f32> = (0..8)
+        .map(|j| (0..4).map(|i| x[i] * w1[i * 8 + j]).sum::<f32>() + b1[j])
+        .map(|h| h.max(0.0))
+        .collect();
+    (0..3)
+        .map(|k| (0..8).map(|j| hidden[j] * w2[j * 3 + k]).sum::<f32>() + b2[k])
+        .collect()
+}
+
+#[test]
+fn mlp_matches_its_weights_and_shape_errors_carry_torch_messages() {
+    let model = load(&model_bytes("mlp.pt")).expect("mlp.pt");
+    assert_eq!(names(model, true), ["x"]);
+    let rows = [[1.0f32, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.25, -2.0]];
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    let out = run(model, &[Tensor::f32(&[2, 4], &flat)], 1).expect("mlp");
+    assert_eq!(out[0].shape, [2, 3]);
+    let expected: Vec<f32> = rows.iter().flat_map(mlp_reference).collect();
+    for (got, want) in out[0].to_f32().iter().zip(&expected) {
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    }
+    let err = run(model, &[Tensor::f32(&[1, 5], &[0.0; 5])], 1).expect_err("shape mismatch");
+    assert!(err.contains("cannot be multiplied"), "{err}");
+    let err = run(model, &[], 1).expect_err("missing input");
+    assert!(err.contains("forward"), "{err}");
+    let err = run(model, &[Tensor::f32(&[2, 4], &[0.0; 3])], 1).expect_err("short data");
+    assert!(err.contains("needs 32 bytes of data, got 12"), "{err}");
+    free_model(model);
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[test]
+fn corrupt_blobs_are_errors_not_aborts() {
+    let err = load(b"").expect_err("empty");
+    assert_eq!(err, "the TorchScript model blob is empty");
+    let err = load(b"not a torchscript file").expect_err("garbage");
+    assert!(err.contains("PytorchStreamReader"), "{err}");
+    let blob = model_bytes("mlp.pt");
+    for len in (0..blob.len()).step_by(97) {
+        assert!(
+            load(&blob[..len]).is_err(),
+            "mlp.pt cut to {len} bytes loaded"
+        );
+    }
+    // Damaged copies either fail to load or load and run (or fail) cleanly.
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut refused, mut loaded) = (0, 0);
+    for _ in 0..60 {
+        let mut damaged = blob.clone();
+        for _ in 0..3 {
+            let at = (rng.next() % damaged.len() as u64) as usize;
+            damaged[at] ^= 1 << (rng.next() % 8);
+        }
+        match load(&damaged) {
+            Err(_) => refused += 1,
+            Ok(model) => {
+                loaded += 1;
+                let _ = run(model, &[Tensor::f32(&[1, 4], &[1.0; 4])], 1);
+                free_model(model);
+            }
+        }
+    }
+    assert_eq!(refused + loaded, 60);
+    assert!(refused > 0, "no damaged copy was refused");
+}
+
+#[test]
+fn one_model_runs_from_several_threads_at_once() {
+    let model = load(&model_bytes("add.pt")).expect("add.pt") as usize;
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let v = (t * 100 + i) as f32;
+                    let out = run(
+                        model as *mut _,
+                        &[Tensor::f32(&[1], &[v]), Tensor::f32(&[1], &[1.0])],
+                        1,
+                    )
+                    .expect("run");
+                    assert_eq!(out[0].to_f32(), [v + 1.0]);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+    free_model(model as *mut _);
+}
