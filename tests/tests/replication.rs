@@ -1,7 +1,7 @@
 //! Replication: a random mixed workload (tensors of every dtype, models, executions,
 //! DAG PERSIST, deletes, copies) on a master with two replicas ends with the same
 //! `DEBUG DIGEST` on all three, also after each replica does a full resync (one from
-//! an RDB file, one diskless).
+//! an RDB file, one diskless) into a new replica.
 
 use redisai_tests::hardening::{env_usize, model_bytes, Rng};
 use redisai_tests::redis::{self, Connection};
@@ -137,30 +137,34 @@ fn mixed_workload_ends_with_identical_digests() {
         model_bytes("onnx", "mlp.onnx"),
     );
     let master = Server::start();
-    let mut replica1 = replica_of(&master);
-    let mut replica2 = replica_of(&master);
+    let replica1 = replica_of(&master);
+    let replica2 = replica_of(&master);
     let mut c = master.client();
     for _ in 0..ops {
         random_write(&mut c, &mut rng, &add, &mlp);
     }
     assert_same_digest(&master, &[&replica1, &replica2], "after the workload");
 
-    // Full resync from an RDB file: the replica restarts empty while writes go on.
-    replica1.shutdown();
+    let full_syncs = |c: &mut Connection| {
+        redisai_tests::hardening::info_field(c, "stats", "sync_full").expect("sync_full")
+    };
+    let before = full_syncs(&mut c);
+    // Full resync from an RDB file: a new, empty replica replaces one while writes go on.
+    drop(replica1);
     for _ in 0..ops / 4 {
         random_write(&mut c, &mut rng, &add, &mlp);
     }
-    replica1.restart();
+    let replica1 = replica_of(&master);
     assert_same_digest(&master, &[&replica1, &replica2], "after an RDB full resync");
 
     // Diskless full resync.
     run_str(&mut c, "CONFIG SET repl-diskless-sync yes").expect("diskless");
     run_str(&mut c, "CONFIG SET repl-diskless-sync-delay 0").expect("delay");
-    replica2.shutdown();
+    drop(replica2);
     for _ in 0..ops / 4 {
         random_write(&mut c, &mut rng, &add, &mlp);
     }
-    replica2.restart();
+    let replica2 = replica_of(&master);
     for _ in 0..ops / 4 {
         random_write(&mut c, &mut rng, &add, &mlp);
     }
@@ -169,10 +173,11 @@ fn mixed_workload_ends_with_identical_digests() {
         &[&replica1, &replica2],
         "after a diskless full resync",
     );
-    let full_syncs =
-        redisai_tests::hardening::info_field(&mut c, "stats", "sync_full").expect("sync_full");
-    assert!(
-        full_syncs >= 4,
-        "two initial and two forced full syncs: {full_syncs}"
+    let after = full_syncs(&mut c);
+    eprintln!("replication: {ops} ops, full syncs {before} -> {after}");
+    assert_eq!(
+        after - before,
+        2,
+        "each restarted replica did a full resync"
     );
 }
