@@ -5,6 +5,8 @@
 pub mod config;
 pub mod dag;
 pub mod device;
+#[cfg(test)]
+mod hostile_input;
 pub mod model;
 pub mod settings;
 pub mod stats;

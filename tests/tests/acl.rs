@@ -121,3 +121,30 @@ fn other_keys_are_out_of_reach_through_every_command() {
         run_str(&mut u, "AI.TENSORGET app1:c VALUES").expect("c"),
     );
 }
+
+/// Regression: a key-restricted user sending AI.MODELEXECUTE or AI.MODELRUN with no
+/// arguments made Redis read a key position past the end of argv and crash.
+#[test]
+fn truncated_commands_from_a_restricted_user_do_not_crash() {
+    let (server, _admin) = setup();
+    let mut u = as_app1(&server);
+    for line in [
+        "AI.MODELEXECUTE",
+        "AI.MODELRUN",
+        "AI.MODELEXECUTE app1:m INPUTS",
+        "AI.MODELEXECUTE app1:m INPUTS 9 app1:a",
+        "AI.MODELEXECUTE app1:m INPUTS 1 app1:a OUTPUTS 5",
+        "AI.MODELRUN app1:m TIMEOUT",
+        "AI.DAGEXECUTE",
+        "AI.DAGEXECUTE LOAD 9",
+        "AI.DAGEXECUTE_RO ROUTING",
+        "AI.DAGRUN PERSIST 3 app1:x |>",
+        "AI.TENSORGET",
+    ] {
+        assert!(run_str(&mut u, line).is_err(), "{line}");
+        assert_eq!(
+            run_str(&mut u, "PING").expect("PING"),
+            Value::SimpleString("PONG".into())
+        );
+    }
+}
