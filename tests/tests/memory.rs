@@ -155,3 +155,53 @@ fn maxmemory_noeviction_refuses_new_data_with_oom() {
     run_str(&mut c, "AI.TENSORSET x FLOAT 2 VALUES 1 2").expect("after DEL");
     run_str(&mut c, "AI.MODELEXECUTE m INPUTS 2 a b OUTPUTS 1 c").expect("execute");
 }
+
+/// Leak check through Redis's own accounting (the module allocates through Redis):
+/// after many stores, executions, DAGs and deletes, FLUSHALL brings `used_memory` back.
+#[test]
+fn used_memory_returns_to_its_level_after_flushall() {
+    let server = Server::start();
+    let mut c = server.client();
+    run_str(
+        &mut c,
+        &format!("AI.CONFIG LOADBACKEND {EXAMPLE_ADD_BACKEND} {EXAMPLE_ADD_PLUGIN}"),
+    )
+    .expect("LOADBACKEND");
+    // One warm-up round so that lazily built structures exist before the baseline.
+    let round = |c: &mut Connection, i: usize| {
+        run_str(
+            c,
+            &format!(
+                "AI.TENSORSET a{i} FLOAT 1024 VALUES {}",
+                vec!["1"; 1024].join(" ")
+            ),
+        )
+        .expect("a");
+        run_str(c, &format!("AI.MODELSTORE m{i} EXAMPLE CPU BLOB add")).expect("store");
+        run_str(
+            c,
+            &format!("AI.MODELEXECUTE m{i} INPUTS 2 a{i} a{i} OUTPUTS 1 b{i}"),
+        )
+        .expect("run");
+        run_str(c, &format!("AI.DAGEXECUTE LOAD 1 a{i} PERSIST 1 d{i} |> AI.MODELEXECUTE m{i} INPUTS 2 a{i} a{i} OUTPUTS 1 d{i}")).expect("dag");
+        run_str(c, &format!("AI.TENSORGET b{i} VALUES")).expect("get");
+        run_str(c, &format!("AI.MODELGET m{i} BLOB")).expect("modelget");
+    };
+    round(&mut c, 0);
+    run_str(&mut c, "FLUSHALL").expect("FLUSHALL");
+    let baseline = used_memory(&mut c);
+    for i in 0..300 {
+        round(&mut c, i);
+    }
+    let full = used_memory(&mut c);
+    run_str(&mut c, "FLUSHALL").expect("FLUSHALL");
+    let after = used_memory(&mut c);
+    assert!(
+        full > baseline + 1_000_000,
+        "the rounds used memory: {baseline} -> {full}"
+    );
+    assert!(
+        after < baseline + 256 * 1024,
+        "used_memory {baseline} before, {full} full, {after} after FLUSHALL"
+    );
+}
