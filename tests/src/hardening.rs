@@ -109,7 +109,7 @@ pub fn exists(connection: &mut Connection, key: &str) -> bool {
     redis::cmd("EXISTS")
         .arg(key)
         .query::<i64>(connection)
-        .map_or(false, |n| n == 1)
+        .is_ok_and(|n| n == 1)
 }
 
 /// PING answers PONG within `limit` (the server is alive and not stuck).

@@ -20,7 +20,7 @@ struct Acked {
 
 fn connect(url: &str) -> Option<Connection> {
     let client = redis::Client::open(url).ok()?;
-    let mut connection = client
+    let connection = client
         .get_connection_with_timeout(Duration::from_secs(5))
         .ok()?;
     connection

@@ -214,7 +214,7 @@ fn random_command(rng: &mut Rng, models: &Models) -> Vec<Vec<u8>> {
         2 => valid_blob(rng),
         // A plausible execution with random keys.
         3 => {
-            let model: &str = *rng.pick(&["onnx", "tflite", "example", "fuzzed", "t1"]);
+            let model = rng.pick(&["onnx", "tflite", "example", "fuzzed", "t1"]);
             let mut command: Vec<Vec<u8>> = ["AI.MODELEXECUTE", model, "INPUTS"]
                 .iter()
                 .map(|s| s.as_bytes().to_vec())
@@ -280,7 +280,7 @@ fn printable(command: &[Vec<u8>]) -> String {
 }
 
 fn connect(server: &Server) -> Connection {
-    let mut c = server.client();
+    let c = server.client();
     c.set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     c
