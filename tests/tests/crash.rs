@@ -79,7 +79,7 @@ fn read_f32(c: &mut Connection, key: &str) -> Option<f32> {
 
 #[test]
 fn acknowledged_writes_survive_kill_9() {
-    let kills = env_usize("REDISAI_CRASH_KILLS", 6);
+    let kills = env_usize("REDISAI_CRASH_KILLS", 10);
     let mut rng = Rng::from_env("crash");
     let dir = std::env::temp_dir().join(format!("redisai-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
