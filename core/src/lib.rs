@@ -46,6 +46,7 @@ mod registration {
             Ok(config) => {
                 if crate::events::subscribe(ctx) == Status::Err
                     || subcommands::register_config(ctx) == Status::Err
+                    || crate::commands::key_specs::declare(ctx) == Status::Err
                 {
                     return Status::Err;
                 }

@@ -148,3 +148,50 @@ fn truncated_commands_from_a_restricted_user_do_not_crash() {
         );
     }
 }
+
+/// Key specs tell reads from writes: a user who may only read `other:*` reads it through
+/// TENSORGET, model inputs and DAG LOAD, and writes nothing there.
+#[test]
+fn read_only_key_selectors_allow_reads_and_refuse_writes() {
+    let (server, mut admin) = setup();
+    run_str(&mut admin, "ACL SETUSER app1 resetkeys ~app1:* %R~other:*").expect("ACL");
+    let mut u = as_app1(&server);
+    for line in [
+        "AI.TENSORGET other:a VALUES",
+        "AI.MODELGET other:m META",
+        "AI.INFO other:m",
+        "AI.MODELEXECUTE other:m INPUTS 2 other:a app1:b OUTPUTS 1 app1:c",
+        "AI.MODELRUN other:m INPUTS other:a app1:b OUTPUTS app1:d",
+        "AI.DAGEXECUTE LOAD 1 other:a PERSIST 1 app1:e |> AI.MODELEXECUTE other:m INPUTS 2 other:a other:a OUTPUTS 1 app1:e",
+        "AI.DAGEXECUTE_RO LOAD 1 other:a |> AI.TENSORGET other:a VALUES",
+    ] {
+        if let Err(err) = run_str(&mut u, line) {
+            panic!("{line}: {err}");
+        }
+    }
+    for line in [
+        "AI.TENSORSET other:x FLOAT 1 VALUES 1",
+        "AI.MODELSTORE other:n EXAMPLE CPU BLOB add",
+        "AI.MODELDEL other:m",
+        "AI.MODELEXECUTE app1:m INPUTS 2 app1:a app1:b OUTPUTS 1 other:c",
+        "AI.MODELRUN app1:m INPUTS app1:a app1:b OUTPUTS other:c",
+        "AI.DAGEXECUTE PERSIST 1 other:c |> AI.TENSORSET other:c FLOAT 1 VALUES 1",
+    ] {
+        assert_refused(&mut u, line);
+    }
+    for key in ["other:x", "other:c", "other:n"] {
+        let exists: i64 = redisai_tests::redis::cmd("EXISTS")
+            .arg(key)
+            .query(&mut admin)
+            .expect("EXISTS");
+        assert_eq!(exists, 0, "{key}");
+    }
+    // A write-only selector does not give reads.
+    run_str(&mut admin, "ACL SETUSER app1 resetkeys ~app1:* %W~other:*").expect("ACL");
+    assert_refused(&mut u, "AI.TENSORGET other:a VALUES");
+    assert_refused(
+        &mut u,
+        "AI.MODELEXECUTE app1:m INPUTS 2 other:a app1:b OUTPUTS 1 app1:c",
+    );
+    run_str(&mut u, "AI.TENSORSET other:w FLOAT 1 VALUES 1").expect("write-only may write");
+}

@@ -65,7 +65,8 @@ fn dag(ctx: &Context, args: Vec<RedisString>, flavor: DagFlavor) -> RedisResult 
     let slices = arg_slices(&args);
     if ctx.is_keys_position_request() {
         for position in dag_key_positions(&slices) {
-            ctx.key_at_pos(position as i32);
+            let write = super::key_specs::is_dag_persist(&slices, position);
+            super::key_specs::key_at(ctx, position, write);
         }
         return Ok(RedisValue::NoReply);
     }

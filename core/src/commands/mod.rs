@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod dag;
+pub mod key_specs;
 pub mod keyspace;
 pub mod model;
 pub mod run_info;
