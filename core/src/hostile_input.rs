@@ -430,3 +430,37 @@ fn report_cases() {
     );
     assert!(cases() > 0);
 }
+
+/// Regression: arguments from a live-fuzzer crash (`scripts/stress --fuzz`).
+#[test]
+fn dag_arguments_from_a_fuzzer_crash() {
+    let args: Vec<&[u8]> = vec![
+        b"\xf8\xd2c\xd8\x80\x88\xd7\xe2\xf6\x9bp{",
+        b"2",
+        b"t1",
+        b"CPU:1",
+        b"100",
+        b"tflite",
+        b"nan",
+        b"2",
+        b"-7781215280201249797",
+        b"t1",
+        b"add",
+        b"MODEL_CHUNK_SIZE",
+        b"18446744073709551616",
+    ];
+    for read_only in [true, false] {
+        for deprecated in [true, false] {
+            let _ = parse_dag(
+                &args,
+                DagFlavor {
+                    read_only,
+                    deprecated,
+                },
+            );
+        }
+    }
+    let mut full: Vec<&[u8]> = vec![b"AI.DAGEXECUTE_RO"];
+    full.extend(&args);
+    let _ = dag_key_positions(&full);
+}

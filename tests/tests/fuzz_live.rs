@@ -390,3 +390,60 @@ fn random_commands_never_crash_or_hang_the_server() {
     drop(reloaded);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Regression (found by `scripts/stress --fuzz`): an error text quoting input with a
+/// character whose low byte is 0 (U+0100, U+0600, ...) made the `redis-module` crate
+/// panic outside any catch, which aborted Redis. Error texts are now escaped ASCII.
+#[test]
+fn error_texts_quoting_any_bytes_do_not_crash() {
+    let server = Server::start();
+    let mut c = connect(&server);
+    let odd: [&[u8]; 4] = [
+        b"\xc4\x80",
+        b"\xd8\x80",
+        b"\xf8\xd2c\xd8\x80\x88p{",
+        b"\x00\r\n\xff",
+    ];
+    for bytes in odd {
+        let commands: Vec<Vec<&[u8]>> = vec![
+            vec![b"AI.DAGEXECUTE_RO", bytes, b"2", b"t1"],
+            vec![b"AI.DAGEXECUTE", b"ROUTING", b"r", b"|>", bytes],
+            vec![
+                b"AI.DAGEXECUTE",
+                b"ROUTING",
+                b"r",
+                b"|>",
+                b"AI.TENSORGET",
+                bytes,
+                b"VALUES",
+            ],
+            vec![b"AI.TENSORSET", b"k", bytes, b"2"],
+            vec![b"AI.TENSORSET", b"k", b"FLOAT", b"1", b"VALUES", bytes],
+            vec![b"AI.MODELSTORE", b"m", bytes, b"CPU", b"BLOB", b"x"],
+            vec![b"AI.MODELSTORE", b"m", b"ONNX", bytes, b"BLOB", b"x"],
+            vec![
+                b"AI.MODELEXECUTE",
+                bytes,
+                b"INPUTS",
+                b"1",
+                b"a",
+                b"OUTPUTS",
+                b"1",
+                b"b",
+            ],
+            vec![b"AI.INFO", bytes],
+        ];
+        for command in commands {
+            let owned: Vec<Vec<u8>> = command.iter().map(|a| a.to_vec()).collect();
+            match send(&mut c, &owned) {
+                Ok(Value::ServerError(err)) => {
+                    let text = format!("{} {}", err.code(), err.details().unwrap_or_default());
+                    assert!(text.is_ascii(), "{text}");
+                }
+                Ok(other) => panic!("`{}`: expected an error, got {other:?}", printable(&owned)),
+                Err(err) => panic!("`{}`: {err}\n{}", printable(&owned), server.log()),
+            }
+        }
+    }
+    assert!(answers_ping(&server.url(), Duration::from_secs(5)));
+}
