@@ -226,6 +226,23 @@ fn tensors_models_and_dags_in_a_cluster() {
         assert_eq!(error_code(reply), "CROSSSLOT", "{line}");
     }
 
+    // Truncated commands are refused; slot routing reads their keys safely.
+    for line in [
+        "AI.MODELEXECUTE",
+        "AI.MODELRUN",
+        "AI.MODELEXECUTE {a}m INPUTS 5 {a}x",
+        "AI.DAGEXECUTE LOAD 9",
+    ] {
+        let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+        let (reply, _) = cluster.run_at(a_owner, &words);
+        assert!(!error_code(reply).is_empty(), "{line}");
+        let mut c = cluster.by_port(a_owner).client();
+        assert_eq!(
+            redis::cmd("PING").query::<String>(&mut c).expect("PING"),
+            "PONG"
+        );
+    }
+
     // ROUTING sends a key-less DAG to the shard that owns the routing key.
     let (reply, port) = ok(
         cluster.run("AI.DAGEXECUTE ROUTING {b}r |> AI.TENSORSET t FLOAT 1 VALUES 7 |> AI.TENSORGET t VALUES"),
