@@ -5,6 +5,8 @@
 pub mod config;
 pub mod dag;
 pub mod device;
+#[cfg(test)]
+mod hostile_input;
 pub mod model;
 pub mod script;
 pub mod settings;
@@ -46,6 +48,7 @@ mod registration {
             Ok(config) => {
                 if crate::events::subscribe(ctx) == Status::Err
                     || subcommands::register_config(ctx) == Status::Err
+                    || crate::commands::key_specs::declare(ctx) == Status::Err
                 {
                     return Status::Err;
                 }

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+pub mod hardening;
+
 pub use redis;
 use redis::{Connection, RedisResult, Value};
 

@@ -66,7 +66,8 @@ fn dag(ctx: &Context, args: Vec<RedisString>, flavor: DagFlavor) -> RedisResult 
     let slices = arg_slices(&args);
     if ctx.is_keys_position_request() {
         for position in dag_key_positions(&slices) {
-            ctx.key_at_pos(position as i32);
+            let write = super::key_specs::is_dag_persist(&slices, position);
+            super::key_specs::key_at(ctx, position, write);
         }
         return Ok(RedisValue::NoReply);
     }
@@ -191,8 +192,7 @@ impl Completion for DagReply {
                 }
                 OpResult::Value(tensor, format) => tensor::reply_tensor(ctx, &tensor, format),
                 OpResult::Failed(reason) => {
-                    let text =
-                        CString::new(reason.replace(['\0', '\r', '\n'], " ")).unwrap_or_default();
+                    let text = CString::new(super::resp_safe(&reason)).unwrap_or_default();
                     raw::reply_with_error(raw_ctx, text.as_ptr().cast::<c_char>());
                 }
             }

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod dag;
 pub mod host_calls;
+pub mod key_specs;
 pub mod keyspace;
 pub mod model;
 pub mod run_info;
@@ -24,7 +25,7 @@ pub fn guarded(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> Redis
         .map(|name| String::from_utf8_lossy(name.as_slice()).into_owned())
         .unwrap_or_default();
     match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
-        Ok(result) => result,
+        Ok(result) => resp_safe_result(result),
         Err(payload) => {
             let reason = panic_message(payload.as_ref());
             ctx.log_warning(&format!("internal error in {command}: {reason}"));
@@ -32,6 +33,29 @@ pub fn guarded(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> Redis
                 "ERR internal error in {command}: {reason}"
             )))
         }
+    }
+}
+
+/// Error text that any reply path takes: printable ASCII stays, every other byte becomes
+/// `\xNN`. Error texts may quote client input, and the `redis-module` crate panics
+/// (an abort, outside any catch) on a character whose low byte is 0, e.g. U+0600.
+pub fn resp_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &byte in text.as_bytes() {
+        if (0x20..0x7f).contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// [`resp_safe`] applied to an error result.
+pub fn resp_safe_result(result: RedisResult) -> RedisResult {
+    match result {
+        Err(RedisError::String(text)) => Err(RedisError::String(resp_safe(&text))),
+        other => other,
     }
 }
 

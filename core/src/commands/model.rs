@@ -10,7 +10,7 @@ use redis_module::{
 };
 
 use super::keyspace::{self, key_name};
-use super::{arg_slices, reply_error};
+use super::{arg_slices, key_specs, reply_error};
 use crate::backend::registry;
 use crate::config::BackendKind;
 use crate::exec::blocking::{self, Completion};
@@ -185,7 +185,7 @@ pub fn modelexecute(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if ctx.is_keys_position_request() {
         let slices = arg_slices(&args);
         for position in parse::model_execute_key_positions(&slices) {
-            ctx.key_at_pos(position as i32);
+            key_specs::key_at(ctx, position, key_specs::is_model_output(&slices, position));
         }
         return Ok(RedisValue::NoReply);
     }
@@ -202,7 +202,7 @@ pub fn modelrun(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if ctx.is_keys_position_request() {
         let slices = arg_slices(&args);
         for position in parse::model_run_key_positions(&slices) {
-            ctx.key_at_pos(position as i32);
+            key_specs::key_at(ctx, position, key_specs::is_model_output(&slices, position));
         }
         return Ok(RedisValue::NoReply);
     }

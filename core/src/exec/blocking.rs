@@ -187,7 +187,7 @@ unsafe extern "C" fn reply_callback(
             crate::commands::panic_message(payload.as_ref())
         )))
     });
-    context.reply(result);
+    context.reply(crate::commands::resp_safe_result(result));
     raw::Status::Ok as c_int
 }
 

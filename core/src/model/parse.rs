@@ -333,16 +333,19 @@ pub fn model_execute_key_positions(args: &[&[u8]]) -> Vec<usize> {
     };
     // args[0] is the command, args[1] the model key, args[2] INPUTS, args[3] its count.
     let Some(n_inputs) = count_at(3) else {
+        positions.retain(|&p| p < args.len());
         return positions;
     };
     let first_input: usize = 4;
     let after_inputs = first_input.saturating_add(n_inputs).min(args.len());
     positions.extend(first_input..after_inputs);
     let Some(n_outputs) = count_at(after_inputs + 1) else {
+        positions.retain(|&p| p < args.len());
         return positions;
     };
     let first_output = after_inputs + 2;
     positions.extend(first_output..first_output.saturating_add(n_outputs).min(args.len()));
+    positions.retain(|&p| p < args.len());
     positions
 }
 
@@ -365,6 +368,8 @@ pub fn model_run_key_positions(args: &[&[u8]]) -> Vec<usize> {
     {
         positions.retain(|&p| p != 2 && p != 3);
     }
+    // Redis reads the argument at every position it is given: never past the end.
+    positions.retain(|&p| p < args.len());
     positions
 }
 

@@ -175,9 +175,14 @@ impl Tensor {
 
     /// Heap bytes owned by this tensor, for MEMORY USAGE.
     pub fn memory_usage(&self) -> usize {
-        std::mem::size_of::<Tensor>()
-            + self.data().len()
+        let word = std::mem::size_of::<usize>();
+        // The key's box of an `Arc`, the Arc's counters and the tensor, the data source
+        // object, the shape and the bytes (our own buffers are 64-byte aligned).
+        word + 2 * word
+            + std::mem::size_of::<Tensor>()
+            + std::mem::size_of_val(&*self.data)
             + self.shape.capacity() * std::mem::size_of::<i64>()
+            + self.data().len().next_multiple_of(64)
     }
 
     /// The elements in row-major order.

@@ -1,0 +1,133 @@
+//! `FAULTS`: a test-only backend plugin that misbehaves on purpose, so the tests can
+//! show that a faulty backend never takes Redis down. The model blob picks the fault:
+//!
+//! | blob | load | run |
+//! |---|---|---|
+//! | `echo` | ok | returns its first input |
+//! | `error` | ok | returns an error |
+//! | `panic` | ok | panics (the SDK turns it into an error) |
+//! | `cpp` | ok | a C++ runtime throws; caught at the C++ boundary, an error |
+//! | `slow:<ms>` | ok | sleeps (up to 10 s, stopping early when cancelled), then echoes |
+//! | `panic-load` | panics | - |
+//! | `error-load` | error | - |
+//!
+//! Built into `target/<profile>/deps/libredisai_faults.so` for the tests; never
+//! installed in `dist/`.
+
+use std::ffi::{c_char, CStr};
+use std::time::{Duration, Instant};
+
+use redisai_plugin_api::sdk::{
+    DType, DeviceKind, Error, Host, ModelOptions, OwnedTensor, Plugin, Result, RunOptions,
+    TensorRef,
+};
+
+pub struct FaultsPlugin;
+
+pub enum Fault {
+    Echo,
+    Error,
+    Panic,
+    Cpp,
+    Slow(u64),
+}
+
+extern "C" {
+    fn redisai_faults_cpp_call(message: *mut c_char, capacity: usize) -> i32;
+}
+
+fn cpp_call() -> Result<()> {
+    let mut message = [0 as c_char; 256];
+    // SAFETY: the buffer is writable for `capacity` bytes and the C++ side always
+    // NUL-terminates within it.
+    let code = unsafe { redisai_faults_cpp_call(message.as_mut_ptr(), message.len()) };
+    if code == 0 {
+        return Ok(());
+    }
+    // SAFETY: NUL-terminated within the buffer (see above).
+    let text = unsafe { CStr::from_ptr(message.as_ptr()) };
+    Err(Error::new(text.to_string_lossy().into_owned()))
+}
+
+impl Plugin for FaultsPlugin {
+    type Model = Fault;
+    type Script = ();
+
+    const NAME: &'static CStr = c"FAULTS";
+    const RUNTIME_VERSION: &'static CStr = c"0.0.0";
+    const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu];
+    const DTYPES: &'static [DType] = &[DType::Float, DType::Int64, DType::Uint8];
+    const CONCURRENT_RUN: bool = true;
+
+    fn init(_host: Host) -> Result<Self> {
+        Ok(FaultsPlugin)
+    }
+
+    fn load_model(&self, _options: &ModelOptions, blob: &[u8]) -> Result<Fault> {
+        match blob {
+            b"echo" => Ok(Fault::Echo),
+            b"error" => Ok(Fault::Error),
+            b"panic" => Ok(Fault::Panic),
+            b"cpp" => Ok(Fault::Cpp),
+            b"panic-load" => panic!("faults: panic while loading a model"),
+            b"error-load" => Err(Error::new("faults: refusing to load this model")),
+            _ => {
+                let ms = blob
+                    .strip_prefix(b"slow:")
+                    .and_then(|ms| std::str::from_utf8(ms).ok())
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .ok_or_else(|| Error::new("faults: unknown fault"))?;
+                Ok(Fault::Slow(ms.min(10_000)))
+            }
+        }
+    }
+
+    fn input_names(&self, _model: &Fault) -> Vec<String> {
+        vec!["x".to_owned()]
+    }
+
+    fn output_names(&self, _model: &Fault) -> Vec<String> {
+        vec!["y".to_owned()]
+    }
+
+    fn run(
+        &self,
+        model: &Fault,
+        options: &RunOptions,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        match model {
+            Fault::Error => return Err(Error::new("faults: this backend fails every run")),
+            Fault::Panic => panic!("faults: panic inside run"),
+            Fault::Cpp => cpp_call()?,
+            Fault::Slow(ms) => {
+                let deadline = Instant::now() + Duration::from_millis(*ms);
+                while Instant::now() < deadline {
+                    if options.cancel.is_some_and(|flag| flag.is_set()) {
+                        return Err(Error::new("faults: cancelled"));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            Fault::Echo => {}
+        }
+        let first = inputs
+            .first()
+            .ok_or_else(|| Error::new("faults: needs one input"))?;
+        Ok((0..n_outputs)
+            .map(|_| OwnedTensor {
+                dtype: first.dtype,
+                shape: first.shape.to_vec(),
+                data: first.data.to_vec(),
+            })
+            .collect())
+    }
+}
+
+#[allow(unsafe_code)]
+mod entry {
+    redisai_plugin_api::export_plugin!(super::FaultsPlugin);
+}
+
+pub use entry::redisai_plugin_entry;

@@ -1,0 +1,449 @@
+//! A bounded random-command fuzzer against a live server: random AI.* commands with
+//! random arity and bytes, mutated valid commands, and truncated and bit-flipped model
+//! blobs for every installed backend (ONNX, TFLite, the C example). The server must
+//! never crash or hang: it answers PING throughout, and at the end its data passes
+//! `redis-check-rdb` and loads again after a restart.
+//!
+//! Cases: `REDISAI_LIVE_FUZZ_CASES` (default 3000); seed: `REDISAI_SEED`.
+
+use std::time::Duration;
+
+use redisai_example_c_plugins::{EXAMPLE_ADD_BACKEND, EXAMPLE_ADD_PLUGIN};
+use redisai_tests::hardening::{answers_ping, backend_built, env_usize, model_bytes, Rng};
+use redisai_tests::redis::{self, Connection, ConnectionLike, Value};
+use redisai_tests::{run, run_str, Server, ServerConfig};
+
+const COMMANDS: &[&str] = &[
+    "AI.TENSORSET",
+    "AI.TENSORGET",
+    "AI.MODELSTORE",
+    "AI.MODELSET",
+    "AI.MODELGET",
+    "AI.MODELDEL",
+    "AI.MODELEXECUTE",
+    "AI.MODELRUN",
+    "AI._MODELSCAN",
+    "AI.INFO",
+    "AI.DAGEXECUTE",
+    "AI.DAGEXECUTE_RO",
+    "AI.DAGRUN",
+    "AI.DAGRUN_RO",
+    "AI.CONFIG",
+    "AI.SCRIPTSTORE",
+    "AI.SCRIPTEXECUTE",
+];
+
+const WORDS: &[&str] = &[
+    "t1",
+    "t2",
+    "t3",
+    "out",
+    "onnx",
+    "tflite",
+    "example",
+    "plain",
+    "missing",
+    "FLOAT",
+    "DOUBLE",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "UINT8",
+    "UINT16",
+    "BOOL",
+    "STRING",
+    "BLOB",
+    "VALUES",
+    "META",
+    "INPUTS",
+    "OUTPUTS",
+    "TIMEOUT",
+    "TAG",
+    "BATCHSIZE",
+    "MINBATCHSIZE",
+    "MINBATCHTIMEOUT",
+    "LOAD",
+    "PERSIST",
+    "ROUTING",
+    "|>",
+    "AI.TENSORSET",
+    "AI.TENSORGET",
+    "AI.MODELEXECUTE",
+    "AI.MODELRUN",
+    "AI.SCRIPTEXECUTE",
+    "ONNX",
+    "TFLITE",
+    "TF",
+    "TORCH",
+    "EXAMPLE",
+    "CPU",
+    "GPU",
+    "GPU:0",
+    "CPU:1",
+    "GET",
+    "MODEL_CHUNK_SIZE",
+    "RESETSTAT",
+    "0",
+    "1",
+    "2",
+    "3",
+    "4",
+    "-1",
+    "100",
+    "65536",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "18446744073709551616",
+    "1e309",
+    "nan",
+    "",
+    "add",
+];
+
+struct Models {
+    /// (backend, blob) of every installed backend's models.
+    blobs: Vec<(&'static str, Vec<u8>)>,
+}
+
+fn models() -> Models {
+    let mut blobs = Vec::new();
+    if backend_built("redisai_onnxruntime") {
+        for name in ["add.onnx", "mlp.onnx", "two_outputs.onnx", "int_ops.onnx"] {
+            blobs.push(("ONNX", model_bytes("onnx", name)));
+        }
+    }
+    if backend_built("redisai_tflite") {
+        for name in [
+            "add.tflite",
+            "mlp.tflite",
+            "fc_int8.tflite",
+            "two_outputs.tflite",
+        ] {
+            blobs.push(("TFLITE", model_bytes("tflite", name)));
+        }
+    }
+    blobs.push(("EXAMPLE", b"add".to_vec()));
+    Models { blobs }
+}
+
+fn mutate(rng: &mut Rng, blob: &[u8]) -> Vec<u8> {
+    let mut out = blob.to_vec();
+    match rng.below(4) {
+        0 => out.truncate(rng.below(blob.len().max(1))),
+        1 => {
+            for _ in 0..1 + rng.below(8) {
+                if !out.is_empty() {
+                    let at = rng.below(out.len());
+                    out[at] ^= 1 << rng.below(8);
+                }
+            }
+        }
+        2 => {
+            let at = rng.below(out.len().max(1));
+            let junk = {
+                let n = rng.below(32);
+                rng.bytes(n)
+            };
+            out.splice(at.min(out.len())..at.min(out.len()), junk);
+        }
+        _ => {
+            let at = rng.below(out.len().max(1)).min(out.len());
+            let len = rng.below(64);
+            let end = (at + len).min(out.len());
+            out.drain(at..end);
+        }
+    }
+    out
+}
+
+fn word(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(10) {
+        0 => {
+            let n = rng.below(16);
+            rng.bytes(n)
+        }
+        1 => (rng.next_u64() as i64).to_string().into_bytes(),
+        _ => rng.pick(WORDS).as_bytes().to_vec(),
+    }
+}
+
+/// One random command.
+fn random_command(rng: &mut Rng, models: &Models) -> Vec<Vec<u8>> {
+    let valid_blob = |rng: &mut Rng| -> Vec<Vec<u8>> {
+        let dtype = *rng.pick(&[
+            "FLOAT", "INT8", "UINT8", "INT64", "BOOL", "STRING", "DOUBLE",
+        ]);
+        let n = 1 + rng.below(4);
+        // Right-sized half of the time (FLOAT and DOUBLE then usually run), else not.
+        let size = match dtype {
+            "FLOAT" => 4,
+            "INT64" | "DOUBLE" => 8,
+            _ => 1,
+        };
+        let len = if rng.chance(50) {
+            n * size
+        } else {
+            rng.below(40)
+        };
+        let blob = rng.bytes(len);
+        vec![
+            b"AI.TENSORSET".to_vec(),
+            rng.pick(&["t1", "t2", "t3"]).as_bytes().to_vec(),
+            dtype.as_bytes().to_vec(),
+            n.to_string().into_bytes(),
+            b"BLOB".to_vec(),
+            blob,
+        ]
+    };
+    match rng.below(8) {
+        // A model blob of an installed backend, mutated.
+        0 | 1 => {
+            let (backend, blob) = rng.pick(&models.blobs);
+            let key = rng.pick(&["onnx", "tflite", "example", "fuzzed"]);
+            vec![
+                b"AI.MODELSTORE".to_vec(),
+                key.as_bytes().to_vec(),
+                backend.as_bytes().to_vec(),
+                b"CPU".to_vec(),
+                b"BLOB".to_vec(),
+                mutate(rng, blob),
+            ]
+        }
+        // A blob tensor of random length.
+        2 => valid_blob(rng),
+        // A plausible execution with random keys.
+        3 => {
+            let model = rng.pick(&["onnx", "tflite", "example", "fuzzed", "t1"]);
+            let mut command: Vec<Vec<u8>> = ["AI.MODELEXECUTE", model, "INPUTS"]
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect();
+            let n = rng.below(4);
+            command.push(n.to_string().into_bytes());
+            for _ in 0..n {
+                command.push(rng.pick(&["t1", "t2", "t3", "out"]).as_bytes().to_vec());
+            }
+            command.push(b"OUTPUTS".to_vec());
+            let m = rng.below(3);
+            command.push(m.to_string().into_bytes());
+            for _ in 0..m {
+                command.push(rng.pick(&["out", "t3"]).as_bytes().to_vec());
+            }
+            if rng.chance(20) {
+                command.push(b"TIMEOUT".to_vec());
+                command.push(rng.below(200).to_string().into_bytes());
+            }
+            command
+        }
+        // Random arity and words.
+        _ => {
+            let mut command = vec![rng.pick(COMMANDS).as_bytes().to_vec()];
+            let arity = rng.below(14);
+            for _ in 0..arity {
+                command.push(word(rng));
+            }
+            // Never point the server at other native code.
+            if command[0] == b"AI.CONFIG"
+                && command.get(1).is_some_and(|a| {
+                    a.eq_ignore_ascii_case(b"LOADBACKEND")
+                        || a.eq_ignore_ascii_case(b"BACKENDSPATH")
+                })
+            {
+                command[1] = b"GET".to_vec();
+            }
+            command
+        }
+    }
+}
+
+fn send(c: &mut Connection, command: &[Vec<u8>]) -> redis::RedisResult<Value> {
+    let mut cmd = redis::Cmd::new();
+    for arg in command {
+        cmd.arg(arg.as_slice());
+    }
+    c.req_packed_command(&cmd.get_packed_command())
+}
+
+fn printable(command: &[Vec<u8>]) -> String {
+    command
+        .iter()
+        .map(|a| {
+            if a.len() > 24 {
+                format!("<{} bytes>", a.len())
+            } else {
+                String::from_utf8_lossy(a).into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn connect(server: &Server) -> Connection {
+    let c = server.client();
+    c.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    c
+}
+
+#[test]
+fn random_commands_never_crash_or_hang_the_server() {
+    let cases = env_usize("REDISAI_LIVE_FUZZ_CASES", 3000);
+    let mut rng = Rng::from_env("fuzz_live");
+    let mut server = Server::start_with(
+        ServerConfig::default().module_args(&["MODEL_EXECUTION_TIMEOUT", "2000"]),
+    );
+    let mut c = connect(&server);
+    run_str(
+        &mut c,
+        &format!("AI.CONFIG LOADBACKEND {EXAMPLE_ADD_BACKEND} {EXAMPLE_ADD_PLUGIN}"),
+    )
+    .expect("LOADBACKEND");
+    let models = models();
+    for (i, (backend, blob)) in models.blobs.iter().enumerate() {
+        let key = format!("seed{i}");
+        run(
+            &mut c,
+            &[
+                b"AI.MODELSTORE",
+                key.as_bytes(),
+                backend.as_bytes(),
+                b"CPU",
+                b"BLOB",
+                blob,
+            ],
+        )
+        .unwrap_or_else(|err| panic!("{backend} seed model: {err}"));
+    }
+    run_str(&mut c, "AI.TENSORSET t1 FLOAT 2 VALUES 1 2").expect("t1");
+    run_str(&mut c, "SET plain value").expect("plain");
+
+    let (mut oks, mut errors, mut reconnects) = (0, 0, 0);
+    for case in 0..cases {
+        let command = random_command(&mut rng, &models);
+        match send(&mut c, &command) {
+            Ok(Value::ServerError(_)) => errors += 1,
+            Ok(_) => oks += 1,
+            Err(err) if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() => {
+                panic!(
+                    "case {case}: the server stopped answering after `{}`: {err}\n{}",
+                    printable(&command),
+                    server.log()
+                );
+            }
+            // An error text that echoes non-UTF-8 bytes is more than this client
+            // parses; start over on a fresh connection.
+            Err(err) if err.kind() == redis::ErrorKind::ParseError => {
+                reconnects += 1;
+                c = connect(&server);
+                continue;
+            }
+            Err(_) => errors += 1,
+        }
+        // One reply per command: the next PING on this connection gets its PONG.
+        match send(&mut c, &[b"PING".to_vec()]) {
+            Ok(Value::SimpleString(ref s)) if s == "PONG" => {}
+            other => panic!(
+                "case {case}: `{}` left the connection out of step (next reply {other:?})",
+                printable(&command)
+            ),
+        }
+        if case % 50 == 0 {
+            assert!(
+                answers_ping(&server.url(), Duration::from_secs(10)),
+                "case {case}: no PONG after `{}`\n{}",
+                printable(&command),
+                server.log()
+            );
+        }
+    }
+    assert!(answers_ping(&server.url(), Duration::from_secs(10)));
+    eprintln!(
+        "fuzz_live: {cases} cases: {oks} OK, {errors} error replies, {reconnects} unparsable; server alive"
+    );
+
+    // What the fuzzer left is well-formed: RDB check, then a restart that loads it.
+    let keys: i64 = redis::cmd("DBSIZE").query(&mut c).expect("DBSIZE");
+    run_str(&mut c, "SAVE").expect("SAVE");
+    let rdb = server.dir.join("dump.rdb");
+    if let Ok(output) = std::process::Command::new("redis-check-rdb")
+        .arg(&rdb)
+        .output()
+    {
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && text.contains("RDB looks OK"),
+            "{text}"
+        );
+    }
+    let dir = server.dir.clone();
+    let config = ServerConfig {
+        data_dir: Some(dir.clone()),
+        ..ServerConfig::default()
+    };
+    server.shutdown();
+    // EXAMPLE models come back without their backend (they say so when run).
+    let reloaded = Server::start_with(config);
+    let mut r = reloaded.client();
+    let reloaded_keys: i64 = redis::cmd("DBSIZE").query(&mut r).expect("DBSIZE");
+    assert_eq!(reloaded_keys, keys, "every key came back from the RDB file");
+    drop(reloaded);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Regression (found by `scripts/stress --fuzz`): an error text quoting input with a
+/// character whose low byte is 0 (U+0100, U+0600, ...) made the `redis-module` crate
+/// panic outside any catch, which aborted Redis. Error texts are now escaped ASCII.
+#[test]
+fn error_texts_quoting_any_bytes_do_not_crash() {
+    let server = Server::start();
+    let mut c = connect(&server);
+    let odd: [&[u8]; 4] = [
+        b"\xc4\x80",
+        b"\xd8\x80",
+        b"\xf8\xd2c\xd8\x80\x88p{",
+        b"\x00\r\n\xff",
+    ];
+    for bytes in odd {
+        let commands: Vec<Vec<&[u8]>> = vec![
+            vec![b"AI.DAGEXECUTE_RO", bytes, b"2", b"t1"],
+            vec![b"AI.DAGEXECUTE", b"ROUTING", b"r", b"|>", bytes],
+            vec![
+                b"AI.DAGEXECUTE",
+                b"ROUTING",
+                b"r",
+                b"|>",
+                b"AI.TENSORGET",
+                bytes,
+                b"VALUES",
+            ],
+            vec![b"AI.TENSORSET", b"k", bytes, b"2"],
+            vec![b"AI.TENSORSET", b"k", b"FLOAT", b"1", b"VALUES", bytes],
+            vec![b"AI.MODELSTORE", b"m", bytes, b"CPU", b"BLOB", b"x"],
+            vec![b"AI.MODELSTORE", b"m", b"ONNX", bytes, b"BLOB", b"x"],
+            vec![
+                b"AI.MODELEXECUTE",
+                bytes,
+                b"INPUTS",
+                b"1",
+                b"a",
+                b"OUTPUTS",
+                b"1",
+                b"b",
+            ],
+            vec![b"AI.INFO", bytes],
+        ];
+        for command in commands {
+            let owned: Vec<Vec<u8>> = command.iter().map(|a| a.to_vec()).collect();
+            match send(&mut c, &owned) {
+                Ok(Value::ServerError(err)) => {
+                    let text = format!("{} {}", err.code(), err.details().unwrap_or_default());
+                    assert!(text.is_ascii(), "{text}");
+                }
+                Ok(other) => panic!("`{}`: expected an error, got {other:?}", printable(&owned)),
+                Err(err) => panic!("`{}`: {err}\n{}", printable(&owned), server.log()),
+            }
+        }
+    }
+    assert!(answers_ping(&server.url(), Duration::from_secs(5)));
+}

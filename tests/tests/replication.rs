@@ -1,0 +1,183 @@
+//! Replication: a random mixed workload (tensors of every dtype, models, executions,
+//! DAG PERSIST, deletes, copies) on a master with two replicas ends with the same
+//! `DEBUG DIGEST` on all three, also after each replica does a full resync (one from
+//! an RDB file, one diskless) into a new replica.
+
+use redisai_tests::hardening::{env_usize, model_bytes, Rng};
+use redisai_tests::redis::{self, Connection};
+use redisai_tests::{digest, run, run_str, Server, ServerConfig};
+
+const DTYPES: [&str; 9] = [
+    "FLOAT", "DOUBLE", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "BOOL",
+];
+
+/// One random write; errors (e.g. a model run on a deleted input) are fine, they
+/// must only be the same everywhere, which the digest checks.
+fn random_write(c: &mut Connection, rng: &mut Rng, add: &[u8], mlp: &[u8]) {
+    let t = |rng: &mut Rng| format!("t{}", rng.below(12));
+    match rng.below(10) {
+        0..=2 => {
+            let dtype = rng.pick(&DTYPES);
+            let n = 1 + rng.below(6);
+            let values: Vec<String> = (0..n).map(|_| (rng.below(2)).to_string()).collect();
+            let _ = run_str(
+                c,
+                &format!(
+                    "AI.TENSORSET {} {dtype} {n} VALUES {}",
+                    t(rng),
+                    values.join(" ")
+                ),
+            );
+        }
+        3 => {
+            let n = 1 + rng.below(4);
+            let blob = rng.bytes(4 * n);
+            let key = format!("f{}", rng.below(4));
+            let _ = run(
+                c,
+                &[
+                    b"AI.TENSORSET",
+                    key.as_bytes(),
+                    b"FLOAT",
+                    n.to_string().as_bytes(),
+                    b"BLOB",
+                    &blob,
+                ],
+            );
+        }
+        4 => {
+            let (key, blob) = if rng.chance(50) {
+                ("add", add)
+            } else {
+                ("mlp", mlp)
+            };
+            let tag = format!("v{}", rng.below(100));
+            let _ = run(
+                c,
+                &[
+                    b"AI.MODELSTORE",
+                    key.as_bytes(),
+                    b"ONNX",
+                    b"CPU",
+                    b"TAG",
+                    tag.as_bytes(),
+                    b"BLOB",
+                    blob,
+                ],
+            );
+        }
+        5 => {
+            let (a, b) = (format!("f{}", rng.below(4)), format!("f{}", rng.below(4)));
+            let _ = run_str(
+                c,
+                &format!(
+                    "AI.MODELEXECUTE add INPUTS 2 {a} {b} OUTPUTS 1 out{}",
+                    rng.below(3)
+                ),
+            );
+        }
+        6 => {
+            let out = format!("dag{}", rng.below(3));
+            let _ = run_str(
+                c,
+                &format!(
+                    "AI.DAGEXECUTE PERSIST 1 {out} |> AI.TENSORSET x FLOAT 1 4 VALUES 1 2 3 {} |> AI.MODELEXECUTE mlp INPUTS 1 x OUTPUTS 1 {out}",
+                    rng.below(9)
+                ),
+            );
+        }
+        7 => {
+            let _ = run_str(c, &format!("DEL {}", t(rng)));
+        }
+        8 => {
+            let _ = run_str(
+                c,
+                if rng.chance(50) {
+                    "AI.MODELDEL add"
+                } else {
+                    "AI.MODELDEL mlp"
+                },
+            );
+        }
+        _ => {
+            let _ = run_str(c, &format!("COPY {} {} REPLACE", t(rng), t(rng)));
+        }
+    }
+}
+
+fn replica_of(master: &Server) -> Server {
+    let replica = Server::start_with(
+        ServerConfig::default().option("replicaof", &["127.0.0.1", &master.port.to_string()]),
+    );
+    replica.wait_for_sync(master);
+    replica
+}
+
+fn assert_same_digest(master: &Server, replicas: &[&Server], when: &str) {
+    let mut m = master.client();
+    let expected = digest(&mut m);
+    let keys: i64 = redis::cmd("DBSIZE").query(&mut m).expect("DBSIZE");
+    assert!(keys > 0, "{when}: the workload left data behind");
+    for (i, replica) in replicas.iter().enumerate() {
+        replica.wait_for_sync(master);
+        assert_eq!(
+            digest(&mut replica.client()),
+            expected,
+            "{when}: replica {i}"
+        );
+    }
+}
+
+#[test]
+fn mixed_workload_ends_with_identical_digests() {
+    let ops = env_usize("REDISAI_REPL_OPS", 400);
+    let mut rng = Rng::from_env("replication");
+    let (add, mlp) = (
+        model_bytes("onnx", "add.onnx"),
+        model_bytes("onnx", "mlp.onnx"),
+    );
+    let master = Server::start();
+    let replica1 = replica_of(&master);
+    let replica2 = replica_of(&master);
+    let mut c = master.client();
+    for _ in 0..ops {
+        random_write(&mut c, &mut rng, &add, &mlp);
+    }
+    assert_same_digest(&master, &[&replica1, &replica2], "after the workload");
+
+    let full_syncs = |c: &mut Connection| {
+        redisai_tests::hardening::info_field(c, "stats", "sync_full").expect("sync_full")
+    };
+    let before = full_syncs(&mut c);
+    // Full resync from an RDB file: a new, empty replica replaces one while writes go on.
+    drop(replica1);
+    for _ in 0..ops / 4 {
+        random_write(&mut c, &mut rng, &add, &mlp);
+    }
+    let replica1 = replica_of(&master);
+    assert_same_digest(&master, &[&replica1, &replica2], "after an RDB full resync");
+
+    // Diskless full resync.
+    run_str(&mut c, "CONFIG SET repl-diskless-sync yes").expect("diskless");
+    run_str(&mut c, "CONFIG SET repl-diskless-sync-delay 0").expect("delay");
+    drop(replica2);
+    for _ in 0..ops / 4 {
+        random_write(&mut c, &mut rng, &add, &mlp);
+    }
+    let replica2 = replica_of(&master);
+    for _ in 0..ops / 4 {
+        random_write(&mut c, &mut rng, &add, &mlp);
+    }
+    assert_same_digest(
+        &master,
+        &[&replica1, &replica2],
+        "after a diskless full resync",
+    );
+    let after = full_syncs(&mut c);
+    eprintln!("replication: {ops} ops, full syncs {before} -> {after}");
+    assert_eq!(
+        after - before,
+        2,
+        "each restarted replica did a full resync"
+    );
+}
