@@ -66,8 +66,8 @@ fn dag(ctx: &Context, args: Vec<RedisString>, flavor: DagFlavor) -> RedisResult 
     let slices = arg_slices(&args);
     if ctx.is_keys_position_request() {
         for position in dag_key_positions(&slices) {
-            let write = super::key_specs::is_dag_persist(&slices, position);
-            super::key_specs::key_at(ctx, position, write);
+            let access = super::key_specs::dag_key_access(&slices, position);
+            super::key_specs::key_at(ctx, position, access);
         }
         return Ok(RedisValue::NoReply);
     }

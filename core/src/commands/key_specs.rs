@@ -10,15 +10,24 @@ use std::ffi::{c_int, CStr};
 
 use redis_module::{raw, Context, Status};
 
+pub use crate::script::parse::KeyAccess;
+
 /// Key flags (REDISMODULE_CMD_KEY_*).
 const READ: u64 = (raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS) as u64;
 const OVERWRITE: u64 = (raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE) as u64;
+const READ_WRITE: u64 = (raw::REDISMODULE_CMD_KEY_RW
+    | raw::REDISMODULE_CMD_KEY_ACCESS
+    | raw::REDISMODULE_CMD_KEY_UPDATE) as u64;
 const DELETE: u64 = (raw::REDISMODULE_CMD_KEY_RM | raw::REDISMODULE_CMD_KEY_DELETE) as u64;
 
 /// Commands whose only key is the first argument, with what they do to it.
-const SINGLE_KEY: [(&CStr, u64); 7] = [
+const SINGLE_KEY: [(&CStr, u64); 11] = [
     (c"AI.TENSORGET", READ),
     (c"AI.MODELGET", READ),
+    (c"AI.SCRIPTGET", READ),
+    (c"AI.SCRIPTSTORE", OVERWRITE),
+    (c"AI.SCRIPTSET", OVERWRITE),
+    (c"AI.SCRIPTDEL", DELETE),
     (c"AI.INFO", READ),
     (c"AI.TENSORSET", OVERWRITE),
     (c"AI.MODELSTORE", OVERWRITE),
@@ -103,8 +112,12 @@ pub fn declare(ctx: &Context) -> Status {
 }
 
 /// Declares one key of a `getkeys-api` command with its flags.
-pub fn key_at(ctx: &Context, position: usize, write: bool) {
-    let flags = if write { OVERWRITE } else { READ };
+pub fn key_at(ctx: &Context, position: usize, access: KeyAccess) {
+    let flags = match access {
+        KeyAccess::Read => READ,
+        KeyAccess::Write => OVERWRITE,
+        KeyAccess::ReadWrite => READ_WRITE,
+    };
     let Ok(position) = c_int::try_from(position) else {
         return;
     };
@@ -120,15 +133,41 @@ pub fn key_at(ctx: &Context, position: usize, write: bool) {
 
 /// Key positions of MODELEXECUTE/MODELRUN that are written: those after the first
 /// `OUTPUTS` word (a key named OUTPUTS among the inputs only makes this stricter).
-pub fn is_model_output(args: &[&[u8]], position: usize) -> bool {
+fn is_model_output(args: &[&[u8]], position: usize) -> bool {
     args.iter()
         .take(position)
         .skip(2)
         .any(|a| a.eq_ignore_ascii_case(b"OUTPUTS"))
 }
 
+/// What a MODELEXECUTE/MODELRUN does to the key at `position`.
+pub fn model_key_access(args: &[&[u8]], position: usize) -> KeyAccess {
+    if is_model_output(args, position) {
+        KeyAccess::Write
+    } else {
+        KeyAccess::Read
+    }
+}
+
+/// What a DAG command does to the key at `position`: PERSIST keys are written, the
+/// DAG's script KEYS read and written, the rest read.
+pub fn dag_key_access(args: &[&[u8]], position: usize) -> KeyAccess {
+    if is_dag_persist(args, position) {
+        KeyAccess::Write
+    } else if in_dag_section(args, position, "KEYS") {
+        KeyAccess::ReadWrite
+    } else {
+        KeyAccess::Read
+    }
+}
+
 /// Key positions of a DAG command that are written: the PERSIST keys.
-pub fn is_dag_persist(args: &[&[u8]], position: usize) -> bool {
+fn is_dag_persist(args: &[&[u8]], position: usize) -> bool {
+    in_dag_section(args, position, "PERSIST")
+}
+
+/// Whether `position` is one of the keys of the DAG's `section` (LOAD, PERSIST, KEYS).
+fn in_dag_section(args: &[&[u8]], position: usize, section: &str) -> bool {
     let count_at = |i: usize| {
         args.get(i)
             .and_then(|a| std::str::from_utf8(a).ok())
@@ -138,10 +177,11 @@ pub fn is_dag_persist(args: &[&[u8]], position: usize) -> bool {
     let mut index = 1;
     while index < args.len() && args[index] != b"|>" {
         let word = args[index];
-        if word.eq_ignore_ascii_case(b"PERSIST") || word.eq_ignore_ascii_case(b"LOAD") {
+        let counted = [&b"PERSIST"[..], b"LOAD", b"KEYS"];
+        if counted.iter().any(|w| word.eq_ignore_ascii_case(w)) {
             let first = index + 2;
             let end = first.saturating_add(count_at(index + 1));
-            if word.eq_ignore_ascii_case(b"PERSIST") && (first..end).contains(&position) {
+            if word.eq_ignore_ascii_case(section.as_bytes()) && (first..end).contains(&position) {
                 return true;
             }
             index = end.max(index + 2);

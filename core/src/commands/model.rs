@@ -185,7 +185,11 @@ pub fn modelexecute(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if ctx.is_keys_position_request() {
         let slices = arg_slices(&args);
         for position in parse::model_execute_key_positions(&slices) {
-            key_specs::key_at(ctx, position, key_specs::is_model_output(&slices, position));
+            key_specs::key_at(
+                ctx,
+                position,
+                key_specs::model_key_access(&slices, position),
+            );
         }
         return Ok(RedisValue::NoReply);
     }
@@ -202,7 +206,11 @@ pub fn modelrun(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if ctx.is_keys_position_request() {
         let slices = arg_slices(&args);
         for position in parse::model_run_key_positions(&slices) {
-            key_specs::key_at(ctx, position, key_specs::is_model_output(&slices, position));
+            key_specs::key_at(
+                ctx,
+                position,
+                key_specs::model_key_access(&slices, position),
+            );
         }
         return Ok(RedisValue::NoReply);
     }

@@ -11,7 +11,7 @@ use redis_module::{
 
 use super::keyspace::{self, key_name};
 use super::model::WriteOutputs;
-use super::{arg_slices, reply_error};
+use super::{arg_slices, key_specs, reply_error};
 use crate::backend::RunContext;
 use crate::exec::blocking;
 use crate::exec::{ScriptRun, Work};
@@ -157,8 +157,8 @@ pub fn scriptscan(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn scriptexecute(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if ctx.is_keys_position_request() {
         let slices = arg_slices(&args);
-        for position in parse::script_execute_key_positions(&slices) {
-            ctx.key_at_pos(position as i32);
+        for (position, access) in parse::script_execute_keys(&slices) {
+            key_specs::key_at(ctx, position, access);
         }
         return Ok(RedisValue::NoReply);
     }
@@ -174,8 +174,8 @@ pub fn scriptexecute(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn scriptrun(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if ctx.is_keys_position_request() {
         let slices = arg_slices(&args);
-        for position in parse::script_run_key_positions(&slices) {
-            ctx.key_at_pos(position as i32);
+        for (position, access) in parse::script_run_keys(&slices) {
+            key_specs::key_at(ctx, position, access);
         }
         return Ok(RedisValue::NoReply);
     }

@@ -281,18 +281,36 @@ pub fn parse_script_run<'a>(args: &[&'a [u8]]) -> Result<ScriptExecuteArgs<'a>, 
     Ok(parsed)
 }
 
+/// What a command may do to one of its keys, for ACL read/write key selectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAccess {
+    Read,
+    Write,
+    /// KEYS of a script: `redis.execute` may read and write them.
+    ReadWrite,
+}
+
 /// Key positions (indexes into the full argument list, command name at 0) of
-/// `AI.SCRIPTEXECUTE`: the script, KEYS, INPUTS and OUTPUTS. Tolerant of bad input.
-pub fn script_execute_key_positions(args: &[&[u8]]) -> Vec<usize> {
-    let mut positions = Vec::new();
+/// `AI.SCRIPTEXECUTE` with their access: the script and INPUTS are read, OUTPUTS
+/// written, KEYS read and written. Tolerant of bad input.
+pub fn script_execute_keys(args: &[&[u8]]) -> Vec<(usize, KeyAccess)> {
+    let mut keys = Vec::new();
     if args.len() > 1 {
-        positions.push(1);
+        keys.push((1, KeyAccess::Read));
     }
     let mut index = 3;
     while index < args.len() {
         let arg = args[index];
-        let keyed = is(arg, "KEYS") || is(arg, "INPUTS") || is(arg, "OUTPUTS");
-        if keyed || is(arg, "ARGS") {
+        let access = if is(arg, "KEYS") {
+            Some(KeyAccess::ReadWrite)
+        } else if is(arg, "INPUTS") {
+            Some(KeyAccess::Read)
+        } else if is(arg, "OUTPUTS") {
+            Some(KeyAccess::Write)
+        } else {
+            None
+        };
+        if access.is_some() || is(arg, "ARGS") {
             let count = args
                 .get(index + 1)
                 .and_then(|a| parse_i64(a))
@@ -300,32 +318,35 @@ pub fn script_execute_key_positions(args: &[&[u8]]) -> Vec<usize> {
                 .unwrap_or(0);
             let first = index + 2;
             let end = first.saturating_add(count).min(args.len());
-            if keyed {
-                positions.extend(first..end);
+            if let Some(access) = access {
+                keys.extend((first..end).map(|position| (position, access)));
             }
             index = end.max(index + 2);
         } else {
             index += 1;
         }
     }
-    positions
+    keys
 }
 
-/// Key positions of the deprecated `AI.SCRIPTRUN`: the script, inputs and outputs.
-pub fn script_run_key_positions(args: &[&[u8]]) -> Vec<usize> {
-    let mut positions = Vec::new();
+/// Key positions of the deprecated `AI.SCRIPTRUN` with their access: the script and
+/// inputs are read, outputs written.
+pub fn script_run_keys(args: &[&[u8]]) -> Vec<(usize, KeyAccess)> {
+    let mut keys = Vec::new();
     if args.len() > 1 {
-        positions.push(1);
+        keys.push((1, KeyAccess::Read));
     }
-    let mut in_keys = false;
+    let mut section = None;
     for (index, arg) in args.iter().enumerate().skip(3) {
-        if is(arg, "INPUTS") || is(arg, "OUTPUTS") {
-            in_keys = true;
-        } else if in_keys && *arg != b"$" {
-            positions.push(index);
+        if is(arg, "INPUTS") {
+            section = Some(KeyAccess::Read);
+        } else if is(arg, "OUTPUTS") {
+            section = Some(KeyAccess::Write);
+        } else if let Some(access) = section.filter(|_| *arg != b"$") {
+            keys.push((index, access));
         }
     }
-    positions
+    keys
 }
 
 #[cfg(test)]
@@ -468,12 +489,19 @@ mod tests {
     fn key_positions() {
         let args =
             words("AI.SCRIPTEXECUTE s bar KEYS 1 k INPUTS 2 a b ARGS 1 x OUTPUTS 1 c TIMEOUT 5");
-        assert_eq!(script_execute_key_positions(&args), vec![1, 5, 8, 9, 15]);
+        use KeyAccess::{Read, ReadWrite, Write};
         assert_eq!(
-            script_execute_key_positions(&words("AI.SCRIPTEXECUTE s bar KEYS 9 k")),
-            vec![1, 5]
+            script_execute_keys(&args),
+            vec![(1, Read), (5, ReadWrite), (8, Read), (9, Read), (15, Write)]
+        );
+        assert_eq!(
+            script_execute_keys(&words("AI.SCRIPTEXECUTE s bar KEYS 9 k")),
+            vec![(1, Read), (5, ReadWrite)]
         );
         let args = words("AI.SCRIPTRUN s bar INPUTS a $ b OUTPUTS c");
-        assert_eq!(script_run_key_positions(&args), vec![1, 4, 6, 8]);
+        assert_eq!(
+            script_run_keys(&args),
+            vec![(1, Read), (4, Read), (6, Read), (8, Write)]
+        );
     }
 }
