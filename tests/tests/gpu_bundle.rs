@@ -227,7 +227,11 @@ fn libraries_in_subfolders_are_checked_and_keep_their_relative_rpaths() {
     );
     let runtime = dir.join("runtime");
     std::fs::create_dir_all(runtime.join("torch/lib")).expect("dir");
-    std::fs::copy(dir.join("libneeds.so"), runtime.join("torch/lib/libneeds.so")).expect("copy");
+    std::fs::copy(
+        dir.join("libneeds.so"),
+        runtime.join("torch/lib/libneeds.so"),
+    )
+    .expect("copy");
     write(&dir.join("core.so"), "core");
     write(&dir.join("plugin.so"), "plugin");
     let assemble = |out: &Path| {
@@ -255,7 +259,9 @@ fn libraries_in_subfolders_are_checked_and_keep_their_relative_rpaths() {
     let out = dir.join("with");
     let complete = assemble(&out);
     assert!(complete.status.success(), "{}", stderr(&complete));
-    assert!(out.join("backends/t_gpu/nvidia/ghost/lib/libghost.so.1").is_file());
+    assert!(out
+        .join("backends/t_gpu/nvidia/ghost/lib/libghost.so.1")
+        .is_file());
     let check = run(Command::new(script("check-gpu-bundle")).arg(&out));
     assert!(check.status.success(), "{}", stderr(&check));
     let _ = std::fs::remove_dir_all(&dir);

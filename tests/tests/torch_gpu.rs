@@ -133,7 +133,10 @@ fn check_refusal(c: &mut Connection, text: &str, what: &str, key: &str) {
         "says which device: {text}"
     );
     assert!(text.contains("NVIDIA"), "says why: {text}");
-    assert_eq!(run_str(c, &format!("EXISTS {key}")).expect("exists"), Value::Int(0));
+    assert_eq!(
+        run_str(c, &format!("EXISTS {key}")).expect("exists"),
+        Value::Int(0)
+    );
 }
 
 #[test]
@@ -199,7 +202,11 @@ fn torch_model_and_script_on_gpu_match_the_cpu() {
         );
     }
     run_str(&mut c, "AI.TENSORSET x FLOAT 2 4 VALUES 1 2 3 4 -1 0.5 2 8").expect("x");
-    run_str(&mut c, "AI.TENSORSET b FLOAT 2 4 VALUES 10 20 30 40 50 60 70 80").expect("b");
+    run_str(
+        &mut c,
+        "AI.TENSORSET b FLOAT 2 4 VALUES 10 20 30 40 50 60 70 80",
+    )
+    .expect("b");
     let mut models = Vec::new();
     let mut scripts = Vec::new();
     for key in ["cpu", "gpu", "gpu0"] {
@@ -243,7 +250,10 @@ fn a_dag_mixes_cpu_onnx_and_gpu_torch_ops() {
         store(&mut c, "add_gpu", "add.pt", "GPU:0").expect("torch gpu"),
         Value::Okay
     );
-    assert_eq!(store_script(&mut c, "s_gpu", "GPU:0").expect("script gpu"), Value::Okay);
+    assert_eq!(
+        store_script(&mut c, "s_gpu", "GPU:0").expect("script gpu"),
+        Value::Okay
+    );
     // s = a + b on the CPU (ONNX), t = s + b on the GPU (Torch), u = 2 t on the GPU (script).
     let reply = run_nested(
         &mut c,

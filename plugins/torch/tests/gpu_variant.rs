@@ -22,13 +22,18 @@ fn the_device_mask_matches_the_build() {
     assert_ne!(mask & (1 << RaiDeviceKind::Cpu as u32), 0, "CPU");
     assert_eq!(
         mask & (1 << RaiDeviceKind::Gpu as u32) != 0,
-        cfg!(feature = "cuda"),
+        gpu_build(),
         "GPU declared only by the GPU variant (mask {mask:#b})"
     );
 }
 
+fn gpu_build() -> bool {
+    cfg!(feature = "cuda")
+}
+
 fn check_refusal(text: &str) {
-    if cfg!(feature = "cuda") {
+    eprintln!("refusal: {text}");
+    if gpu_build() {
         // Here the folder lacks libtorch_cuda.so; with it but without a driver the
         // reason is the driver's (tests/tests/torch_gpu.rs checks that with the bundle).
         assert!(
@@ -49,14 +54,14 @@ fn a_gpu_model_or_script_is_refused_with_the_reason_where_there_is_no_gpu() {
     match load_on(&model_bytes("add.pt"), GPU0) {
         Ok(model) => {
             // Only on a machine with a GPU and libtorch's CUDA backend beside the test.
-            assert!(cfg!(feature = "cuda"));
+            assert!(gpu_build(), "the CPU build loaded a GPU model or script");
             free_model(model);
         }
         Err(text) => check_refusal(&text),
     }
     match load_script_on(GPU0, SCRIPT, &["twice"]) {
         Ok(script) => {
-            assert!(cfg!(feature = "cuda"));
+            assert!(gpu_build(), "the CPU build loaded a GPU model or script");
             free_script(script);
         }
         Err(text) => check_refusal(&text),
