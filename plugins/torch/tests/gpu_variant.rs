@@ -74,3 +74,43 @@ fn a_gpu_model_or_script_is_refused_with_the_reason_where_there_is_no_gpu() {
     assert_eq!(outputs[0].to_f32(), vec![11.0, 22.0]);
     free_model(model);
 }
+
+#[test]
+fn a_missing_device_is_named() {
+    assert!(redisai_torch::cuda::check_device(0, 1).is_ok());
+    let err = redisai_torch::cuda::check_device(2, 2).expect_err("GPU:2 of 2");
+    assert!(
+        err.0.contains("GPU:2 does not exist") && err.0.contains("GPU:0 to GPU:1"),
+        "{}",
+        err.0
+    );
+}
+
+#[test]
+fn a_folder_without_libtorch_cuda_is_named() {
+    let dir = std::env::temp_dir().join(format!("redisai-torch-cuda-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let err = redisai_torch::cuda::prepare(&dir, 0).expect_err("no libtorch_cuda.so");
+    assert!(
+        err.0
+            .contains("the GPU build of the TORCH backend is incomplete")
+            && err.0.contains("torch/lib/libtorch_cuda.so is missing"),
+        "{}",
+        err.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_driver_reports_devices_or_why_not() {
+    match redisai_torch::cuda::driver_device_count() {
+        Ok(count) => assert!(count > 0),
+        Err(err) => assert!(err.0.contains("NVIDIA driver"), "{}", err.0),
+    }
+}
+
+#[test]
+fn libtorch_sees_no_cuda_device_without_its_cuda_backend() {
+    // The test binary loads libtorch_cpu only: its CUDA hooks are the stubs.
+    assert_eq!(redisai_torch::ffi::cuda_device_count(), 0);
+}
