@@ -6,6 +6,7 @@
 #include "shim.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/jit/api/compilation_unit.h>
 #include <torch/csrc/jit/api/module.h>
@@ -273,6 +274,16 @@ void rt_get_threads(int64_t *intra_op, int64_t *inter_op) {
 int64_t rt_cuda_device_count(void) {
     try {
         return static_cast<int64_t>(torch::cuda::device_count());
+    } catch (...) {
+        return 0;
+    }
+}
+
+int rt_cuda_backend_registered(void) {
+    try {
+        // A build-time constant of libtorch_cuda's hooks (no driver needed); the stubs
+        // of libtorch_cpu say false.
+        return at::detail::getCUDAHooks().compiledWithCuDNN() ? 1 : 0;
     } catch (...) {
         return 0;
     }

@@ -49,6 +49,10 @@ void rt_get_threads(int64_t *intra_op, int64_t *inter_op);
  * loaded, when there is no driver or no device; never throws. */
 int64_t rt_cuda_device_count(void);
 
+/* 1 when libtorch's CUDA hooks are libtorch_cuda's (it was loaded before libtorch first
+ * asked for them), 0 when they are libtorch_cpu's stubs; never throws. */
+int rt_cuda_backend_registered(void);
+
 /* Models, loaded onto `device` (map_location). */
 char *rt_module_load(const uint8_t *blob, size_t len, int32_t device, rt_module **out);
 void rt_module_free(rt_module *module);

@@ -7,9 +7,11 @@
 //! The plugin links `libtorch_cpu.so` and `libc10.so` only. libtorch's CUDA backend lives
 //! in `libtorch_cuda.so`, which registers itself with libtorch_cpu from its static
 //! initialisers; nothing in the plugin names one of its symbols, so a link with the
-//! default `--as-needed` would drop it. Instead, before the first model or script on a
-//! GPU, the plugin opens `torch/lib/libtorch_cuda.so` from its own folder (found with
-//! `dladdr`) with `RTLD_GLOBAL`. Its dependencies (libc10_cuda, cuDNN, cuBLAS, NCCL, ...)
+//! default `--as-needed` would drop it. Instead, at init (before libtorch is asked
+//! anything: libtorch_cpu picks its CUDA hooks once, on first use, and a stub picked
+//! then would keep CUDA off for good), the GPU variant opens `torch/lib/libtorch_cuda.so`
+//! from its own folder (found with `dladdr`) with `RTLD_GLOBAL`; if that fails it logs a
+//! warning, serves the CPU, and a GPU model or script gets the reason. Its dependencies (libc10_cuda, cuDNN, cuBLAS, NCCL, ...)
 //! are found through its own `$ORIGIN/../../nvidia/...` rpaths, the wheels' layout, which
 //! the backend folder keeps: the folder is relocatable. Only the NVIDIA driver
 //! (`libcuda.so.1`) comes from the system.
@@ -43,24 +45,20 @@ static LOADED: Mutex<bool> = Mutex::new(false);
 /// Makes sure `GPU:device_id` can be used: libtorch's CUDA backend is loaded from `dir`
 /// (the plugin's folder) and libtorch sees that device. Returns libtorch's device count.
 pub fn prepare(dir: &Path, device_id: u32) -> Result<u32> {
-    {
-        let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
-        if !*loaded {
-            load_torch_cuda(dir)?;
-            *loaded = true;
-        }
+    load_backend(dir)?;
+    if !ffi::cuda_backend_registered() {
+        return Err(Error::new(
+            "libtorch's CUDA backend did not register with libtorch (libtorch_cuda.so was loaded after libtorch picked its CUDA hooks)",
+        ));
     }
     let count = ffi::cuda_device_count();
     if count == 0 {
-        let reason = match driver_device_count() {
-            Err(err) => err.0,
+        return Err(Error::new(match driver_device_count() {
+            Err(err) => format!("libtorch sees no CUDA device: {}", err.0),
             Ok(seen) => format!(
-                "libtorch sees no CUDA device although the NVIDIA driver sees {seen} (is the driver older than CUDA 13 needs, 580 or newer?)"
+                "libtorch sees no CUDA device although the NVIDIA driver sees {seen} (a driver older than CUDA 13 needs, 580 or newer, or a broken CUDA install?)"
             ),
-        };
-        return Err(Error::new(format!(
-            "libtorch sees no CUDA device: {reason}"
-        )));
+        }));
     }
     check_device(device_id, count)?;
     Ok(count)
@@ -74,6 +72,19 @@ pub fn check_device(device_id: u32, count: u32) -> Result<()> {
             if count == 1 { "" } else { "s" },
             count.saturating_sub(1)
         )));
+    }
+    Ok(())
+}
+
+/// Loads libtorch's CUDA backend from `dir` (the plugin's folder) unless it is loaded.
+/// The GPU variant calls this first thing at init: libtorch_cpu picks its CUDA hooks
+/// once, the first time anything asks for them, so the backend must be registered
+/// before any model, script or device query (else CUDA stays off for the process).
+pub fn load_backend(dir: &Path) -> Result<()> {
+    let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+    if !*loaded {
+        load_torch_cuda(dir)?;
+        *loaded = true;
     }
     Ok(())
 }

@@ -63,6 +63,7 @@ extern "C" {
     fn rt_set_threads(intra_op: i64, inter_op: i64) -> *mut c_char;
     fn rt_get_threads(intra_op: *mut i64, inter_op: *mut i64);
     fn rt_cuda_device_count() -> i64;
+    fn rt_cuda_backend_registered() -> i32;
     fn rt_module_load(
         blob: *const u8,
         len: usize,
@@ -170,6 +171,13 @@ pub fn cuda_device_count() -> u32 {
     // SAFETY: no arguments; the shim catches every exception.
     let count = unsafe { rt_cuda_device_count() };
     u32::try_from(count).unwrap_or(0)
+}
+
+/// Whether libtorch's CUDA hooks are libtorch_cuda's (loaded in time) rather than
+/// libtorch_cpu's stubs.
+pub fn cuda_backend_registered() -> bool {
+    // SAFETY: no arguments; the shim catches every exception.
+    unsafe { rt_cuda_backend_registered() == 1 }
 }
 
 /// Sets libtorch's intra-op and inter-op thread counts (0 keeps the default).

@@ -114,6 +114,17 @@ impl Plugin for TorchPlugin {
     const CONCURRENT_RUN: bool = true;
 
     fn init(host: Host) -> Result<Self> {
+        // First of all (see cuda::load_backend): libtorch's CUDA backend, for GPU:n.
+        #[cfg(feature = "cuda")]
+        if let Err(err) = cuda::own_dir().and_then(|dir| cuda::load_backend(&dir)) {
+            host.log(
+                LogLevel::Warning,
+                &format!(
+                    "TORCH backend (GPU variant): libtorch's CUDA backend is not loaded, models and scripts on a GPU will be refused: {}",
+                    err.0
+                ),
+            );
+        }
         let version = torch_version();
         if version != TORCH_VERSION {
             return Err(Error(format!(

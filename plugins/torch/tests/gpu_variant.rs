@@ -113,4 +113,5 @@ fn the_driver_reports_devices_or_why_not() {
 fn libtorch_sees_no_cuda_device_without_its_cuda_backend() {
     // The test binary loads libtorch_cpu only: its CUDA hooks are the stubs.
     assert_eq!(redisai_torch::ffi::cuda_device_count(), 0);
+    assert!(!redisai_torch::ffi::cuda_backend_registered());
 }
