@@ -29,6 +29,8 @@
 //! `torch::Device(kCUDA, n)`: a model's parameters are mapped there when it is loaded,
 //! inputs are copied to the device and outputs back to the CPU by the shim (see
 //! [`cuda`] for how libtorch's CUDA backend is loaded and what happens without a GPU).
+//! In a script on a GPU, tensors the script makes itself (`torch.zeros(...)`) and the
+//! outputs of `redisAI.model_execute` are CPU tensors: move them with `.to(x.device)`.
 //!
 //! # Settings
 //! `INTRA_OP_PARALLELISM` and `INTER_OP_PARALLELISM` set libtorch's thread pools at
