@@ -10,9 +10,8 @@
 //!
 //! # Models
 //! TorchScript modules (`torch.jit.save` / `.pt` files), run on the CPU (or a GPU, in
-//! the GPU variant). Inputs are the
-//! arguments of `forward` by position, named after them; outputs are what it returns: a
-//! tensor, or a tuple or list of tensors. Dtypes: FLOAT, DOUBLE, INT8, INT16, INT32,
+//! the GPU variant). Inputs are the arguments of `forward` by position, named after
+//! them; outputs are what it returns: a tensor, or a tuple or list of tensors. Dtypes: FLOAT, DOUBLE, INT8, INT16, INT32,
 //! INT64, UINT8, UINT16 (libtorch's support for its operators is limited) and BOOL; not
 //! STRING (torch has no string tensors).
 //!
