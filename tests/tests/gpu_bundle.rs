@@ -189,3 +189,80 @@ fn backend_libraries_must_resolve_from_their_folder() {
     assert!(complete.status.success(), "{}", stderr(&complete));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn libraries_in_subfolders_are_checked_and_keep_their_relative_rpaths() {
+    // The Torch variant keeps the wheels' layout: torch/lib/*.so find nvidia/*/lib/*
+    // through $ORIGIN/../../nvidia/... rpaths, which must survive assembly.
+    let dir = fresh_dir("nested");
+    std::fs::write(dir.join("ghost.c"), "int ghost(void) { return 1; }\n").expect("c");
+    std::fs::write(
+        dir.join("needs.c"),
+        "int ghost(void);\nint needs(void) { return ghost(); }\n",
+    )
+    .expect("c");
+    cc(
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libghost.so.1",
+            "-o",
+            "libghost.so.1",
+            "ghost.c",
+        ],
+        &dir,
+    );
+    cc(
+        &[
+            "-shared",
+            "-fPIC",
+            "-o",
+            "libneeds.so",
+            "needs.c",
+            "-Wl,--no-as-needed",
+            "./libghost.so.1",
+            "-Wl,-rpath,$ORIGIN/../../nvidia/ghost/lib",
+        ],
+        &dir,
+    );
+    let runtime = dir.join("runtime");
+    std::fs::create_dir_all(runtime.join("torch/lib")).expect("dir");
+    std::fs::copy(
+        dir.join("libneeds.so"),
+        runtime.join("torch/lib/libneeds.so"),
+    )
+    .expect("copy");
+    write(&dir.join("core.so"), "core");
+    write(&dir.join("plugin.so"), "plugin");
+    let assemble = |out: &Path| {
+        run(Command::new(script("assemble-gpu-bundle"))
+            .arg(out)
+            .arg(dir.join("core.so"))
+            .arg(format!(
+                "t_gpu={}:{}",
+                dir.join("plugin.so").display(),
+                runtime.display()
+            )))
+    };
+    let missing = assemble(&dir.join("without"));
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("t_gpu/torch/lib/libneeds.so needs libghost.so.1"),
+        "{}",
+        stderr(&missing)
+    );
+    // In the top folder it would be found only through LD_LIBRARY_PATH, which the check
+    // sets for the ONNX variant's preloading; in the rpath's folder it is found as at run time.
+    let ghost_dir = runtime.join("nvidia/ghost/lib");
+    std::fs::create_dir_all(&ghost_dir).expect("dir");
+    std::fs::copy(dir.join("libghost.so.1"), ghost_dir.join("libghost.so.1")).expect("copy");
+    let out = dir.join("with");
+    let complete = assemble(&out);
+    assert!(complete.status.success(), "{}", stderr(&complete));
+    assert!(out
+        .join("backends/t_gpu/nvidia/ghost/lib/libghost.so.1")
+        .is_file());
+    let check = run(Command::new(script("check-gpu-bundle")).arg(&out));
+    assert!(check.status.success(), "{}", stderr(&check));
+    let _ = std::fs::remove_dir_all(&dir);
+}

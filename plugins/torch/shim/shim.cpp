@@ -6,6 +6,7 @@
 #include "shim.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/jit/api/compilation_unit.h>
 #include <torch/csrc/jit/api/module.h>
@@ -15,6 +16,7 @@
 #include <torch/csrc/jit/runtime/custom_operator.h>
 #include <torch/csrc/jit/runtime/operator.h>
 #include <torch/csrc/jit/serialization/import.h>
+#include <torch/cuda.h>
 #include <torch/headeronly/version.h>
 #include <caffe2/serialize/read_adapter_interface.h>
 
@@ -182,6 +184,23 @@ class BlobReader : public caffe2::serialize::ReadAdapterInterface {
     size_t len_;
 };
 
+// The device of a shim device code (RT_DEVICE_CPU or a CUDA index).
+c10::Device device_of(int32_t code) {
+    if (code == RT_DEVICE_CPU) {
+        return c10::Device(c10::kCPU);
+    }
+    if (code < 0 || code > 127) {
+        throw std::runtime_error("bad device code " + std::to_string(code));
+    }
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(code));
+}
+
+// A run's input on `device`: a copy of `view`, moved there when it is not the CPU.
+at::Tensor input_tensor(const rt_view &view, const c10::Device &device) {
+    at::Tensor tensor = make_tensor(view);
+    return device.is_cpu() ? tensor : tensor.to(device);
+}
+
 size_t declared_outputs(const c10::FunctionSchema &schema) {
     if (schema.returns().size() != 1) {
         return 0;
@@ -200,12 +219,14 @@ size_t declared_outputs(const c10::FunctionSchema &schema) {
 
 struct rt_module {
     torch::jit::Module module;
+    c10::Device device{c10::kCPU};
     std::vector<std::string> inputs;
     size_t outputs = 0;
 };
 
 struct rt_script {
     std::shared_ptr<torch::jit::CompilationUnit> unit;
+    c10::Device device{c10::kCPU};
 };
 
 struct rt_outputs {
@@ -250,14 +271,33 @@ void rt_get_threads(int64_t *intra_op, int64_t *inter_op) {
     }
 }
 
-char *rt_module_load(const uint8_t *blob, size_t len, rt_module **out) {
+int64_t rt_cuda_device_count(void) {
+    try {
+        return static_cast<int64_t>(torch::cuda::device_count());
+    } catch (...) {
+        return 0;
+    }
+}
+
+int rt_cuda_backend_registered(void) {
+    try {
+        // A build-time constant of libtorch_cuda's hooks (no driver needed); the stubs
+        // of libtorch_cpu say false.
+        return at::detail::getCUDAHooks().compiledWithCuDNN() ? 1 : 0;
+    } catch (...) {
+        return 0;
+    }
+}
+
+char *rt_module_load(const uint8_t *blob, size_t len, int32_t device, rt_module **out) {
     return guarded([&] {
         if (len == 0) {
             throw std::runtime_error("the TorchScript model blob is empty");
         }
         auto module = std::make_unique<rt_module>();
-        module->module =
-            torch::jit::load(std::make_shared<BlobReader>(blob, len), c10::Device(c10::kCPU));
+        module->device = device_of(device);
+        // map_location: every parameter and buffer is loaded onto the device.
+        module->module = torch::jit::load(std::make_shared<BlobReader>(blob, len), module->device);
         module->module.eval();
         auto forward = module->module.find_method("forward");
         if (!forward) {
@@ -295,7 +335,7 @@ char *rt_module_forward(rt_module *module, const rt_view *inputs, size_t n_input
         std::vector<c10::IValue> args;
         args.reserve(n_inputs);
         for (size_t i = 0; i < n_inputs; i++) {
-            args.emplace_back(make_tensor(inputs[i]));
+            args.emplace_back(input_tensor(inputs[i], module->device));
         }
         c10::IValue result = module->module.forward(std::move(args));
         auto outputs = std::make_unique<rt_outputs>();
@@ -409,9 +449,10 @@ c10::List<std::string> string_list(const char *const *items, size_t count) {
 extern "C" {
 
 char *rt_script_load(const char *source, const char *const *entry_points, size_t n_entry_points,
-                     rt_script **out) {
+                     int32_t device, rt_script **out) {
     return guarded([&] {
         auto script = std::make_unique<rt_script>();
+        script->device = device_of(device);
         script->unit = std::make_shared<torch::jit::CompilationUnit>();
         script->unit->define(std::nullopt, source, std::make_shared<ScriptResolver>(), nullptr);
         for (size_t i = 0; i < n_entry_points; i++) {
@@ -441,7 +482,7 @@ char *rt_script_run(rt_script *script, const char *function, const rt_view *inpu
         c10::List<at::Tensor> tensors;
         tensors.reserve(n_inputs);
         for (size_t i = 0; i < n_inputs; i++) {
-            tensors.push_back(make_tensor(inputs[i]));
+            tensors.push_back(input_tensor(inputs[i], script->device));
         }
         torch::jit::Stack stack{c10::IValue(std::move(tensors)),
                                 c10::IValue(string_list(keys, n_keys)),

@@ -41,8 +41,20 @@ char *rt_set_threads(int64_t intra_op, int64_t inter_op);
 /* The thread counts libtorch uses now. */
 void rt_get_threads(int64_t *intra_op, int64_t *inter_op);
 
-/* Models. */
-char *rt_module_load(const uint8_t *blob, size_t len, rt_module **out);
+/* Devices: -1 is the CPU, n >= 0 is CUDA device n (torch::Device(kCUDA, n)). On a CUDA
+ * device, inputs are copied to the device before a run and outputs back to the CPU. */
+#define RT_DEVICE_CPU (-1)
+
+/* How many CUDA devices libtorch sees: 0 when its CUDA backend (libtorch_cuda.so) is not
+ * loaded, when there is no driver or no device; never throws. */
+int64_t rt_cuda_device_count(void);
+
+/* 1 when libtorch's CUDA hooks are libtorch_cuda's (it was loaded before libtorch first
+ * asked for them), 0 when they are libtorch_cpu's stubs; never throws. */
+int rt_cuda_backend_registered(void);
+
+/* Models, loaded onto `device` (map_location). */
+char *rt_module_load(const uint8_t *blob, size_t len, int32_t device, rt_module **out);
 void rt_module_free(rt_module *module);
 /* Names of forward's inputs (without self) and outputs; valid while the module lives. */
 size_t rt_module_input_count(const rt_module *module);
@@ -58,9 +70,10 @@ size_t rt_outputs_count(const rt_outputs *outputs);
 rt_view rt_outputs_get(const rt_outputs *outputs, size_t index);
 void rt_outputs_free(rt_outputs *outputs);
 
-/* Scripts. Functions are called as fn(tensors: List[Tensor], keys: List[str], args: List[str]). */
+/* Scripts. Functions are called as fn(tensors: List[Tensor], keys: List[str], args: List[str]),
+ * with the tensors on `device`. */
 char *rt_script_load(const char *source, const char *const *entry_points, size_t n_entry_points,
-                     rt_script **out);
+                     int32_t device, rt_script **out);
 void rt_script_free(rt_script *script);
 char *rt_script_run(rt_script *script, const char *function, const rt_view *inputs,
                     size_t n_inputs, const char *const *keys, size_t n_keys,

@@ -62,7 +62,14 @@ extern "C" {
     fn rt_torch_version() -> *const c_char;
     fn rt_set_threads(intra_op: i64, inter_op: i64) -> *mut c_char;
     fn rt_get_threads(intra_op: *mut i64, inter_op: *mut i64);
-    fn rt_module_load(blob: *const u8, len: usize, out: *mut *mut RtModule) -> *mut c_char;
+    fn rt_cuda_device_count() -> i64;
+    fn rt_cuda_backend_registered() -> i32;
+    fn rt_module_load(
+        blob: *const u8,
+        len: usize,
+        device: i32,
+        out: *mut *mut RtModule,
+    ) -> *mut c_char;
     fn rt_module_free(module: *mut RtModule);
     fn rt_module_input_count(module: *const RtModule) -> usize;
     fn rt_module_input_name(module: *const RtModule, index: usize) -> *const c_char;
@@ -80,6 +87,7 @@ extern "C" {
         source: *const c_char,
         entry_points: *const *const c_char,
         n_entry_points: usize,
+        device: i32,
         out: *mut *mut RtScript,
     ) -> *mut c_char;
     fn rt_script_free(script: *mut RtScript);
@@ -135,6 +143,41 @@ pub fn torch_version() -> String {
     unsafe { CStr::from_ptr(rt_torch_version()) }
         .to_string_lossy()
         .into_owned()
+}
+
+/// Where a model or script runs: the CPU, or CUDA device `n` (`torch::Device(kCUDA, n)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TorchDevice {
+    Cpu,
+    Cuda(u32),
+}
+
+impl TorchDevice {
+    /// The shim's device code (`RT_DEVICE_CPU` is -1).
+    fn code(self) -> Result<i32> {
+        match self {
+            TorchDevice::Cpu => Ok(-1),
+            TorchDevice::Cuda(index) => i32::try_from(index)
+                .ok()
+                .filter(|&code| code <= 127)
+                .ok_or_else(|| Error(format!("GPU:{index} is not a device libtorch can name"))),
+        }
+    }
+}
+
+/// How many CUDA devices libtorch sees: 0 until its CUDA backend (`libtorch_cuda.so`)
+/// is loaded, and 0 without a driver or a device.
+pub fn cuda_device_count() -> u32 {
+    // SAFETY: no arguments; the shim catches every exception.
+    let count = unsafe { rt_cuda_device_count() };
+    u32::try_from(count).unwrap_or(0)
+}
+
+/// Whether libtorch's CUDA hooks are libtorch_cuda's (loaded in time) rather than
+/// libtorch_cpu's stubs.
+pub fn cuda_backend_registered() -> bool {
+    // SAFETY: no arguments; the shim catches every exception.
+    unsafe { rt_cuda_backend_registered() == 1 }
 }
 
 /// Sets libtorch's intra-op and inter-op thread counts (0 keeps the default).
@@ -256,9 +299,16 @@ unsafe impl Sync for Module {}
 impl Module {
     /// Loads a serialised TorchScript module (a `.pt` file's bytes) onto the CPU.
     pub fn load(blob: &[u8]) -> Result<Module> {
+        Module::load_on(blob, TorchDevice::Cpu)
+    }
+
+    /// Loads a serialised TorchScript module onto `device` (its parameters are mapped
+    /// there); runs copy the inputs to the device and the outputs back to the CPU.
+    pub fn load_on(blob: &[u8], device: TorchDevice) -> Result<Module> {
+        let code = device.code()?;
         let mut raw = ptr::null_mut();
         // SAFETY: `blob` is valid for its length; `raw` receives an owned module.
-        check(unsafe { rt_module_load(blob.as_ptr(), blob.len(), &mut raw) })?;
+        check(unsafe { rt_module_load(blob.as_ptr(), blob.len(), code, &mut raw) })?;
         // SAFETY: `raw` is live; names are copied out.
         let inputs = (0..unsafe { rt_module_input_count(raw) })
             .map(|index| {
@@ -329,12 +379,20 @@ impl Script {
     /// Compiles `source`; each of `entry_points` must be a function of it with the
     /// signature `(tensors: List[Tensor], keys: List[str], args: List[str])`.
     pub fn load(source: &str, entry_points: &[String]) -> Result<Script> {
+        Script::load_on(source, entry_points, TorchDevice::Cpu)
+    }
+
+    /// As [`Script::load`], for a script whose functions get their tensors on `device`.
+    pub fn load_on(source: &str, entry_points: &[String], device: TorchDevice) -> Result<Script> {
+        let code = device.code()?;
         let source = c_string(source, "the script source")?;
         let names = c_strings(entry_points, "an entry point name")?;
         let ptrs: Vec<*const c_char> = names.iter().map(|name| name.as_ptr()).collect();
         let mut raw = ptr::null_mut();
         // SAFETY: all strings live for the call; `raw` receives an owned script.
-        check(unsafe { rt_script_load(source.as_ptr(), ptrs.as_ptr(), ptrs.len(), &mut raw) })?;
+        check(unsafe {
+            rt_script_load(source.as_ptr(), ptrs.as_ptr(), ptrs.len(), code, &mut raw)
+        })?;
         Ok(Script { raw })
     }
 

@@ -9,9 +9,9 @@
 //! [`ffi`]) that catches every C++ exception and returns its message.
 //!
 //! # Models
-//! TorchScript modules (`torch.jit.save` / `.pt` files), run on the CPU. Inputs are the
-//! arguments of `forward` by position, named after them; outputs are what it returns: a
-//! tensor, or a tuple or list of tensors. Dtypes: FLOAT, DOUBLE, INT8, INT16, INT32,
+//! TorchScript modules (`torch.jit.save` / `.pt` files), run on the CPU (or a GPU, in
+//! the GPU variant). Inputs are the arguments of `forward` by position, named after
+//! them; outputs are what it returns: a tensor, or a tuple or list of tensors. Dtypes: FLOAT, DOUBLE, INT8, INT16, INT32,
 //! INT64, UINT8, UINT16 (libtorch's support for its operators is limited) and BOOL; not
 //! STRING (torch has no string tensors).
 //!
@@ -20,6 +20,16 @@
 //! args: List[str])` and return a tensor, a list or tuple of tensors, or None. Inside a
 //! script `redis.execute(cmd, args...)`, `redis.asList(reply)` and
 //! `redisAI.model_execute(key, inputs, n_outputs)` reach the host (see [`extensions`]).
+//!
+//! # GPU variant
+//! Built with the `cuda` feature, it is laid out as `backends/redisai_torch_gpu/` with
+//! libtorch's CUDA libraries and NVIDIA's beside it (scripts/build-backend-torch-gpu) and
+//! declares the CPU and GPU devices. Models and scripts on `GPU:n` run on
+//! `torch::Device(kCUDA, n)`: a model's parameters are mapped there when it is loaded,
+//! inputs are copied to the device and outputs back to the CPU by the shim (see
+//! [`cuda`] for how libtorch's CUDA backend is loaded and what happens without a GPU).
+//! In a script on a GPU, tensors the script makes itself (`torch.zeros(...)`) and the
+//! outputs of `redisAI.model_execute` are CPU tensors: move them with `.to(x.device)`.
 //!
 //! # Settings
 //! `INTRA_OP_PARALLELISM` and `INTER_OP_PARALLELISM` set libtorch's thread pools at
@@ -31,6 +41,7 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("tensor data crosses the plugin ABI as little-endian bytes");
 
+pub mod cuda;
 mod extensions;
 pub mod ffi;
 
@@ -41,7 +52,7 @@ use redisai_plugin_api::sdk::{
     Result, RunOptions, ScriptCall, TensorRef,
 };
 
-pub use ffi::{make_module, torch_version, Module, Script};
+pub use ffi::{make_module, torch_version, Module, Script, TorchDevice};
 
 /// The libtorch version the plugin is built for (checked against the library at init).
 pub const TORCH_VERSION: &str = "2.13.0";
@@ -51,14 +62,36 @@ pub struct TorchPlugin {
     host: Host,
 }
 
-fn check_device(device: Device) -> Result<()> {
+/// Where a model or script (`what`) stored on `device` runs. The GPU variant (`cuda`
+/// feature) loads libtorch's CUDA backend from the plugin's folder first and checks that
+/// libtorch sees the device; the CPU build refuses GPUs.
+fn torch_device(device: Device, what: &str) -> Result<TorchDevice> {
     match device.kind {
-        DeviceKind::Cpu => Ok(()),
+        DeviceKind::Cpu => Ok(TorchDevice::Cpu),
+        DeviceKind::Gpu if cfg!(feature = "cuda") => {
+            let id = u32::try_from(device.id)
+                .map_err(|_| Error::new(format!("invalid GPU index {}", device.id)))?;
+            cuda::own_dir()
+                .and_then(|dir| cuda::prepare(&dir, id))
+                .map_err(|err| Error::new(format!("cannot run the {what} on GPU:{id}: {}", err.0)))?;
+            Ok(TorchDevice::Cuda(id))
+        }
         DeviceKind::Gpu => Err(Error::new(
-            "the TORCH backend of this build runs on the CPU only",
+            "the TORCH backend of this build runs on the CPU only (the GPU variant is redisai_torch_gpu, built by scripts/build-gpu)",
         )),
     }
 }
+
+/// A marker scripts/build-backend-torch-gpu looks for, to tell the GPU variant's file
+/// from the CPU build's (both are target/release/libredisai_torch.so).
+#[cfg(feature = "cuda")]
+#[used]
+static VARIANT_MARKER: [u8; 31] = *b"redisai-torch variant: cuda gpu";
+
+#[cfg(feature = "cuda")]
+const DEVICE_KINDS: &[DeviceKind] = &[DeviceKind::Cpu, DeviceKind::Gpu];
+#[cfg(not(feature = "cuda"))]
+const DEVICE_KINDS: &[DeviceKind] = &[DeviceKind::Cpu];
 
 impl Plugin for TorchPlugin {
     type Model = Module;
@@ -67,7 +100,7 @@ impl Plugin for TorchPlugin {
 
     const NAME: &'static CStr = c"TORCH";
     const RUNTIME_VERSION: &'static CStr = c"2.13.0";
-    const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu];
+    const DEVICES: &'static [DeviceKind] = DEVICE_KINDS;
     const DTYPES: &'static [DType] = &[
         DType::Float,
         DType::Double,
@@ -82,6 +115,17 @@ impl Plugin for TorchPlugin {
     const CONCURRENT_RUN: bool = true;
 
     fn init(host: Host) -> Result<Self> {
+        // First of all (see cuda::load_backend): libtorch's CUDA backend, for GPU:n.
+        #[cfg(feature = "cuda")]
+        if let Err(err) = cuda::own_dir().and_then(|dir| cuda::load_backend(&dir)) {
+            host.log(
+                LogLevel::Warning,
+                &format!(
+                    "TORCH backend (GPU variant): libtorch's CUDA backend is not loaded, models and scripts on a GPU will be refused: {}",
+                    err.0
+                ),
+            );
+        }
         let version = torch_version();
         if version != TORCH_VERSION {
             return Err(Error(format!(
@@ -109,8 +153,8 @@ impl Plugin for TorchPlugin {
     }
 
     fn load_model(&self, options: &ModelOptions, blob: &[u8]) -> Result<Module> {
-        check_device(options.device)?;
-        Module::load(blob)
+        let device = torch_device(options.device, "model")?;
+        Module::load_on(blob, device)
     }
 
     fn input_names(&self, model: &Module) -> Vec<String> {
@@ -141,8 +185,8 @@ impl Plugin for TorchPlugin {
     }
 
     fn load_script(&self, device: Device, source: &str, entry_points: &[String]) -> Result<Script> {
-        check_device(device)?;
-        Script::load(source, entry_points)
+        let device = torch_device(device, "script")?;
+        Script::load_on(source, entry_points, device)
     }
 
     fn run_script(

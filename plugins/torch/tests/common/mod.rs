@@ -309,9 +309,14 @@ pub fn model_bytes(name: &str) -> Vec<u8> {
 }
 
 pub fn load(blob: &[u8]) -> Result<*mut RaiModel, String> {
+    load_on(blob, CPU)
+}
+
+/// Loads a model onto `device`.
+pub fn load_on(blob: &[u8], device: RaiDevice) -> Result<*mut RaiModel, String> {
     let api = api();
     let options = RaiModelOptions {
-        device: CPU,
+        device,
         batch_size: 0,
         input_names: ptr::null(),
         n_input_names: 0,
@@ -446,6 +451,15 @@ pub fn run(
 }
 
 pub fn load_script(source: &str, entry_points: &[&str]) -> Result<*mut RaiScript, String> {
+    load_script_on(CPU, source, entry_points)
+}
+
+/// Compiles a script for `device`.
+pub fn load_script_on(
+    device: RaiDevice,
+    source: &str,
+    entry_points: &[&str],
+) -> Result<*mut RaiScript, String> {
     let api = api();
     let source = CString::new(source).expect("source");
     let names: Vec<CString> = entry_points
@@ -456,7 +470,15 @@ pub fn load_script(source: &str, entry_points: &[&str]) -> Result<*mut RaiScript
     let mut script = ptr::null_mut();
     let load = api.script_load.expect("script_load");
     // SAFETY: all strings live for the call.
-    let err = unsafe { load(CPU, source.as_ptr(), ptrs.as_ptr(), ptrs.len(), &mut script) };
+    let err = unsafe {
+        load(
+            device,
+            source.as_ptr(),
+            ptrs.as_ptr(),
+            ptrs.len(),
+            &mut script,
+        )
+    };
     take_error(api, err).map_or(Ok(script), Err)
 }
 
