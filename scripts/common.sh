@@ -56,6 +56,7 @@ build_all() {
     build_core "$profile"
     build_backend_onnx "$profile"
     build_backend_tflite "$profile"
+    build_backend_tensorflow "$profile"
 }
 
 # Builds the edge bundle, dist-edge/: the core module and the TFLite backend only,
