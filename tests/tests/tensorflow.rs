@@ -94,7 +94,7 @@ fn mul_graph_with_modelstore_and_the_deprecated_modelset() {
     );
     assert_eq!(reply.expect("MODELSET"), Value::Okay);
     set_f32(&mut c, "a", &[3], &[1.0, 2.0, 3.0]);
-    set_f32(&mut c, "b", &[], &[-2.0]);
+    set_f32(&mut c, "b", &[1], &[-2.0]);
     execute(&mut c, "AI.MODELRUN old INPUTS a b OUTPUTS c");
     assert_eq!(get_f32(&mut c, "c"), (vec![3], vec![-2.0, -4.0, -6.0]));
 
@@ -319,7 +319,7 @@ fn graphs_using_tensorflows_zlib_run_inside_redis() {
     store(&mut c, "zlib", "zlib.pb", &["data"], &["size", "text"]);
     let b64 = model_bytes("tf", "zlib_1mib.b64");
     let b64 = b64.trim_ascii_end();
-    set_blob(&mut c, "data", "STRING", &[], &string_blob(&[b64]));
+    set_blob(&mut c, "data", "STRING", &[1], &string_blob(&[b64]));
     execute(&mut c, "AI.MODELEXECUTE zlib INPUTS 1 data OUTPUTS 2 size text");
     let (_, _, size) = get(&mut c, "size");
     assert_eq!(size, (1i32 << 20).to_le_bytes());
