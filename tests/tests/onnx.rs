@@ -88,7 +88,7 @@ fn add_model_and_lazy_backend_load() {
         .query(&mut c)
         .expect("info");
     assert!(
-        info.contains("ai_onnx:runtime=1.32.0,abi=1.0,devices=CPU"),
+        info.contains("ai_onnx:runtime=1.32.0,abi=1.1,devices=CPU"),
         "{info}"
     );
     run_str(&mut c, "AI.TENSORSET a FLOAT 3 VALUES 1 2 3").expect("a");

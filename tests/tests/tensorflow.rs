@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    call, call_str, client, get, get_f32, info_modules, meta_field, model_bytes,
-    model_meta, models_persist_and_replicate, names, pong, server_pid, set_blob, set_f32,
+    call, call_str, client, get, get_f32, info_modules, meta_field, model_bytes, model_meta,
+    models_persist_and_replicate, names, pong, server_pid, set_blob, set_f32,
 };
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{error_text, Server, ServerConfig};
@@ -55,7 +55,10 @@ fn mul_graph_with_modelstore_and_the_deprecated_modelset() {
     store(&mut c, "mul", "mul.pb", &["a", "b"], &["mul"]);
     let info = info_modules(&mut c);
     assert!(info.contains("ai_tf:runtime=2.21.0"), "{info}");
-    assert!(info.contains("redisai_tensorflow/redisai_tensorflow.so"), "{info}");
+    assert!(
+        info.contains("redisai_tensorflow/redisai_tensorflow.so"),
+        "{info}"
+    );
 
     set_f32(&mut c, "a", &[2, 2], &[2.0, 3.0, 2.0, 3.0]);
     set_f32(&mut c, "b", &[2, 2], &[2.0, 3.0, 2.0, 3.0]);
@@ -165,7 +168,10 @@ fn mlp_graph_batches_and_outputs_in_the_order_asked() {
         "AI.MODELEXECUTE mlp INPUTS 1 x5 OUTPUTS 2 y2 h2",
     ));
     assert!(text.starts_with("ERR "), "{text}");
-    let text = error_text(call_str(&mut c, "AI.MODELEXECUTE mlp INPUTS 1 x OUTPUTS 1 y2"));
+    let text = error_text(call_str(
+        &mut c,
+        "AI.MODELEXECUTE mlp INPUTS 1 x OUTPUTS 1 y2",
+    ));
     assert!(text.contains("OUTPUTS"), "{text}");
     assert_eq!(
         call_str(&mut c, "EXISTS y2 h2").expect("EXISTS"),
@@ -187,10 +193,18 @@ fn tf2_frozen_concrete_function() {
         &["x"],
         &["Identity", "Identity_1"],
     );
-    set_f32(&mut c, "x", &[2, 4], &[1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 8.0]);
+    set_f32(
+        &mut c,
+        "x",
+        &[2, 4],
+        &[1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 8.0],
+    );
     execute(&mut c, "AI.MODELEXECUTE tf2 INPUTS 1 x OUTPUTS 2 y s");
     // relu(x·W + b) with W[i][j] = (i - 2j) / 8, b = [0.25, -0.5]; row sums.
-    assert_eq!(get_f32(&mut c, "y"), (vec![2, 2], vec![2.75, 0.0, 3.25, 0.5]));
+    assert_eq!(
+        get_f32(&mut c, "y"),
+        (vec![2, 2], vec![2.75, 0.0, 3.25, 0.5])
+    );
     assert_eq!(get_f32(&mut c, "s"), (vec![2], vec![10.0, 8.0]));
 }
 
@@ -209,7 +223,10 @@ fn string_tensors_through_identity() {
     store(&mut c, "strings", "strings.pb", &["s"], &["out", "len"]);
     let words: [&[u8]; 4] = [b"hello", b"", "wörld".as_bytes(), b"redis ai"];
     set_blob(&mut c, "s", "STRING", &[2, 2], &string_blob(&words));
-    execute(&mut c, "AI.MODELEXECUTE strings INPUTS 1 s OUTPUTS 2 out len");
+    execute(
+        &mut c,
+        "AI.MODELEXECUTE strings INPUTS 1 s OUTPUTS 2 out len",
+    );
     assert_eq!(
         get(&mut c, "out"),
         ("STRING".to_owned(), vec![2, 2], string_blob(&words))
@@ -320,17 +337,28 @@ fn graphs_using_tensorflows_zlib_run_inside_redis() {
     let b64 = model_bytes("tf", "zlib_1mib.b64");
     let b64 = b64.trim_ascii_end();
     set_blob(&mut c, "data", "STRING", &[1], &string_blob(&[b64]));
-    execute(&mut c, "AI.MODELEXECUTE zlib INPUTS 1 data OUTPUTS 2 size text");
+    execute(
+        &mut c,
+        "AI.MODELEXECUTE zlib INPUTS 1 data OUTPUTS 2 size text",
+    );
     let (_, _, size) = get(&mut c, "size");
     assert_eq!(size, (1i32 << 20).to_le_bytes());
     let (dtype, _, text) = get(&mut c, "text");
     assert_eq!(dtype, "STRING");
     let unit: &[u8] = b"RedisAI runs TensorFlow graphs. ";
     assert_eq!(text.len(), (1 << 20) + 1, "one element and its NUL");
-    assert!(text[..1 << 20].chunks(unit.len()).all(|chunk| chunk == unit));
+    assert!(text[..1 << 20]
+        .chunks(unit.len())
+        .all(|chunk| chunk == unit));
 
     // A PNG round trip (EncodePng, DecodePng: libpng over TensorFlow's zlib).
-    store(&mut c, "png", "png.pb", &["image"], &["decoded", "png_size"]);
+    store(
+        &mut c,
+        "png",
+        "png.pb",
+        &["image"],
+        &["decoded", "png_size"],
+    );
     let image = test_image(512, 512);
     set_blob(&mut c, "image", "UINT8", &[512, 512, 4], &image);
     execute(
@@ -342,7 +370,10 @@ fn graphs_using_tensorflows_zlib_run_inside_redis() {
     assert!(decoded == image, "the PNG round trip changed the pixels");
     let (_, _, png_size) = get(&mut c, "png_size");
     let png_size = i32::from_le_bytes([png_size[0], png_size[1], png_size[2], png_size[3]]);
-    assert!(png_size > 0 && (png_size as usize) < image.len(), "{png_size}");
+    assert!(
+        png_size > 0 && (png_size as usize) < image.len(),
+        "{png_size}"
+    );
 
     // The PNG bytes hold NULs, which a RedisAI STRING cannot: a clear error, no crash.
     store(&mut c, "raw", "png.pb", &["image"], &["png"]);
@@ -404,7 +435,10 @@ fn tf_models_persist_and_replicate() {
         execute(c, "AI.MODELEXECUTE mul INPUTS 2 a b OUTPUTS 1 c");
         assert_eq!(get_f32(c, "c"), (vec![2], vec![15.0, -4.0]));
         execute(c, "AI.MODELEXECUTE mlp INPUTS 1 x OUTPUTS 1 y");
-        assert_eq!(get_f32(c, "y"), (vec![1, 3], mlp_row(&[1.0, 2.0, 3.0, 4.0]).1));
+        assert_eq!(
+            get_f32(c, "y"),
+            (vec![1, 3], mlp_row(&[1.0, 2.0, 3.0, 4.0]).1)
+        );
         let meta = model_meta(c, "mul");
         assert_eq!(meta_field(&meta, "inputs"), names(&["a", "b"]));
         assert_eq!(meta_field(&meta, "outputs"), names(&["mul"]));

@@ -18,7 +18,14 @@ fn store_reply(
 ) -> redisai_tests::redis::RedisResult<Value> {
     call(
         c,
-        &[b"AI.MODELSTORE", key.as_bytes(), b"TFLITE", b"CPU", b"BLOB", blob],
+        &[
+            b"AI.MODELSTORE",
+            key.as_bytes(),
+            b"TFLITE",
+            b"CPU",
+            b"BLOB",
+            blob,
+        ],
     )
 }
 
@@ -61,7 +68,10 @@ fn float_models_inputs_and_outputs_by_position() {
     // Outputs come in the subgraph's order, whatever the keys are called.
     store(&mut c, "two", "two_outputs.tflite");
     set_f32(&mut c, "x2", &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
-    execute(&mut c, "AI.MODELEXECUTE two INPUTS 1 x2 OUTPUTS 2 first second");
+    execute(
+        &mut c,
+        "AI.MODELEXECUTE two INPUTS 1 x2 OUTPUTS 2 first second",
+    );
     assert_eq!(
         get_f32(&mut c, "first"),
         (vec![2, 2], vec![2.0, 4.0, 6.0, 8.0])
@@ -108,9 +118,15 @@ fn quantized_models() {
 
     // A float tensor for a quantized input is refused before the run.
     set_f32(&mut c, "f", &[2, 4], &[0.0; 8]);
-    let text = error_text(call_str(&mut c, "AI.MODELEXECUTE fc INPUTS 1 f OUTPUTS 1 r2"));
+    let text = error_text(call_str(
+        &mut c,
+        "AI.MODELEXECUTE fc INPUTS 1 f OUTPUTS 1 r2",
+    ));
     assert!(text.starts_with("ERR "), "{text}");
-    assert_eq!(call_str(&mut c, "EXISTS r2").expect("EXISTS"), Value::Int(0));
+    assert_eq!(
+        call_str(&mut c, "EXISTS r2").expect("EXISTS"),
+        Value::Int(0)
+    );
 }
 
 #[test]
@@ -141,7 +157,10 @@ fn corrupt_blobs_and_unsupported_options_are_error_replies() {
         let _ = call_str(&mut c, "AI.MODELEXECUTE flipped INPUTS 1 x OUTPUTS 1 y");
     }
     pong(&mut c);
-    assert_eq!(call_str(&mut c, "EXISTS bad").expect("EXISTS"), Value::Int(0));
+    assert_eq!(
+        call_str(&mut c, "EXISTS bad").expect("EXISTS"),
+        Value::Int(0)
+    );
 
     // No autobatching, and no INPUTS/OUTPUTS names, for TFLITE (RedisAI's errors).
     let reply = call(
@@ -183,9 +202,15 @@ fn corrupt_blobs_and_unsupported_options_are_error_replies() {
     // Wrong number of inputs or outputs.
     store(&mut c, "mlp", "mlp.tflite");
     set_f32(&mut c, "x", &[1, 4], &[1.0, 2.0, 3.0, 4.0]);
-    let text = error_text(call_str(&mut c, "AI.MODELEXECUTE mlp INPUTS 2 x x OUTPUTS 1 y"));
+    let text = error_text(call_str(
+        &mut c,
+        "AI.MODELEXECUTE mlp INPUTS 2 x x OUTPUTS 1 y",
+    ));
     assert!(text.starts_with("ERR "), "{text}");
-    let text = error_text(call_str(&mut c, "AI.MODELEXECUTE mlp INPUTS 1 x OUTPUTS 2 y z"));
+    let text = error_text(call_str(
+        &mut c,
+        "AI.MODELEXECUTE mlp INPUTS 1 x OUTPUTS 2 y z",
+    ));
     assert!(text.starts_with("ERR "), "{text}");
     execute(&mut c, "AI.MODELEXECUTE mlp INPUTS 1 x OUTPUTS 1 y");
     assert_eq!(
@@ -209,7 +234,10 @@ fn tflite_models_persist_and_replicate() {
             (vec![1, 3], vec![0.6171875, 0.2265625, -0.1875])
         );
         execute(c, "AI.MODELEXECUTE fc INPUTS 1 q OUTPUTS 1 r");
-        assert_eq!(get(c, "r"), ("INT8".to_owned(), vec![1, 3], vec![21, 43, 15]));
+        assert_eq!(
+            get(c, "r"),
+            ("INT8".to_owned(), vec![1, 3], vec![21, 43, 15])
+        );
     };
     models_persist_and_replicate(&["mlp", "fc"], store_models, check);
 }

@@ -135,8 +135,7 @@ pub fn server_pid(c: &mut Connection) -> u32 {
 
 /// The `MODELGET key META` reply as (field, value) pairs.
 pub fn model_meta(c: &mut Connection, key: &str) -> Vec<(String, Value)> {
-    let Value::Array(meta) = call_str(c, &format!("AI.MODELGET {key} META")).expect("META")
-    else {
+    let Value::Array(meta) = call_str(c, &format!("AI.MODELGET {key} META")).expect("META") else {
         panic!("MODELGET {key} META: not an array")
     };
     meta.chunks_exact(2)
@@ -215,11 +214,17 @@ pub fn models_persist_and_replicate(
     let mut r = client(&replica);
     assert_eq!(redisai_tests::digest(&mut r), redisai_tests::digest(&mut c));
     assert_eq!(model_snapshot(&mut r, keys), stored, "on the replica");
-    assert_eq!(call_str(&mut r, "REPLICAOF NO ONE").expect("promote"), Value::Okay);
+    assert_eq!(
+        call_str(&mut r, "REPLICAOF NO ONE").expect("promote"),
+        Value::Okay
+    );
     check(&mut r);
     drop(replica);
 
-    assert_eq!(call_str(&mut c, "DEBUG RELOAD").expect("DEBUG RELOAD"), Value::Okay);
+    assert_eq!(
+        call_str(&mut c, "DEBUG RELOAD").expect("DEBUG RELOAD"),
+        Value::Okay
+    );
     assert_eq!(model_snapshot(&mut c, keys), stored, "after DEBUG RELOAD");
     check(&mut c);
 
@@ -240,6 +245,10 @@ pub fn models_persist_and_replicate(
     wait_for_rewrite(&mut c);
     server.restart();
     let mut c = client(&server);
-    assert_eq!(model_snapshot(&mut c, keys), stored, "after an AOF rewrite and restart");
+    assert_eq!(
+        model_snapshot(&mut c, keys),
+        stored,
+        "after an AOF rewrite and restart"
+    );
     check(&mut c);
 }
