@@ -445,3 +445,43 @@ fn tf_models_persist_and_replicate() {
     };
     models_persist_and_replicate(&["mul", "mlp"], store_models, check);
 }
+
+/// Both libcs in the process (the host's, and the one in TensorFlow's link namespace) keep
+/// the stacks of ended threads in one shared cache. ONNX Runtime ends a session's threads
+/// (8 MiB stacks, with dynamic TLS blocks from the host's malloc) when its model is
+/// deleted; TensorFlow's libc then reusing such a stack freed those blocks with its own
+/// `free` and aborted the server. The backend gives TensorFlow's threads a stack size no
+/// host stack fits. Here: host threads end before TensorFlow starts, and again between
+/// TF models.
+#[test]
+fn tf_starts_after_host_threads_ended() {
+    let server = Server::start();
+    let mut c = client(&server);
+    let onnx = model_bytes("onnx", "mlp.onnx");
+    set_f32(&mut c, "x", &[1, 4], &[1.0, 2.0, 3.0, 4.0]);
+    for round in 0..2 {
+        let reply = call(
+            &mut c,
+            &[b"AI.MODELSTORE", b"o", b"ONNX", b"CPU", b"BLOB", &onnx],
+        );
+        assert_eq!(reply.expect("MODELSTORE ONNX"), Value::Okay);
+        for _ in 0..5 {
+            execute(&mut c, "AI.MODELEXECUTE o INPUTS 1 x OUTPUTS 1 yo");
+        }
+        // The session and its threads go.
+        assert_eq!(call_str(&mut c, "DEL o").expect("DEL"), Value::Int(1));
+        let key = format!("tf{round}");
+        store(&mut c, &key, "mlp.pb", &["x"], &["y"]);
+        execute(
+            &mut c,
+            &format!("AI.MODELEXECUTE {key} INPUTS 1 x OUTPUTS 1 y"),
+        );
+        assert_eq!(
+            get_f32(&mut c, "y"),
+            (vec![1, 3], mlp_row(&[1.0, 2.0, 3.0, 4.0]).1)
+        );
+    }
+    pong(&mut c);
+    let log = server.log();
+    assert!(!log.contains("crashed by signal"), "{log}");
+}
