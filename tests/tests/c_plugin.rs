@@ -67,7 +67,7 @@ fn c_plugin_stores_and_runs_a_model() {
     );
     let info = info_modules(&server);
     assert!(
-        info.contains("ai_example:runtime=1.0,abi=1.0,devices=CPU,path="),
+        info.contains("ai_example:runtime=1.0,abi=1.1,devices=CPU,path="),
         "INFO MODULES lists the backend:\n{info}"
     );
     assert!(
@@ -294,7 +294,7 @@ fn run_statistics() {
 fn plugins_of_another_abi_version_are_refused() {
     let server = Server::start();
     let mut c = server.client();
-    for (plugin, version) in [(BAD_ABI_PLUGIN, "2.0"), (NEWER_MINOR_PLUGIN, "1.1")] {
+    for (plugin, version) in [(BAD_ABI_PLUGIN, "2.0"), (NEWER_MINOR_PLUGIN, "1.2")] {
         let refused = error_text(run_str(
             &mut c,
             &format!("AI.CONFIG LOADBACKEND EXAMPLE {plugin}"),
@@ -305,7 +305,7 @@ fn plugins_of_another_abi_version_are_refused() {
         );
         assert!(
             refused.contains(&format!("plugin ABI version {version}"))
-                && refused.contains("ABI 1.0"),
+                && refused.contains("ABI 1.1"),
             "names both versions: {refused}"
         );
     }
