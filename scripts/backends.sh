@@ -107,8 +107,7 @@ build_backend_tensorflow() {
     [ "$profile" = "release" ] && flag=(--release)
     ensure_tensorflow
     log "building the TF backend ($profile)"
-    (cd "$REPO_ROOT" && cargo build --manifest-path plugins/tensorflow/Cargo.toml \
-        --target-dir "${CARGO_TARGET_DIR:-$REPO_ROOT/target}" "${flag[@]}")
+    (cd "$REPO_ROOT" && cargo build -p redisai-tensorflow "${flag[@]}")
     local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
     local dest="$REPO_ROOT/dist/backends/redisai_tensorflow"
     local src_dir lib
@@ -128,8 +127,7 @@ build_backend_tensorflow() {
 test_backend_tensorflow() {
     ensure_tensorflow
     log "running the TF backend's tests (runtime: $REDISAI_TENSORFLOW_LIB)"
-    (cd "$REPO_ROOT" && cargo test --manifest-path plugins/tensorflow/Cargo.toml \
-        --target-dir "${CARGO_TARGET_DIR:-$REPO_ROOT/target}" "$@")
+    (cd "$REPO_ROOT" && cargo test -p redisai-tensorflow "$@")
 }
 
 # TORCH backend (libtorch 2.13.0 from PyPI's torch wheel, with the two small CUDA runtime

@@ -57,6 +57,7 @@ build_all() {
     build_backend_onnx "$profile"
     build_backend_tflite "$profile"
     build_backend_torch "$profile"
+    build_backend_tensorflow "$profile"
 }
 
 # Builds the edge bundle, dist-edge/: the core module and the TFLite backend only,

@@ -18,10 +18,11 @@ use redisai_tests::redis::{self, Connection, RedisResult, Value};
 use redisai_tests::{error_text, run, run_str, Server, ServerConfig};
 
 /// Environment variables that could make the server find a library outside the bundle.
-const FOREIGN_ENV: [&str; 3] = [
+const FOREIGN_ENV: [&str; 4] = [
     "LD_LIBRARY_PATH",
     "REDISAI_LITERT_LIB",
     "REDISAI_ONNXRUNTIME_LIB",
+    "REDISAI_TENSORFLOW_LIB",
 ];
 
 fn edge_dir() -> PathBuf {
@@ -409,6 +410,32 @@ fn other_backends_fail_cleanly_and_tflite_still_works() {
     );
     assert!(
         error_text(replied(reply, "MODELSTORE m ONNX")).starts_with("ERR Could not load backend")
+    );
+    // TF is not in the bundle either.
+    let graph = model_bytes("tf", "mul.pb");
+    let reply = run(
+        &mut c,
+        &[
+            b"AI.MODELSTORE",
+            b"m",
+            b"TF",
+            b"CPU",
+            b"INPUTS",
+            b"2",
+            b"a",
+            b"b",
+            b"OUTPUTS",
+            b"1",
+            b"mul",
+            b"BLOB",
+            &graph,
+        ],
+    );
+    let text = error_text(replied(reply, "MODELSTORE m TF"));
+    assert!(text.starts_with("ERR Could not load backend"), "{text}");
+    assert!(
+        mapped(&server, "tensorflow").is_empty(),
+        "no TensorFlow in the process"
     );
     pong(&mut c);
 }

@@ -25,6 +25,8 @@ use redis::{Connection, ConnectionLike, Value};
 use redisai_onnxruntime::{OnnxBackend, OnnxModel, RUNTIME_LIB_ENV};
 use redisai_plugin_api::sdk::{ConfigKey, DType, Device, DeviceKind, TensorRef};
 
+mod frameworks;
+mod loaded_plugin;
 mod plugin_call;
 mod torch;
 use plugin_call::PluginCall;
@@ -1452,6 +1454,14 @@ fn run(opts: &Options) -> Result<()> {
     eprintln!("==> bench-execute: this process may use {cores} core(s)");
     if opts.overhead {
         run_overhead(opts, &mut servers[0].conns[0])?;
+        let settings = module_settings(&mut servers[0].conns[0])?;
+        frameworks::run(
+            &mut servers[0].conns[0],
+            opts.overhead_seconds,
+            opts.overhead_rounds,
+            settings.intra_op,
+            settings.inter_op,
+        )?;
     }
     if opts.locality {
         run_locality(opts, &mut servers)?;

@@ -27,6 +27,17 @@
 //! - TensorFlow's libc reads its own copy of the environment, taken when the namespace is
 //!   made; variables for TensorFlow are set with *that* libc's `setenv`, so the host's
 //!   environment is never written (no `setenv` racing other threads of the host).
+//! - Thread stacks: both libcs keep the stacks of ended threads in one cache, in the
+//!   dynamic loader's shared state, and a `pthread_create` reuses a cached stack of a
+//!   fitting size (at least the size asked for, at most four times it), freeing the
+//!   dynamic TLS blocks the previous thread left in it with its *own* `free`. A host
+//!   thread's blocks come from the host's `malloc`: TensorFlow's libc taking such a stack
+//!   aborts the process ("free(): invalid pointer"; seen in redis-server once ONNX Runtime
+//!   had ended a session's 8 MiB-stack threads before TensorFlow started its own). So the
+//!   namespace's libc is given a default stack size of [`STACK_SIZE`] (its
+//!   `pthread_setattr_default_np`): its threads never ask for a size the host's stacks
+//!   (8 MiB by default, 2 MiB for Rust threads) can satisfy, and their stacks are too big
+//!   for the host's default requests. The cost is address space, not memory.
 //! - glibc has room for 16 namespaces: the plugin makes one per process, reused when a
 //!   failed load is retried, and never closes it.
 //! - A `fork` (Redis's BGSAVE) runs only the host libc's fork handlers: the child must not
@@ -41,6 +52,12 @@ use std::sync::{Mutex, PoisonError};
 /// Thread-specific data keys the namespace's libc hands out (and forgets) before TensorFlow
 /// is loaded: the host's keys must stay below this. glibc has 1024 keys per libc.
 pub const RESERVED_KEYS: usize = 256;
+
+/// The default stack size of threads made by the namespace's libc (TensorFlow's, and the
+/// plugin's `tf-call` threads), 64 MiB: see the module docs (thread stacks). A cached host
+/// stack is reused for it only if it is 64 to 256 MiB; one of these is reused by the host
+/// only for a request of 16 MiB or more.
+pub const STACK_SIZE: usize = 64 << 20;
 
 /// A `dlopen` handle; never closed.
 #[derive(Clone, Copy)]
@@ -155,6 +172,7 @@ pub fn namespace(environment: &[(&CStr, &CStr)]) -> Result<Namespace, String> {
             ));
         }
     }
+    set_default_stack_size(handle)?;
     for (name, value) in environment {
         // SAFETY: NUL-terminated strings; this setenv changes only the environment of the
         // namespace's own libc, which nothing else uses yet.
@@ -167,6 +185,52 @@ pub fn namespace(environment: &[(&CStr, &CStr)]) -> Result<Namespace, String> {
     };
     *slot = Some(namespace);
     Ok(namespace)
+}
+
+/// Makes [`STACK_SIZE`] the default stack size of the namespace's libc.
+fn set_default_stack_size(libc_handle: Handle) -> Result<(), String> {
+    type AttrFn = unsafe extern "C" fn(*mut libc::pthread_attr_t) -> c_int;
+    type SetStackSize = unsafe extern "C" fn(*mut libc::pthread_attr_t, libc::size_t) -> c_int;
+    type SetDefault = unsafe extern "C" fn(*const libc::pthread_attr_t) -> c_int;
+    // SAFETY: each symbol is the namespace libc's function of that name, and the type its
+    // C signature.
+    let (init, destroy, set_stack_size, set_default) = unsafe {
+        (
+            std::mem::transmute::<*mut c_void, AttrFn>(symbol(libc_handle, c"pthread_attr_init")?),
+            std::mem::transmute::<*mut c_void, AttrFn>(symbol(
+                libc_handle,
+                c"pthread_attr_destroy",
+            )?),
+            std::mem::transmute::<*mut c_void, SetStackSize>(symbol(
+                libc_handle,
+                c"pthread_attr_setstacksize",
+            )?),
+            std::mem::transmute::<*mut c_void, SetDefault>(symbol(
+                libc_handle,
+                c"pthread_setattr_default_np",
+            )?),
+        )
+    };
+    // SAFETY: a pthread_attr_t is plain storage that pthread_attr_init initialises; it is
+    // used by the same libc only, and destroyed once.
+    let failed = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let mut failed = init(&mut attr);
+        if failed == 0 {
+            failed = set_stack_size(&mut attr, STACK_SIZE);
+            if failed == 0 {
+                failed = set_default(&attr);
+            }
+            destroy(&mut attr);
+        }
+        failed
+    };
+    if failed != 0 {
+        return Err(format!(
+            "could not set the default thread stack size in TensorFlow's link namespace (error {failed})"
+        ));
+    }
+    Ok(())
 }
 
 /// Opens the libraries at `paths`, in order, in `namespace`. Returns the handle of the last

@@ -1,0 +1,254 @@
+//! Helpers shared by the TF and TFLite end-to-end tests (`tensorflow.rs`, `tflite.rs`).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use redisai_tests::redis::{self, Connection, RedisResult, Value};
+use redisai_tests::{run, run_str, Server};
+
+/// The test models are small: a reply that takes longer than this means the server is
+/// stuck, and the test fails instead of waiting for ever.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client whose replies time out after [`REPLY_TIMEOUT`].
+pub fn client(server: &Server) -> Connection {
+    let c = server.client();
+    c.set_read_timeout(Some(REPLY_TIMEOUT))
+        .expect("read timeout");
+    c
+}
+
+pub fn model_path(dir: &str, name: &str) -> PathBuf {
+    redisai_tests::workspace_root()
+        .join("tests/models")
+        .join(dir)
+        .join(name)
+}
+
+pub fn model_bytes(dir: &str, name: &str) -> Vec<u8> {
+    let path = model_path(dir, name);
+    std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// Fails at once, with a message that says so, when the server did not reply in time.
+pub fn replied(reply: RedisResult<Value>, what: &str) -> RedisResult<Value> {
+    if let Err(err) = &reply {
+        assert!(
+            !err.is_timeout() && err.kind() != redis::ErrorKind::IoError,
+            "{what}: no reply (the server is stuck past {REPLY_TIMEOUT:?}, or gone): {err}"
+        );
+    }
+    reply
+}
+
+/// Runs `words` (the last argument may be binary) and checks the server replied in time.
+pub fn call(c: &mut Connection, words: &[&[u8]]) -> RedisResult<Value> {
+    let what = String::from_utf8_lossy(words[0]).into_owned();
+    replied(run(c, words), &what)
+}
+
+/// Runs a text command line and checks the server replied in time.
+pub fn call_str(c: &mut Connection, line: &str) -> RedisResult<Value> {
+    replied(run_str(c, line), line)
+}
+
+pub fn set_blob(c: &mut Connection, key: &str, dtype: &str, shape: &[usize], blob: &[u8]) {
+    let mut args: Vec<Vec<u8>> = vec![b"AI.TENSORSET".to_vec(), key.into(), dtype.into()];
+    args.extend(shape.iter().map(|d| d.to_string().into_bytes()));
+    args.push(b"BLOB".to_vec());
+    args.push(blob.to_vec());
+    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    assert_eq!(call(c, &refs).expect("TENSORSET"), Value::Okay, "{key}");
+}
+
+pub fn f32_blob(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub fn set_f32(c: &mut Connection, key: &str, shape: &[usize], values: &[f32]) {
+    set_blob(c, key, "FLOAT", shape, &f32_blob(values));
+}
+
+/// The tensor's dtype, shape and blob.
+pub fn get(c: &mut Connection, key: &str) -> (String, Vec<i64>, Vec<u8>) {
+    let reply = call_str(c, &format!("AI.TENSORGET {key} META BLOB")).expect("TENSORGET");
+    let Value::Array(reply) = reply else {
+        panic!("TENSORGET {key}: not an array: {reply:?}")
+    };
+    let dtype = match &reply[1] {
+        Value::SimpleString(s) => s.clone(),
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        other => panic!("dtype of {key}: {other:?}"),
+    };
+    let Value::Array(dims) = &reply[3] else {
+        panic!("shape of {key}: {reply:?}")
+    };
+    let shape = dims
+        .iter()
+        .map(|d| match d {
+            Value::Int(n) => *n,
+            other => panic!("dim {other:?}"),
+        })
+        .collect();
+    let Value::BulkString(blob) = &reply[5] else {
+        panic!("blob of {key}: {reply:?}")
+    };
+    (dtype, shape, blob.clone())
+}
+
+pub fn get_f32(c: &mut Connection, key: &str) -> (Vec<i64>, Vec<f32>) {
+    let (dtype, shape, blob) = get(c, key);
+    assert_eq!(dtype, "FLOAT", "{key}");
+    let values = blob
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (shape, values)
+}
+
+pub fn pong(c: &mut Connection) {
+    assert_eq!(
+        call_str(c, "PING").expect("the server answers"),
+        Value::SimpleString("PONG".into())
+    );
+}
+
+pub fn info_modules(c: &mut Connection) -> String {
+    redis::cmd("INFO")
+        .arg("modules")
+        .query(c)
+        .expect("INFO modules")
+}
+
+pub fn server_pid(c: &mut Connection) -> u32 {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(c)
+        .expect("INFO server");
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no process_id in INFO server:\n{info}"))
+}
+
+/// The `MODELGET key META` reply as (field, value) pairs.
+pub fn model_meta(c: &mut Connection, key: &str) -> Vec<(String, Value)> {
+    let Value::Array(meta) = call_str(c, &format!("AI.MODELGET {key} META")).expect("META") else {
+        panic!("MODELGET {key} META: not an array")
+    };
+    meta.chunks_exact(2)
+        .map(|pair| {
+            let name = match &pair[0] {
+                Value::SimpleString(s) => s.clone(),
+                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                other => panic!("field name {other:?}"),
+            };
+            (name, pair[1].clone())
+        })
+        .collect()
+}
+
+pub fn meta_field(meta: &[(String, Value)], name: &str) -> Value {
+    meta.iter()
+        .find(|(field, _)| field == name)
+        .map(|(_, value)| value.clone())
+        .unwrap_or_else(|| panic!("no {name} in {meta:?}"))
+}
+
+pub fn names(values: &[&str]) -> Value {
+    Value::Array(
+        values
+            .iter()
+            .map(|v| Value::BulkString(v.as_bytes().to_vec()))
+            .collect(),
+    )
+}
+
+pub fn wait_for_rewrite(c: &mut Connection) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(c)
+            .expect("info");
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
+            assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "AOF rewrite did not finish: {info}"
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// `MODELGET key META` and `MODELGET key BLOB` of each key.
+fn model_snapshot(c: &mut Connection, keys: &[&str]) -> Vec<(Vec<(String, Value)>, Value)> {
+    keys.iter()
+        .map(|key| {
+            let blob = call_str(c, &format!("AI.MODELGET {key} BLOB")).expect("MODELGET BLOB");
+            (model_meta(c, key), blob)
+        })
+        .collect()
+}
+
+/// Stores models with `store`, checks them with `check` (which runs them and asserts their
+/// outputs), then checks that the models `keys` come back the same and run after: a
+/// replica's full sync (the replica is promoted, then runs them), DEBUG RELOAD, SAVE and a
+/// restart (RDB), and an AOF rewrite without the RDB preamble and a restart.
+pub fn models_persist_and_replicate(
+    keys: &[&str],
+    store: impl Fn(&mut Connection),
+    check: impl Fn(&mut Connection),
+) {
+    let mut server = Server::start();
+    let mut c = client(&server);
+    store(&mut c);
+    check(&mut c);
+    let stored = model_snapshot(&mut c, keys);
+
+    let replica = server.start_replica();
+    let mut r = client(&replica);
+    assert_eq!(redisai_tests::digest(&mut r), redisai_tests::digest(&mut c));
+    assert_eq!(model_snapshot(&mut r, keys), stored, "on the replica");
+    assert_eq!(
+        call_str(&mut r, "REPLICAOF NO ONE").expect("promote"),
+        Value::Okay
+    );
+    check(&mut r);
+    drop(replica);
+
+    assert_eq!(
+        call_str(&mut c, "DEBUG RELOAD").expect("DEBUG RELOAD"),
+        Value::Okay
+    );
+    assert_eq!(model_snapshot(&mut c, keys), stored, "after DEBUG RELOAD");
+    check(&mut c);
+
+    call_str(&mut c, "SAVE").expect("SAVE");
+    server.restart();
+    let mut c = client(&server);
+    assert_eq!(model_snapshot(&mut c, keys), stored, "after an RDB restart");
+    check(&mut c);
+    drop(server);
+
+    let config = redisai_tests::ServerConfig::default()
+        .option("appendonly", &["yes"])
+        .option("aof-use-rdb-preamble", &["no"]);
+    let mut server = Server::start_with(config);
+    let mut c = client(&server);
+    store(&mut c);
+    call_str(&mut c, "BGREWRITEAOF").expect("BGREWRITEAOF");
+    wait_for_rewrite(&mut c);
+    server.restart();
+    let mut c = client(&server);
+    assert_eq!(
+        model_snapshot(&mut c, keys),
+        stored,
+        "after an AOF rewrite and restart"
+    );
+    check(&mut c);
+}
