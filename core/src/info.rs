@@ -4,10 +4,10 @@ use redis_module::{InfoContext, RedisResult};
 
 use crate::settings;
 
-pub fn report_info(ctx: &InfoContext, _for_crash_report: bool) {
+pub fn report_info(ctx: &InfoContext, for_crash_report: bool) {
     // INFO has no way to report a failure to the client; a section that cannot be
     // built is left out rather than breaking the whole INFO reply.
-    if let Err(err) = build(ctx) {
+    if let Err(err) = build(ctx, for_crash_report) {
         redis_module::logging::log_warning(format!(
             "INFO MODULES: cannot build the ai sections: {err}"
         ));
@@ -25,9 +25,11 @@ fn info_key(backend: &crate::backend::Backend) -> String {
     }
 }
 
-fn build(ctx: &InfoContext) -> RedisResult<()> {
-    let config = settings::read().clone();
-    let mut versions = ctx
+/// Builds the sections. A crash report runs on whatever thread crashed, perhaps one
+/// that holds the settings, registry or queue locks: it gets only the versions, which
+/// take no lock, so that the report (and the process, which should exit) cannot hang.
+fn build(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
+    let versions = ctx
         .builder()
         .add_section("versions")
         .field("version", env!("CARGO_PKG_VERSION").to_owned())?
@@ -39,8 +41,13 @@ fn build(ctx: &InfoContext) -> RedisResult<()> {
                 redisai_plugin_api::ABI_VERSION_MINOR
             ),
         )?
-        .build_section()?
-        .add_section("load_time_configs");
+        .build_section()?;
+    if for_crash_report {
+        versions.build_info()?;
+        return Ok(());
+    }
+    let config = settings::read().clone();
+    let mut versions = versions.add_section("load_time_configs");
     for (name, value) in config.info_fields() {
         versions = versions.field(name, value)?;
     }
