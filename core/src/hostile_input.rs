@@ -351,6 +351,9 @@ proptest! {
         if let Ok(parsed) = parse_model_execute(&args) {
             prop_assert_eq!(model_execute_key_positions(&full).len(), 1 + parsed.inputs.len() + parsed.outputs.len());
         }
+        if let Ok(parsed) = parse_model_run(&args) {
+            prop_assert_eq!(model_run_key_positions(&full).len(), 1 + parsed.inputs.len() + parsed.outputs.len());
+        }
     }
 
     #[test]
@@ -424,6 +427,14 @@ proptest! {
                 .map(|&(p, _)| full[p])
                 .collect();
             prop_assert_eq!(written, parsed.outputs.clone());
+            let read: Vec<&[u8]> = run_keys
+                .iter()
+                .filter(|(_, a)| *a == KeyAccess::Read)
+                .map(|&(p, _)| full[p])
+                .collect();
+            let mut expected = vec![parsed.script_key];
+            expected.extend(&parsed.inputs);
+            prop_assert_eq!(read, expected);
         }
     }
 
@@ -505,6 +516,41 @@ fn report_cases() {
         CASES_RUN.load(Ordering::Relaxed)
     );
     assert!(cases() > 0);
+}
+
+/// Regression (found by `script_parsers_never_panic_and_keys_are_in_range`): SCRIPTRUN
+/// keys named like a keyword were not declared, so Redis checked no ACL key pattern or
+/// slot for them; an output after a second `INPUTS` word was declared as a read.
+#[test]
+fn script_run_keys_named_like_keywords_are_declared() {
+    let full: Vec<&[u8]> = vec![
+        b"AI.SCRIPTRUN",
+        b"s",
+        b"bar",
+        b"INPUTS",
+        b"INPUTS",
+        b"a",
+        b"OUTPUTS",
+        b"o",
+        b"INPUTS",
+        b"other",
+        b"OUTPUTS",
+    ];
+    let parsed = parse_script_run(&full[1..]).expect("parses");
+    assert_eq!(parsed.inputs, vec![&b"INPUTS"[..], b"a"]);
+    assert_eq!(parsed.outputs.len(), 4);
+    assert_eq!(
+        script_run_keys(&full),
+        vec![
+            (1, KeyAccess::Read),
+            (4, KeyAccess::Read),
+            (5, KeyAccess::Read),
+            (7, KeyAccess::Write),
+            (8, KeyAccess::Write),
+            (9, KeyAccess::Write),
+            (10, KeyAccess::Write),
+        ]
+    );
 }
 
 /// Regression: arguments from a live-fuzzer crash (`scripts/stress --fuzz`).
