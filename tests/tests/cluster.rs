@@ -184,7 +184,7 @@ def setk(tensors: List[Tensor], keys: List[str], args: List[str]):
     return tensors[0] * 2
 "#;
 
-fn store_script<'a>(key: &'a [u8]) -> Vec<&'a [u8]> {
+fn store_script(key: &[u8]) -> Vec<&[u8]> {
     vec![
         b"AI.SCRIPTSTORE",
         key,

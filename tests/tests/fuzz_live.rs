@@ -306,8 +306,8 @@ fn random_command(rng: &mut Rng, models: &Models) -> Vec<Vec<u8>> {
     }
 }
 
-fn word_of(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
+fn word_of(s: impl AsRef<[u8]>) -> Vec<u8> {
+    s.as_ref().to_vec()
 }
 
 /// A TorchScript source: the valid one mutated, random bytes, or huge.
@@ -335,7 +335,7 @@ fn script_source(rng: &mut Rng) -> Vec<u8> {
 /// One script command: a store of a mutated source, a plausible execution, or a script
 /// command with random arity and words.
 fn random_script_command(rng: &mut Rng, kind: usize) -> Vec<Vec<u8>> {
-    let key = |rng: &mut Rng| word_of(*rng.pick(&["s1", "s2", "t1", "plain", "missing"]));
+    let key = |rng: &mut Rng| word_of(rng.pick(&["s1", "s2", "t1", "plain", "missing"]));
     match kind {
         0 => {
             let mut command = vec![word_of("AI.SCRIPTSTORE"), key(rng), word_of("CPU")];
@@ -352,7 +352,7 @@ fn random_script_command(rng: &mut Rng, kind: usize) -> Vec<Vec<u8>> {
             command.push(n.to_string().into_bytes());
             for _ in 0..n {
                 command.push(if rng.chance(90) {
-                    word_of(*rng.pick(&ENTRY_POINTS))
+                    word_of(rng.pick(&ENTRY_POINTS))
                 } else {
                     word(rng)
                 });
@@ -367,7 +367,7 @@ fn random_script_command(rng: &mut Rng, kind: usize) -> Vec<Vec<u8>> {
                 word_of("AI.SCRIPTEXECUTE"),
                 key(rng),
                 if rng.chance(90) {
-                    word_of(*rng.pick(&ENTRY_POINTS))
+                    word_of(rng.pick(&ENTRY_POINTS))
                 } else {
                     word(rng)
                 },
@@ -385,7 +385,7 @@ fn random_script_command(rng: &mut Rng, kind: usize) -> Vec<Vec<u8>> {
                         command.push(if scope == "ARGS" {
                             word(rng)
                         } else {
-                            word_of(*rng.pick(&keys))
+                            word_of(rng.pick(&keys))
                         });
                     }
                 }
@@ -399,11 +399,11 @@ fn random_script_command(rng: &mut Rng, kind: usize) -> Vec<Vec<u8>> {
                 command = vec![word_of("AI.SCRIPTRUN"), key(rng), word_of("bar")];
                 command.push(word_of("INPUTS"));
                 for _ in 0..rng.below(4) {
-                    command.push(word_of(*rng.pick(&["t1", "t2", "$", "out"])));
+                    command.push(word_of(rng.pick(&["t1", "t2", "$", "out"])));
                 }
                 command.push(word_of("OUTPUTS"));
                 for _ in 0..rng.below(3) {
-                    command.push(word_of(*rng.pick(&["out", "t3"])));
+                    command.push(word_of(rng.pick(&["out", "t3"])));
                 }
             }
             if rng.chance(15) {
