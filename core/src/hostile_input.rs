@@ -18,6 +18,10 @@ use crate::model::parse::{
     model_execute_key_positions, model_run_key_positions, parse_model_execute, parse_model_run,
     parse_model_store,
 };
+use crate::script::parse::{
+    parse_script_execute, parse_script_run, parse_script_store, script_execute_keys,
+    script_run_keys, KeyAccess,
+};
 use crate::tensor::parse::{tensor_from_args, tensor_from_values, GetFormat, TensorArgs};
 use crate::tensor::{element_count, DType, Tensor};
 
@@ -125,6 +129,12 @@ const WORDS: &[&str] = &[
     "INTRA_OP_PARALLELISM",
     "../x",
     "/abs",
+    "KEYS",
+    "ARGS",
+    "ENTRY_POINTS",
+    "SOURCE",
+    "$",
+    "AI.SCRIPTRUN",
 ];
 
 /// One argument: a vocabulary word most of the time, else random bytes.
@@ -341,6 +351,9 @@ proptest! {
         if let Ok(parsed) = parse_model_execute(&args) {
             prop_assert_eq!(model_execute_key_positions(&full).len(), 1 + parsed.inputs.len() + parsed.outputs.len());
         }
+        if let Ok(parsed) = parse_model_run(&args) {
+            prop_assert_eq!(model_run_key_positions(&full).len(), 1 + parsed.inputs.len() + parsed.outputs.len());
+        }
     }
 
     #[test]
@@ -368,6 +381,80 @@ proptest! {
             if let Some(routing) = dag.routing {
                 prop_assert!(declared.contains(&routing));
             }
+        }
+    }
+
+    #[test]
+    fn script_parsers_never_panic_and_keys_are_in_range(args in args(16), in_dag in any::<bool>()) {
+        count_case();
+        let args = slices(&args);
+        for legacy in [false, true] {
+            if let Ok(spec) = parse_script_store(&args, legacy) {
+                prop_assert!(legacy || !spec.entry_points.is_empty());
+                prop_assert!(spec.source.len() <= args.iter().map(|a| a.len()).max().unwrap_or(0));
+            }
+        }
+        let execute = parse_script_execute(&args, in_dag);
+        let run = parse_script_run(&args);
+        // Key positions index the full command (name at 0), the script key first.
+        let mut full: Vec<&[u8]> = vec![b"AI.SCRIPTEXECUTE"];
+        full.extend(&args);
+        let execute_keys = script_execute_keys(&full);
+        let run_keys = script_run_keys(&full);
+        for &(position, _) in execute_keys.iter().chain(run_keys.iter()) {
+            prop_assert!(position > 0 && position < full.len());
+        }
+        if let Ok(parsed) = execute {
+            // Every key the command names is declared, with the access it needs.
+            prop_assert_eq!(
+                execute_keys.len(),
+                1 + parsed.keys.len() + parsed.inputs.len() + parsed.outputs.len()
+            );
+            let declared = |access: KeyAccess| -> Vec<&[u8]> {
+                execute_keys.iter().filter(|(_, a)| *a == access).map(|&(p, _)| full[p]).collect()
+            };
+            prop_assert_eq!(declared(KeyAccess::ReadWrite), parsed.keys.clone());
+            prop_assert_eq!(declared(KeyAccess::Write), parsed.outputs.clone());
+            let mut reads = vec![parsed.script_key];
+            reads.extend(&parsed.inputs);
+            prop_assert_eq!(declared(KeyAccess::Read), reads);
+        }
+        if let Ok(parsed) = run {
+            prop_assert_eq!(run_keys.len(), 1 + parsed.inputs.len() + parsed.outputs.len());
+            let written: Vec<&[u8]> = run_keys
+                .iter()
+                .filter(|(_, a)| *a == KeyAccess::Write)
+                .map(|&(p, _)| full[p])
+                .collect();
+            prop_assert_eq!(written, parsed.outputs.clone());
+            let read: Vec<&[u8]> = run_keys
+                .iter()
+                .filter(|(_, a)| *a == KeyAccess::Read)
+                .map(|&(p, _)| full[p])
+                .collect();
+            let mut expected = vec![parsed.script_key];
+            expected.extend(&parsed.inputs);
+            prop_assert_eq!(read, expected);
+        }
+    }
+
+    #[test]
+    fn script_sources_of_any_bytes_parse_as_one_argument(
+        source in proptest::collection::vec(any::<u8>(), 0..4096),
+        entry_points in proptest::collection::vec(arg(), 0..4),
+    ) {
+        count_case();
+        let count = entry_points.len().to_string();
+        let mut args: Vec<&[u8]> = vec![b"CPU", b"ENTRY_POINTS", count.as_bytes()];
+        args.extend(entry_points.iter().map(Vec::as_slice));
+        args.push(b"SOURCE");
+        args.push(&source);
+        match parse_script_store(&args, false) {
+            Ok(spec) => {
+                prop_assert_eq!(spec.source, &source[..]);
+                prop_assert_eq!(spec.entry_points.len(), entry_points.len());
+            }
+            Err(err) => prop_assert!(err.0.starts_with("ERR "), "{}", err.0),
         }
     }
 
@@ -429,6 +516,41 @@ fn report_cases() {
         CASES_RUN.load(Ordering::Relaxed)
     );
     assert!(cases() > 0);
+}
+
+/// Regression (found by `script_parsers_never_panic_and_keys_are_in_range`): SCRIPTRUN
+/// keys named like a keyword were not declared, so Redis checked no ACL key pattern or
+/// slot for them; an output after a second `INPUTS` word was declared as a read.
+#[test]
+fn script_run_keys_named_like_keywords_are_declared() {
+    let full: Vec<&[u8]> = vec![
+        b"AI.SCRIPTRUN",
+        b"s",
+        b"bar",
+        b"INPUTS",
+        b"INPUTS",
+        b"a",
+        b"OUTPUTS",
+        b"o",
+        b"INPUTS",
+        b"other",
+        b"OUTPUTS",
+    ];
+    let parsed = parse_script_run(&full[1..]).expect("parses");
+    assert_eq!(parsed.inputs, vec![&b"INPUTS"[..], b"a"]);
+    assert_eq!(parsed.outputs.len(), 4);
+    assert_eq!(
+        script_run_keys(&full),
+        vec![
+            (1, KeyAccess::Read),
+            (4, KeyAccess::Read),
+            (5, KeyAccess::Read),
+            (7, KeyAccess::Write),
+            (8, KeyAccess::Write),
+            (9, KeyAccess::Write),
+            (10, KeyAccess::Write),
+        ]
+    );
 }
 
 /// Regression: arguments from a live-fuzzer crash (`scripts/stress --fuzz`).

@@ -1,6 +1,7 @@
 //! Command arguments kept alive as tensor data, so AI.TENSORSET ... BLOB stores the
 //! bytes Redis already received instead of copying them.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::thread::ThreadId;
@@ -19,6 +20,23 @@ pub fn set_main_thread() {
 
 pub fn on_main_thread() -> bool {
     MAIN_THREAD.get() == Some(&std::thread::current().id())
+}
+
+thread_local! {
+    /// Whether this thread holds Redis's lock (a script's `redis.execute` on a worker).
+    static HOLDS_REDIS_LOCK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Tells [`RetainedString`] that this thread has taken (`true`) or given back
+/// (`false`) Redis's lock. A string released while the lock is held (a tensor that a
+/// script's `redis.execute("SET", ...)` overwrites) is freed directly: the lock is not
+/// reentrant, and taking it again would deadlock the worker and with it Redis.
+pub fn set_holds_redis_lock(held: bool) {
+    HOLDS_REDIS_LOCK.with(|flag| flag.set(held));
+}
+
+fn holds_redis_lock() -> bool {
+    HOLDS_REDIS_LOCK.with(Cell::get)
 }
 
 /// After this, strings released off the main thread are leaked instead of taking
@@ -68,8 +86,9 @@ impl Drop for RetainedString {
         // SAFETY: the API table is filled at load time and only read afterwards.
         let free = unsafe { raw::RedisModule_FreeString };
         let Some(free) = free else { return };
-        if on_main_thread() {
-            // SAFETY: we own one reference, released once, on the main thread.
+        if on_main_thread() || holds_redis_lock() {
+            // SAFETY: we own one reference, released once, on the main thread or on a
+            // thread that holds Redis's lock.
             unsafe { free(std::ptr::null_mut(), self.inner) };
             return;
         }

@@ -195,3 +195,307 @@ fn read_only_key_selectors_allow_reads_and_refuse_writes() {
     );
     run_str(&mut u, "AI.TENSORSET other:w FLOAT 1 VALUES 1").expect("write-only may write");
 }
+
+// ---- Scripts (real TORCH plugin) ----
+
+const SCRIPT: &str = r#"
+def bar(tensors: List[Tensor], keys: List[str], args: List[str]):
+    return tensors[0] + tensors[1]
+
+def setk(tensors: List[Tensor], keys: List[str], args: List[str]):
+    redis.execute("SET", keys[0], "1")
+    return torch.tensor([1])
+
+def getk(tensors: List[Tensor], keys: List[str], args: List[str]):
+    redis.execute("GET", keys[0])
+    return torch.tensor([2])
+
+def set_arg(tensors: List[Tensor], keys: List[str], args: List[str]):
+    redis.execute("SET", args[0], "1")
+    return torch.tensor([3])
+"#;
+
+fn store_script(c: &mut Connection, key: &str) -> redisai_tests::redis::RedisResult<Value> {
+    redisai_tests::run(
+        c,
+        &[
+            b"AI.SCRIPTSTORE",
+            key.as_bytes(),
+            b"CPU",
+            b"ENTRY_POINTS",
+            b"4",
+            b"bar",
+            b"setk",
+            b"getk",
+            b"set_arg",
+            b"SOURCE",
+            SCRIPT.as_bytes(),
+        ],
+    )
+}
+
+fn torch_built() -> bool {
+    redisai_tests::hardening::backend_built("redisai_torch")
+}
+
+/// The model setup plus a script and plain string keys under both prefixes.
+fn setup_scripts() -> (Server, Connection) {
+    let (server, mut admin) = setup();
+    for key in ["app1:s", "other:s"] {
+        assert_eq!(store_script(&mut admin, key).expect(key), Value::Okay);
+    }
+    run_str(&mut admin, "SET app1:k v").expect("app1:k");
+    run_str(&mut admin, "SET other:k v").expect("other:k");
+    (server, admin)
+}
+
+fn get(c: &mut Connection, key: &str) -> Value {
+    run_str(c, &format!("GET {key}")).expect("GET")
+}
+
+fn assert_absent(admin: &mut Connection, keys: &[&str]) {
+    for key in keys {
+        let exists: i64 = redisai_tests::redis::cmd("EXISTS")
+            .arg(*key)
+            .query(admin)
+            .expect("EXISTS");
+        assert_eq!(exists, 0, "{key}");
+    }
+}
+
+fn assert_allowed(u: &mut Connection, lines: &[&str]) {
+    for line in lines {
+        if let Err(err) = run_str(u, line) {
+            panic!("{line}: {err}");
+        }
+    }
+}
+
+/// A script run that `redis.execute` refused: an error reply whose text says why.
+fn assert_script_refused(u: &mut Connection, line: &str, why: &str) {
+    let text = redisai_tests::error_text(run_str(u, line));
+    assert!(text.contains(why), "{line}: {text}");
+}
+
+#[test]
+fn other_keys_are_out_of_reach_through_scripts() {
+    if !torch_built() {
+        eprintln!("the TORCH plugin is not built; skipped");
+        return;
+    }
+    let (server, mut admin) = setup_scripts();
+    let mut u = as_app1(&server);
+    let refused = [
+        // the script key
+        "AI.SCRIPTGET other:s META",
+        "AI.SCRIPTGET other:s SOURCE",
+        "AI.SCRIPTDEL other:s",
+        "AI.SCRIPTSTORE other:n CPU ENTRY_POINTS 1 bar SOURCE x",
+        "AI.SCRIPTSET other:n CPU SOURCE x",
+        "AI.SCRIPTEXECUTE other:s bar INPUTS 2 app1:a app1:b OUTPUTS 1 app1:c",
+        "AI.SCRIPTRUN other:s bar INPUTS app1:a app1:b OUTPUTS app1:c",
+        // INPUTS, OUTPUTS, KEYS
+        "AI.SCRIPTEXECUTE app1:s bar INPUTS 2 other:a app1:b OUTPUTS 1 app1:c",
+        "AI.SCRIPTEXECUTE app1:s bar INPUTS 2 app1:a app1:b OUTPUTS 1 other:c",
+        "AI.SCRIPTEXECUTE app1:s setk KEYS 1 other:k",
+        "AI.SCRIPTEXECUTE app1:s setk KEYS 2 app1:k other:k OUTPUTS 1 app1:o",
+        "AI.SCRIPTEXECUTE app1:s bar KEYS 1 other:k INPUTS 2 app1:a app1:b ARGS 1 x OUTPUTS 1 app1:c",
+        "AI.SCRIPTEXECUTE app1:s bar INPUTS 2 app1:a app1:b ARGS 1 x OUTPUTS 1 other:c TIMEOUT 1000",
+        "AI.SCRIPTRUN app1:s bar INPUTS app1:a other:a OUTPUTS app1:c",
+        "AI.SCRIPTRUN app1:s bar INPUTS app1:a $ app1:b other:a OUTPUTS app1:c",
+        "AI.SCRIPTRUN app1:s bar INPUTS app1:a app1:b OUTPUTS other:c",
+        "AI.SCRIPTRUN app1:s bar TIMEOUT 1000 INPUTS app1:a app1:b OUTPUTS other:c",
+        // Regression: keys named like keywords were not declared.
+        "AI.SCRIPTRUN app1:s bar INPUTS app1:a app1:b OUTPUTS app1:c INPUTS",
+        "AI.SCRIPTRUN app1:s bar INPUTS INPUTS app1:a OUTPUTS app1:c",
+        "AI.MODELRUN app1:m INPUTS app1:a app1:b OUTPUTS OUTPUTS",
+        // DAG KEYS, and the script a DAG op runs
+        "AI.DAGEXECUTE KEYS 1 other:k LOAD 1 app1:a |> AI.SCRIPTEXECUTE app1:s setk INPUTS 1 app1:a OUTPUTS 1 o",
+        "AI.DAGEXECUTE LOAD 2 app1:a app1:b |> AI.SCRIPTEXECUTE other:s bar INPUTS 2 app1:a app1:b OUTPUTS 1 c",
+        "AI.DAGEXECUTE LOAD 2 app1:a app1:b PERSIST 1 other:c |> AI.SCRIPTEXECUTE app1:s bar INPUTS 2 app1:a app1:b OUTPUTS 1 other:c",
+        "AI.DAGRUN LOAD 2 app1:a app1:b |> AI.SCRIPTRUN other:s bar INPUTS app1:a app1:b OUTPUTS c",
+        "AI.DAGRUN LOAD 1 other:a |> AI.SCRIPTRUN app1:s bar INPUTS other:a other:a OUTPUTS c",
+    ];
+    for line in refused {
+        assert_refused(&mut u, line);
+    }
+
+    // Inside a script: a key not declared in KEYS is refused, even one the user may
+    // reach; a foreign key cannot be declared (above), so it is never reached.
+    for (line, why) in [
+        (
+            "AI.SCRIPTEXECUTE app1:s set_arg KEYS 1 app1:k ARGS 1 other:k OUTPUTS 1 app1:o",
+            "not declared in the KEYS",
+        ),
+        (
+            "AI.SCRIPTEXECUTE app1:s set_arg KEYS 1 app1:k ARGS 1 app1:z OUTPUTS 1 app1:o",
+            "not declared in the KEYS",
+        ),
+        (
+            "AI.SCRIPTEXECUTE app1:s set_arg INPUTS 2 app1:a app1:b ARGS 1 other:k OUTPUTS 1 app1:o",
+            "not declared in the KEYS",
+        ),
+        (
+            "AI.DAGEXECUTE KEYS 1 app1:k LOAD 1 app1:a |> AI.SCRIPTEXECUTE app1:s set_arg INPUTS 1 app1:a ARGS 1 other:k OUTPUTS 1 o",
+            "not declared in the KEYS",
+        ),
+    ] {
+        let reply = redisai_tests::run_nested(&mut u, line);
+        let text = match reply {
+            Err(err) => format!("{:?} {:?}", err.code(), err.detail()),
+            Ok(value) => format!("{value:?}"),
+        };
+        assert!(text.contains(why), "{line}: {text}");
+    }
+    assert_eq!(get(&mut admin, "other:k"), Value::BulkString(b"v".to_vec()));
+    assert_eq!(get(&mut admin, "app1:k"), Value::BulkString(b"v".to_vec()));
+    assert_absent(
+        &mut admin,
+        &["other:c", "other:n", "app1:z", "app1:o", "app1:c"],
+    );
+    assert_eq!(
+        run_str(&mut admin, "TYPE other:s").expect("TYPE"),
+        run_str(&mut admin, "TYPE app1:s").expect("TYPE"),
+    );
+    let log = format!("{:?}", run_str(&mut admin, "ACL LOG").expect("ACL LOG"));
+    assert!(log.contains("other:s") && log.contains("other:k"), "{log}");
+
+    // The same commands on the user's own keys work.
+    assert_allowed(
+        &mut u,
+        &[
+            "AI.SCRIPTGET app1:s META",
+            "AI.SCRIPTGET app1:s SOURCE",
+            "AI.SCRIPTEXECUTE app1:s bar INPUTS 2 app1:a app1:b OUTPUTS 1 app1:c",
+            "AI.SCRIPTEXECUTE app1:s setk KEYS 1 app1:k OUTPUTS 1 app1:o",
+            "AI.SCRIPTRUN app1:s bar INPUTS app1:a $ app1:b OUTPUTS app1:d",
+            "AI.DAGEXECUTE KEYS 1 app1:k LOAD 2 app1:a app1:b PERSIST 1 app1:e |> AI.SCRIPTEXECUTE app1:s bar INPUTS 2 app1:a app1:b OUTPUTS 1 app1:e",
+        ],
+    );
+    assert_eq!(store_script(&mut u, "app1:n").expect("store"), Value::Okay);
+    assert_allowed(&mut u, &["AI.SCRIPTDEL app1:n"]);
+    assert_eq!(get(&mut admin, "app1:k"), Value::BulkString(b"1".to_vec()));
+    assert_eq!(
+        run_str(&mut u, "AI.TENSORGET app1:e VALUES").expect("e"),
+        run_str(&mut u, "AI.TENSORGET app1:c VALUES").expect("c"),
+    );
+}
+
+/// `%R~` keys may be script inputs (and the script itself is read), never OUTPUTS or
+/// KEYS (which `redis.execute` may write).
+#[test]
+fn read_only_selectors_for_scripts() {
+    if !torch_built() {
+        eprintln!("the TORCH plugin is not built; skipped");
+        return;
+    }
+    let (server, mut admin) = setup_scripts();
+    run_str(&mut admin, "ACL SETUSER app1 resetkeys ~app1:* %R~other:*").expect("ACL");
+    let mut u = as_app1(&server);
+    assert_allowed(
+        &mut u,
+        &[
+            "AI.SCRIPTGET other:s META",
+            "AI.SCRIPTEXECUTE other:s bar INPUTS 2 other:a app1:b OUTPUTS 1 app1:c",
+            "AI.SCRIPTRUN other:s bar INPUTS other:a app1:b OUTPUTS app1:d",
+            "AI.DAGEXECUTE LOAD 1 other:a PERSIST 1 app1:e |> AI.SCRIPTEXECUTE other:s bar INPUTS 2 other:a other:a OUTPUTS 1 app1:e",
+        ],
+    );
+    for line in [
+        "AI.SCRIPTSTORE other:n CPU ENTRY_POINTS 1 bar SOURCE x",
+        "AI.SCRIPTDEL other:s",
+        "AI.SCRIPTEXECUTE app1:s bar INPUTS 2 app1:a app1:b OUTPUTS 1 other:c",
+        "AI.SCRIPTEXECUTE app1:s getk KEYS 1 other:k OUTPUTS 1 app1:o",
+        "AI.SCRIPTEXECUTE app1:s setk KEYS 1 other:k OUTPUTS 1 app1:o",
+        "AI.SCRIPTRUN app1:s bar INPUTS app1:a app1:b OUTPUTS other:c",
+        // Regression: an output after a second INPUTS word was declared as a read.
+        "AI.SCRIPTRUN app1:s bar INPUTS app1:a app1:b OUTPUTS app1:c INPUTS other:c",
+        "AI.DAGEXECUTE KEYS 1 other:k LOAD 1 app1:a |> AI.SCRIPTEXECUTE app1:s getk INPUTS 1 app1:a OUTPUTS 1 o",
+        "AI.DAGEXECUTE LOAD 2 app1:a app1:b PERSIST 1 other:c |> AI.SCRIPTEXECUTE app1:s bar INPUTS 2 app1:a app1:b OUTPUTS 1 other:c",
+    ] {
+        assert_refused(&mut u, line);
+    }
+    assert_eq!(get(&mut admin, "other:k"), Value::BulkString(b"v".to_vec()));
+    assert_absent(&mut admin, &["other:c", "other:n", "app1:o"]);
+    assert_eq!(
+        run_str(&mut admin, "EXISTS other:s").expect("EXISTS"),
+        Value::Int(1)
+    );
+}
+
+/// `redis.execute` checks the command against the caller's ACL: without `+set` a
+/// script cannot SET, even a declared key of the user's own.
+#[test]
+fn redis_execute_needs_the_command_permission() {
+    if !torch_built() {
+        eprintln!("the TORCH plugin is not built; skipped");
+        return;
+    }
+    let (server, mut admin) = setup_scripts();
+    run_str(&mut admin, "ACL SETUSER app1 -set").expect("ACL");
+    let mut u = as_app1(&server);
+    assert_refused(&mut u, "SET app1:k 2");
+    assert_script_refused(
+        &mut u,
+        "AI.SCRIPTEXECUTE app1:s setk KEYS 1 app1:k OUTPUTS 1 app1:o",
+        "NOPERM",
+    );
+    assert_eq!(get(&mut admin, "app1:k"), Value::BulkString(b"v".to_vec()));
+    assert_absent(&mut admin, &["app1:o"]);
+    // Other commands still pass through.
+    assert_allowed(
+        &mut u,
+        &["AI.SCRIPTEXECUTE app1:s getk KEYS 1 app1:k OUTPUTS 1 app1:o"],
+    );
+    // A permission taken away between runs counts at the next run.
+    run_str(&mut admin, "ACL SETUSER app1 -get").expect("ACL");
+    assert_script_refused(
+        &mut u,
+        "AI.SCRIPTEXECUTE app1:s getk KEYS 1 app1:k OUTPUTS 1 app1:p",
+        "NOPERM",
+    );
+    assert_absent(&mut admin, &["app1:p"]);
+    // In a DAG too.
+    let reply = format!(
+        "{:?}",
+        redisai_tests::run_nested(
+            &mut u,
+            "AI.DAGEXECUTE KEYS 1 app1:k LOAD 1 app1:a |> AI.SCRIPTEXECUTE app1:s setk INPUTS 1 app1:a OUTPUTS 1 o"
+        )
+    );
+    assert!(reply.contains("NOPERM"), "{reply}");
+    assert_eq!(get(&mut admin, "app1:k"), Value::BulkString(b"v".to_vec()));
+}
+
+/// Truncated script commands from a key-restricted user: Redis reads key positions
+/// before the command runs; none may point past argv.
+#[test]
+fn truncated_script_commands_from_a_restricted_user_do_not_crash() {
+    let (server, _admin) = setup();
+    let mut u = as_app1(&server);
+    for line in [
+        "AI.SCRIPTEXECUTE",
+        "AI.SCRIPTEXECUTE app1:s",
+        "AI.SCRIPTEXECUTE app1:s bar KEYS",
+        "AI.SCRIPTEXECUTE app1:s bar KEYS 9 app1:k",
+        "AI.SCRIPTEXECUTE app1:s bar INPUTS 1 app1:a OUTPUTS 5",
+        "AI.SCRIPTEXECUTE app1:s bar INPUTS -1 app1:a",
+        "AI.SCRIPTEXECUTE app1:s bar ARGS 99",
+        "AI.SCRIPTRUN",
+        "AI.SCRIPTRUN app1:s",
+        "AI.SCRIPTRUN app1:s bar INPUTS",
+        "AI.SCRIPTRUN app1:s bar TIMEOUT",
+        "AI.SCRIPTGET",
+        "AI.SCRIPTDEL",
+        "AI.SCRIPTSTORE",
+        "AI.SCRIPTSET",
+        "AI.DAGEXECUTE KEYS 9",
+        "AI.DAGEXECUTE KEYS 1 app1:k |> AI.SCRIPTEXECUTE",
+    ] {
+        assert!(run_str(&mut u, line).is_err(), "{line}");
+        assert_eq!(
+            run_str(&mut u, "PING").expect("PING"),
+            Value::SimpleString("PONG".into())
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Redis Cluster: three masters with one replica each, on loopback, all with the module
 //! (AOF on). Hashtagged tensors, models and DAGs work through MOVED redirections; keys
-//! in different slots are CROSSSLOT; a DAG with ROUTING runs on the shard that owns the
+//! in different slots are CROSSSLOT (also the script key, KEYS, INPUTS and OUTPUTS of a
+//! TorchScript script, which runs on the shard that owns its hashtag); a DAG with ROUTING runs on the shard that owns the
 //! routing key; read-only DAGs run on replicas in READONLY mode; a shard that restarts
 //! comes back with its module data from its AOF.
 
@@ -174,6 +175,29 @@ fn floats(values: &[&str]) -> Value {
     )
 }
 
+const SCRIPT: &str = r#"
+def bar(tensors: List[Tensor], keys: List[str], args: List[str]):
+    return tensors[0] + tensors[1]
+
+def setk(tensors: List[Tensor], keys: List[str], args: List[str]):
+    redis.execute("SET", keys[0], args[0])
+    return tensors[0] * 2
+"#;
+
+fn store_script(key: &[u8]) -> Vec<&[u8]> {
+    vec![
+        b"AI.SCRIPTSTORE",
+        key,
+        b"CPU",
+        b"ENTRY_POINTS",
+        b"2",
+        b"bar",
+        b"setk",
+        b"SOURCE",
+        SCRIPT.as_bytes(),
+    ]
+}
+
 #[test]
 fn tensors_models_and_dags_in_a_cluster() {
     if !backend_built("redisai_onnxruntime") {
@@ -213,6 +237,78 @@ fn tensors_models_and_dags_in_a_cluster() {
     assert_eq!(port, a_owner);
     assert_eq!(dag, Value::Array(vec![Value::Okay, floats(&["11", "22"])]));
 
+    // A script with hashtag keys runs on the shard that owns them, and its
+    // redis.execute writes there.
+    let torch = backend_built("redisai_torch");
+    if torch {
+        let (_, port) = ok(
+            cluster.run_at(cluster.nodes[0].port, &store_script(b"{a}s")),
+            "SCRIPTSTORE",
+        );
+        assert_eq!(port, a_owner);
+        let (_, port) = ok(
+            cluster.run(
+                "AI.SCRIPTEXECUTE {a}s setk KEYS 1 {a}k INPUTS 1 {a}x ARGS 1 hello OUTPUTS 1 {a}sz",
+            ),
+            "SCRIPTEXECUTE",
+        );
+        assert_eq!(port, a_owner);
+        let mut owner = cluster.by_port(a_owner).client();
+        assert_eq!(
+            redis::cmd("GET")
+                .arg("{a}k")
+                .query::<String>(&mut owner)
+                .expect("GET"),
+            "hello"
+        );
+        assert_eq!(
+            ok(cluster.run("AI.TENSORGET {a}sz VALUES"), "sz").0,
+            floats(&["2", "4"])
+        );
+        let (dag, port) = ok(
+            cluster.run("AI.DAGEXECUTE LOAD 2 {a}x {a}y |> AI.SCRIPTEXECUTE {a}s bar INPUTS 2 {a}x {a}y OUTPUTS 1 o |> AI.TENSORGET o VALUES"),
+            "script DAG",
+        );
+        assert_eq!(port, a_owner);
+        assert_eq!(dag, Value::Array(vec![Value::Okay, floats(&["11", "22"])]));
+        ok(
+            cluster.run("AI.SCRIPTRUN {a}s bar INPUTS {a}x {a}y OUTPUTS {a}sr"),
+            "SCRIPTRUN",
+        );
+        for line in [
+            "AI.SCRIPTEXECUTE {a}s bar INPUTS 2 {a}x {b}y OUTPUTS 1 {a}o",
+            "AI.SCRIPTEXECUTE {a}s bar INPUTS 2 {a}x {a}y OUTPUTS 1 {b}o",
+            "AI.SCRIPTEXECUTE {a}s setk KEYS 1 {b}k INPUTS 1 {a}x ARGS 1 v OUTPUTS 1 {a}o",
+            "AI.SCRIPTEXECUTE {b}s bar INPUTS 2 {a}x {a}y OUTPUTS 1 {a}o",
+            "AI.SCRIPTRUN {a}s bar INPUTS {a}x $ {b}y OUTPUTS {a}o",
+            "AI.SCRIPTRUN {a}s bar INPUTS {a}x {a}y OUTPUTS {b}o",
+            "AI.DAGEXECUTE KEYS 1 {b}k LOAD 1 {a}x |> AI.SCRIPTEXECUTE {a}s setk INPUTS 1 {a}x ARGS 1 v OUTPUTS 1 o",
+            "AI.DAGEXECUTE LOAD 1 {a}x |> AI.SCRIPTEXECUTE {b}s bar INPUTS 2 {a}x {a}x OUTPUTS 1 o",
+        ] {
+            let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+            let (reply, _) = cluster.run_at(a_owner, &words);
+            assert_eq!(error_code(reply), "CROSSSLOT", "{line}");
+        }
+        let mut b = cluster.by_port(b_owner).client();
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg("{b}k")
+            .arg("{b}o")
+            .query(&mut b)
+            .expect("EXISTS");
+        assert_eq!(exists, 0, "nothing was written on the other shard");
+        // A script key served by another shard answers MOVED.
+        let mut c = cluster.by_port(b_owner).client();
+        assert_eq!(
+            error_code(redisai_tests::run_nested(
+                &mut c,
+                "AI.SCRIPTEXECUTE {a}s bar INPUTS 2 {a}x {a}y OUTPUTS 1 {a}o"
+            )),
+            "MOVED"
+        );
+    } else {
+        eprintln!("cluster: the TORCH plugin is not built; script cases skipped");
+    }
+
     // Keys in different slots.
     for line in [
         "AI.MODELEXECUTE {a}m INPUTS 2 {a}x {b}y OUTPUTS 1 {a}z",
@@ -232,6 +328,11 @@ fn tensors_models_and_dags_in_a_cluster() {
         "AI.MODELRUN",
         "AI.MODELEXECUTE {a}m INPUTS 5 {a}x",
         "AI.DAGEXECUTE LOAD 9",
+        "AI.SCRIPTEXECUTE",
+        "AI.SCRIPTEXECUTE {a}s bar KEYS 7 {a}k",
+        "AI.SCRIPTRUN {a}s bar INPUTS",
+        "AI.SCRIPTGET",
+        "AI.DAGEXECUTE KEYS 4 {a}k",
     ] {
         let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
         let (reply, _) = cluster.run_at(a_owner, &words);
@@ -323,6 +424,16 @@ fn tensors_models_and_dags_in_a_cluster() {
         ok(cluster.run("AI.TENSORGET {a}z2 VALUES"), "z2").0,
         floats(&["11", "22"])
     );
+    if torch {
+        ok(
+            cluster.run("AI.SCRIPTEXECUTE {a}s bar INPUTS 2 {a}x {a}y OUTPUTS 1 {a}s2"),
+            "script after restart",
+        );
+        assert_eq!(
+            ok(cluster.run("AI.TENSORGET {a}s2 VALUES"), "s2").0,
+            floats(&["11", "22"])
+        );
+    }
     let mut restarted = cluster.nodes[index].client();
     let keys: i64 = redis::cmd("DBSIZE").query(&mut restarted).expect("DBSIZE");
     assert!(

@@ -1,6 +1,8 @@
 //! A bounded random-command fuzzer against a live server: random AI.* commands with
 //! random arity and bytes, mutated valid commands, and truncated and bit-flipped model
-//! blobs for every installed backend (ONNX, TFLite, the C example). The server must
+//! blobs for every installed backend (ONNX, TFLite, the C example), and AI.SCRIPT*
+//! commands with truncated, bit-flipped, random and huge TorchScript sources (when the
+//! TORCH plugin is built). The server must
 //! never crash or hang: it answers PING throughout, and at the end its data passes
 //! `redis-check-rdb` and loads again after a restart.
 //!
@@ -31,6 +33,11 @@ const COMMANDS: &[&str] = &[
     "AI.CONFIG",
     "AI.SCRIPTSTORE",
     "AI.SCRIPTEXECUTE",
+    "AI.SCRIPTSET",
+    "AI.SCRIPTGET",
+    "AI.SCRIPTDEL",
+    "AI.SCRIPTRUN",
+    "AI._SCRIPTSCAN",
 ];
 
 const WORDS: &[&str] = &[
@@ -99,11 +106,45 @@ const WORDS: &[&str] = &[
     "nan",
     "",
     "add",
+    "s1",
+    "s2",
+    "KEYS",
+    "ARGS",
+    "ENTRY_POINTS",
+    "SOURCE",
+    "$",
+    "bar",
+    "split",
+    "setk",
+    "boom",
 ];
+
+/// A TorchScript source for the fuzzer to store, run and mutate.
+const SCRIPT: &str = r#"
+def bar(tensors: List[Tensor], keys: List[str], args: List[str]):
+    total = tensors[0]
+    for t in tensors[1:]:
+        total = total + t
+    return total
+
+def split(tensors: List[Tensor], keys: List[str], args: List[str]):
+    return [tensors[0] * 2, tensors[0] + 1]
+
+def setk(tensors: List[Tensor], keys: List[str], args: List[str]):
+    redis.execute("SET", keys[0], args[0])
+    return torch.tensor([len(keys)])
+
+def boom(tensors: List[Tensor], keys: List[str], args: List[str]):
+    return tensors[7]
+"#;
+
+const ENTRY_POINTS: [&str; 4] = ["bar", "split", "setk", "boom"];
 
 struct Models {
     /// (backend, blob) of every installed backend's models.
     blobs: Vec<(&'static str, Vec<u8>)>,
+    /// Whether the TORCH plugin is built (script cases run then).
+    torch: bool,
 }
 
 fn models() -> Models {
@@ -124,7 +165,10 @@ fn models() -> Models {
         }
     }
     blobs.push(("EXAMPLE", b"add".to_vec()));
-    Models { blobs }
+    Models {
+        blobs,
+        torch: backend_built("redisai_torch"),
+    }
 }
 
 fn mutate(rng: &mut Rng, blob: &[u8]) -> Vec<u8> {
@@ -196,7 +240,12 @@ fn random_command(rng: &mut Rng, models: &Models) -> Vec<Vec<u8>> {
             blob,
         ]
     };
-    match rng.below(8) {
+    let script_cases = if models.torch { 3 } else { 0 };
+    let pick = rng.below(8 + script_cases);
+    if pick >= 8 {
+        return random_script_command(rng, pick - 8);
+    }
+    match pick {
         // A model blob of an installed backend, mutated.
         0 | 1 => {
             let (backend, blob) = rng.pick(&models.blobs);
@@ -251,6 +300,139 @@ fn random_command(rng: &mut Rng, models: &Models) -> Vec<Vec<u8>> {
                 })
             {
                 command[1] = b"GET".to_vec();
+            }
+            command
+        }
+    }
+}
+
+fn word_of(s: impl AsRef<[u8]>) -> Vec<u8> {
+    s.as_ref().to_vec()
+}
+
+/// A TorchScript source: the valid one mutated, random bytes, or huge.
+fn script_source(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(10) {
+        0 => SCRIPT.as_bytes().to_vec(),
+        1 => {
+            let n = rng.below(512);
+            rng.bytes(n)
+        }
+        // Huge: the source repeated (duplicate definitions) or junk, up to ~1 MiB.
+        2 => {
+            let times = 1 + rng.below(2000);
+            let mut out = SCRIPT.repeat(times).into_bytes();
+            if rng.chance(50) {
+                let at = rng.below(out.len());
+                out.truncate(at);
+            }
+            out
+        }
+        _ => mutate(rng, SCRIPT.as_bytes()),
+    }
+}
+
+/// One script command: a store of a mutated source, a plausible execution, or a script
+/// command with random arity and words.
+fn random_script_command(rng: &mut Rng, kind: usize) -> Vec<Vec<u8>> {
+    let key = |rng: &mut Rng| word_of(rng.pick(&["s1", "s2", "t1", "plain", "missing"]));
+    match kind {
+        0 => {
+            let mut command = vec![word_of("AI.SCRIPTSTORE"), key(rng), word_of("CPU")];
+            if rng.chance(20) {
+                command.push(word_of("TAG"));
+                command.push(word(rng));
+            }
+            let n = if rng.chance(90) {
+                1 + rng.below(ENTRY_POINTS.len())
+            } else {
+                rng.below(6)
+            };
+            command.push(word_of("ENTRY_POINTS"));
+            command.push(n.to_string().into_bytes());
+            for _ in 0..n {
+                command.push(if rng.chance(90) {
+                    word_of(rng.pick(&ENTRY_POINTS))
+                } else {
+                    word(rng)
+                });
+            }
+            command.push(word_of("SOURCE"));
+            command.push(script_source(rng));
+            command
+        }
+        1 => {
+            let keys = ["t1", "t2", "t3", "out", "plain", "missing", "s1"];
+            let mut command = vec![
+                word_of("AI.SCRIPTEXECUTE"),
+                key(rng),
+                if rng.chance(90) {
+                    word_of(rng.pick(&ENTRY_POINTS))
+                } else {
+                    word(rng)
+                },
+            ];
+            for scope in ["KEYS", "INPUTS", "ARGS", "OUTPUTS"] {
+                if rng.chance(60) {
+                    let n = rng.below(4);
+                    command.push(word_of(scope));
+                    command.push(if rng.chance(95) {
+                        n.to_string().into_bytes()
+                    } else {
+                        word(rng)
+                    });
+                    for _ in 0..n {
+                        command.push(if scope == "ARGS" {
+                            word(rng)
+                        } else {
+                            word_of(rng.pick(&keys))
+                        });
+                    }
+                }
+            }
+            if rng.chance(20) {
+                command.push(word_of("TIMEOUT"));
+                command.push(rng.below(200).to_string().into_bytes());
+            }
+            if rng.chance(20) {
+                // The deprecated form: SCRIPTRUN key fn INPUTS k... [$ k...] OUTPUTS k...
+                command = vec![word_of("AI.SCRIPTRUN"), key(rng), word_of("bar")];
+                command.push(word_of("INPUTS"));
+                for _ in 0..rng.below(4) {
+                    command.push(word_of(rng.pick(&["t1", "t2", "$", "out"])));
+                }
+                command.push(word_of("OUTPUTS"));
+                for _ in 0..rng.below(3) {
+                    command.push(word_of(rng.pick(&["out", "t3"])));
+                }
+            }
+            if rng.chance(15) {
+                // The same op inside a DAG.
+                let mut dag = vec![
+                    word_of("AI.DAGEXECUTE"),
+                    word_of("LOAD"),
+                    b"1".to_vec(),
+                    word_of("t1"),
+                    word_of("|>"),
+                ];
+                dag.extend(command);
+                command = dag;
+            }
+            command
+        }
+        _ => {
+            let name = rng.pick(&[
+                "AI.SCRIPTSTORE",
+                "AI.SCRIPTSET",
+                "AI.SCRIPTGET",
+                "AI.SCRIPTDEL",
+                "AI.SCRIPTEXECUTE",
+                "AI.SCRIPTRUN",
+                "AI._SCRIPTSCAN",
+            ]);
+            let mut command = vec![word_of(name)];
+            for _ in 0..rng.below(12) {
+                command.push(word(rng));
             }
             command
         }
@@ -315,19 +497,39 @@ fn random_commands_never_crash_or_hang_the_server() {
         )
         .unwrap_or_else(|err| panic!("{backend} seed model: {err}"));
     }
+    if models.torch {
+        let mut store: Vec<&[u8]> = vec![b"AI.SCRIPTSTORE", b"s1", b"CPU", b"ENTRY_POINTS", b"4"];
+        store.extend(ENTRY_POINTS.iter().map(|e| e.as_bytes()));
+        store.extend([&b"SOURCE"[..], SCRIPT.as_bytes()]);
+        run(&mut c, &store).expect("seed script");
+    }
     run_str(&mut c, "AI.TENSORSET t1 FLOAT 2 VALUES 1 2").expect("t1");
     run_str(&mut c, "SET plain value").expect("plain");
 
-    let (mut oks, mut errors, mut reconnects) = (0, 0, 0);
+    let (mut oks, mut errors, mut reconnects, mut script_cases) = (0, 0, 0, 0);
+    let mut recent: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     for case in 0..cases {
         let command = random_command(&mut rng, &models);
+        if recent.len() == 8 {
+            recent.pop_front();
+        }
+        recent.push_back(printable(&command));
+        if command
+            .iter()
+            .take(6)
+            .any(|a| a.starts_with(b"AI.SCRIPT") || a == b"AI._SCRIPTSCAN")
+        {
+            script_cases += 1;
+        }
         match send(&mut c, &command) {
             Ok(Value::ServerError(_)) => errors += 1,
             Ok(_) => oks += 1,
             Err(err) if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() => {
                 panic!(
-                    "case {case}: the server stopped answering after `{}`: {err}\n{}",
+                    "case {case}: the server stopped answering after `{}`: {err}\nPING on a new connection: {}\nthe commands before it:\n{}\n{}",
                     printable(&command),
+                    answers_ping(&server.url(), Duration::from_secs(5)),
+                    Vec::from(recent).join("\n"),
                     server.log()
                 );
             }
@@ -359,7 +561,7 @@ fn random_commands_never_crash_or_hang_the_server() {
     }
     assert!(answers_ping(&server.url(), Duration::from_secs(10)));
     eprintln!(
-        "fuzz_live: {cases} cases: {oks} OK, {errors} error replies, {reconnects} unparsable; server alive"
+        "fuzz_live: {cases} cases ({script_cases} script commands): {oks} OK, {errors} error replies, {reconnects} unparsable; server alive"
     );
 
     // What the fuzzer left is well-formed: RDB check, then a restart that loads it.

@@ -6,6 +6,9 @@
 //! REDISAI_WRITE_FIXTURES=1 cargo test -p redisai-tests --test persist_fixtures -- --ignored
 //! ```
 //!
+//! Scripts (encoding 100) have their own pair, `script-v100.rdb` / `.aof`, made by
+//! `write_script_fixtures` the same way (needs the TORCH plugin in `dist/`).
+//!
 //! When an encoding changes, bump it in `core/src/persist/`, add the new fixtures next to
 //! the old ones (never replace them) and keep the old version's loader.
 
@@ -22,6 +25,59 @@ fn fixture(ext: &str) -> PathBuf {
     redisai_tests::workspace_root()
         .join("tests/fixtures/persist")
         .join(format!("v{ENCODING}.{ext}"))
+}
+
+const SCRIPT_ENCODING: u32 = 100;
+
+fn script_fixture(ext: &str) -> PathBuf {
+    redisai_tests::workspace_root()
+        .join("tests/fixtures/persist")
+        .join(format!("script-v{SCRIPT_ENCODING}.{ext}"))
+}
+
+const SCRIPT: &str = "def bar(tensors: List[Tensor], keys: List[str], args: List[str]):
+    return tensors[0] + tensors[1]
+
+def twice(tensors: List[Tensor], keys: List[str], args: List[str]):
+    return [tensors[0] * 2, tensors[0] + float(args[0])]
+";
+
+/// The script fixtures' data set: a script with a tag and two entry points, one stored
+/// with the deprecated SCRIPTSET (no entry points, no tag), and a tensor to run them on.
+fn write_script_data_set(c: &mut Connection) {
+    run(
+        c,
+        &[
+            b"AI.SCRIPTSTORE",
+            b"s:tagged",
+            b"CPU",
+            b"TAG",
+            b"v\xff1",
+            b"ENTRY_POINTS",
+            b"2",
+            b"bar",
+            b"twice",
+            b"SOURCE",
+            SCRIPT.as_bytes(),
+        ],
+    )
+    .expect("SCRIPTSTORE");
+    run(
+        c,
+        &[
+            b"AI.SCRIPTSET",
+            b"s:legacy",
+            b"CPU",
+            b"SOURCE",
+            SCRIPT.as_bytes(),
+        ],
+    )
+    .expect("SCRIPTSET");
+    run_str(c, "AI.TENSORSET t FLOAT 2 VALUES 1 2").expect("t");
+}
+
+fn torch_built() -> bool {
+    redisai_tests::hardening::backend_built("redisai_torch")
 }
 
 const DTYPES: [&str; 9] = [
@@ -124,6 +180,118 @@ fn write_fixtures() {
         .find(|p| p.to_string_lossy().ends_with(".base.aof"))
         .expect("base AOF");
     std::fs::copy(base, fixture("aof")).expect("copy aof");
+}
+
+#[test]
+#[ignore = "writes the script fixtures; run with REDISAI_WRITE_FIXTURES=1 when the script encoding changes"]
+fn write_script_fixtures() {
+    if std::env::var_os("REDISAI_WRITE_FIXTURES").is_none() {
+        return;
+    }
+    let server =
+        Server::start_with(ServerConfig::default().option("aof-use-rdb-preamble", &["no"]));
+    let mut c = server.client();
+    write_script_data_set(&mut c);
+    run_str(&mut c, "SAVE").expect("SAVE");
+    std::fs::copy(server.dir.join("dump.rdb"), script_fixture("rdb")).expect("copy rdb");
+    run_str(&mut c, "CONFIG SET appendonly yes").expect("appendonly");
+    wait_for_rewrite(&mut c);
+    run_str(&mut c, "BGREWRITEAOF").expect("rewrite");
+    wait_for_rewrite(&mut c);
+    let base = std::fs::read_dir(server.dir.join("appendonlydir"))
+        .expect("appendonlydir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".base.aof"))
+        .expect("base AOF");
+    std::fs::copy(base, script_fixture("aof")).expect("copy aof");
+}
+
+fn check_scripts_loaded(loaded: &Server) {
+    let mut c = loaded.client();
+    let reference = Server::start();
+    let mut r = reference.client();
+    write_script_data_set(&mut r);
+    assert_eq!(digest(&mut c), digest(&mut r));
+    for key in ["s:tagged", "s:legacy"] {
+        for part in ["META", "SOURCE"] {
+            let line = format!("AI.SCRIPTGET {key} {part}");
+            assert_eq!(
+                run_str(&mut c, &line).expect("loaded"),
+                run_str(&mut r, &line).expect("reference"),
+                "{line}"
+            );
+        }
+    }
+    // Both scripts compiled again and run.
+    run_str(
+        &mut c,
+        "AI.SCRIPTEXECUTE s:tagged twice INPUTS 1 t ARGS 1 10 OUTPUTS 2 a b",
+    )
+    .expect("twice");
+    run_str(&mut c, "AI.SCRIPTRUN s:legacy bar INPUTS t t OUTPUTS c").expect("bar");
+    let floats = |values: &[&str]| {
+        Value::Array(
+            values
+                .iter()
+                .map(|v| Value::BulkString(v.as_bytes().to_vec()))
+                .collect(),
+        )
+    };
+    for (key, expected) in [("a", ["2", "4"]), ("b", ["11", "12"]), ("c", ["2", "4"])] {
+        assert_eq!(
+            run_str(&mut c, &format!("AI.TENSORGET {key} VALUES")).expect("get"),
+            floats(&expected),
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn script_rdb_fixture_loads() {
+    if !torch_built() {
+        eprintln!("the TORCH plugin is not built; skipped");
+        return;
+    }
+    let server = server_with_file(&script_fixture("rdb"), "dump.rdb", &[]);
+    check_scripts_loaded(&server);
+    let dir = server.dir.clone();
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn script_aof_fixture_loads() {
+    if !torch_built() {
+        eprintln!("the TORCH plugin is not built; skipped");
+        return;
+    }
+    let server = server_with_file(
+        &script_fixture("aof"),
+        "appendonly.aof",
+        &[("appendonly", "yes")],
+    );
+    check_scripts_loaded(&server);
+    let dir = server.dir.clone();
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn redis_check_rdb_accepts_the_script_fixture() {
+    let Ok(output) = std::process::Command::new("redis-check-rdb")
+        .arg(script_fixture("rdb"))
+        .output()
+    else {
+        eprintln!("redis-check-rdb is not installed; skipped");
+        return;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && text.contains("RDB looks OK"),
+        "{text}"
+    );
+    assert!(text.contains("3 keys read"), "{text}");
 }
 
 fn server_with_file(file: &Path, name: &str, options: &[(&str, &str)]) -> Server {

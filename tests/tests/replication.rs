@@ -1,9 +1,10 @@
 //! Replication: a random mixed workload (tensors of every dtype, models, executions,
-//! DAG PERSIST, deletes, copies) on a master with two replicas ends with the same
+//! DAG PERSIST, deletes, copies; TorchScript scripts stored, run, deleted, and writing
+//! through `redis.execute`, when the TORCH plugin is built) on a master with two replicas ends with the same
 //! `DEBUG DIGEST` on all three, also after each replica does a full resync (one from
 //! an RDB file, one diskless) into a new replica.
 
-use redisai_tests::hardening::{env_usize, model_bytes, Rng};
+use redisai_tests::hardening::{backend_built, env_usize, model_bytes, Rng};
 use redisai_tests::redis::{self, Connection};
 use redisai_tests::{digest, run, run_str, Server, ServerConfig};
 
@@ -11,10 +12,92 @@ const DTYPES: [&str; 9] = [
     "FLOAT", "DOUBLE", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "BOOL",
 ];
 
+const SCRIPT: &str = r#"
+def bar(tensors: List[Tensor], keys: List[str], args: List[str]):
+    return tensors[0] + tensors[1]
+
+def setk(tensors: List[Tensor], keys: List[str], args: List[str]):
+    redis.execute("SET", keys[0], args[0])
+    redis.execute("INCR", keys[1])
+    return [tensors[0] * 2, tensors[0] - 1]
+"#;
+
+/// A script write: store (with a random tag), run with outputs, run writing keys
+/// through `redis.execute`, delete, copy, or a DAG that runs it.
+fn random_script_write(c: &mut Connection, rng: &mut Rng) {
+    let script = format!("s{}", rng.below(2));
+    let f = |rng: &mut Rng| format!("f{}", rng.below(4));
+    match rng.below(6) {
+        0 => {
+            let tag = format!("v{}", rng.below(100));
+            let _ = run(
+                c,
+                &[
+                    b"AI.SCRIPTSTORE",
+                    script.as_bytes(),
+                    b"CPU",
+                    b"TAG",
+                    tag.as_bytes(),
+                    b"ENTRY_POINTS",
+                    b"2",
+                    b"bar",
+                    b"setk",
+                    b"SOURCE",
+                    SCRIPT.as_bytes(),
+                ],
+            );
+        }
+        1 => {
+            let _ = run_str(
+                c,
+                &format!(
+                    "AI.SCRIPTEXECUTE {script} bar INPUTS 2 {} {} OUTPUTS 1 sout{}",
+                    f(rng),
+                    f(rng),
+                    rng.below(3)
+                ),
+            );
+        }
+        2 => {
+            let _ = run_str(
+                c,
+                &format!(
+                    "AI.SCRIPTEXECUTE {script} setk KEYS 2 str{} n{} INPUTS 1 {} ARGS 1 {} OUTPUTS 2 sout{} sout{}",
+                    rng.below(3),
+                    rng.below(2),
+                    f(rng),
+                    rng.below(1000),
+                    rng.below(3),
+                    3 + rng.below(3)
+                ),
+            );
+        }
+        3 => {
+            let _ = run_str(c, &format!("AI.SCRIPTDEL {script}"));
+        }
+        4 => {
+            let _ = run_str(c, &format!("COPY {script} s{} REPLACE", rng.below(3)));
+        }
+        _ => {
+            let f = f(rng);
+            let _ = run_str(
+                c,
+                &format!(
+                    "AI.DAGEXECUTE KEYS 2 str0 n0 LOAD 1 {f} PERSIST 1 sdag |> AI.SCRIPTEXECUTE {script} setk INPUTS 1 {f} ARGS 1 x OUTPUTS 2 sdag tmp"
+                ),
+            );
+        }
+    }
+}
+
 /// One random write; errors (e.g. a model run on a deleted input) are fine, they
 /// must only be the same everywhere, which the digest checks.
 fn random_write(c: &mut Connection, rng: &mut Rng, add: &[u8], mlp: &[u8]) {
     let t = |rng: &mut Rng| format!("t{}", rng.below(12));
+    if backend_built("redisai_torch") && rng.chance(25) {
+        random_script_write(c, rng);
+        return;
+    }
     match rng.below(10) {
         0..=2 => {
             let dtype = rng.pick(&DTYPES);

@@ -56,6 +56,7 @@ impl Locked {
             pause = (pause * 2).min(Duration::from_millis(1));
         }
         let locked = Locked { ctx };
+        crate::retained::set_holds_redis_lock(true);
         // SAFETY: as above; `ctx` holds the lock.
         if let Some(select) = unsafe { raw::RedisModule_SelectDb } {
             // SAFETY: `ctx` is live and locked.
@@ -67,6 +68,7 @@ impl Locked {
 
 impl Drop for Locked {
     fn drop(&mut self) {
+        crate::retained::set_holds_redis_lock(false);
         // SAFETY: the API table is filled at load time; `ctx` is live and locked.
         unsafe {
             if let Some(unlock) = raw::RedisModule_ThreadSafeContextUnlock {

@@ -349,27 +349,36 @@ pub fn model_execute_key_positions(args: &[&[u8]]) -> Vec<usize> {
     positions
 }
 
-/// Key positions of the deprecated AI.MODELRUN.
+/// Key positions of the deprecated AI.MODELRUN. Follows [`parse_model_run`] word for
+/// word: every input up to the first `OUTPUTS` and everything after it is a key, also
+/// a key named `INPUTS` or `OUTPUTS`.
 pub fn model_run_key_positions(args: &[&[u8]]) -> Vec<usize> {
-    let mut positions = vec![1];
-    positions.extend(
-        args.iter()
-            .enumerate()
-            .skip(2)
-            .filter(|(_, a)| {
-                !a.eq_ignore_ascii_case(b"INPUTS") && !a.eq_ignore_ascii_case(b"OUTPUTS")
-            })
-            .map(|(i, _)| i),
-    );
-    // Drop a TIMEOUT value if present.
+    let mut positions = Vec::new();
+    if args.len() > 1 {
+        positions.push(1);
+    }
+    let mut index = 2;
     if args
-        .get(2)
+        .get(index)
         .is_some_and(|a| a.eq_ignore_ascii_case(b"TIMEOUT"))
     {
-        positions.retain(|&p| p != 2 && p != 3);
+        index += 2;
     }
-    // Redis reads the argument at every position it is given: never past the end.
-    positions.retain(|&p| p < args.len());
+    if !args
+        .get(index)
+        .is_some_and(|a| a.eq_ignore_ascii_case(b"INPUTS"))
+    {
+        // The parser refuses this command before it touches a key.
+        return positions;
+    }
+    let mut outputs = false;
+    for (position, arg) in args.iter().enumerate().skip(index + 1) {
+        if !outputs && arg.eq_ignore_ascii_case(b"OUTPUTS") {
+            outputs = true;
+        } else {
+            positions.push(position);
+        }
+    }
     positions
 }
 
@@ -515,5 +524,10 @@ mod tests {
         assert_eq!(model_execute_key_positions(&truncated), vec![1, 4]);
         let run = words("AI.MODELRUN m TIMEOUT 5 INPUTS a OUTPUTS c");
         assert_eq!(model_run_key_positions(&run), vec![1, 5, 7]);
+        // Keys named like keywords are keys where the parser reads them as keys.
+        let named = words("AI.MODELRUN m INPUTS INPUTS a OUTPUTS OUTPUTS INPUTS");
+        let parsed = parse_model_run(&named[1..]).expect("parses");
+        assert_eq!(parsed.inputs.len() + parsed.outputs.len(), 4);
+        assert_eq!(model_run_key_positions(&named), vec![1, 3, 4, 6, 7]);
     }
 }

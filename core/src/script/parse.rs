@@ -330,22 +330,36 @@ pub fn script_execute_keys(args: &[&[u8]]) -> Vec<(usize, KeyAccess)> {
 }
 
 /// Key positions of the deprecated `AI.SCRIPTRUN` with their access: the script and
-/// inputs are read, outputs written.
+/// inputs are read, outputs written. Follows [`parse_script_run`] word for word, so a
+/// key named like a keyword (`INPUTS`, a second `$`) is declared as the parser reads
+/// it, and everything after the first `OUTPUTS` is an output.
 pub fn script_run_keys(args: &[&[u8]]) -> Vec<(usize, KeyAccess)> {
     let mut keys = Vec::new();
     if args.len() > 1 {
         keys.push((1, KeyAccess::Read));
     }
-    let mut section = None;
-    for (index, arg) in args.iter().enumerate().skip(3) {
-        if is(arg, "INPUTS") {
-            section = Some(KeyAccess::Read);
-        } else if is(arg, "OUTPUTS") {
-            section = Some(KeyAccess::Write);
-        } else if let Some(access) = section.filter(|_| *arg != b"$") {
-            keys.push((index, access));
-        }
+    let mut index = 3;
+    if args.get(index).is_some_and(|a| is(a, "TIMEOUT")) {
+        index += 2;
     }
+    if !args.get(index).is_some_and(|a| is(a, "INPUTS")) {
+        // The parser refuses this command before it touches a key.
+        return keys;
+    }
+    index += 1;
+    let mut variadic = false;
+    while let Some(&arg) = args.get(index) {
+        if is(arg, "OUTPUTS") {
+            break;
+        }
+        if arg == b"$" && !variadic {
+            variadic = true;
+        } else {
+            keys.push((index, KeyAccess::Read));
+        }
+        index += 1;
+    }
+    keys.extend((index + 1..args.len()).map(|position| (position, KeyAccess::Write)));
     keys
 }
 
