@@ -1,6 +1,6 @@
 //! A bounded random-command fuzzer against a live server: random AI.* commands with
 //! random arity and bytes, mutated valid commands, and truncated and bit-flipped model
-//! blobs for every installed backend (ONNX, TFLite, the C example), and AI.SCRIPT*
+//! blobs for every installed backend (ONNX, TF, TFLite, TORCH, the C example), and AI.SCRIPT*
 //! commands with truncated, bit-flipped, random and huge TorchScript sources (when the
 //! TORCH plugin is built). The server must
 //! never crash or hang: it answers PING throughout, and at the end its data passes
@@ -140,9 +140,13 @@ def boom(tensors: List[Tensor], keys: List[str], args: List[str]):
 
 const ENTRY_POINTS: [&str; 4] = ["bar", "split", "setk", "boom"];
 
+/// A model of an installed backend: its backend, the MODELSTORE words between the
+/// device and BLOB (TF's node names), and its blob.
+type SeedModel = (&'static str, &'static [&'static str], Vec<u8>);
+
 struct Models {
-    /// (backend, blob) of every installed backend's models.
-    blobs: Vec<(&'static str, Vec<u8>)>,
+    /// Every installed backend's models.
+    blobs: Vec<SeedModel>,
     /// Whether the TORCH plugin is built (script cases run then).
     torch: bool,
 }
@@ -151,7 +155,7 @@ fn models() -> Models {
     let mut blobs = Vec::new();
     if backend_built("redisai_onnxruntime") {
         for name in ["add.onnx", "mlp.onnx", "two_outputs.onnx", "int_ops.onnx"] {
-            blobs.push(("ONNX", model_bytes("onnx", name)));
+            blobs.push(("ONNX", &[][..], model_bytes("onnx", name)));
         }
     }
     if backend_built("redisai_tflite") {
@@ -161,10 +165,21 @@ fn models() -> Models {
             "fc_int8.tflite",
             "two_outputs.tflite",
         ] {
-            blobs.push(("TFLITE", model_bytes("tflite", name)));
+            blobs.push(("TFLITE", &[][..], model_bytes("tflite", name)));
         }
     }
-    blobs.push(("EXAMPLE", b"add".to_vec()));
+    if backend_built("redisai_tensorflow") {
+        const MUL: &[&str] = &["INPUTS", "2", "a", "b", "OUTPUTS", "1", "mul"];
+        const MLP: &[&str] = &["INPUTS", "1", "x", "OUTPUTS", "2", "y", "hidden"];
+        blobs.push(("TF", MUL, model_bytes("tf", "mul.pb")));
+        blobs.push(("TF", MLP, model_bytes("tf", "mlp.pb")));
+    }
+    if backend_built("redisai_torch") {
+        for name in ["add.pt", "mlp.pt", "two_outputs.pt"] {
+            blobs.push(("TORCH", &[][..], model_bytes("torch", name)));
+        }
+    }
+    blobs.push(("EXAMPLE", &[][..], b"add".to_vec()));
     Models {
         blobs,
         torch: backend_built("redisai_torch"),
@@ -248,16 +263,18 @@ fn random_command(rng: &mut Rng, models: &Models) -> Vec<Vec<u8>> {
     match pick {
         // A model blob of an installed backend, mutated.
         0 | 1 => {
-            let (backend, blob) = rng.pick(&models.blobs);
+            let (backend, names, blob) = rng.pick(&models.blobs);
             let key = rng.pick(&["onnx", "tflite", "example", "fuzzed"]);
-            vec![
+            let mut command = vec![
                 b"AI.MODELSTORE".to_vec(),
                 key.as_bytes().to_vec(),
                 backend.as_bytes().to_vec(),
                 b"CPU".to_vec(),
-                b"BLOB".to_vec(),
-                mutate(rng, blob),
-            ]
+            ];
+            command.extend(names.iter().map(|w| w.as_bytes().to_vec()));
+            command.push(b"BLOB".to_vec());
+            command.push(mutate(rng, blob));
+            command
         }
         // A blob tensor of random length.
         2 => valid_blob(rng),
@@ -482,20 +499,13 @@ fn random_commands_never_crash_or_hang_the_server() {
     )
     .expect("LOADBACKEND");
     let models = models();
-    for (i, (backend, blob)) in models.blobs.iter().enumerate() {
+    for (i, (backend, names, blob)) in models.blobs.iter().enumerate() {
         let key = format!("seed{i}");
-        run(
-            &mut c,
-            &[
-                b"AI.MODELSTORE",
-                key.as_bytes(),
-                backend.as_bytes(),
-                b"CPU",
-                b"BLOB",
-                blob,
-            ],
-        )
-        .unwrap_or_else(|err| panic!("{backend} seed model: {err}"));
+        let mut store: Vec<&[u8]> = vec![b"AI.MODELSTORE", key.as_bytes(), backend.as_bytes()];
+        store.push(b"CPU");
+        store.extend(names.iter().map(|w| w.as_bytes()));
+        store.extend([&b"BLOB"[..], blob]);
+        run(&mut c, &store).unwrap_or_else(|err| panic!("{backend} seed model: {err}"));
     }
     if models.torch {
         let mut store: Vec<&[u8]> = vec![b"AI.SCRIPTSTORE", b"s1", b"CPU", b"ENTRY_POINTS", b"4"];
