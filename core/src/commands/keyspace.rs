@@ -3,7 +3,8 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
-use redis_module::{raw, Context, KeyType, RedisError, RedisString};
+use redis_module::native_types::RedisType;
+use redis_module::{raw, Context, KeyType, KeysCursor, RedisError, RedisString, RedisValue};
 
 use crate::model::SharedModel;
 use crate::persist::model_type::MODEL_TYPE;
@@ -116,4 +117,24 @@ pub fn read_script(ctx: &Context, key: &RedisString) -> Result<SharedScript, Red
 /// Key names are created with no context so they may outlive the command.
 pub fn key_name(bytes: &[u8]) -> RedisString {
     RedisString::create_from_slice(std::ptr::null_mut(), bytes)
+}
+
+/// Every key that holds a value of `value_type`, with its tag: the reply of
+/// `AI._MODELSCAN` and `AI._SCRIPTSCAN`.
+pub fn scan_tags<T: 'static>(
+    ctx: &Context,
+    value_type: &RedisType,
+    tag_of: impl Fn(&T) -> Vec<u8>,
+) -> RedisValue {
+    let mut found = Vec::new();
+    let cursor = KeysCursor::new();
+    while cursor.scan(ctx, &|_ctx, name, key| {
+        if let Some(Ok(Some(value))) = key.map(|k| k.get_value::<T>(value_type)) {
+            found.push(RedisValue::Array(vec![
+                RedisValue::StringBuffer(name.as_slice().to_vec()),
+                RedisValue::StringBuffer(tag_of(value)),
+            ]));
+        }
+    }) {}
+    RedisValue::Array(found)
 }

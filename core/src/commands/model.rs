@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis_module::{
-    Context, ContextFlags, KeyType, KeysCursor, NotifyEvent, RedisError, RedisResult, RedisString,
-    RedisValue,
+    Context, ContextFlags, KeyType, NotifyEvent, RedisError, RedisResult, RedisString, RedisValue,
 };
 
 use super::keyspace::{self, key_name};
@@ -167,17 +166,11 @@ pub fn modelscan(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if args.len() != 1 {
         return Err(RedisError::WrongArity);
     }
-    let mut found = Vec::new();
-    let cursor = KeysCursor::new();
-    while cursor.scan(ctx, &|_ctx, name, key| {
-        if let Some(Ok(Some(model))) = key.map(|k| k.get_value::<SharedModel>(&MODEL_TYPE)) {
-            found.push(RedisValue::Array(vec![
-                RedisValue::StringBuffer(name.as_slice().to_vec()),
-                RedisValue::StringBuffer(model.tag.clone()),
-            ]));
-        }
-    }) {}
-    Ok(RedisValue::Array(found))
+    Ok(keyspace::scan_tags::<SharedModel>(
+        ctx,
+        &MODEL_TYPE,
+        |model| model.tag.clone(),
+    ))
 }
 
 /// `AI.MODELEXECUTE key INPUTS n k... OUTPUTS n k... [TIMEOUT ms]`

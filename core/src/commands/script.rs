@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis_module::{
-    raw, Context, ContextFlags, KeyType, KeysCursor, NotifyEvent, RedisError, RedisResult,
-    RedisString, RedisValue,
+    raw, Context, ContextFlags, KeyType, NotifyEvent, RedisError, RedisResult, RedisString,
+    RedisValue,
 };
 
 use super::keyspace::{self, key_name};
@@ -139,17 +139,11 @@ pub fn scriptscan(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if args.len() != 1 {
         return Err(RedisError::WrongArity);
     }
-    let mut found = Vec::new();
-    let cursor = KeysCursor::new();
-    while cursor.scan(ctx, &|_ctx, name, key| {
-        if let Some(Ok(Some(script))) = key.map(|k| k.get_value::<SharedScript>(&SCRIPT_TYPE)) {
-            found.push(RedisValue::Array(vec![
-                RedisValue::StringBuffer(name.as_slice().to_vec()),
-                RedisValue::StringBuffer(script.tag.clone()),
-            ]));
-        }
-    }) {}
-    Ok(RedisValue::Array(found))
+    Ok(keyspace::scan_tags::<SharedScript>(
+        ctx,
+        &SCRIPT_TYPE,
+        |script| script.tag.clone(),
+    ))
 }
 
 /// `AI.SCRIPTEXECUTE key fn [KEYS n k...] [INPUTS n k...] [ARGS n a...]
