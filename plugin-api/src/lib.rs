@@ -4,8 +4,12 @@
 //!   from them for plugins written in C or C++.
 //! - [`sdk`]: the safe Rust side: implement [`sdk::Plugin`] and call
 //!   [`export_plugin!`]; no `unsafe` needed in the plugin.
+//! - `cuda_driver` (feature `cuda-driver`): the NVIDIA driver's device count and the
+//!   `dlopen` helpers that GPU variants share; Rust only, not in the header.
 
 pub mod abi;
+#[cfg(feature = "cuda-driver")]
+pub mod cuda_driver;
 pub mod sdk;
 
 pub use abi::{RaiDType, RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};

@@ -16,7 +16,7 @@
 //!
 //! # Without a GPU
 //! Before any of that, the driver is asked how many devices there are (`cuInit`,
-//! `cuDeviceGetCount`), so that a machine without the driver, without a device, or with
+//! `cuDeviceGetCount`, through `redisai_plugin_api::cuda_driver`), so that a machine without the driver, without a device, or with
 //! fewer devices than the model asks for gets an error that says so, instead of ONNX
 //! Runtime's failure to load its provider. Nothing here aborts: every failure is an error
 //! of the model load, and the server keeps running.
@@ -26,16 +26,15 @@
 //! memory (no I/O binding): ONNX Runtime copies inputs to the device and outputs back
 //! itself, as it does for every session whose inputs live elsewhere than its provider.
 
-use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::{c_char, CString};
 use std::path::Path;
 use std::ptr;
 use std::sync::{Mutex, PoisonError};
 
+use redisai_plugin_api::cuda_driver;
+/// The NVIDIA driver's device count and library, shared with the other GPU variants.
+pub use redisai_plugin_api::cuda_driver::{driver_device_count, DRIVER_LIB};
 use redisai_plugin_api::sdk::{Error, Result};
-
-/// The NVIDIA driver's library, from the system (never shipped in the backend folder).
-pub const DRIVER_LIB: &str = "libcuda.so.1";
 
 /// The CUDA libraries shipped beside the runtime, in the order they are opened (each
 /// after the ones it needs). `required` ones must be there; the others are loaded when
@@ -105,7 +104,7 @@ pub fn prepare(dir: &Path, device_id: u32) -> Result<u32> {
     for lib in CUDA_LIBS {
         let path = dir.join(lib.name);
         if path.is_file() {
-            open_global(&path)?;
+            cuda_driver::open_global(&path, "the CUDA library")?;
         }
     }
     *ready = Some(count);
@@ -114,14 +113,7 @@ pub fn prepare(dir: &Path, device_id: u32) -> Result<u32> {
 
 /// The device exists among the `count` the driver sees.
 pub fn check_device(device_id: u32, count: u32) -> Result<()> {
-    if device_id >= count {
-        return Err(Error::new(format!(
-            "device GPU:{device_id} does not exist: the NVIDIA driver sees {count} GPU{} (GPU:0 to GPU:{})",
-            if count == 1 { "" } else { "s" },
-            count.saturating_sub(1)
-        )));
-    }
-    Ok(())
+    cuda_driver::check_device(device_id, count, "the NVIDIA driver")
 }
 
 /// The libraries the GPU variant needs are in `dir`; the error names those missing.
@@ -140,121 +132,6 @@ pub fn check_folder(dir: &Path) -> Result<()> {
         missing.join(", "),
         dir.display()
     )))
-}
-
-/// The last `dlerror` text, or a stand-in.
-fn dl_error() -> String {
-    // SAFETY: dlerror returns NULL or a NUL-terminated string owned by libc, valid until
-    // the next dl* call on this thread; it is copied at once.
-    let text = unsafe { libc::dlerror() };
-    if text.is_null() {
-        return "unknown dynamic loader error".to_owned();
-    }
-    // SAFETY: not NULL, so a NUL-terminated string (see above).
-    unsafe { CStr::from_ptr(text) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// Opens a library for the rest of the process's life (the handle is never closed).
-fn open_global(path: &Path) -> Result<*mut c_void> {
-    let name = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::new(format!("{} has a NUL byte", path.display())))?;
-    // SAFETY: `name` is a NUL-terminated path that outlives the call. Loading runs the
-    // library's initialisers: these are NVIDIA's CUDA libraries, which is the point.
-    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-    if handle.is_null() {
-        return Err(Error::new(format!(
-            "could not load the CUDA library {}: {}",
-            path.display(),
-            dl_error()
-        )));
-    }
-    Ok(handle)
-}
-
-type CuInit = unsafe extern "C" fn(flags: c_uint) -> c_int;
-type CuDeviceGetCount = unsafe extern "C" fn(count: *mut c_int) -> c_int;
-type CuGetErrorString = unsafe extern "C" fn(error: c_int, text: *mut *const c_char) -> c_int;
-
-/// Looks up `symbol` in `handle`.
-fn symbol(handle: *mut c_void, symbol: &CStr) -> Result<*mut c_void> {
-    // SAFETY: `handle` is a live handle from dlopen and `symbol` a NUL-terminated name.
-    let address = unsafe { libc::dlsym(handle, symbol.as_ptr()) };
-    if address.is_null() {
-        return Err(Error::new(format!(
-            "the NVIDIA driver library {DRIVER_LIB} has no {}: {}",
-            symbol.to_string_lossy(),
-            dl_error()
-        )));
-    }
-    Ok(address)
-}
-
-/// How many CUDA devices the driver sees; an error when there is no driver or no device.
-pub fn driver_device_count() -> Result<u32> {
-    let name = CString::new(DRIVER_LIB).map_err(|_| Error::new("bad driver library name"))?;
-    // SAFETY: `name` is NUL-terminated and outlives the call; libcuda.so.1 is the
-    // system's NVIDIA driver library, loaded for the process's life.
-    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-    if handle.is_null() {
-        return Err(Error::new(format!(
-            "no usable NVIDIA driver on this machine: {DRIVER_LIB} could not be loaded ({}); GPU models need an NVIDIA GPU with its driver (CUDA 13, driver 580 or newer)",
-            dl_error()
-        )));
-    }
-    // SAFETY: the symbols are the driver API's cuInit and cuDeviceGetCount, whose C
-    // signatures are the types they are cast to.
-    let (init, count_fn) = unsafe {
-        (
-            std::mem::transmute::<*mut c_void, CuInit>(symbol(handle, c"cuInit")?),
-            std::mem::transmute::<*mut c_void, CuDeviceGetCount>(symbol(
-                handle,
-                c"cuDeviceGetCount",
-            )?),
-        )
-    };
-    let error_text = |code: c_int| driver_error_text(handle, code);
-    // SAFETY: cuInit takes flags (must be 0) and may be called more than once.
-    let status = unsafe { init(0) };
-    if status != 0 {
-        return Err(Error::new(format!(
-            "the NVIDIA driver found no usable GPU: cuInit failed with CUDA error {status} ({})",
-            error_text(status)
-        )));
-    }
-    let mut count: c_int = 0;
-    // SAFETY: `count` is a valid out-pointer for the call.
-    let status = unsafe { count_fn(&mut count) };
-    if status != 0 {
-        return Err(Error::new(format!(
-            "could not count the GPUs: cuDeviceGetCount failed with CUDA error {status} ({})",
-            error_text(status)
-        )));
-    }
-    match u32::try_from(count) {
-        Ok(0) | Err(_) => Err(Error::new("the NVIDIA driver sees no GPU on this machine")),
-        Ok(count) => Ok(count),
-    }
-}
-
-/// The driver's text for a CUresult, when it has one.
-fn driver_error_text(handle: *mut c_void, code: c_int) -> String {
-    let Ok(address) = symbol(handle, c"cuGetErrorString") else {
-        return "no description".to_owned();
-    };
-    // SAFETY: cuGetErrorString's C signature is CuGetErrorString.
-    let describe = unsafe { std::mem::transmute::<*mut c_void, CuGetErrorString>(address) };
-    let mut text: *const c_char = ptr::null();
-    // SAFETY: `text` is a valid out-pointer; on success it points at a static string.
-    let status = unsafe { describe(code, &mut text) };
-    if status != 0 || text.is_null() {
-        return "no description".to_owned();
-    }
-    // SAFETY: a NUL-terminated static string of the driver (see above).
-    unsafe { CStr::from_ptr(text) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// Options of the CUDA execution provider for a session on `GPU:device_id`, as the
