@@ -295,7 +295,13 @@ fn redis_check_rdb_accepts_the_script_fixture() {
 }
 
 fn server_with_file(file: &Path, name: &str, options: &[(&str, &str)]) -> Server {
-    let dir = std::env::temp_dir().join(format!("redisai-fixture-{}-{name}", std::process::id()));
+    // One folder per fixture file: tests of two fixtures with the same `name` run at once.
+    let fixture_name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+    let dir = std::env::temp_dir().join(format!(
+        "redisai-fixture-{}-{}-{name}",
+        std::process::id(),
+        fixture_name.unwrap_or_default()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::copy(file, dir.join(name)).expect("copy fixture");

@@ -5,7 +5,7 @@ pub mod model_type;
 pub mod script_type;
 pub mod tensor_type;
 
-use redis_module::raw;
+use redis_module::{raw, RedisString};
 
 /// The callbacks each of our data types implements.
 pub struct TypeCallbacks {
@@ -42,4 +42,54 @@ pub const fn type_methods(callbacks: TypeCallbacks) -> raw::RedisModuleTypeMetho
         unlink2: None,
         copy2: None,
     }
+}
+
+/// Emits `command key args...` into a rewritten AOF.
+pub fn emit_aof_command(
+    aof: *mut raw::RedisModuleIO,
+    key: *mut raw::RedisModuleString,
+    command: &str,
+    args: &[Vec<u8>],
+) {
+    // SAFETY: the API table is filled once at module load and only read afterwards.
+    let Some(emit) = (unsafe { raw::RedisModule_EmitAOF }) else {
+        return;
+    };
+    let args: Vec<RedisString> = args
+        .iter()
+        .map(|arg| RedisString::create_from_slice(std::ptr::null_mut(), arg))
+        .collect();
+    let ptrs: Vec<*mut raw::RedisModuleString> = args.iter().map(|a| a.inner).collect();
+    let command = std::ffi::CString::new(command).unwrap_or_default();
+    // SAFETY: the format "sv" matches a key string followed by an array of strings with
+    // its length; everything outlives the call.
+    unsafe {
+        emit(
+            aof,
+            command.as_ptr(),
+            c"sv".as_ptr(),
+            key,
+            ptrs.as_ptr(),
+            ptrs.len(),
+        );
+    }
+}
+
+/// Adds `parts` to a digest as one sequence.
+pub fn digest_sequence(md: *mut raw::RedisModuleDigest, parts: &[Vec<u8>]) {
+    // SAFETY: the API table is filled once at module load and only read afterwards.
+    let (Some(add), Some(end)) = (unsafe {
+        (
+            raw::RedisModule_DigestAddStringBuffer,
+            raw::RedisModule_DigestEndSequence,
+        )
+    }) else {
+        return;
+    };
+    for part in parts {
+        // SAFETY: `md` is the digest Redis passed in; the buffer outlives the call.
+        unsafe { add(md, part.as_ptr().cast_mut().cast(), part.len()) };
+    }
+    // SAFETY: as above.
+    unsafe { end(md) };
 }

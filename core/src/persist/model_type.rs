@@ -2,13 +2,13 @@
 //!
 //! Encodings start at 100, as for tensors (RedisAI's own encodings are not read).
 
-use std::ffi::{c_void, CString};
+use std::ffi::c_void;
 use std::os::raw::c_int;
 use std::sync::Arc;
 
 use redis_module::logging::RedisLogLevel;
 use redis_module::native_types::RedisType;
-use redis_module::{raw, RedisString};
+use redis_module::raw;
 
 use super::boxed;
 use crate::device::Device;
@@ -177,29 +177,13 @@ extern "C" fn aof_rewrite(
         let Some(model) = (unsafe { boxed::borrow::<SharedModel>(value) }) else {
             return;
         };
-        // SAFETY: the API table is filled once at module load and only read afterwards.
-        let Some(emit) = (unsafe { raw::RedisModule_EmitAOF }) else {
-            return;
-        };
         let chunk_size = crate::settings::read().model_chunk_size as usize;
-        let args: Vec<RedisString> = store_arguments(model, chunk_size)
-            .iter()
-            .map(|arg| RedisString::create_from_slice(std::ptr::null_mut(), arg))
-            .collect();
-        let ptrs: Vec<*mut raw::RedisModuleString> = args.iter().map(|a| a.inner).collect();
-        let command = CString::new("AI.MODELSTORE").unwrap_or_default();
-        // SAFETY: the format "sv" matches a key string followed by an array of strings
-        // with its length; everything outlives the call.
-        unsafe {
-            emit(
-                aof,
-                command.as_ptr(),
-                c"sv".as_ptr(),
-                key,
-                ptrs.as_ptr(),
-                ptrs.len(),
-            );
-        }
+        super::emit_aof_command(
+            aof,
+            key,
+            "AI.MODELSTORE",
+            &store_arguments(model, chunk_size),
+        );
     })
 }
 
@@ -216,21 +200,7 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
         let Some(model) = (unsafe { boxed::borrow::<SharedModel>(value) }) else {
             return;
         };
-        // SAFETY: the API table is filled once at module load and only read afterwards.
-        let (Some(add), Some(end)) = (unsafe {
-            (
-                raw::RedisModule_DigestAddStringBuffer,
-                raw::RedisModule_DigestEndSequence,
-            )
-        }) else {
-            return;
-        };
-        for part in store_arguments(model, usize::MAX) {
-            // SAFETY: `md` is the digest Redis passed in; the buffer outlives the call.
-            unsafe { add(md, part.as_ptr().cast_mut().cast(), part.len()) };
-        }
-        // SAFETY: as above.
-        unsafe { end(md) };
+        super::digest_sequence(md, &store_arguments(model, usize::MAX));
     })
 }
 

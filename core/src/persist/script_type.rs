@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redis_module::logging::RedisLogLevel;
 use redis_module::native_types::RedisType;
-use redis_module::{raw, RedisString};
+use redis_module::raw;
 
 use super::boxed;
 use crate::device::Device;
@@ -143,29 +143,8 @@ extern "C" fn aof_rewrite(
         let Some(script) = (unsafe { boxed::borrow::<SharedScript>(value) }) else {
             return;
         };
-        // SAFETY: the API table is filled once at module load and only read afterwards.
-        let Some(emit) = (unsafe { raw::RedisModule_EmitAOF }) else {
-            return;
-        };
         let (command, args) = store_command(script);
-        let args: Vec<RedisString> = args
-            .iter()
-            .map(|arg| RedisString::create_from_slice(std::ptr::null_mut(), arg))
-            .collect();
-        let ptrs: Vec<*mut raw::RedisModuleString> = args.iter().map(|a| a.inner).collect();
-        let command = std::ffi::CString::new(command).unwrap_or_default();
-        // SAFETY: the format "sv" matches a key string followed by an array of strings
-        // with its length; everything outlives the call.
-        unsafe {
-            emit(
-                aof,
-                command.as_ptr(),
-                c"sv".as_ptr(),
-                key,
-                ptrs.as_ptr(),
-                ptrs.len(),
-            );
-        }
+        super::emit_aof_command(aof, key, command, &args);
     })
 }
 
@@ -182,21 +161,7 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
         let Some(script) = (unsafe { boxed::borrow::<SharedScript>(value) }) else {
             return;
         };
-        // SAFETY: the API table is filled once at module load and only read afterwards.
-        let (Some(add), Some(end)) = (unsafe {
-            (
-                raw::RedisModule_DigestAddStringBuffer,
-                raw::RedisModule_DigestEndSequence,
-            )
-        }) else {
-            return;
-        };
-        for part in store_command(script).1 {
-            // SAFETY: `md` is the digest Redis passed in; the buffer outlives the call.
-            unsafe { add(md, part.as_ptr().cast_mut().cast(), part.len()) };
-        }
-        // SAFETY: as above.
-        unsafe { end(md) };
+        super::digest_sequence(md, &store_command(script).1);
     })
 }
 
