@@ -1,6 +1,6 @@
 //! A backend plugin opened from its backend folder (`dist/backends/<name>/<name>.so`)
 //! with `dlopen`, as the module opens it, and called through its C ABI on the calling
-//! thread: the in-process baseline of the TF and TFLite rows. (The plugins cannot be
+//! thread: the in-process baseline of the TF, TFLite and TORCH rows. (The plugins cannot be
 //! linked in as Rust crates next to the ONNX one: each exports the same entry symbol.)
 //! Runs get no cancel flag and no timeout, so the baseline is the plugin's runtime call
 //! and nothing of what the module adds around it.

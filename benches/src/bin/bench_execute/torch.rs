@@ -5,20 +5,13 @@
 //! (`$REDISAI_TORCH_BACKEND`, default dist/backends/redisai_torch/redisai_torch.so), as
 //! the module opens it; without it the rows are skipped with a note.
 
-use std::ffi::{c_void, CStr, CString};
 use std::path::PathBuf;
-use std::ptr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use redis::{Connection, ConnectionLike, Value};
-use redisai_plugin_api::abi::{
-    RaiConfigKey, RaiDType, RaiDevice, RaiDeviceKind, RaiError, RaiHostApi, RaiModel,
-    RaiModelOptions, RaiPluginApi, RaiPluginEntryFn, RaiRunOptions, RaiTensorOut, RaiTensorView,
-    RAI_PLUGIN_ENTRY_SYMBOL,
-};
-use redisai_plugin_api::{RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};
+
+use super::loaded_plugin::LoadedPlugin;
 
 use super::{
     expect_blob, expect_ok, f32_bytes, f32_values, latency, module_settings, repo_root, Latency,
@@ -28,167 +21,6 @@ use super::{
 /// The MLP's result for x = [1, 2, 3, 4] (its weights are exact in binary).
 const X: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
 const Y: [f32; 3] = [-0.78125, 0.75, -0.25];
-
-static INTRA_OP: AtomicI64 = AtomicI64::new(0);
-static INTER_OP: AtomicI64 = AtomicI64::new(0);
-
-unsafe extern "C" fn config_get(key: u32) -> i64 {
-    match key {
-        k if k == RaiConfigKey::IntraOpParallelism as u32 => INTRA_OP.load(Ordering::Relaxed),
-        k if k == RaiConfigKey::InterOpParallelism as u32 => INTER_OP.load(Ordering::Relaxed),
-        _ => 0,
-    }
-}
-
-static HOST: RaiHostApi = RaiHostApi {
-    abi_major: RAI_PLUGIN_ABI_MAJOR,
-    abi_minor: RAI_PLUGIN_ABI_MINOR,
-    struct_size: std::mem::size_of::<RaiHostApi>(),
-    log: None,
-    config_get: Some(config_get),
-    redis_command: None,
-    reply_free: None,
-    model_execute: None,
-    host_tensor_release: None,
-};
-
-const CPU: RaiDevice = RaiDevice {
-    kind: RaiDeviceKind::Cpu,
-    id: 0,
-};
-
-fn check(api: &RaiPluginApi, error: *mut RaiError) -> Result<()> {
-    if error.is_null() {
-        return Ok(());
-    }
-    let message = match api.error_message {
-        // SAFETY: a live error of this plugin; its message lives until `error_free`.
-        Some(message) => unsafe { CStr::from_ptr(message(error)) }
-            .to_string_lossy()
-            .into_owned(),
-        None => "unknown error".into(),
-    };
-    if let Some(free) = api.error_free {
-        // SAFETY: freed once, here.
-        unsafe { free(error) };
-    }
-    bail!("{message}")
-}
-
-/// The TORCH plugin opened in this process, with the MLP loaded.
-struct TorchCall {
-    api: &'static RaiPluginApi,
-    model: *mut RaiModel,
-}
-
-impl TorchCall {
-    fn open(path: &std::path::Path, intra: i64, inter: i64, blob: &[u8]) -> Result<Self> {
-        INTRA_OP.store(intra, Ordering::Relaxed);
-        INTER_OP.store(inter, Ordering::Relaxed);
-        let c_path = CString::new(path.as_os_str().as_encoded_bytes())?;
-        // SAFETY: a NUL-terminated path; the library stays loaded for the process.
-        let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-        if handle.is_null() {
-            // SAFETY: dlerror returns null or a NUL-terminated message.
-            let err = unsafe { libc::dlerror() };
-            let text = if err.is_null() {
-                "unknown error".into()
-            } else {
-                // SAFETY: as above.
-                unsafe { CStr::from_ptr(err) }
-                    .to_string_lossy()
-                    .into_owned()
-            };
-            bail!("dlopen {}: {text}", path.display());
-        }
-        let symbol = CString::new(RAI_PLUGIN_ENTRY_SYMBOL)?;
-        // SAFETY: a live handle and a NUL-terminated name.
-        let entry = unsafe { libc::dlsym(handle, symbol.as_ptr()) };
-        ensure!(
-            !entry.is_null(),
-            "{} has no {RAI_PLUGIN_ENTRY_SYMBOL}",
-            path.display()
-        );
-        // SAFETY: the ABI's entry symbol has this type.
-        let entry: RaiPluginEntryFn =
-            unsafe { std::mem::transmute::<*mut c_void, RaiPluginEntryFn>(entry) };
-        // SAFETY: the entry returns a table that lives for the whole process.
-        let api = unsafe { entry().as_ref() }.context("the TORCH plugin returned no table")?;
-        ensure!(
-            api.abi_major == RAI_PLUGIN_ABI_MAJOR,
-            "plugin ABI {}",
-            api.abi_major
-        );
-        let init = api.init.context("no init")?;
-        // SAFETY: HOST is a static table.
-        check(api, unsafe { init(&HOST) }).context("TORCH plugin init")?;
-        let load = api.model_load.context("no model_load")?;
-        let options = RaiModelOptions {
-            device: CPU,
-            batch_size: 0,
-            input_names: ptr::null(),
-            n_input_names: 0,
-            output_names: ptr::null(),
-            n_output_names: 0,
-        };
-        let mut model = ptr::null_mut();
-        // SAFETY: options and blob valid for the call; `model` receives the model.
-        check(api, unsafe {
-            load(&options, blob.as_ptr(), blob.len(), &mut model)
-        })
-        .context("loading mlp.pt through the TORCH plugin")?;
-        Ok(TorchCall { api, model })
-    }
-
-    /// Runs the model on one FLOAT input; returns the output's bytes.
-    fn run(&self, shape: &[i64], data: &[u8]) -> Result<Vec<u8>> {
-        let run = self.api.model_run.context("no model_run")?;
-        let release = self.api.tensor_release.context("no tensor_release")?;
-        let input = RaiTensorView {
-            dtype: RaiDType::Float,
-            device: CPU,
-            ndim: shape.len(),
-            shape: shape.as_ptr(),
-            strides: ptr::null(),
-            data: data.as_ptr().cast::<c_void>(),
-            byte_len: data.len(),
-        };
-        let options = RaiRunOptions {
-            timeout_ms: 0,
-            cancel: ptr::null(),
-            host_ctx: ptr::null_mut(),
-        };
-        let mut output = RaiTensorOut {
-            view: input,
-            owner: ptr::null_mut(),
-        };
-        // SAFETY: input, options and output room outlive the call.
-        check(self.api, unsafe {
-            run(self.model, &options, &input, 1, &mut output, 1)
-        })?;
-        let bytes = if output.view.byte_len == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: the plugin's output view, valid until released below.
-            unsafe {
-                std::slice::from_raw_parts(output.view.data.cast::<u8>(), output.view.byte_len)
-            }
-            .to_vec()
-        };
-        // SAFETY: released once.
-        unsafe { release(output.owner) };
-        Ok(bytes)
-    }
-}
-
-impl Drop for TorchCall {
-    fn drop(&mut self) {
-        if let Some(free) = self.api.model_free {
-            // SAFETY: loaded by this plugin, freed once.
-            unsafe { free(self.model) };
-        }
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Path {
@@ -228,7 +60,9 @@ pub(crate) fn run_overhead(opts: &Options, con: &mut Connection) -> Result<()> {
     let blob = std::fs::read(repo_root().join("tests/models/torch/mlp.pt")).context("mlp.pt")?;
     let settings = module_settings(con)?;
     let (intra, inter) = (settings.intra_op, settings.inter_op);
-    let direct = TorchCall::open(&plugin, intra, inter, &blob)?;
+    let direct = LoadedPlugin::open(&plugin, intra, inter)?
+        .load(&blob, &[], &[])
+        .context("loading mlp.pt through the TORCH plugin")?;
     let shape = [1i64, 4];
     let input = f32_bytes(&X);
     let (key, x, y) = ("bench:torch:mlp", "bench:torch:mlp:x", "bench:torch:mlp:y");
