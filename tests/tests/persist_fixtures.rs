@@ -157,18 +157,18 @@ fn wait_for_rewrite(c: &mut Connection) {
     }
 }
 
-#[test]
-#[ignore = "writes the fixtures; run with REDISAI_WRITE_FIXTURES=1 when an encoding changes"]
-fn write_fixtures() {
+/// Writes a data set's RDB and rewritten AOF (no RDB preamble) to the fixture paths
+/// `fixture_of("rdb")` and `fixture_of("aof")`, when REDISAI_WRITE_FIXTURES is set.
+fn write_fixture_pair(write: fn(&mut Connection), fixture_of: fn(&str) -> PathBuf) {
     if std::env::var_os("REDISAI_WRITE_FIXTURES").is_none() {
         return;
     }
     let server =
         Server::start_with(ServerConfig::default().option("aof-use-rdb-preamble", &["no"]));
     let mut c = server.client();
-    write_data_set(&mut c);
+    write(&mut c);
     run_str(&mut c, "SAVE").expect("SAVE");
-    std::fs::copy(server.dir.join("dump.rdb"), fixture("rdb")).expect("copy rdb");
+    std::fs::copy(server.dir.join("dump.rdb"), fixture_of("rdb")).expect("copy rdb");
     run_str(&mut c, "CONFIG SET appendonly yes").expect("appendonly");
     wait_for_rewrite(&mut c);
     run_str(&mut c, "BGREWRITEAOF").expect("rewrite");
@@ -179,32 +179,19 @@ fn write_fixtures() {
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with(".base.aof"))
         .expect("base AOF");
-    std::fs::copy(base, fixture("aof")).expect("copy aof");
+    std::fs::copy(base, fixture_of("aof")).expect("copy aof");
+}
+
+#[test]
+#[ignore = "writes the fixtures; run with REDISAI_WRITE_FIXTURES=1 when an encoding changes"]
+fn write_fixtures() {
+    write_fixture_pair(write_data_set, fixture);
 }
 
 #[test]
 #[ignore = "writes the script fixtures; run with REDISAI_WRITE_FIXTURES=1 when the script encoding changes"]
 fn write_script_fixtures() {
-    if std::env::var_os("REDISAI_WRITE_FIXTURES").is_none() {
-        return;
-    }
-    let server =
-        Server::start_with(ServerConfig::default().option("aof-use-rdb-preamble", &["no"]));
-    let mut c = server.client();
-    write_script_data_set(&mut c);
-    run_str(&mut c, "SAVE").expect("SAVE");
-    std::fs::copy(server.dir.join("dump.rdb"), script_fixture("rdb")).expect("copy rdb");
-    run_str(&mut c, "CONFIG SET appendonly yes").expect("appendonly");
-    wait_for_rewrite(&mut c);
-    run_str(&mut c, "BGREWRITEAOF").expect("rewrite");
-    wait_for_rewrite(&mut c);
-    let base = std::fs::read_dir(server.dir.join("appendonlydir"))
-        .expect("appendonlydir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(".base.aof"))
-        .expect("base AOF");
-    std::fs::copy(base, script_fixture("aof")).expect("copy aof");
+    write_fixture_pair(write_script_data_set, script_fixture);
 }
 
 fn check_scripts_loaded(loaded: &Server) {
