@@ -369,6 +369,26 @@ pub fn error_text(result: RedisResult<Value>) -> String {
     }
 }
 
+/// Waits until no AOF rewrite is running or scheduled, and checks the last one succeeded.
+pub fn wait_for_rewrite(c: &mut Connection) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(c)
+            .expect("INFO persistence");
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
+            assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "AOF rewrite did not finish: {info}"
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
 /// `DEBUG DIGEST` of the whole data set.
 pub fn digest(connection: &mut Connection) -> String {
     redis::cmd("DEBUG")

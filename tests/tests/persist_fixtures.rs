@@ -13,11 +13,10 @@
 //! the old ones (never replace them) and keep the old version's loader.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use redisai_tests::hardening::model_bytes;
-use redisai_tests::redis::{self, Connection, Value};
-use redisai_tests::{digest, run, run_str, Server, ServerConfig};
+use redisai_tests::redis::{Connection, Value};
+use redisai_tests::{digest, run, run_str, wait_for_rewrite, Server, ServerConfig};
 
 const ENCODING: u32 = 100;
 
@@ -140,21 +139,6 @@ fn write_data_set(c: &mut Connection) {
     )
     .expect("mlp");
     run_str(c, "SET plain value").expect("plain");
-}
-
-fn wait_for_rewrite(c: &mut Connection) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let info: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query(c)
-            .expect("info");
-        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "AOF rewrite did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Writes a data set's RDB and rewritten AOF (no RDB preamble) to the fixture paths

@@ -1,10 +1,7 @@
 //! Tensors survive RDB and AOF restarts and replicate to replicas.
 
-use std::thread::sleep;
-use std::time::{Duration, Instant};
-
 use redisai_tests::redis::{Connection, Value};
-use redisai_tests::{digest, run, run_str, Server, ServerConfig};
+use redisai_tests::{digest, run, run_str, wait_for_rewrite, Server, ServerConfig};
 
 /// A data set with every dtype, odd shapes and a 1 MiB tensor.
 fn write_data_set(c: &mut Connection) {
@@ -103,25 +100,6 @@ fn aof_round_trip(preamble: &str) {
     let mut c = server.client();
     assert_eq!(snapshot(&mut c), before);
     assert_eq!(digest(&mut c), digest_before);
-}
-
-fn wait_for_rewrite(c: &mut Connection) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let info: String = redisai_tests::redis::cmd("INFO")
-            .arg("persistence")
-            .query(c)
-            .expect("info");
-        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
-            assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "AOF rewrite did not finish: {info}"
-        );
-        sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

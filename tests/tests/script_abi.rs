@@ -4,11 +4,13 @@
 //! tested with the real plugin in `scripts.rs`.
 
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redisai_example_c_plugins::{EXAMPLE_ADD_BACKEND, EXAMPLE_ADD_PLUGIN, SCRIPT_ECHO_PLUGIN};
 use redisai_tests::redis::{Connection, Value};
-use redisai_tests::{digest, error_text, run_nested, run_str, Server, ServerConfig};
+use redisai_tests::{
+    digest, error_text, run_nested, run_str, wait_for_rewrite, Server, ServerConfig,
+};
 
 fn config() -> ServerConfig {
     ServerConfig::default().module_args(&["TORCH", SCRIPT_ECHO_PLUGIN])
@@ -345,25 +347,6 @@ fn scripts_survive_an_aof_rewrite() {
     server.restart();
     let mut c = server.client();
     assert_eq!(digest(&mut c), before);
-}
-
-fn wait_for_rewrite(c: &mut Connection) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let info: String = redisai_tests::redis::cmd("INFO")
-            .arg("persistence")
-            .query(c)
-            .expect("info");
-        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
-            assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "AOF rewrite did not finish: {info}"
-        );
-        sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -4,11 +4,11 @@
 //! persistence, replication, AI.INFO and TIMEOUT.
 
 use std::path::PathBuf;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use redisai_tests::redis::{Connection, Value};
-use redisai_tests::{digest, error_text, run, run_nested, run_str, Server, ServerConfig};
+use redisai_tests::{
+    digest, error_text, run, run_nested, run_str, wait_for_rewrite, Server, ServerConfig,
+};
 
 const SCRIPT: &str = r#"
 def bar(tensors: List[Tensor], keys: List[str], args: List[str]):
@@ -435,25 +435,6 @@ fn info_and_timeout() {
         run_str(&mut c, "AI.SCRIPTEXECUTE s bar INPUTS 2 a b OUTPUTS 1 c").expect("after"),
         Value::Okay
     );
-}
-
-fn wait_for_rewrite(c: &mut Connection) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let info: String = redisai_tests::redis::cmd("INFO")
-            .arg("persistence")
-            .query(c)
-            .expect("info");
-        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
-            assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "AOF rewrite did not finish: {info}"
-        );
-        sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -319,21 +319,7 @@ fn models_persist_in_rdb_and_aof_and_replicate() {
 
     // AOF: rewrite, then restart from it (the backend loads lazily while it is read).
     run_str(&mut c, "BGREWRITEAOF").expect("rewrite");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let info: String = redisai_tests::redis::cmd("INFO")
-            .arg("persistence")
-            .query(&mut c)
-            .expect("info");
-        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "AOF rewrite did not finish"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    redisai_tests::wait_for_rewrite(&mut c);
     server.restart();
     let mut c = server.client();
     assert_eq!(digest(&mut c), before);

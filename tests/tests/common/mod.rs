@@ -2,8 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redisai_tests::redis::{self, Connection, RedisResult, Value};
 use redisai_tests::{run, run_str, Server};
@@ -166,25 +165,6 @@ pub fn names(values: &[&str]) -> Value {
     )
 }
 
-pub fn wait_for_rewrite(c: &mut Connection) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let info: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query(c)
-            .expect("info");
-        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
-            assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "AOF rewrite did not finish: {info}"
-        );
-        sleep(Duration::from_millis(50));
-    }
-}
-
 /// `MODELGET key META` and `MODELGET key BLOB` of each key.
 fn model_snapshot(c: &mut Connection, keys: &[&str]) -> Vec<(Vec<(String, Value)>, Value)> {
     keys.iter()
@@ -252,3 +232,5 @@ pub fn models_persist_and_replicate(
     );
     check(&mut c);
 }
+
+pub use redisai_tests::wait_for_rewrite;
