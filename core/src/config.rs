@@ -9,6 +9,11 @@ pub const DEFAULT_MODEL_CHUNK_SIZE: u64 = 511 * 1024 * 1024;
 pub const DEFAULT_MODEL_EXECUTION_TIMEOUT_MS: u64 = 5000;
 /// Worker threads per device queue are capped to keep a typo from spawning thousands.
 pub const MAX_THREADS_PER_QUEUE: u64 = 256;
+/// Default INLINE_EXECUTION_LIMIT_US: models whose runs take at most this long run on
+/// Redis's main thread (see `exec::inline`).
+pub const DEFAULT_INLINE_EXECUTION_LIMIT_US: u64 = 50;
+/// The main thread must never be lent to runs longer than this, whatever the setting.
+pub const MAX_INLINE_EXECUTION_LIMIT_US: u64 = 10_000;
 
 /// The framework backends that can be named at load time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +79,8 @@ pub struct Config {
     pub model_execution_timeout_ms: u64,
     /// 0 means no limit.
     pub backend_memory_limit_mb: u64,
+    /// 0: every run goes to a run queue.
+    pub inline_execution_limit_us: u64,
 }
 
 /// A load-time argument or setting that cannot be accepted, with the reason.
@@ -99,6 +106,7 @@ impl Config {
             model_chunk_size: DEFAULT_MODEL_CHUNK_SIZE,
             model_execution_timeout_ms: DEFAULT_MODEL_EXECUTION_TIMEOUT_MS,
             backend_memory_limit_mb: 0,
+            inline_execution_limit_us: DEFAULT_INLINE_EXECUTION_LIMIT_US,
         }
     }
 
@@ -157,6 +165,7 @@ impl Config {
                 Ok(())
             }
             "MODEL_CHUNK_SIZE" => self.set_model_chunk_size(value),
+            "INLINE_EXECUTION_LIMIT_US" => self.set_inline_execution_limit(value),
             "MODEL_EXECUTION_TIMEOUT" => {
                 self.model_execution_timeout_ms = parse_count(name, value, 1, i64::MAX as u64)?;
                 Ok(())
@@ -168,7 +177,8 @@ impl Config {
             other => Err(ConfigError(format!(
                 "unknown module argument '{other}' (expected BACKENDSPATH, TF, TFLITE, TORCH, \
                  ONNX, THREADS_PER_QUEUE, INTRA_OP_PARALLELISM, INTER_OP_PARALLELISM, \
-                 MODEL_CHUNK_SIZE, MODEL_EXECUTION_TIMEOUT or BACKEND_MEMORY_LIMIT)"
+                 MODEL_CHUNK_SIZE, MODEL_EXECUTION_TIMEOUT, BACKEND_MEMORY_LIMIT or \
+                 INLINE_EXECUTION_LIMIT_US)"
             ))),
         }
     }
@@ -188,6 +198,16 @@ impl Config {
 
     pub fn set_model_chunk_size(&mut self, value: &[u8]) -> Result<(), ConfigError> {
         self.model_chunk_size = parse_count("MODEL_CHUNK_SIZE", value, 1, i64::MAX as u64)?;
+        Ok(())
+    }
+
+    pub fn set_inline_execution_limit(&mut self, value: &[u8]) -> Result<(), ConfigError> {
+        self.inline_execution_limit_us = parse_count(
+            "INLINE_EXECUTION_LIMIT_US",
+            value,
+            0,
+            MAX_INLINE_EXECUTION_LIMIT_US,
+        )?;
         Ok(())
     }
 
@@ -232,6 +252,10 @@ impl Config {
                 "backend_memory_limit",
                 self.backend_memory_limit_mb.to_string(),
             ),
+            (
+                "inline_execution_limit_us",
+                self.inline_execution_limit_us.to_string(),
+            ),
         ]
     }
 }
@@ -273,6 +297,7 @@ mod tests {
         assert_eq!(config.backends_path, PathBuf::from("/opt/ai/backends"));
         assert_eq!(config.threads_per_queue, 1);
         assert_eq!(config.model_chunk_size, 511 * 1024 * 1024);
+        assert_eq!(config.inline_execution_limit_us, 50);
     }
 
     #[test]
@@ -281,7 +306,7 @@ mod tests {
             "onnx redisai_onnxruntime/redisai_onnxruntime.so THREADS_PER_QUEUE 4 \
              BACKENDSPATH /srv/b INTRA_OP_PARALLELISM 2 INTER_OP_PARALLELISM 3 \
              MODEL_CHUNK_SIZE 1024 MODEL_EXECUTION_TIMEOUT 2000 BACKEND_MEMORY_LIMIT 512 \
-             TORCH /abs/torch.so",
+             TORCH /abs/torch.so INLINE_EXECUTION_LIMIT_US 0",
         )
         .expect("valid");
         assert_eq!(config.backends_path, PathBuf::from("/srv/b"));
@@ -301,6 +326,7 @@ mod tests {
         assert_eq!(config.model_chunk_size, 1024);
         assert_eq!(config.model_execution_timeout_ms, 2000);
         assert_eq!(config.backend_memory_limit_mb, 512);
+        assert_eq!(config.inline_execution_limit_us, 0);
     }
 
     #[test]
@@ -314,6 +340,7 @@ mod tests {
             ("FOO 1", "unknown module argument 'FOO'"),
             ("ONNX ../../etc/evil.so", "may not leave BACKENDSPATH"),
             ("TF 1 TF 2", "given twice"),
+            ("INLINE_EXECUTION_LIMIT_US 10001", "from 0 to 10000"),
         ] {
             let err = parse(text).expect_err(text);
             assert!(err.0.contains(reason), "{text}: {err}");

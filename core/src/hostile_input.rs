@@ -126,6 +126,7 @@ const WORDS: &[&str] = &[
     "BACKENDSPATH",
     "THREADS_PER_QUEUE",
     "MODEL_CHUNK_SIZE",
+    "INLINE_EXECUTION_LIMIT_US",
     "INTRA_OP_PARALLELISM",
     "../x",
     "/abs",
@@ -466,6 +467,9 @@ proptest! {
         let mut config = Config::with_backends_path(PathBuf::from("/tmp/redisai-fuzz/backends"));
         for arg in &args {
             let _ = config.set_model_chunk_size(arg);
+            if config.set_inline_execution_limit(arg).is_ok() {
+                prop_assert!(config.inline_execution_limit_us <= crate::config::MAX_INLINE_EXECUTION_LIMIT_US);
+            }
             let _ = BackendKind::parse(arg);
             let _ = DType::parse(arg);
             if let Ok(path) = config.resolve_backend_path(arg) {

@@ -85,8 +85,8 @@ fn build(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
                 device.to_string().to_ascii_lowercase().replace(':', "_")
             ),
             format!(
-                "threads={},pending={},done={},cpu_us={}",
-                queue.threads, queue.pending, queue.done, queue.cpu_us
+                "threads={},pending={},done={},cpu_us={},inline={}",
+                queue.threads, queue.pending, queue.done, queue.cpu_us, queue.inline_done
             ),
         )?;
     }

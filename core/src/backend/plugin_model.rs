@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use redisai_plugin_api::abi::{
     RaiDType, RaiDevice, RaiDeviceKind, RaiModel, RaiModelOptions, RaiRunOptions, RaiTensorOut,
@@ -133,13 +133,46 @@ impl PluginModel {
         &self.backend
     }
 
-    /// Runs the model and copies its `n_outputs` outputs into tensors of our own.
+    /// Runs the model and copies its `n_outputs` outputs into tensors of our own,
+    /// waiting for another run of the model to end if the plugin runs one at a time.
     pub fn run(
         &self,
         inputs: &[&Tensor],
         n_outputs: usize,
         timeout_ms: u64,
         cancel: &AtomicU32,
+    ) -> Result<Vec<Tensor>, String> {
+        let _guard = self
+            .run_lock
+            .as_ref()
+            .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        self.run_holding_lock(inputs, n_outputs, timeout_ms, Some(cancel))
+    }
+
+    /// Like [`PluginModel::run`], but gives up (`None`) instead of waiting when another
+    /// run of the model holds it, and takes no cancel flag.
+    pub fn try_run(
+        &self,
+        inputs: &[&Tensor],
+        n_outputs: usize,
+        timeout_ms: u64,
+    ) -> Option<Result<Vec<Tensor>, String>> {
+        let _guard = match self.run_lock.as_ref().map(Mutex::try_lock) {
+            None => None,
+            Some(Ok(guard)) => Some(guard),
+            Some(Err(TryLockError::Poisoned(poisoned))) => Some(poisoned.into_inner()),
+            Some(Err(TryLockError::WouldBlock)) => return None,
+        };
+        Some(self.run_holding_lock(inputs, n_outputs, timeout_ms, None))
+    }
+
+    /// The run itself; the caller holds `run_lock` when there is one.
+    fn run_holding_lock(
+        &self,
+        inputs: &[&Tensor],
+        n_outputs: usize,
+        timeout_ms: u64,
+        cancel: Option<&AtomicU32>,
     ) -> Result<Vec<Tensor>, String> {
         let run = self
             .backend
@@ -160,13 +193,10 @@ impl PluginModel {
             (0..n_outputs).map(|_| RawTensorOut::empty()).collect();
         let options = RaiRunOptions {
             timeout_ms,
-            cancel: cancel.as_ptr().cast_const(),
+            // The ABI allows no flag (null): the plugin then watches none.
+            cancel: cancel.map_or(std::ptr::null(), |flag| flag.as_ptr().cast_const()),
             host_ctx: std::ptr::null_mut(),
         };
-        let _guard = self
-            .run_lock
-            .as_ref()
-            .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         // SAFETY: the views point into tensors that outlive the call; `outputs` has room
         // for `n_outputs` entries laid out as `RaiTensorOut`.
         let error = unsafe {

@@ -12,7 +12,7 @@ use super::reply_error;
 use crate::backend::registry;
 use crate::settings;
 
-/// `AI.CONFIG GET BACKENDSPATH | MODEL_CHUNK_SIZE`
+/// `AI.CONFIG GET BACKENDSPATH | MODEL_CHUNK_SIZE | INLINE_EXECUTION_LIMIT_US`
 pub fn get(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if args.len() != 3 {
         return Err(RedisError::WrongArity);
@@ -26,6 +26,10 @@ pub fn get(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     } else if name.eq_ignore_ascii_case(b"MODEL_CHUNK_SIZE") {
         Ok(RedisValue::Integer(
             i64::try_from(config.model_chunk_size).unwrap_or(i64::MAX),
+        ))
+    } else if name.eq_ignore_ascii_case(b"INLINE_EXECUTION_LIMIT_US") {
+        Ok(RedisValue::Integer(
+            i64::try_from(config.inline_execution_limit_us).unwrap_or(i64::MAX),
         ))
     } else {
         Ok(RedisValue::Null)
@@ -51,6 +55,20 @@ pub fn model_chunk_size(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }
     settings::write()
         .set_model_chunk_size(args[2].as_slice())
+        .map_err(|err| reply_error(format!("ERR {err}")))?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `AI.CONFIG INLINE_EXECUTION_LIMIT_US micros`: how long a model's runs may take to
+/// run on Redis's main thread (0: never). It decides how long Redis may answer nobody,
+/// so only users who may load native code (MODULE LOAD) may change it.
+pub fn inline_execution_limit(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if args.len() != 3 {
+        return Err(RedisError::WrongArity);
+    }
+    ensure_admin(ctx, "INLINE_EXECUTION_LIMIT_US")?;
+    settings::write()
+        .set_inline_execution_limit(args[2].as_slice())
         .map_err(|err| reply_error(format!("ERR {err}")))?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

@@ -238,10 +238,20 @@ fn execute(ctx: &Context, parsed: ExecuteArgs<'_>) -> RedisResult {
     for name in &parsed.outputs {
         keyspace::ensure_tensor_or_empty(ctx, &key_name(name))?;
     }
-    let blocked = blocking::block(ctx, parsed.timeout_ms)?;
-    let abandoned = blocked.abandoned();
     let output_keys: Vec<Vec<u8>> = parsed.outputs.iter().map(|k| k.to_vec()).collect();
     let device = model.device;
+    if let Some(outcome) =
+        crate::exec::run_inline(&model, &inputs, output_keys.len(), parsed.timeout_ms)
+    {
+        crate::exec::count_inline_run(device);
+        return Box::new(WriteOutputs {
+            output_keys,
+            outcome,
+        })
+        .reply(ctx);
+    }
+    let blocked = blocking::block(ctx, parsed.timeout_ms)?;
+    let abandoned = blocked.abandoned();
     let job = ModelRun {
         model,
         inputs,

@@ -27,17 +27,23 @@ trampoline!(config_get, config::get);
 trampoline!(config_backends_path, config::backends_path);
 trampoline!(config_model_chunk_size, config::model_chunk_size);
 trampoline!(config_load_backend, config::load_backend);
+trampoline!(config_inline_execution_limit, config::inline_execution_limit);
 
 type CommandFn =
     extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
 
 /// Registers `AI.CONFIG` and its sub-commands.
 pub fn register_config(ctx: &Context) -> Status {
-    let subcommands: [(&str, CommandFn, &str); 4] = [
+    let subcommands: [(&str, CommandFn, &str); 5] = [
         ("GET", config_get, "readonly fast"),
         ("MODEL_CHUNK_SIZE", config_model_chunk_size, "fast"),
         ("BACKENDSPATH", config_backends_path, "admin"),
         ("LOADBACKEND", config_load_backend, "admin"),
+        (
+            "INLINE_EXECUTION_LIMIT_US",
+            config_inline_execution_limit,
+            "admin fast",
+        ),
     ];
     // SAFETY: the API table is filled at load time, before this runs.
     let (Some(create), Some(get_command), Some(create_sub)) = (unsafe {

@@ -3,11 +3,12 @@
 mod batching;
 #[cfg(not(test))]
 pub mod blocking;
+pub mod inline;
 mod model_run;
 mod queue;
 mod script_run;
 
-pub use model_run::{ModelRun, RunOutcome};
+pub use model_run::{run_inline, ModelRun, RunOutcome};
 pub use queue::{Job, QueueStats, RunQueue, Work};
 pub use script_run::ScriptRun;
 
@@ -52,6 +53,14 @@ pub fn submit(device: Device, work: Work) {
     };
     if let Err(work) = queue.push(work) {
         work.cancel("ERR the server is shutting down");
+    }
+}
+
+/// Counts a run of a model on `device` that ran on the main thread, on the device's
+/// queue (which exists: a model runs on a worker before it may run inline).
+pub fn count_inline_run(device: Device) {
+    if let Some(queue) = queues().get(&device.queue_device()) {
+        queue.count_inline_run();
     }
 }
 

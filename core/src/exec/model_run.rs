@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::model::Model;
 use crate::tensor::Tensor;
@@ -168,11 +168,11 @@ fn guarded_batch(runs: &[Box<ModelRun>], now: Instant) -> Vec<RunOutcome> {
     match result {
         Ok(Ok(per_run)) => per_run.into_iter().map(RunOutcome::Done).collect(),
         Ok(Err(reason)) => failed_all(error_reply(&reason)),
-        Err(_) => failed_all("ERR internal error while running the model".to_owned()),
+        Err(_) => failed_all(INTERNAL_ERROR.to_owned()),
     }
 }
 
-/// Runs the model once and records the run in its statistics.
+/// Runs the model once and records the run.
 fn run_model(
     model: &Model,
     inputs: &[&Tensor],
@@ -183,14 +183,76 @@ fn run_model(
     let runtime = model.runtime()?;
     let started = Instant::now();
     let result = runtime.run(inputs, n_outputs, timeout_ms, cancel);
-    let rows = inputs.first().map_or(1, |t| t.rows()) as u64;
-    model.stats.record(started.elapsed(), rows, result.is_err());
+    record_run(model, inputs, started.elapsed(), result.is_err());
     result.map_err(|reason| error_reply(&reason))
 }
 
+/// Records a run in the model's statistics and inline gate.
+fn record_run(model: &Model, inputs: &[&Tensor], elapsed: Duration, failed: bool) {
+    let rows = inputs.first().map_or(1, |t| t.rows()) as u64;
+    model.stats.record(elapsed, rows, failed);
+    let limit_us = crate::settings::read().inline_execution_limit_us;
+    model
+        .inline_gate
+        .record(elapsed, input_bytes(inputs.iter().copied()), limit_us);
+}
+
+/// The size of a run's inputs, all together.
+fn input_bytes<'a>(inputs: impl IntoIterator<Item = &'a Tensor>) -> u64 {
+    inputs.into_iter().map(|t| t.data().len() as u64).sum()
+}
+
+/// Runs `model` here and now, on the calling (main) thread, if it may run inline (see
+/// [`super::inline`]) and no other run of it holds it; `None` when it must be queued.
+pub fn run_inline(
+    model: &Model,
+    inputs: &[Arc<Tensor>],
+    n_outputs: usize,
+    timeout_ms: Option<u64>,
+) -> Option<RunOutcome> {
+    let limit_us = crate::settings::read().inline_execution_limit_us;
+    let inputs: Vec<&Tensor> = inputs.iter().map(Arc::as_ref).collect();
+    if !super::inline::placement_allows(limit_us, model.device.kind, &model.batching)
+        || !model.inline_gate.admits(input_bytes(inputs.iter().copied()))
+    {
+        return None;
+    }
+    let runtime = model.runtime().ok()?;
+    // The plugin stops the run at the cap (where it can interrupt runs); the run then
+    // goes to a worker with the request's own timeout, and the model stays there until
+    // it is fast again. Nothing else can cancel it: its client cannot leave, nor Redis
+    // stop, while the main thread is busy with it.
+    let cap_ms = INLINE_RUN_CAP.as_millis() as u64;
+    let plugin_timeout_ms = timeout_ms.map_or(cap_ms, |ms| ms.min(cap_ms));
+    let started = Instant::now();
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.try_run(&inputs, n_outputs, plugin_timeout_ms)
+    }));
+    let result = match attempt {
+        Ok(None) => return None,
+        Ok(Some(result)) => result,
+        Err(_) => return Some(RunOutcome::Failed(INTERNAL_ERROR.to_owned())),
+    };
+    let elapsed = started.elapsed();
+    if result.is_err() && elapsed >= Duration::from_millis(plugin_timeout_ms) {
+        model.inline_gate.close();
+        return None;
+    }
+    record_run(model, &inputs, elapsed, result.is_err());
+    Some(match result {
+        Ok(outputs) => RunOutcome::Done(outputs),
+        Err(reason) => RunOutcome::Failed(error_reply(&reason)),
+    })
+}
+
+/// The longest an inline run may take before the plugin is told to stop it.
+pub const INLINE_RUN_CAP: Duration = Duration::from_millis(2);
+
+const INTERNAL_ERROR: &str = "ERR internal error while running the model";
+
 fn guarded(body: impl FnOnce() -> RunOutcome) -> RunOutcome {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
-        .unwrap_or_else(|_| RunOutcome::Failed("ERR internal error while running the model".into()))
+        .unwrap_or_else(|_| RunOutcome::Failed(INTERNAL_ERROR.to_owned()))
 }
 
 /// Backend messages become error replies; keep an error code if they carry one.

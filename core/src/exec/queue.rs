@@ -32,6 +32,8 @@ struct Shared {
     /// CPU time spent by this queue's workers, in microseconds.
     cpu_us: AtomicU64,
     done: AtomicU64,
+    /// Runs of this device's models done on the main thread instead (`exec::inline`).
+    inline_done: AtomicU64,
 }
 
 /// Queued work: model runs (which may batch) or any other job.
@@ -81,6 +83,7 @@ pub struct QueueStats {
     pub done: u64,
     pub cpu_us: u64,
     pub threads: usize,
+    pub inline_done: u64,
 }
 
 impl RunQueue {
@@ -94,6 +97,7 @@ impl RunQueue {
             ready: Condvar::new(),
             cpu_us: AtomicU64::new(0),
             done: AtomicU64::new(0),
+            inline_done: AtomicU64::new(0),
         });
         let mut workers = Vec::new();
         for index in 0..threads.max(1) {
@@ -133,7 +137,13 @@ impl RunQueue {
             done: self.shared.done.load(Ordering::Relaxed),
             cpu_us: self.shared.cpu_us.load(Ordering::Relaxed),
             threads: self.workers.lock().map(|w| w.len()).unwrap_or_default(),
+            inline_done: self.shared.inline_done.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts a run of one of this device's models that ran on the main thread.
+    pub fn count_inline_run(&self) {
+        self.shared.inline_done.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Cancels the jobs still queued, lets running ones finish, and joins the workers.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::backend::{registry, ModelLoadOptions, PluginModel};
 use crate::device::{Device, DeviceKind};
+use crate::exec::inline::InlineGate;
 use crate::stats::RunStats;
 pub use parse::Batching;
 
@@ -26,6 +27,8 @@ pub struct Model {
     /// the model's data rather than losing it).
     pub runtime: Result<PluginModel, String>,
     pub stats: RunStats,
+    /// Whether its runs are fast enough to run on the main thread.
+    pub inline_gate: InlineGate,
 }
 
 /// Everything needed to create a model.
@@ -74,6 +77,7 @@ impl Model {
             blob: definition.blob,
             runtime,
             stats: RunStats::default(),
+            inline_gate: InlineGate::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 //! | `panic` | ok | panics (the SDK turns it into an error) |
 //! | `cpp` | ok | a C++ runtime throws; caught at the C++ boundary, an error |
 //! | `slow:<ms>` | ok | sleeps (up to 10 s, stopping early when cancelled), then echoes |
+//! | `sleep-input` | ok | sleeps as many ms as its INT64 input's first value says (a model whose run time depends on its data; up to 10 s, stopping early when cancelled or at the run's timeout), then echoes |
 //! | `panic-load` | panics | - |
 //! | `error-load` | error | - |
 //!
@@ -30,7 +31,11 @@ pub enum Fault {
     Panic,
     Cpp,
     Slow(u64),
+    SleepInput,
 }
+
+/// Longest sleep of the slow faults.
+const MAX_SLEEP_MS: u64 = 10_000;
 
 extern "C" {
     fn redisai_faults_cpp_call(message: *mut c_char, capacity: usize) -> i32;
@@ -69,6 +74,7 @@ impl Plugin for FaultsPlugin {
             b"error" => Ok(Fault::Error),
             b"panic" => Ok(Fault::Panic),
             b"cpp" => Ok(Fault::Cpp),
+            b"sleep-input" => Ok(Fault::SleepInput),
             b"panic-load" => panic!("faults: panic while loading a model"),
             b"error-load" => Err(Error::new("faults: refusing to load this model")),
             _ => {
@@ -77,7 +83,7 @@ impl Plugin for FaultsPlugin {
                     .and_then(|ms| std::str::from_utf8(ms).ok())
                     .and_then(|ms| ms.parse::<u64>().ok())
                     .ok_or_else(|| Error::new("faults: unknown fault"))?;
-                Ok(Fault::Slow(ms.min(10_000)))
+                Ok(Fault::Slow(ms.min(MAX_SLEEP_MS)))
             }
         }
     }
@@ -101,15 +107,8 @@ impl Plugin for FaultsPlugin {
             Fault::Error => return Err(Error::new("faults: this backend fails every run")),
             Fault::Panic => panic!("faults: panic inside run"),
             Fault::Cpp => cpp_call()?,
-            Fault::Slow(ms) => {
-                let deadline = Instant::now() + Duration::from_millis(*ms);
-                while Instant::now() < deadline {
-                    if options.cancel.is_some_and(|flag| flag.is_set()) {
-                        return Err(Error::new("faults: cancelled"));
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
+            Fault::Slow(ms) => sleep(*ms, options, false)?,
+            Fault::SleepInput => sleep(first_int64(inputs)?, options, true)?,
             Fault::Echo => {}
         }
         let first = inputs
@@ -123,6 +122,39 @@ impl Plugin for FaultsPlugin {
             })
             .collect())
     }
+}
+
+/// Sleeps `ms` (at most [`MAX_SLEEP_MS`]), stopping early with an error when the run is
+/// cancelled or, with `honour_timeout`, when its timeout passes.
+fn sleep(ms: u64, options: &RunOptions, honour_timeout: bool) -> Result<()> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(ms.min(MAX_SLEEP_MS));
+    let timeout = (honour_timeout && options.timeout_ms > 0)
+        .then(|| started + Duration::from_millis(options.timeout_ms));
+    while Instant::now() < deadline {
+        if options.cancel.is_some_and(|flag| flag.is_set()) {
+            return Err(Error::new("faults: cancelled"));
+        }
+        if timeout.is_some_and(|t| Instant::now() >= t) {
+            return Err(Error::new("faults: timed out"));
+        }
+        std::thread::sleep(Duration::from_millis(1).min(deadline.saturating_duration_since(Instant::now())));
+    }
+    Ok(())
+}
+
+/// The first value of the first input, which must be INT64.
+fn first_int64(inputs: &[TensorRef<'_>]) -> Result<u64> {
+    let first = inputs
+        .first()
+        .filter(|t| t.dtype == DType::Int64)
+        .ok_or_else(|| Error::new("faults: sleep-input needs an INT64 input"))?;
+    let bytes: [u8; 8] = first
+        .data
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::new("faults: sleep-input needs a value"))?;
+    Ok(u64::try_from(i64::from_ne_bytes(bytes)).unwrap_or(0))
 }
 
 #[allow(unsafe_code)]
