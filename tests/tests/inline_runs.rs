@@ -57,10 +57,16 @@ fn execute(c: &mut Connection, line: &str) {
 /// Runs `model` RUNS times on x, writing y<i>, and checks every output equals the first
 /// run's (which ran on a worker, as models are never inline on their first runs).
 fn runs_agree(c: &mut Connection, model: &str) {
-    execute(c, &format!("AI.MODELEXECUTE {model} INPUTS 1 x OUTPUTS 1 y_first"));
+    execute(
+        c,
+        &format!("AI.MODELEXECUTE {model} INPUTS 1 x OUTPUTS 1 y_first"),
+    );
     let first = get(c, "y_first");
     for i in 0..RUNS {
-        execute(c, &format!("AI.MODELEXECUTE {model} INPUTS 1 x OUTPUTS 1 y{i}"));
+        execute(
+            c,
+            &format!("AI.MODELEXECUTE {model} INPUTS 1 x OUTPUTS 1 y{i}"),
+        );
         assert_eq!(get(c, &format!("y{i}")), first, "{model}: run {i}");
     }
 }
@@ -74,7 +80,13 @@ fn every_backend_gives_the_same_outputs_inline() {
         ("onnx", "ONNX", "onnx", "mlp.onnx", &[]),
         ("tflite", "TFLITE", "tflite", "mlp.tflite", &[]),
         ("torch", "TORCH", "torch", "mlp.pt", &[]),
-        ("tf", "TF", "tf", "mlp.pb", &["INPUTS", "1", "x", "OUTPUTS", "1", "y"]),
+        (
+            "tf",
+            "TF",
+            "tf",
+            "mlp.pb",
+            &["INPUTS", "1", "x", "OUTPUTS", "1", "y"],
+        ),
     ];
     for (key, backend, dir, file, io) in models {
         store(&mut c, key, backend, dir, file, io);
@@ -109,7 +121,10 @@ fn a_limit_of_zero_keeps_every_run_on_the_workers_and_config_changes_it() {
     runs_agree(&mut c, "m");
     assert_eq!(inline_runs(&mut c), 0);
 
-    execute(&mut c, &format!("AI.CONFIG INLINE_EXECUTION_LIMIT_US {GENEROUS_LIMIT}"));
+    execute(
+        &mut c,
+        &format!("AI.CONFIG INLINE_EXECUTION_LIMIT_US {GENEROUS_LIMIT}"),
+    );
     assert_eq!(
         call_str(&mut c, "AI.CONFIG GET INLINE_EXECUTION_LIMIT_US").expect("GET"),
         Value::Int(10_000)
@@ -128,7 +143,11 @@ fn a_limit_of_zero_keeps_every_run_on_the_workers_and_config_changes_it() {
         );
     }
     // It decides how long Redis may answer nobody: an admin setting.
-    call_str(&mut c, "ACL SETUSER app on >pw ~* +@all -@admin -@dangerous").expect("ACL");
+    call_str(
+        &mut c,
+        "ACL SETUSER app on >pw ~* +@all -@admin -@dangerous",
+    )
+    .expect("ACL");
     let mut app = client(&server);
     call_str(&mut app, "AUTH app pw").expect("AUTH");
     let err = error_text(call_str(&mut app, "AI.CONFIG INLINE_EXECUTION_LIMIT_US 0"));
@@ -141,7 +160,10 @@ fn load_time_limit_out_of_range_refuses_to_load() {
     let started = Server::try_start(
         ServerConfig::default().module_args(&["INLINE_EXECUTION_LIMIT_US", "20000"]),
     );
-    assert!(started.is_err(), "the module loaded with a limit over 10000");
+    assert!(
+        started.is_err(),
+        "the module loaded with a limit over 10000"
+    );
 }
 
 #[test]
@@ -155,7 +177,10 @@ fn inline_outputs_replicate_and_transactions_still_refuse_runs() {
     assert!(inline_runs(&mut c) > 0);
     replica.wait_for_sync(&master);
     let mut r = client(&replica);
-    assert_eq!(get(&mut r, &format!("y{}", RUNS - 1)), get(&mut c, "y_first"));
+    assert_eq!(
+        get(&mut r, &format!("y{}", RUNS - 1)),
+        get(&mut c, "y_first")
+    );
     assert_eq!(digest(&mut r), digest(&mut c));
 
     // A model that would run inline is still refused inside MULTI, as every run is.
@@ -215,9 +240,20 @@ fn a_run_that_turns_slow_goes_to_a_worker_while_redis_answers() {
         !finished.load(Ordering::SeqCst),
         "the 2 s run finished before PING was answered: it held the main thread"
     );
-    assert_eq!(runner.join().expect("runner").expect("slow run"), Value::Okay);
-    assert_eq!(get(&mut c, "out"), get(&mut c, "slow"), "echoed after the retry");
-    assert_eq!(inline_runs(&mut c), inline_before, "the slow run did not count as inline");
+    assert_eq!(
+        runner.join().expect("runner").expect("slow run"),
+        Value::Okay
+    );
+    assert_eq!(
+        get(&mut c, "out"),
+        get(&mut c, "slow"),
+        "echoed after the retry"
+    );
+    assert_eq!(
+        inline_runs(&mut c),
+        inline_before,
+        "the slow run did not count as inline"
+    );
 
     // The model is back on the workers until it has been fast for a while again.
     execute(&mut c, "AI.MODELEXECUTE sleepy INPUTS 1 x OUTPUTS 1 y");

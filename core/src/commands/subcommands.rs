@@ -27,7 +27,10 @@ trampoline!(config_get, config::get);
 trampoline!(config_backends_path, config::backends_path);
 trampoline!(config_model_chunk_size, config::model_chunk_size);
 trampoline!(config_load_backend, config::load_backend);
-trampoline!(config_inline_execution_limit, config::inline_execution_limit);
+trampoline!(
+    config_inline_execution_limit,
+    config::inline_execution_limit
+);
 
 type CommandFn =
     extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;

@@ -36,9 +36,11 @@ impl InlineGate {
     pub fn record(&self, elapsed: Duration, input_bytes: u64, limit_us: u64) {
         let fast = limit_us > 0 && elapsed <= Duration::from_micros(limit_us);
         if fast {
-            let _ = self.fast_streak.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_add(1))
-            });
+            let _ = self
+                .fast_streak
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_add(1))
+                });
             self.max_fast_input_bytes
                 .fetch_max(input_bytes, Ordering::Relaxed);
         } else {

@@ -213,7 +213,9 @@ pub fn run_inline(
     let limit_us = crate::settings::read().inline_execution_limit_us;
     let inputs: Vec<&Tensor> = inputs.iter().map(Arc::as_ref).collect();
     if !super::inline::placement_allows(limit_us, model.device.kind, &model.batching)
-        || !model.inline_gate.admits(input_bytes(inputs.iter().copied()))
+        || !model
+            .inline_gate
+            .admits(input_bytes(inputs.iter().copied()))
     {
         return None;
     }

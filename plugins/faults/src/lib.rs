@@ -138,7 +138,9 @@ fn sleep(ms: u64, options: &RunOptions, honour_timeout: bool) -> Result<()> {
         if timeout.is_some_and(|t| Instant::now() >= t) {
             return Err(Error::new("faults: timed out"));
         }
-        std::thread::sleep(Duration::from_millis(1).min(deadline.saturating_duration_since(Instant::now())));
+        std::thread::sleep(
+            Duration::from_millis(1).min(deadline.saturating_duration_since(Instant::now())),
+        );
     }
     Ok(())
 }

@@ -285,16 +285,18 @@ enum Call {
     Direct,
     DirectAbi,
     Execute,
+    ExecuteOnWorker,
     ExecuteGet,
     ExecuteGetPipelined,
     Ping,
 }
 
 impl Call {
-    const ALL: [Call; 6] = [
+    const ALL: [Call; 7] = [
         Call::Direct,
         Call::DirectAbi,
         Call::Execute,
+        Call::ExecuteOnWorker,
         Call::ExecuteGet,
         Call::ExecuteGetPipelined,
         Call::Ping,
@@ -312,6 +314,10 @@ impl Call {
                  timeout (the module's exact backend call), in process"
             }
             Call::Execute => "`AI.MODELEXECUTE`",
+            Call::ExecuteOnWorker => {
+                "`AI.MODELEXECUTE` with every run on a run-queue thread \
+                 (INLINE_EXECUTION_LIMIT_US 0)"
+            }
             Call::ExecuteGet => "`AI.MODELEXECUTE`, then `AI.TENSORGET y BLOB`",
             Call::ExecuteGetPipelined => "`AI.MODELEXECUTE` + `AI.TENSORGET y BLOB`, pipelined",
             Call::Ping => "`PING` (a bare round trip, for reference)",
@@ -322,7 +328,7 @@ impl Call {
         match self {
             Call::Direct | Call::DirectAbi => 0,
             Call::ExecuteGet => 2,
-            Call::Execute | Call::ExecuteGetPipelined | Call::Ping => 1,
+            Call::Execute | Call::ExecuteOnWorker | Call::ExecuteGetPipelined | Call::Ping => 1,
         }
     }
 
@@ -462,7 +468,9 @@ impl<'a> OverheadCase<'a> {
                 let len = self.plugin.run(&self.shape, &self.input)?;
                 ensure!(len == self.output_len, "ABI run: {len} bytes");
             }
-            Call::Execute => expect_ok(self.con.req_packed_command(&self.execute)?)?,
+            Call::Execute | Call::ExecuteOnWorker => {
+                expect_ok(self.con.req_packed_command(&self.execute)?)?
+            }
             Call::ExecuteGet => {
                 expect_ok(self.con.req_packed_command(&self.execute)?)?;
                 expect_blob(self.con.req_packed_command(&self.get)?, self.output_len)?;
@@ -491,7 +499,9 @@ impl<'a> OverheadCase<'a> {
 
     /// Latencies (ns) of every path, over `rounds` rounds in a rotating order.
     fn measure(&mut self, seconds: f64, rounds: u32) -> Result<Vec<Vec<u64>>> {
+        let inline_limit = InlineLimit::read(self.con)?;
         for call in Call::ALL {
+            inline_limit.apply(self.con, call == Call::ExecuteOnWorker)?;
             for _ in 0..50 {
                 self.once(call)?;
             }
@@ -502,6 +512,12 @@ impl<'a> OverheadCase<'a> {
         for round in 0..rounds as usize {
             for i in 0..Call::ALL.len() {
                 let call = Call::ALL[(i + round) % Call::ALL.len()];
+                inline_limit.apply(self.con, call == Call::ExecuteOnWorker)?;
+                // Warm-up runs after a change of the limit (a model runs inline only
+                // after some fast runs), not counted.
+                for _ in 0..20 {
+                    self.once(call)?;
+                }
                 let into = &mut samples[call.index()];
                 let start = Instant::now();
                 loop {
@@ -514,7 +530,32 @@ impl<'a> OverheadCase<'a> {
                 }
             }
         }
+        inline_limit.apply(self.con, false)?;
         Ok(samples)
+    }
+}
+
+/// The server's INLINE_EXECUTION_LIMIT_US, turned off for the paths that measure runs on
+/// a run-queue thread and restored for the others.
+pub(crate) struct InlineLimit(i64);
+
+impl InlineLimit {
+    pub(crate) fn read(con: &mut Connection) -> Result<InlineLimit> {
+        let limit: i64 = redis::cmd("AI.CONFIG")
+            .arg("GET")
+            .arg("INLINE_EXECUTION_LIMIT_US")
+            .query(con)
+            .context("AI.CONFIG GET INLINE_EXECUTION_LIMIT_US")?;
+        Ok(InlineLimit(limit))
+    }
+
+    pub(crate) fn apply(&self, con: &mut Connection, off: bool) -> Result<()> {
+        let value = if off { 0 } else { self.0 };
+        redis::cmd("AI.CONFIG")
+            .arg("INLINE_EXECUTION_LIMIT_US")
+            .arg(value)
+            .query::<()>(con)
+            .with_context(|| format!("AI.CONFIG INLINE_EXECUTION_LIMIT_US {value}"))
     }
 }
 
@@ -749,18 +790,23 @@ fn run_overhead(opts: &Options, con: &mut Connection) -> Result<()> {
     println!();
     for result in &results {
         let execute = result.get(Call::Execute).p50;
+        let on_worker = result.get(Call::ExecuteOnWorker).p50;
         let ping = result.get(Call::Ping).p50;
         let direct = result.get(Call::Direct).p50;
         let abi = result.get(Call::DirectAbi).p50;
         let rest = execute - ping - result.module_run_p50;
         println!(
             "- {}: AI.MODELEXECUTE {execute:.0} µs = a bare round trip (PING) {ping:.0} µs \
-             + the backend call on the module's run-queue thread {:.0} µs (AI.INFO \
-             duration_p50; p99 {:.0}), where the same call through the ABI takes {abi:.1} µs \
-             in process and the plain run {direct:.1} µs, + {rest:.0} µs for the rest \
-             (parsing, key lookup, blocking the client, the hand-off to the run-queue \
-             thread and back, writing the output key, the reply).",
-            result.name, result.module_run_p50, result.module_run_p99
+             + the backend call in the module {:.0} µs (AI.INFO duration_p50 over every \
+             run, inline or not; p99 {:.0}), where the same call through the ABI takes \
+             {abi:.1} µs in process and the plain run {direct:.1} µs, + {rest:.0} µs for the \
+             rest (parsing, key lookup, writing the output key, the reply). With every run \
+             on a run-queue thread it takes {on_worker:.0} µs: the hand-off to the thread \
+             and back costs {:.0} µs.",
+            result.name,
+            result.module_run_p50,
+            result.module_run_p99,
+            on_worker - execute
         );
     }
     println!();

@@ -14,29 +14,40 @@ use redis::{Connection, ConnectionLike, Value};
 use super::loaded_plugin::LoadedPlugin;
 
 use super::{
-    expect_blob, expect_ok, f32_bytes, f32_values, latency, module_settings, repo_root, Latency,
-    Options, TARGET_ADDED_P50_US,
+    expect_blob, expect_ok, f32_bytes, f32_values, latency, module_settings, repo_root,
+    InlineLimit, Latency, Options, TARGET_ADDED_P50_US,
 };
 
 /// The MLP's result for x = [1, 2, 3, 4] (its weights are exact in binary).
 const X: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
 const Y: [f32; 3] = [-0.78125, 0.75, -0.25];
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Path {
     Direct,
     Execute,
+    ExecuteOnWorker,
     ExecuteGet,
     Ping,
 }
 
-const PATHS: [Path; 4] = [Path::Direct, Path::Execute, Path::ExecuteGet, Path::Ping];
+const PATHS: [Path; 5] = [
+    Path::Direct,
+    Path::Execute,
+    Path::ExecuteOnWorker,
+    Path::ExecuteGet,
+    Path::Ping,
+];
 
 impl Path {
     fn label(self) -> &'static str {
         match self {
             Path::Direct => "direct through the TORCH plugin's C ABI, in process (baseline)",
             Path::Execute => "`AI.MODELEXECUTE`",
+            Path::ExecuteOnWorker => {
+                "`AI.MODELEXECUTE` with every run on a run-queue thread \
+                 (INLINE_EXECUTION_LIMIT_US 0)"
+            }
             Path::ExecuteGet => "`AI.MODELEXECUTE`, then `AI.TENSORGET y BLOB`",
             Path::Ping => "`PING` (a bare round trip, for reference)",
         }
@@ -109,12 +120,13 @@ pub(crate) fn run_overhead(opts: &Options, con: &mut Connection) -> Result<()> {
         "AI.MODELEXECUTE of mlp.pt: wrong output"
     );
 
-    let mut once = |path: Path| -> Result<()> {
+    let inline_limit = InlineLimit::read(con)?;
+    let once = |con: &mut Connection, path: Path| -> Result<()> {
         match path {
             Path::Direct => {
                 direct.run(&shape, &input)?;
             }
-            Path::Execute => expect_ok(con.req_packed_command(&execute)?)?,
+            Path::Execute | Path::ExecuteOnWorker => expect_ok(con.req_packed_command(&execute)?)?,
             Path::ExecuteGet => {
                 expect_ok(con.req_packed_command(&execute)?)?;
                 expect_blob(con.req_packed_command(&get)?, 12)?;
@@ -125,11 +137,6 @@ pub(crate) fn run_overhead(opts: &Options, con: &mut Connection) -> Result<()> {
         }
         Ok(())
     };
-    for path in PATHS {
-        for _ in 0..50 {
-            once(path)?;
-        }
-    }
     eprintln!(
         "==> overhead: torch mlp ({} s in {} rounds)",
         opts.overhead_seconds, opts.overhead_rounds
@@ -141,10 +148,17 @@ pub(crate) fn run_overhead(opts: &Options, con: &mut Connection) -> Result<()> {
     for round in 0..opts.overhead_rounds as usize {
         for i in 0..PATHS.len() {
             let index = (i + round) % PATHS.len();
+            let path = PATHS[index];
+            inline_limit.apply(con, path == Path::ExecuteOnWorker)?;
+            // Warm-up runs after a change of the limit (a model runs inline only after
+            // some fast runs), not counted.
+            for _ in 0..50 {
+                once(con, path)?;
+            }
             let start = Instant::now();
             loop {
                 let t0 = Instant::now();
-                once(PATHS[index])?;
+                once(con, path)?;
                 samples[index].push(t0.elapsed().as_nanos() as u64);
                 if start.elapsed() >= per_path {
                     break;
@@ -152,6 +166,7 @@ pub(crate) fn run_overhead(opts: &Options, con: &mut Connection) -> Result<()> {
             }
         }
     }
+    inline_limit.apply(con, false)?;
     let _ = redis::cmd("DEL").arg(key).arg(x).arg(y).query::<i64>(con);
     let stats: Vec<Latency> = samples.into_iter().map(latency).collect();
 
@@ -171,7 +186,7 @@ pub(crate) fn run_overhead(opts: &Options, con: &mut Connection) -> Result<()> {
     let base = &stats[0];
     for (path, s) in PATHS.iter().zip(&stats) {
         let added = match path {
-            Path::Execute | Path::ExecuteGet => (
+            Path::Execute | Path::ExecuteOnWorker | Path::ExecuteGet => (
                 format!("{:+.1}", s.p50 - base.p50),
                 format!("{:+.1}", s.p99 - base.p99),
             ),
@@ -188,16 +203,22 @@ pub(crate) fn run_overhead(opts: &Options, con: &mut Connection) -> Result<()> {
         );
     }
     println!();
-    let added = stats[1].p50 - base.p50;
+    let at = |path: Path| &stats[PATHS.iter().position(|p| *p == path).unwrap_or(0)];
+    let (execute, on_worker, ping) = (
+        at(Path::Execute).p50,
+        at(Path::ExecuteOnWorker).p50,
+        at(Path::Ping).p50,
+    );
+    let added = execute - base.p50;
     println!(
-        "- TORCH mlp: AI.MODELEXECUTE {:.0} µs = a bare round trip (PING) {:.0} µs + the \
-         backend call ({:.1} µs in process) + {:.0} µs for the module's own work (parsing, \
-         key lookup, the hand-off to the run-queue thread and back, writing the output key, \
-         the reply).",
-        stats[1].p50,
-        stats[3].p50,
+        "- TORCH mlp: AI.MODELEXECUTE {execute:.0} µs = a bare round trip (PING) {ping:.0} µs \
+         + the backend call ({:.1} µs in process) + {:.0} µs for the module's own work \
+         (parsing, key lookup, writing the output key, the reply). With every run on a \
+         run-queue thread it takes {on_worker:.0} µs: the hand-off to the thread and back \
+         costs {:.0} µs.",
         base.p50,
-        stats[1].p50 - stats[3].p50 - base.p50
+        execute - ping - base.p50,
+        on_worker - execute
     );
     println!();
     let verdict = if added <= TARGET_ADDED_P50_US {
