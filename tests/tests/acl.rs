@@ -196,6 +196,39 @@ fn read_only_key_selectors_allow_reads_and_refuse_writes() {
     run_str(&mut u, "AI.TENSORSET other:w FLOAT 1 VALUES 1").expect("write-only may write");
 }
 
+/// The key names `AI._MODELSCAN` lists.
+fn scanned_models(c: &mut Connection) -> Vec<String> {
+    let reply = run_str(c, "AI._MODELSCAN").expect("AI._MODELSCAN");
+    let Value::Array(entries) = reply else {
+        panic!("AI._MODELSCAN: {reply:?}")
+    };
+    let mut names: Vec<String> = entries
+        .iter()
+        .map(|entry| match entry {
+            Value::Array(pair) => match &pair[0] {
+                Value::BulkString(name) => String::from_utf8_lossy(name).into_owned(),
+                other => panic!("key name {other:?}"),
+            },
+            other => panic!("entry {other:?}"),
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn key_listings_show_only_the_keys_the_user_may_read() {
+    let (server, mut admin) = setup();
+    assert_eq!(scanned_models(&mut admin), ["app1:m", "other:m"]);
+    let mut u = as_app1(&server);
+    assert_eq!(scanned_models(&mut u), ["app1:m"]);
+    run_str(&mut admin, "ACL SETUSER app1 resetkeys ~app1:* %R~other:*").expect("ACL");
+    assert_eq!(scanned_models(&mut u), ["app1:m", "other:m"]);
+    // Write access alone does not let a user read a key, nor see it listed.
+    run_str(&mut admin, "ACL SETUSER app1 resetkeys %W~*").expect("ACL");
+    assert_eq!(scanned_models(&mut u), Vec::<String>::new());
+}
+
 // ---- Scripts (real TORCH plugin) ----
 
 const SCRIPT: &str = r#"
