@@ -130,7 +130,7 @@ pub fn scan_tags<T: 'static>(
     let mut found = Vec::new();
     let cursor = KeysCursor::new();
     while cursor.scan(ctx, &|_ctx, name, key| {
-        if !readable.allows(&name) {
+        if !readable.allows(name) {
             return;
         }
         if let Some(Ok(Some(value))) = key.map(|k| k.get_value::<T>(value_type)) {
