@@ -503,22 +503,21 @@ std::string tensors_text(size_t count) {
     return std::to_string(count) + (count == 1 ? " tensor" : " tensors");
 }
 
-// Binds AI.SCRIPTRUN's inputs to the function's own parameters, as RedisAI 1.2 did:
-// each Tensor parameter takes the next input; the one List[Tensor] parameter takes the
-// inputs after `$` (`variadic` is where they start, -1 without `$`) or, without `$`,
-// those the Tensor parameters leave, at its place; other parameters need a default
-// value, which they keep.
-torch::jit::Stack positional_stack(const c10::FunctionSchema &schema, const std::string &name,
-                                   const std::vector<at::Tensor> &tensors, int64_t variadic) {
-    const auto &arguments = schema.arguments();
-    const std::string signature = signature_text(schema, name);
-    size_t tensor_params = 0;
-    size_t list_params = 0;
-    for (const c10::Argument &argument : arguments) {
+// How many Tensor and List[Tensor] parameters a function has.
+struct TensorParameters {
+    size_t tensors = 0;
+    size_t lists = 0;
+};
+
+// Counts them; any other parameter needs a default value (AI.SCRIPTRUN passes tensors only).
+TensorParameters count_parameters(const c10::FunctionSchema &schema, const std::string &name,
+                                  const std::string &signature) {
+    TensorParameters counts;
+    for (const c10::Argument &argument : schema.arguments()) {
         if (is_tensor(argument)) {
-            tensor_params++;
+            counts.tensors++;
         } else if (is_tensor_list(argument)) {
-            list_params++;
+            counts.lists++;
         } else if (!argument.default_value()) {
             throw std::runtime_error("Wrong inputs type in function " + name + ": parameter " +
                                      argument.name() + " of " + signature +
@@ -526,40 +525,72 @@ torch::jit::Stack positional_stack(const c10::FunctionSchema &schema, const std:
                                      "tensors only)");
         }
     }
-    if (list_params > 1) {
+    if (counts.lists > 1) {
         throw std::runtime_error("Wrong inputs type in function " + name + ": " + signature +
-                                 " has " + std::to_string(list_params) +
+                                 " has " + std::to_string(counts.lists) +
                                  " List[Tensor] parameters, AI.SCRIPTRUN fills one at most "
                                  "(with the inputs after $)");
     }
-    const bool marked = variadic >= 0;
-    if (marked && list_params == 0) {
-        throw std::runtime_error("Wrong inputs type in function " + name + ": " + signature +
-                                 " has no List[Tensor] parameter for the inputs after $");
+    return counts;
+}
+
+std::string wrong_count(const std::string &name, const std::string &signature,
+                        const std::string &takes, size_t given) {
+    return "Wrong number of inputs in function " + name + ": " + signature + " takes " + takes +
+           ", AI.SCRIPTRUN gave " + tensors_text(given);
+}
+
+// How many of `n` inputs the List[Tensor] parameter gets: those after `$` (`variadic` is
+// where they start, -1 without `$`), else those the Tensor parameters leave. Throws when
+// the inputs do not fit the parameters.
+size_t listed_inputs(const TensorParameters &counts, size_t n, int64_t variadic,
+                     const std::string &name, const std::string &signature) {
+    if (variadic >= 0) {
+        if (counts.lists == 0) {
+            throw std::runtime_error("Wrong inputs type in function " + name + ": " +
+                                     signature +
+                                     " has no List[Tensor] parameter for the inputs after $");
+        }
+        const size_t before = static_cast<size_t>(variadic);
+        if (before != counts.tensors) {
+            throw std::runtime_error(
+                wrong_count(name, signature, tensors_text(counts.tensors) + " before $", before));
+        }
+        return n - before;
     }
-    const size_t n = tensors.size();
-    const size_t before_marker = marked ? static_cast<size_t>(variadic) : n;
-    if (before_marker != tensor_params && (marked || list_params == 0 || n < tensor_params)) {
+    if (counts.lists == 0 && n != counts.tensors) {
+        throw std::runtime_error(wrong_count(name, signature, tensors_text(counts.tensors), n));
+    }
+    if (n < counts.tensors) {
         throw std::runtime_error(
-            "Wrong number of inputs in function " + name + ": " + signature + " takes " +
-            (list_params == 0 || marked ? "" : "at least ") + tensors_text(tensor_params) +
-            (marked ? " before $" : "") + ", AI.SCRIPTRUN gave " + tensors_text(before_marker));
+            wrong_count(name, signature, "at least " + tensors_text(counts.tensors), n));
     }
-    const size_t listed = marked ? n - before_marker : n - tensor_params;
+    return n - counts.tensors;
+}
+
+// Binds AI.SCRIPTRUN's inputs to the function's own parameters, as RedisAI 1.2 did:
+// each Tensor parameter takes the next input, the List[Tensor] parameter the inputs
+// after `$` (without `$`: the ones left over, at its place), and other parameters keep
+// their default values.
+torch::jit::Stack positional_stack(const c10::FunctionSchema &schema, const std::string &name,
+                                   const std::vector<at::Tensor> &tensors, int64_t variadic) {
+    const std::string signature = signature_text(schema, name);
+    const TensorParameters counts = count_parameters(schema, name, signature);
+    const size_t listed = listed_inputs(counts, tensors.size(), variadic, name, signature);
     torch::jit::Stack stack;
     size_t next = 0;
-    for (const c10::Argument &argument : arguments) {
+    for (const c10::Argument &argument : schema.arguments()) {
         if (is_tensor(argument)) {
             stack.emplace_back(tensors[next++]);
         } else if (is_tensor_list(argument)) {
-            const size_t first = marked ? before_marker : next;
+            const size_t first = variadic >= 0 ? static_cast<size_t>(variadic) : next;
             c10::List<at::Tensor> list;
             list.reserve(listed);
             for (size_t i = first; i < first + listed; i++) {
                 list.push_back(tensors[i]);
             }
             stack.emplace_back(std::move(list));
-            if (!marked) {
+            if (variadic < 0) {
                 next += listed;
             }
         } else {
@@ -575,6 +606,7 @@ rt_outputs *call_function(torch::jit::Function &function, torch::jit::Stack stac
     collect(result, true, outputs->tensors);
     return outputs.release();
 }
+
 }  // namespace
 
 extern "C" {
