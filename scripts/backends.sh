@@ -139,13 +139,44 @@ test_backend_tensorflow() {
 #                                dist/backends/redisai_torch/: redisai_torch.so (rpath
 #                                $ORIGIN/torch/lib), torch/lib/{libtorch_cpu.so,libc10.so,
 #                                libgomp.so.1} and nvidia/cu13/lib/{libcudart.so.13,
-#                                libcupti.so.13} (libtorch_cpu's rpath $ORIGIN/../../nvidia/cu13/lib)
+#                                libcupti.so.13} (libtorch_cpu's rpath $ORIGIN/../../nvidia/cu13/lib);
+#                                libtorch_cpu.so is shipped stripped (see torch_runtime_file)
 #   test_backend_torch [ARGS]    runs the TORCH backend's own tests (cargo test ARGS)
 
 TORCH_RUNTIME_FILES=(
     torch/lib/libtorch_cpu.so torch/lib/libc10.so torch/lib/libgomp.so.1
     nvidia/cu13/lib/libcudart.so.13 nvidia/cu13/lib/libcupti.so.13
 )
+
+# Shipped in the CPU folder after `strip --strip-unneeded`: the wheel's libtorch_cpu.so
+# carries a full symbol table (.symtab/.strtab, about 89 MB) that nothing loads; its
+# dynamic symbols stay. The GPU variant (scripts/build-backend-torch-gpu) is not stripped.
+TORCH_STRIPPED_FILES=(torch/lib/libtorch_cpu.so)
+
+# Prints the path of the file to ship for libtorch's FILE (relative to ROOT, the folder
+# above $LIBTORCH): the file itself, or for TORCH_STRIPPED_FILES a stripped copy made
+# once into ROOT/stripped/ (again only when the extracted file is newer). LIBTORCH itself
+# is left as extracted: the plugin and its tests link against it.
+torch_runtime_file() {
+    local root="$1" file="$2" wanted
+    for wanted in "${TORCH_STRIPPED_FILES[@]}"; do
+        [ "$file" = "$wanted" ] || continue
+        local stripped="$root/stripped/$file"
+        if [ ! -f "$stripped" ] || [ "$root/$file" -nt "$stripped" ]; then
+            log "stripping $file once into $root/stripped/"
+            mkdir -p "$(dirname "$stripped")"
+            # A private temporary name: builds in other worktrees share the cache.
+            local tmp
+            tmp="$(mktemp "$stripped.XXXXXX")"
+            strip --strip-unneeded -o "$tmp" "$root/$file"
+            chmod 0755 "$tmp"
+            mv -f "$tmp" "$stripped"
+        fi
+        echo "$stripped"
+        return
+    done
+    echo "$root/$file"
+}
 
 ensure_libtorch() {
     local dir
@@ -163,15 +194,16 @@ build_backend_torch() {
         --target-dir "${CARGO_TARGET_DIR:-$REPO_ROOT/target}" "${flag[@]}")
     local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
     local dest="$REPO_ROOT/dist/backends/redisai_torch"
-    local root file
+    local root file source_file
     root="$(dirname "$LIBTORCH")"
     mkdir -p "$dest/torch/lib" "$dest/nvidia/cu13/lib"
     # install(1) replaces files (unlink, then create), so a running server that has the
     # old ones mapped is not disturbed.
     install -m 0755 "$target/$profile/libredisai_torch.so" "$dest/redisai_torch.so"
     for file in "${TORCH_RUNTIME_FILES[@]}"; do
-        if ! cmp -s "$root/$file" "$dest/$file"; then
-            install -m 0755 "$root/$file" "$dest/$file"
+        source_file="$(torch_runtime_file "$root" "$file")"
+        if ! cmp -s "$source_file" "$dest/$file"; then
+            install -m 0755 "$source_file" "$dest/$file"
         fi
     done
     log "TORCH backend ready: $dest"

@@ -19,7 +19,10 @@
  * host refuses a plugin whose major differs from its own or whose minor is newer than
  * its own. Adding an optional function at the end of a table bumps the minor; any
  * other change bumps the major. `struct_size` tells the host how much of the table the
- * plugin filled, so an older plugin's table can be read by a newer host.
+ * plugin filled, so an older plugin's table can be read by a newer host. A struct the
+ * host passes in may also grow at its end with a minor (each new field says which); a
+ * plugin reads such a field only when the host's `abi_minor` has it, and an older
+ * plugin never sees it.
  *
  * # Ownership
  * - The host owns what it passes in (blobs, option strings, input tensors, the host
@@ -76,12 +79,25 @@ typedef struct RaiScript RaiScript;
 /**
  * Minor version of this ABI. A plugin with a newer minor is refused.
  */
-#define RAI_PLUGIN_ABI_MINOR 1
+#define RAI_PLUGIN_ABI_MINOR 2
 
 /**
  * The plugin's `model_run` may be called concurrently on the same model.
  */
 #define RAI_PLUGIN_FLAG_CONCURRENT_RUN 1
+
+/**
+ * `RaiScriptCall::convention` of `AI.SCRIPTEXECUTE`: the function is called as
+ * `fn(tensors: List[Tensor], keys: List[str], args: List[str])`.
+ */
+#define RAI_SCRIPT_CALL_LISTS 0
+
+/**
+ * `RaiScriptCall::convention` of the deprecated `AI.SCRIPTRUN`: the inputs are the
+ * function's own parameters, in order (no keys or args); those after `$` (from
+ * `RaiScriptCall::variadic`) form one list of tensors.
+ */
+#define RAI_SCRIPT_CALL_POSITIONAL 1
 
 /**
  * Kind of a `RaiReply`.
@@ -367,7 +383,8 @@ typedef struct RaiRunOptions {
 } RaiRunOptions;
 
 /**
- * Arguments of a script function call, as `AI.SCRIPTEXECUTE` gives them.
+ * Arguments of a script function call, as `AI.SCRIPTEXECUTE` or `AI.SCRIPTRUN` gives
+ * them.
  */
 typedef struct RaiScriptCall {
     const char *function;
@@ -377,6 +394,19 @@ typedef struct RaiScriptCall {
     size_t n_keys;
     const char *const *args;
     size_t n_args;
+    /**
+     * Minor 2 (read only when the host's `abi_minor` >= 2; before, every call is
+     * `RAI_SCRIPT_CALL_LISTS`): how `inputs` map to the function's parameters, a
+     * `RAI_SCRIPT_CALL_*` value. A plugin that knows only the lists convention may
+     * ignore it.
+     */
+    uint32_t convention;
+    /**
+     * Minor 2: with `RAI_SCRIPT_CALL_POSITIONAL`, the index in `inputs` of the first
+     * tensor after `AI.SCRIPTRUN`'s `$` marker (`n_inputs` when nothing follows it), or
+     * -1 when the command had no `$`. -1 with `RAI_SCRIPT_CALL_LISTS`.
+     */
+    int64_t variadic;
 } RaiScriptCall;
 
 /**

@@ -9,7 +9,10 @@
 //! host refuses a plugin whose major differs from its own or whose minor is newer than
 //! its own. Adding an optional function at the end of a table bumps the minor; any
 //! other change bumps the major. `struct_size` tells the host how much of the table the
-//! plugin filled, so an older plugin's table can be read by a newer host.
+//! plugin filled, so an older plugin's table can be read by a newer host. A struct the
+//! host passes in may also grow at its end with a minor (each new field says which); a
+//! plugin reads such a field only when the host's `abi_minor` has it, and an older
+//! plugin never sees it.
 //!
 //! # Ownership
 //! - The host owns what it passes in (blobs, option strings, input tensors, the host
@@ -41,13 +44,21 @@ use std::ffi::{c_char, c_void};
 /// Major version of this ABI. A plugin built for another major is refused.
 pub const RAI_PLUGIN_ABI_MAJOR: u32 = 1;
 /// Minor version of this ABI. A plugin with a newer minor is refused.
-pub const RAI_PLUGIN_ABI_MINOR: u32 = 1;
+pub const RAI_PLUGIN_ABI_MINOR: u32 = 2;
 
 /// Name of the one symbol a plugin exports.
 pub const RAI_PLUGIN_ENTRY_SYMBOL: &str = "redisai_plugin_entry";
 
 /// The plugin's `model_run` may be called concurrently on the same model.
 pub const RAI_PLUGIN_FLAG_CONCURRENT_RUN: u32 = 1;
+
+/// [`RaiScriptCall::convention`] of `AI.SCRIPTEXECUTE`: the function is called as
+/// `fn(tensors: List[Tensor], keys: List[str], args: List[str])`.
+pub const RAI_SCRIPT_CALL_LISTS: u32 = 0;
+/// [`RaiScriptCall::convention`] of the deprecated `AI.SCRIPTRUN`: the inputs are the
+/// function's own parameters, in order (no keys or args); those after `$` (from
+/// [`RaiScriptCall::variadic`]) form one list of tensors.
+pub const RAI_SCRIPT_CALL_POSITIONAL: u32 = 1;
 
 /// Element types. Numeric data is little-endian; STRING data is the concatenation of
 /// NUL-terminated elements; BOOL is one byte, 0 or 1.
@@ -259,7 +270,8 @@ pub struct RaiRunOptions {
     pub host_ctx: *mut c_void,
 }
 
-/// Arguments of a script function call, as `AI.SCRIPTEXECUTE` gives them.
+/// Arguments of a script function call, as `AI.SCRIPTEXECUTE` or `AI.SCRIPTRUN` gives
+/// them.
 #[repr(C)]
 pub struct RaiScriptCall {
     pub function: *const c_char,
@@ -269,6 +281,15 @@ pub struct RaiScriptCall {
     pub n_keys: usize,
     pub args: *const *const c_char,
     pub n_args: usize,
+    /// Minor 2 (read only when the host's `abi_minor` >= 2; before, every call is
+    /// [`RAI_SCRIPT_CALL_LISTS`]): how `inputs` map to the function's parameters, a
+    /// `RAI_SCRIPT_CALL_*` value. A plugin that knows only the lists convention may
+    /// ignore it.
+    pub convention: u32,
+    /// Minor 2: with [`RAI_SCRIPT_CALL_POSITIONAL`], the index in `inputs` of the first
+    /// tensor after `AI.SCRIPTRUN`'s `$` marker (`n_inputs` when nothing follows it), or
+    /// -1 when the command had no `$`. -1 with [`RAI_SCRIPT_CALL_LISTS`].
+    pub variadic: i64,
 }
 
 /// The table a plugin returns from its entry symbol. It must stay valid for the life

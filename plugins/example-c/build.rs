@@ -5,13 +5,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Sources, relative to this crate, and the libraries they become.
-const PLUGINS: &[(&str, &str)] = &[
-    ("example_add.c", "example_add.so"),
-    ("bad_abi.c", "bad_abi.so"),
-    ("newer_minor.c", "newer_minor.so"),
-    ("script_echo.c", "script_echo.so"),
-    ("tests/layout_probe.c", "layout_probe.so"),
+/// Sources, relative to this crate, the libraries they become and `-D` definitions.
+const PLUGINS: &[(&str, &str, &[&str])] = &[
+    ("example_add.c", "example_add.so", &[]),
+    ("bad_abi.c", "bad_abi.so", &[]),
+    ("newer_minor.c", "newer_minor.so", &[]),
+    ("script_echo.c", "script_echo.so", &[]),
+    (
+        "script_echo.c",
+        "script_echo_abi_1_1.so",
+        &["-DSCRIPT_ECHO_ABI_MINOR=1"],
+    ),
+    ("tests/layout_probe.c", "layout_probe.so", &[]),
 ];
 
 fn main() {
@@ -23,7 +28,7 @@ fn main() {
         include.join("redisai_plugin.h").display()
     );
     let compiler = cc::Build::new().get_compiler();
-    for (source, library) in PLUGINS {
+    for (source, library, defines) in PLUGINS {
         let source = crate_dir.join(source);
         println!("cargo:rerun-if-changed={}", source.display());
         let mut command = compiler.to_command();
@@ -40,6 +45,7 @@ fn main() {
             "-Werror",
         ]);
         command
+            .args(*defines)
             .arg("-I")
             .arg(&include)
             .arg("-o")

@@ -12,6 +12,7 @@
  *           returns the integer reply (or 0) as INT64 [1]
  *   model   model_execute args[0] (else keys[0]) on the inputs; returns its one output
  *   wait    waits until the host cancels the run (at most 10 s), then fails
+ *   calling returns the call's convention and variadic index (ABI 1.2) as two INT64 [1]
  * Any other function: "Function <name> does not exist in the given script."
  */
 
@@ -276,6 +277,32 @@ static RaiError *command(void *ctx, const char *const *argv, size_t argc, RaiRep
     return NULL;
 }
 
+/* The ABI 1.2 fields of the call as two outputs; a host of an older minor has none, and
+ * calls every function the AI.SCRIPTEXECUTE way. */
+static RaiError *calling_out(const RaiScriptCall *call, RaiTensorOut *outputs,
+                             size_t max_outputs, size_t *n_outputs) {
+    int64_t convention = RAI_SCRIPT_CALL_LISTS;
+    int64_t variadic = -1;
+    if (host != NULL && host->abi_minor >= 2) {
+        convention = call->convention;
+        variadic = call->variadic;
+    }
+    if (max_outputs < 2) {
+        return error_new("script_echo: calling returns 2 outputs");
+    }
+    RaiError *error = int64_out(convention, &outputs[0]);
+    if (error != NULL) {
+        return error;
+    }
+    error = int64_out(variadic, &outputs[1]);
+    if (error != NULL) {
+        tensor_release(outputs[0].owner);
+        return error;
+    }
+    *n_outputs = 2;
+    return NULL;
+}
+
 static RaiError *script_run(RaiScript *script, const RaiRunOptions *options,
                             const RaiScriptCall *call, RaiTensorOut *outputs, size_t max_outputs,
                             size_t *n_outputs) {
@@ -313,6 +340,9 @@ static RaiError *script_run(RaiScript *script, const RaiRunOptions *options,
             nanosleep(&pause, NULL);
         }
         return error_new("script_echo: never cancelled");
+    }
+    if (strcmp(function, "calling") == 0) {
+        return calling_out(call, outputs, max_outputs, n_outputs);
     }
     if (!host_has_services() || options->host_ctx == NULL) {
         return error_new("script_echo: the host offers no script services");
@@ -394,9 +424,15 @@ static RaiError *script_run(RaiScript *script, const RaiRunOptions *options,
     return error_new("Function %s does not exist in the given script.", function);
 }
 
+/* build.rs also builds this file as a plugin of ABI 1.1 (before RaiScriptCall's
+ * convention): the host must still load it and call it. */
+#ifndef SCRIPT_ECHO_ABI_MINOR
+#define SCRIPT_ECHO_ABI_MINOR RAI_PLUGIN_ABI_MINOR
+#endif
+
 static const RaiPluginApi plugin_api = {
     .abi_major = RAI_PLUGIN_ABI_MAJOR,
-    .abi_minor = RAI_PLUGIN_ABI_MINOR,
+    .abi_minor = SCRIPT_ECHO_ABI_MINOR,
     .struct_size = sizeof(RaiPluginApi),
     .name = "TORCH",
     .runtime_version = "script-echo-abi-test",

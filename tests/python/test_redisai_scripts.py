@@ -25,6 +25,16 @@ def incr_key(tensors: List[Tensor], keys: List[str], args: List[str]):
 
 ENTRY_POINTS = ["bar", "split", "incr_key"]
 
+# RedisAI 1.2 style functions (AI.SCRIPTSET / AI.SCRIPTRUN): tensors as parameters, the
+# inputs after "$" as one List[Tensor].
+LEGACY_SCRIPT = """
+def bar(a, b):
+    return a + b
+
+def addn(a, args: List[Tensor]):
+    return a + torch.stack(args).sum(dim=0)
+"""
+
 
 @pytest.fixture(scope="session")
 def torch_backend(redis_server):
@@ -83,6 +93,17 @@ def test_deprecated_scriptset_and_scriptrun(con):
     assert con.scriptset("old", "CPU", SCRIPT) == "OK"
     assert con.scriptrun("old", "bar", inputs=["a", "b"], outputs=["c"]) == "OK"
     np.testing.assert_array_equal(con.tensorget("c"), a + a)
+
+
+def test_scriptrun_of_redisai_1_2_functions(con):
+    a = stored(con)
+    assert con.scriptset("legacy", "CPU", LEGACY_SCRIPT) == "OK"
+    assert con.scriptrun("legacy", "bar", inputs=["a", "b"], outputs=["c"]) == "OK"
+    np.testing.assert_array_equal(con.tensorget("c"), a + a)
+    assert con.scriptrun("legacy", "addn", inputs=["a", "$", "a", "b"], outputs=["d"]) == "OK"
+    np.testing.assert_array_equal(con.tensorget("d"), a * 3)
+    with pytest.raises(redis.exceptions.ResponseError, match="Wrong number of inputs in function bar"):
+        con.scriptrun("legacy", "bar", inputs=["a"], outputs=["c"])
 
 
 def test_scriptdel_scriptscan_and_info(con):

@@ -1,12 +1,15 @@
-//! The script ABI path and the ABI 1.1 host services (`redis_command`, `model_execute`,
-//! `reply_free`, `host_tensor_release`) exercised through `script_echo.c`, a C plugin
-//! that calls itself TORCH. It checks the core's plumbing only; TorchScript behaviour is
-//! tested with the real plugin in `scripts.rs`.
+//! The script ABI path (with ABI 1.2's SCRIPTRUN convention) and the ABI 1.1 host
+//! services (`redis_command`, `model_execute`, `reply_free`, `host_tensor_release`)
+//! exercised through `script_echo.c`, a C plugin that calls itself TORCH. It checks the
+//! core's plumbing only; TorchScript behaviour is tested with the real plugin in
+//! `scripts.rs`.
 
 use std::thread::sleep;
 use std::time::Duration;
 
-use redisai_example_c_plugins::{EXAMPLE_ADD_BACKEND, EXAMPLE_ADD_PLUGIN, SCRIPT_ECHO_PLUGIN};
+use redisai_example_c_plugins::{
+    EXAMPLE_ADD_BACKEND, EXAMPLE_ADD_PLUGIN, SCRIPT_ECHO_ABI_1_1_PLUGIN, SCRIPT_ECHO_PLUGIN,
+};
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{
     digest, error_text, run_nested, run_str, wait_for_rewrite, Server, ServerConfig,
@@ -72,6 +75,69 @@ fn script_outputs_map_to_several_output_keys() {
     assert_eq!(
         run_str(&mut c, "AI.TENSORGET q VALUES").expect("q"),
         ints(&[7])
+    );
+}
+
+#[test]
+fn a_plugin_of_abi_1_1_still_runs_scriptrun() {
+    let server = Server::start_with(
+        ServerConfig::default().module_args(&["TORCH", SCRIPT_ECHO_ABI_1_1_PLUGIN]),
+    );
+    let mut c = server.client();
+    let set = run_str(&mut c, "AI.SCRIPTSET old CPU SOURCE any_text");
+    assert_eq!(set.expect("SCRIPTSET"), Value::Okay);
+    run_str(&mut c, "AI.TENSORSET a FLOAT 1 VALUES 1").expect("a");
+    run_str(&mut c, "AI.TENSORSET b INT64 1 VALUES 7").expect("b");
+    assert_eq!(
+        run_str(&mut c, "AI.SCRIPTRUN old echo INPUTS a $ b OUTPUTS p q").expect("run"),
+        Value::Okay
+    );
+    assert_eq!(
+        run_str(&mut c, "AI.TENSORGET q VALUES").expect("q"),
+        ints(&[7])
+    );
+    let Value::BulkString(info) = run_str(&mut c, "INFO MODULES").expect("info") else {
+        panic!("INFO MODULES")
+    };
+    let info = String::from_utf8_lossy(&info);
+    assert!(info.contains(",abi=1.1,devices=CPU,"), "{info}");
+}
+
+#[test]
+fn the_plugin_learns_scriptrun_and_where_the_marker_was() {
+    let server = Server::start_with(config());
+    let mut c = server.client();
+    let set = run_str(&mut c, "AI.SCRIPTSET old CPU SOURCE any_text");
+    assert_eq!(set.expect("SCRIPTSET"), Value::Okay);
+    run_str(&mut c, "AI.TENSORSET a FLOAT 1 VALUES 1").expect("a");
+    // (convention, variadic): RAI_SCRIPT_CALL_LISTS is 0, RAI_SCRIPT_CALL_POSITIONAL 1.
+    let cases = [
+        (
+            "AI.SCRIPTEXECUTE old calling INPUTS 2 a a OUTPUTS 2 c v",
+            0,
+            -1,
+        ),
+        ("AI.SCRIPTRUN old calling INPUTS a a OUTPUTS c v", 1, -1),
+        ("AI.SCRIPTRUN old calling INPUTS a $ a a OUTPUTS c v", 1, 1),
+        ("AI.SCRIPTRUN old calling INPUTS a a $ OUTPUTS c v", 1, 2),
+    ];
+    for (command, convention, variadic) in cases {
+        assert_eq!(run_str(&mut c, command).expect(command), Value::Okay);
+        let got = (
+            run_str(&mut c, "AI.TENSORGET c VALUES").expect("c"),
+            run_str(&mut c, "AI.TENSORGET v VALUES").expect("v"),
+        );
+        assert_eq!(got, (ints(&[convention]), ints(&[variadic])), "{command}");
+    }
+    let reply = run_nested(
+        &mut c,
+        "AI.DAGRUN LOAD 1 a |> AI.SCRIPTRUN old calling INPUTS $ a OUTPUTS c v \
+         |> AI.TENSORGET c VALUES |> AI.TENSORGET v VALUES",
+    )
+    .expect("dagrun");
+    assert_eq!(
+        reply,
+        Value::Array(vec![Value::Okay, ints(&[1]), ints(&[0])])
     );
 }
 

@@ -5,13 +5,17 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
-use redisai_plugin_api::abi::{RaiRunOptions, RaiScript, RaiScriptCall, RaiTensorOut};
+use redisai_plugin_api::abi::{
+    RaiRunOptions, RaiScript, RaiScriptCall, RaiTensorOut, RAI_SCRIPT_CALL_LISTS,
+    RAI_SCRIPT_CALL_POSITIONAL,
+};
 
 use super::plugin_model::{
     output_to_tensor, rai_device, release_output, tensor_view, RawTensorOut,
 };
 use super::Backend;
 use crate::device::Device;
+use crate::script::Calling;
 use crate::tensor::Tensor;
 
 /// Most outputs a script function may return when the caller gave no OUTPUTS.
@@ -37,6 +41,7 @@ pub struct ScriptCallArgs<'a> {
     pub inputs: &'a [&'a Tensor],
     pub keys: &'a [Vec<u8>],
     pub args: &'a [Vec<u8>],
+    pub calling: Calling,
     /// How many outputs the caller wants (0: whatever the function returns, ignored).
     pub n_outputs: usize,
 }
@@ -90,6 +95,20 @@ impl Backend {
     }
 }
 
+/// `RaiScriptCall`'s `convention` and `variadic` for `calling` (a plugin of an older
+/// minor never reads them and calls every function with the three lists).
+fn raw_calling(calling: Calling) -> (u32, i64) {
+    match calling {
+        Calling::Lists => (RAI_SCRIPT_CALL_LISTS, -1),
+        Calling::Positional { variadic } => (
+            RAI_SCRIPT_CALL_POSITIONAL,
+            variadic
+                .and_then(|index| i64::try_from(index).ok())
+                .unwrap_or(-1),
+        ),
+    }
+}
+
 /// C strings of byte arguments (NUL bytes cannot cross; they are refused).
 fn c_strings(items: &[Vec<u8>], what: &str) -> Result<Vec<CString>, String> {
     items
@@ -125,6 +144,7 @@ impl PluginScript {
         let key_ptrs: Vec<*const c_char> = keys.iter().map(|k| k.as_ptr()).collect();
         let arg_ptrs: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
         let views: Vec<_> = call.inputs.iter().map(|t| tensor_view(t)).collect();
+        let (convention, variadic) = raw_calling(call.calling);
         let raw_call = RaiScriptCall {
             function: function.as_ptr(),
             inputs: views.as_ptr(),
@@ -133,6 +153,8 @@ impl PluginScript {
             n_keys: key_ptrs.len(),
             args: arg_ptrs.as_ptr(),
             n_args: arg_ptrs.len(),
+            convention,
+            variadic,
         };
         let max_outputs = call.n_outputs.max(MAX_UNDECLARED_OUTPUTS);
         let mut outputs: Vec<RawTensorOut> =

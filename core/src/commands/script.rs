@@ -236,6 +236,7 @@ fn execute(ctx: &Context, parsed: ScriptExecuteArgs<'_>) -> RedisResult {
         function,
         inputs,
         args: parsed.args.iter().map(|a| a.to_vec()).collect(),
+        calling: parsed.calling,
         n_outputs: output_keys.len(),
         deadline: context.deadline,
         context,

@@ -3,6 +3,7 @@
 
 use crate::model::parse::{parse_model_execute, parse_model_run, ParseError};
 use crate::script::parse::{parse_script_execute, parse_script_run};
+use crate::script::Calling;
 use crate::tensor::parse::{parse_i64, GetFormat, TensorArgs};
 
 /// Which DAG command is being parsed.
@@ -46,6 +47,8 @@ pub enum OpSpec<'a> {
         inputs: Vec<&'a [u8]>,
         args: Vec<&'a [u8]>,
         outputs: Vec<&'a [u8]>,
+        /// `Positional` for the deprecated AI.SCRIPTRUN op.
+        calling: Calling,
     },
 }
 
@@ -270,6 +273,7 @@ fn parse_op<'a>(op: &'a [&'a [u8]], flavor: DagFlavor) -> Result<OpSpec<'a>, Par
             inputs: parsed.inputs,
             args: parsed.args,
             outputs: parsed.outputs,
+            calling: parsed.calling,
         });
     }
     err("ERR Unsupported command within DAG")

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::parse::{DagArgs, OpSpec};
 use crate::model::parse::ParseError;
 use crate::model::Model;
-use crate::script::Script;
+use crate::script::{Calling, Script};
 use crate::tensor::parse::GetFormat;
 use crate::tensor::Tensor;
 
@@ -20,6 +20,7 @@ pub enum OpKind {
         script: Arc<Script>,
         function: String,
         args: Vec<Vec<u8>>,
+        calling: Calling,
     },
 }
 
@@ -94,6 +95,7 @@ pub fn plan(
                 inputs,
                 args,
                 outputs,
+                calling,
             } => {
                 let script = script(script_key)?;
                 let function = String::from_utf8(function.to_vec())
@@ -102,6 +104,7 @@ pub fn plan(
                     script,
                     function,
                     args: args.iter().map(|a| a.to_vec()).collect(),
+                    calling: *calling,
                 };
                 (kind, inputs.clone(), outputs.clone())
             }

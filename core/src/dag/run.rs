@@ -171,12 +171,14 @@ impl DagRun {
                 script,
                 function,
                 args,
+                calling,
             } => {
                 let run = ScriptRun {
                     script: Arc::clone(script),
                     function: function.clone(),
                     inputs,
                     args: args.clone(),
+                    calling: *calling,
                     n_outputs: op.outputs.len(),
                     deadline: self.deadline,
                     context: RunContext {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Job, RunOutcome};
 use crate::backend::{RunContext, ScriptCallArgs};
-use crate::script::Script;
+use crate::script::{Calling, Script};
 use crate::tensor::Tensor;
 
 pub struct ScriptRun {
@@ -14,6 +14,8 @@ pub struct ScriptRun {
     pub function: String,
     pub inputs: Vec<Arc<Tensor>>,
     pub args: Vec<Vec<u8>>,
+    /// SCRIPTEXECUTE's three lists, or SCRIPTRUN's positional inputs.
+    pub calling: Calling,
     pub n_outputs: usize,
     pub deadline: Option<Instant>,
     /// What the script may touch through the host services (user, db, KEYS).
@@ -49,6 +51,7 @@ impl ScriptRun {
             inputs: &inputs,
             keys: &self.context.keys,
             args: &self.args,
+            calling: self.calling,
             n_outputs: self.n_outputs,
         };
         let host_ctx = std::ptr::addr_of!(self.context).cast_mut().cast();

@@ -12,6 +12,19 @@ use crate::stats::RunStats;
 /// The only backend with scripts.
 pub const SCRIPT_BACKEND: &str = "TORCH";
 
+/// How the inputs of a script call map to the function's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Calling {
+    /// `AI.SCRIPTEXECUTE`: `fn(tensors: List[Tensor], keys: List[str], args: List[str])`.
+    #[default]
+    Lists,
+    /// The deprecated `AI.SCRIPTRUN`: the inputs are the function's parameters, in order;
+    /// `variadic` is the index of the first input after the `$` marker (those form one
+    /// `List[Tensor]` parameter), `None` when the command had no `$`. The backend decides
+    /// from the function's signature (a three-list function is still called as `Lists`).
+    Positional { variadic: Option<usize> },
+}
+
 pub struct Script {
     pub device: Device,
     /// The device as the user spelled it, which replies repeat.

@@ -1,5 +1,6 @@
 //! Parsing of the script commands' arguments, with RedisAI's error texts.
 
+use super::Calling;
 use crate::device::Device;
 use crate::model::parse::ParseError;
 use crate::tensor::parse::parse_i64;
@@ -111,6 +112,8 @@ pub struct ScriptExecuteArgs<'a> {
     pub args: Vec<&'a [u8]>,
     pub outputs: Vec<&'a [u8]>,
     pub timeout_ms: Option<u64>,
+    /// `Lists` for SCRIPTEXECUTE, `Positional` for SCRIPTRUN.
+    pub calling: Calling,
 }
 
 const SCOPES: [&str; 5] = ["KEYS", "INPUTS", "ARGS", "OUTPUTS", "TIMEOUT"];
@@ -227,8 +230,8 @@ pub fn parse_script_execute<'a>(
 }
 
 /// Parses the deprecated `key fn [TIMEOUT ms] INPUTS k... [$ k...] OUTPUTS k...`. The
-/// `$` marker (a variadic list of inputs) is accepted once and dropped: the inputs are
-/// passed in order either way.
+/// `$` marker (a variadic list of inputs) is accepted once; the inputs keep their order
+/// and `calling` says where the ones after `$` start.
 pub fn parse_script_run<'a>(args: &[&'a [u8]]) -> Result<ScriptExecuteArgs<'a>, ParseError> {
     let (Some(&script_key), Some(&function)) = (args.first(), args.get(1)) else {
         return err("ERR wrong number of arguments for 'AI.SCRIPTRUN' command");
@@ -242,6 +245,7 @@ pub fn parse_script_run<'a>(args: &[&'a [u8]]) -> Result<ScriptExecuteArgs<'a>, 
         ..ScriptExecuteArgs::default()
     };
     let mut position = 2;
+    let mut variadic = None;
     if args.get(position).is_some_and(|a| is(a, "TIMEOUT")) {
         let ms = args
             .get(position + 1)
@@ -255,16 +259,15 @@ pub fn parse_script_run<'a>(args: &[&'a [u8]]) -> Result<ScriptExecuteArgs<'a>, 
         return err("ERR INPUTS not specified");
     }
     position += 1;
-    let mut variadic = false;
     while let Some(&arg) = args.get(position) {
         if is(arg, "OUTPUTS") {
             break;
         }
         if arg == b"$" {
-            if variadic {
+            if variadic.is_some() {
                 return err("ERR Already encountered a variable size list of tensors");
             }
-            variadic = true;
+            variadic = Some(parsed.inputs.len());
         } else {
             parsed.inputs.push(arg);
         }
@@ -278,6 +281,7 @@ pub fn parse_script_run<'a>(args: &[&'a [u8]]) -> Result<ScriptExecuteArgs<'a>, 
     if parsed.outputs.is_empty() && parsed.inputs.is_empty() {
         return err("ERR Insufficient arguments, missing INPUTS and OUTPUTS");
     }
+    parsed.calling = Calling::Positional { variadic };
     Ok(parsed)
 }
 
@@ -467,8 +471,17 @@ mod tests {
             parse_script_run(&words("s bar_variadic INPUTS a $ b1 b2 OUTPUTS c")).expect("valid");
         assert_eq!(parsed.inputs, vec![&b"a"[..], &b"b1"[..], &b"b2"[..]]);
         assert_eq!(parsed.outputs, vec![&b"c"[..]]);
+        assert_eq!(parsed.calling, Calling::Positional { variadic: Some(1) });
         let timed = parse_script_run(&words("s bar TIMEOUT 5 INPUTS a OUTPUTS c")).expect("valid");
         assert_eq!(timed.timeout_ms, Some(5));
+        assert_eq!(timed.calling, Calling::Positional { variadic: None });
+        let empty_list = parse_script_run(&words("s f INPUTS a b $ OUTPUTS c")).expect("valid");
+        assert_eq!(
+            empty_list.calling,
+            Calling::Positional { variadic: Some(2) }
+        );
+        let execute = parse_script_execute(&words("s bar INPUTS 1 a"), false).expect("valid");
+        assert_eq!(execute.calling, Calling::Lists);
     }
 
     #[test]

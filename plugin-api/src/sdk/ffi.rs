@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use super::*;
 use crate::abi::{
     RaiDevice, RaiError, RaiHostApi, RaiModel, RaiModelOptions, RaiRunOptions, RaiScript,
-    RaiScriptCall, RaiTensorOut, RaiTensorView,
+    RaiScriptCall, RaiTensorOut, RaiTensorView, RAI_SCRIPT_CALL_LISTS, RAI_SCRIPT_CALL_POSITIONAL,
 };
 
 /// The error object behind `RaiError *`.
@@ -323,6 +323,32 @@ unsafe fn run_options(options: *const RaiRunOptions) -> RunOptions {
         })
 }
 
+/// The call's convention: the fields exist from minor 2 on; older hosts only call
+/// functions the `AI.SCRIPTEXECUTE` way.
+fn script_convention(call: &RaiScriptCall) -> Result<ScriptConvention> {
+    let host_has_convention = host().is_some_and(|h| h.api.abi_minor >= 2);
+    if !host_has_convention {
+        return Ok(ScriptConvention::Lists);
+    }
+    match call.convention {
+        RAI_SCRIPT_CALL_LISTS => Ok(ScriptConvention::Lists),
+        RAI_SCRIPT_CALL_POSITIONAL => {
+            let variadic = match usize::try_from(call.variadic) {
+                Ok(index) if index <= call.n_inputs => Some(index),
+                Ok(index) => {
+                    return Err(Error(format!(
+                        "the variadic inputs start at {index}, past the {} inputs",
+                        call.n_inputs
+                    )))
+                }
+                Err(_) => None,
+            };
+            Ok(ScriptConvention::Positional { variadic })
+        }
+        other => Err(Error(format!("unknown script call convention {other}"))),
+    }
+}
+
 /// Borrows `count` host tensor views.
 ///
 /// # Safety
@@ -439,6 +465,7 @@ pub(super) unsafe extern "C" fn ffi_script_run<P: Instance>(
             keys: unsafe { read_strings(call.keys, call.n_keys)? },
             // SAFETY: as above.
             args: unsafe { read_strings(call.args, call.n_args)? },
+            convention: script_convention(call)?,
         };
         let produced = plugin.run_script(script, &options, &call, max_outputs)?;
         if produced.len() > max_outputs {

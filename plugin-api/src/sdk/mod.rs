@@ -143,13 +143,25 @@ impl OwnedTensor {
     }
 }
 
-/// The arguments of one script function call (`AI.SCRIPTEXECUTE`).
+/// How the inputs of a script call map to the function's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptConvention {
+    /// `AI.SCRIPTEXECUTE`: `fn(tensors: List[Tensor], keys: List[str], args: List[str])`.
+    Lists,
+    /// The deprecated `AI.SCRIPTRUN`: the inputs are the function's parameters, in
+    /// order; `variadic` is the index of the first input after the `$` marker (those
+    /// form one list of tensors), `None` when the command had no `$`.
+    Positional { variadic: Option<usize> },
+}
+
+/// The arguments of one script function call (`AI.SCRIPTEXECUTE` or `AI.SCRIPTRUN`).
 #[derive(Debug, Clone)]
 pub struct ScriptCall<'a> {
     pub function: String,
     pub inputs: Vec<TensorRef<'a>>,
     pub keys: Vec<String>,
     pub args: Vec<String>,
+    pub convention: ScriptConvention,
 }
 
 /// A backend. One instance exists per process, created by [`Plugin::init`].

@@ -13,6 +13,10 @@
 /// runtime: never a stand-in for the real plugin in feature tests.
 pub const SCRIPT_ECHO_PLUGIN: &str = concat!(env!("OUT_DIR"), "/script_echo.so");
 
+/// [`SCRIPT_ECHO_PLUGIN`] declaring ABI 1.1, from before `RaiScriptCall` told
+/// AI.SCRIPTRUN from AI.SCRIPTEXECUTE: the core still loads and calls it.
+pub const SCRIPT_ECHO_ABI_1_1_PLUGIN: &str = concat!(env!("OUT_DIR"), "/script_echo_abi_1_1.so");
+
 /// The `EXAMPLE` backend (`example_add.c`).
 pub const EXAMPLE_ADD_PLUGIN: &str = concat!(env!("OUT_DIR"), "/example_add.so");
 

@@ -72,6 +72,8 @@ static const LayoutEntry entries[] = {
     FIELD(RaiScriptCall, n_keys),
     FIELD(RaiScriptCall, args),
     FIELD(RaiScriptCall, n_args),
+    FIELD(RaiScriptCall, convention),
+    FIELD(RaiScriptCall, variadic),
     TYPE(RaiPluginApi),
     FIELD(RaiPluginApi, abi_major),
     FIELD(RaiPluginApi, abi_minor),

@@ -372,7 +372,7 @@ fn c_layout_matches_abi_rs() {
             device, batch_size, input_names, n_input_names, output_names, n_output_names
         }
         RaiRunOptions { timeout_ms, cancel, host_ctx }
-        RaiScriptCall { function, inputs, n_inputs, keys, n_keys, args, n_args }
+        RaiScriptCall { function, inputs, n_inputs, keys, n_keys, args, n_args, convention, variadic }
         RaiPluginApi {
             abi_major, abi_minor, struct_size, name, runtime_version, device_mask, dtype_mask,
             flags, init, error_message, error_free, model_load, model_free, model_input_count,

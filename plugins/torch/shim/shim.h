@@ -70,14 +70,18 @@ size_t rt_outputs_count(const rt_outputs *outputs);
 rt_view rt_outputs_get(const rt_outputs *outputs, size_t index);
 void rt_outputs_free(rt_outputs *outputs);
 
-/* Scripts. Functions are called as fn(tensors: List[Tensor], keys: List[str], args: List[str]),
- * with the tensors on `device`. */
+/* Scripts, with the tensors on `device`. rt_script_run calls fn(tensors: List[Tensor],
+ * keys: List[str], args: List[str]) (AI.SCRIPTEXECUTE); rt_script_run_positional passes the
+ * inputs as the function's own parameters (AI.SCRIPTRUN): those from index `variadic` on
+ * (-1: none) form its List[Tensor] parameter; a three-list function gets them as `tensors`. */
 char *rt_script_load(const char *source, const char *const *entry_points, size_t n_entry_points,
                      int32_t device, rt_script **out);
 void rt_script_free(rt_script *script);
 char *rt_script_run(rt_script *script, const char *function, const rt_view *inputs,
                     size_t n_inputs, const char *const *keys, size_t n_keys,
                     const char *const *args, size_t n_args, rt_outputs **out);
+char *rt_script_run_positional(rt_script *script, const char *function, const rt_view *inputs,
+                               size_t n_inputs, int64_t variadic, rt_outputs **out);
 
 /* The script extensions call back into the plugin through these functions; they write
  * their result, or an error, into the sink and must not throw or unwind. */

@@ -103,6 +103,14 @@ extern "C" {
         n_args: usize,
         out: *mut *mut RtOutputs,
     ) -> *mut c_char;
+    fn rt_script_run_positional(
+        script: *mut RtScript,
+        function: *const c_char,
+        inputs: *const RtView,
+        n_inputs: usize,
+        variadic: i64,
+        out: *mut *mut RtOutputs,
+    ) -> *mut c_char;
     fn rt_register_ops(callbacks: *const RtCallbacks) -> *mut c_char;
     fn rt_deregister_ops();
     pub(crate) fn rt_sink_reply(sink: *mut RtSink, encoded: *const u8, len: usize);
@@ -423,6 +431,38 @@ impl Script {
                 key_ptrs.len(),
                 arg_ptrs.as_ptr(),
                 arg_ptrs.len(),
+                &mut out,
+            )
+        })?;
+        Outputs(out).to_owned()
+    }
+
+    /// Calls `function` the deprecated `AI.SCRIPTRUN` way: the inputs are its own
+    /// parameters, those from `variadic` on (after `$`) its `List[Tensor]` parameter. A
+    /// function with the three-list signature gets them as in [`Script::run`].
+    pub fn run_positional(
+        &self,
+        function: &str,
+        inputs: &[TensorRef<'_>],
+        variadic: Option<usize>,
+    ) -> Result<Vec<OwnedTensor>> {
+        let function = c_string(function, "the function name")?;
+        let views: Vec<RtView> = inputs.iter().map(view_of).collect();
+        let variadic = match variadic {
+            Some(index) => i64::try_from(index)
+                .map_err(|_| Error::new("the index of the inputs after $ is out of range"))?,
+            None => -1,
+        };
+        let mut out = ptr::null_mut();
+        // SAFETY: every pointer borrows data that outlives the call; `out` receives owned
+        // outputs.
+        check(unsafe {
+            rt_script_run_positional(
+                self.raw,
+                function.as_ptr(),
+                views.as_ptr(),
+                views.len(),
+                variadic,
                 &mut out,
             )
         })?;

@@ -49,7 +49,7 @@ use std::ffi::CStr;
 
 use redisai_plugin_api::sdk::{
     ConfigKey, DType, Device, DeviceKind, Error, Host, LogLevel, ModelOptions, OwnedTensor, Plugin,
-    Result, RunOptions, ScriptCall, TensorRef,
+    Result, RunOptions, ScriptCall, ScriptConvention, TensorRef,
 };
 
 pub use ffi::{make_module, torch_version, Module, Script, TorchDevice};
@@ -198,7 +198,14 @@ impl Plugin for TorchPlugin {
     ) -> Result<Vec<OwnedTensor>> {
         let outputs = {
             let _context = extensions::RunContext::enter(options.host_ctx);
-            script.run(&call.function, &call.inputs, &call.keys, &call.args)?
+            match call.convention {
+                ScriptConvention::Lists => {
+                    script.run(&call.function, &call.inputs, &call.keys, &call.args)?
+                }
+                ScriptConvention::Positional { variadic } => {
+                    script.run_positional(&call.function, &call.inputs, variadic)?
+                }
+            }
         };
         if outputs.len() > max_outputs {
             self.host.log(

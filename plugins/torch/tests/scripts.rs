@@ -1,11 +1,16 @@
 //! TorchScript scripts through the exported C table: loading (syntax errors, entry points
 //! and their signatures, with RedisAI's error texts), running (one, several or no
 //! outputs, runtime errors) and the extensions `redis.execute`, `redis.asList` and
-//! `redisAI.model_execute`, served by the test host in `common`.
+//! `redisAI.model_execute`, served by the test host in `common`; and the deprecated
+//! AI.SCRIPTRUN calling convention (tensors as the function's own parameters, `$` for
+//! a list of tensors).
 
 mod common;
 
-use common::{free_script, load, load_script, model_bytes, register_model, run_script, Tensor};
+use common::{
+    free_script, load, load_script, model_bytes, register_model, run_script, run_script_positional,
+    Tensor,
+};
 
 const SCRIPT: &str = r#"
 def add(tensors: List[Tensor], keys: List[str], args: List[str]):
@@ -239,5 +244,154 @@ fn model_execute_runs_a_stored_model() {
     )
     .expect_err("shape mismatch");
     assert!(err.contains("must match the size"), "{err}");
+    free_script(script);
+}
+
+const LEGACY: &str = r#"
+def bar(a, b):
+    return a + b
+
+def addn(a, args: List[Tensor]):
+    return a + torch.stack(args).sum(dim=0)
+
+def first_list(args: List[Tensor], b: Tensor):
+    return torch.stack(args).sum(dim=0) * b
+
+def pair(a, b):
+    return a + b, a * b
+
+def scaled(a, factor: float = 2.0):
+    return a * factor
+
+def needs_int(a, n: int):
+    return a * n
+
+def two_lists(a: List[Tensor], b: List[Tensor]):
+    return a[0] + b[0]
+
+def lists(tensors: List[Tensor], keys: List[str], args: List[str]):
+    return tensors[0] - tensors[1]
+
+def three(a, b, c):
+    return a + b + c
+"#;
+
+fn f32s(values: &[f32]) -> Tensor {
+    Tensor::f32(&[values.len() as i64], values)
+}
+
+#[test]
+fn scriptrun_binds_tensors_to_parameters() {
+    let script = load_script(LEGACY, &[]).expect("load");
+    let (a, b) = (f32s(&[1.0, 2.0]), f32s(&[10.0, 20.0]));
+    let out = run_script_positional(script, "bar", &[a.clone(), b.clone()], None, 1).expect("bar");
+    assert_eq!(out, [f32s(&[11.0, 22.0])]);
+    // A tuple fills several outputs.
+    let out =
+        run_script_positional(script, "pair", &[a.clone(), b.clone()], None, 2).expect("pair");
+    assert_eq!(out, [f32s(&[11.0, 22.0]), f32s(&[10.0, 40.0])]);
+    // A parameter with a default value that no input reaches keeps it.
+    let out =
+        run_script_positional(script, "scaled", std::slice::from_ref(&a), None, 1).expect("scaled");
+    assert_eq!(out, [f32s(&[2.0, 4.0])]);
+    // A three-list function gets every input as `tensors`, `$` or not.
+    let out =
+        run_script_positional(script, "lists", &[b.clone(), a.clone()], Some(1), 1).expect("lists");
+    assert_eq!(out, [f32s(&[9.0, 18.0])]);
+    free_script(script);
+}
+
+#[test]
+fn scriptrun_fills_the_list_parameter() {
+    let script = load_script(LEGACY, &[]).expect("load");
+    let (a, b, c) = (f32s(&[40.0]), f32s(&[1.0]), f32s(&[0.5]));
+    let inputs = [a.clone(), b.clone(), c.clone()];
+    // After `$` ...
+    let out = run_script_positional(script, "addn", &inputs, Some(1), 1).expect("$");
+    assert_eq!(out, [f32s(&[41.5])]);
+    // ... or, without `$`, what the Tensor parameters leave, at the list's place.
+    let out = run_script_positional(script, "addn", &inputs, None, 1).expect("no $");
+    assert_eq!(out, [f32s(&[41.5])]);
+    let out = run_script_positional(script, "first_list", &inputs, None, 1).expect("first");
+    assert_eq!(out, [f32s(&[20.5])]);
+    let out =
+        run_script_positional(script, "first_list", &[c.clone(), a, b], Some(1), 1).expect("$");
+    assert_eq!(out, [f32s(&[20.5])]);
+    // An empty list after a trailing `$`.
+    let err = run_script_positional(script, "addn", &[c], Some(1), 1).expect_err("empty stack");
+    assert!(
+        err.contains("stack expects a non-empty TensorList"),
+        "{err}"
+    );
+    free_script(script);
+}
+
+#[test]
+fn scriptrun_errors_name_the_function_and_its_signature() {
+    let script = load_script(LEGACY, &[]).expect("load");
+    let a = f32s(&[1.0]);
+    let cases: [(&str, usize, Option<usize>, &str); 8] = [
+        ("bar", 1, None, "Wrong number of inputs in function bar: bar(a: Tensor, b: Tensor) takes 2 tensors, AI.SCRIPTRUN gave 1 tensor"),
+        ("bar", 3, None, "Wrong number of inputs in function bar: bar(a: Tensor, b: Tensor) takes 2 tensors, AI.SCRIPTRUN gave 3 tensors"),
+        ("bar", 2, Some(1), "Wrong inputs type in function bar: bar(a: Tensor, b: Tensor) has no List[Tensor] parameter for the inputs after $"),
+        ("addn", 0, None, "Wrong number of inputs in function addn: addn(a: Tensor, args: List[Tensor]) takes at least 1 tensor, AI.SCRIPTRUN gave 0 tensors"),
+        ("addn", 3, Some(2), "Wrong number of inputs in function addn: addn(a: Tensor, args: List[Tensor]) takes 1 tensor before $, AI.SCRIPTRUN gave 2 tensors"),
+        ("needs_int", 2, None, "Wrong inputs type in function needs_int: parameter n of needs_int(a: Tensor, n: int) is not a Tensor or a List[Tensor] (AI.SCRIPTRUN passes tensors only)"),
+        ("two_lists", 2, None, "Wrong inputs type in function two_lists: two_lists(a: List[Tensor], b: List[Tensor]) has 2 List[Tensor] parameters, AI.SCRIPTRUN fills one at most (with the inputs after $)"),
+        ("nope", 1, None, "Function nope does not exist in the given script."),
+    ];
+    for (function, count, variadic, expected) in cases {
+        let inputs = vec![a.clone(); count];
+        let err =
+            run_script_positional(script, function, &inputs, variadic, 1).expect_err(function);
+        assert_eq!(
+            err, expected,
+            "{function} with {count} inputs, $ at {variadic:?}"
+        );
+    }
+    free_script(script);
+}
+
+#[test]
+fn scriptexecute_still_needs_the_three_lists() {
+    let script = load_script(LEGACY, &[]).expect("load");
+    let a = f32s(&[1.0]);
+    let err = run_script(script, "bar", &[a.clone(), a.clone()], &[], &[], 1, false)
+        .expect_err("old-style function");
+    assert_eq!(
+        err,
+        "Wrong number of inputs in function bar. Expected 3 but was 2"
+    );
+    let err = run_script(
+        script,
+        "two_lists",
+        std::slice::from_ref(&a),
+        &[],
+        &[],
+        1,
+        false,
+    )
+    .expect_err("wrong types");
+    assert_eq!(
+        err,
+        "Wrong number of inputs in function two_lists. Expected 3 but was 2"
+    );
+    let err = run_script(
+        script,
+        "three",
+        std::slice::from_ref(&a),
+        &[],
+        &[],
+        1,
+        false,
+    )
+    .expect_err("three tensors");
+    assert_eq!(
+        err,
+        "Wrong inputs type in function three. Expected signature similar to: \
+         def three(tensors: List[Tensor], keys: List[str], args: List[str])"
+    );
+    let out = run_script(script, "lists", &[a.clone(), a], &[], &[], 1, false).expect("lists");
+    assert_eq!(out, [f32s(&[0.0])]);
     free_script(script);
 }

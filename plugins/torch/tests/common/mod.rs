@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock};
 use redisai_plugin_api::abi::{
     RaiDevice, RaiDeviceKind, RaiError, RaiHostApi, RaiModel, RaiModelOptions, RaiPluginApi,
     RaiReply, RaiReplyKind, RaiRunOptions, RaiScript, RaiScriptCall, RaiTensorOut, RaiTensorView,
-    RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR,
+    RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR, RAI_SCRIPT_CALL_LISTS, RAI_SCRIPT_CALL_POSITIONAL,
 };
 use redisai_plugin_api::sdk::DType;
 use redisai_torch::redisai_plugin_entry;
@@ -488,7 +488,8 @@ pub fn free_script(script: *mut RaiScript) {
     unsafe { free(script) };
 }
 
-/// Runs a script function with the test host context (or none).
+/// Runs a script function the AI.SCRIPTEXECUTE way (three lists) with the test host
+/// context (or none).
 pub fn run_script(
     script: *mut RaiScript,
     function: &str,
@@ -498,6 +499,50 @@ pub fn run_script(
     max_outputs: usize,
     with_ctx: bool,
 ) -> Result<Vec<Tensor>, String> {
+    let call = Call {
+        keys,
+        args,
+        convention: RAI_SCRIPT_CALL_LISTS,
+        variadic: -1,
+    };
+    call_script(script, function, inputs, &call, max_outputs, with_ctx)
+}
+
+/// Runs a script function the AI.SCRIPTRUN way: the inputs are its parameters, those
+/// from `variadic` on (after `$`) its list of tensors.
+pub fn run_script_positional(
+    script: *mut RaiScript,
+    function: &str,
+    inputs: &[Tensor],
+    variadic: Option<usize>,
+    max_outputs: usize,
+) -> Result<Vec<Tensor>, String> {
+    let call = Call {
+        keys: &[],
+        args: &[],
+        convention: RAI_SCRIPT_CALL_POSITIONAL,
+        variadic: variadic.map_or(-1, |index| index as i64),
+    };
+    call_script(script, function, inputs, &call, max_outputs, false)
+}
+
+/// What a script call passes besides the function and its tensors.
+struct Call<'a> {
+    keys: &'a [&'a str],
+    args: &'a [&'a str],
+    convention: u32,
+    variadic: i64,
+}
+
+fn call_script(
+    script: *mut RaiScript,
+    function: &str,
+    inputs: &[Tensor],
+    call: &Call<'_>,
+    max_outputs: usize,
+    with_ctx: bool,
+) -> Result<Vec<Tensor>, String> {
+    let (keys, args) = (call.keys, call.args);
     let api = api();
     let function = CString::new(function).expect("function");
     let views: Vec<RaiTensorView> = inputs.iter().map(Tensor::view).collect();
@@ -519,6 +564,8 @@ pub fn run_script(
         n_keys: key_ptrs.len(),
         args: arg_ptrs.as_ptr(),
         n_args: arg_ptrs.len(),
+        convention: call.convention,
+        variadic: call.variadic,
     };
     let options = RaiRunOptions {
         timeout_ms: 0,
