@@ -3,6 +3,7 @@
 mod batching;
 #[cfg(not(test))]
 pub mod blocking;
+pub mod loader;
 mod model_run;
 mod queue;
 mod script_run;

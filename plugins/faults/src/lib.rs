@@ -8,6 +8,7 @@
 //! | `panic` | ok | panics (the SDK turns it into an error) |
 //! | `cpp` | ok | a C++ runtime throws; caught at the C++ boundary, an error |
 //! | `slow:<ms>` | ok | sleeps (up to 10 s, stopping early when cancelled), then echoes |
+//! | `slow-load:<ms>` | sleeps (up to 10 s), then ok | echoes |
 //! | `panic-load` | panics | - |
 //! | `error-load` | error | - |
 //!
@@ -49,6 +50,14 @@ fn cpp_call() -> Result<()> {
     Err(Error::new(text.to_string_lossy().into_owned()))
 }
 
+/// The milliseconds in `<prefix><ms>`, at most 10 s.
+fn millis_after(blob: &[u8], prefix: &[u8]) -> Option<u64> {
+    blob.strip_prefix(prefix)
+        .and_then(|ms| std::str::from_utf8(ms).ok())
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map(|ms| ms.min(10_000))
+}
+
 impl Plugin for FaultsPlugin {
     type Model = Fault;
     type Script = ();
@@ -72,12 +81,13 @@ impl Plugin for FaultsPlugin {
             b"panic-load" => panic!("faults: panic while loading a model"),
             b"error-load" => Err(Error::new("faults: refusing to load this model")),
             _ => {
-                let ms = blob
-                    .strip_prefix(b"slow:")
-                    .and_then(|ms| std::str::from_utf8(ms).ok())
-                    .and_then(|ms| ms.parse::<u64>().ok())
+                if let Some(ms) = millis_after(blob, b"slow-load:") {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    return Ok(Fault::Echo);
+                }
+                let ms = millis_after(blob, b"slow:")
                     .ok_or_else(|| Error::new("faults: unknown fault"))?;
-                Ok(Fault::Slow(ms.min(10_000)))
+                Ok(Fault::Slow(ms))
             }
         }
     }
