@@ -211,7 +211,7 @@ fn load_errors_reply_as_before() {
     // ... and after it, when the key changed type while the model loaded: nothing is
     // stored.
     let mut other = client(&server);
-    send_str(&mut c, "AI.MODELSTORE k FAULTS CPU BLOB slow-load:1000");
+    send_str(&mut c, "AI.MODELSTORE k FAULTS CPU BLOB slow-load:2000");
     wait_until_loading(&mut other);
     run_str(&mut other, "SET k value").expect("SET k");
     let err = error_text(receive(&mut c));
@@ -270,7 +270,7 @@ fn a_client_that_leaves_during_its_load_stores_nothing() {
         let mut leaving = client(&server);
         send_str(
             &mut leaving,
-            "AI.MODELSTORE gone FAULTS CPU BLOB slow-load:1000",
+            "AI.MODELSTORE gone FAULTS CPU BLOB slow-load:2500",
         );
         wait_until_loading(&mut c);
         // Queued behind it: skipped once its client has left.
@@ -304,7 +304,7 @@ fn shutdown_during_a_load_exits_cleanly() {
     let mut loading = client(&server);
     send_str(
         &mut loading,
-        "AI.MODELSTORE a FAULTS CPU BLOB slow-load:1500",
+        "AI.MODELSTORE a FAULTS CPU BLOB slow-load:2500",
     );
     wait_until_loading(&mut c);
     let mut waiting = client(&server);
@@ -456,4 +456,21 @@ fn stores_survive_aof_replay_and_rewrite() {
     server.restart();
     let mut c = client(&server);
     assert_eq!(digest(&mut c), before, "after a rewrite");
+}
+
+#[test]
+fn a_finished_store_notifies_its_keyspace_event() {
+    let server = start(ServerConfig::default().option("notify-keyspace-events", &["Kd"]));
+    let mut subscriber = client(&server);
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("__keyspace@0__:m").expect("SUBSCRIBE");
+    let mut c = client(&server);
+    assert_ok(
+        run_str(&mut c, "AI.MODELSTORE m FAULTS CPU BLOB slow-load:50"),
+        "MODELSTORE",
+    );
+    let message = pubsub.get_message().expect("a notification");
+    assert_eq!(message.get_channel_name(), "__keyspace@0__:m");
+    let event: String = message.get_payload().expect("payload");
+    assert_eq!(event, "ai.modelstore");
 }
