@@ -378,6 +378,15 @@ fn replicated_stores(c: &mut Connection) {
     }
     // A failed load replicates nothing.
     let _ = error_text(run_str(c, "AI.MODELSTORE bad FAULTS CPU BLOB error-load"));
+    // A store lands in (and replicates to) the database its client had selected.
+    run_str(c, "SELECT 2").expect("SELECT 2");
+    assert_ok(
+        run_str(c, "AI.MODELSTORE indb2 FAULTS CPU BLOB slow-load:50"),
+        "MODELSTORE in db 2",
+    );
+    assert!(exists(c, "indb2"));
+    run_str(c, "SELECT 0").expect("SELECT 0");
+    assert!(!exists(c, "indb2"));
 }
 
 #[test]
@@ -404,6 +413,9 @@ fn stores_reach_replicas() {
         );
     }
     assert!(!exists(&mut r, "bad"));
+    run_str(&mut r, "SELECT 2").expect("SELECT 2");
+    assert!(exists(&mut r, "indb2"), "db 2 on the replica");
+    run_str(&mut r, "SELECT 0").expect("SELECT 0");
     assert_eq!(digest(&mut r), digest(&mut c));
     // The replica runs what it received.
     run_str(&mut c, "AI.TENSORSET x FLOAT 1 VALUES 5").expect("x");
