@@ -39,6 +39,8 @@ unsafe extern "C" fn on_shutdown(
         // Workers inside a runtime when the process exits crash in the runtimes' static
         // destructors: stop and join them while Redis is still in one piece.
         crate::exec::blocking::abandon_all();
+        // Waiting stores are answered with an error; one being loaded finishes first.
+        crate::exec::loader::stop();
         crate::exec::stop_all();
     });
 }

@@ -90,6 +90,15 @@ fn build(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
             ),
         )?;
     }
+    let loader = crate::exec::loader::stats();
+    queues = queues.field(
+        "loader",
+        format!(
+            "pending={},loading={}",
+            loader.pending,
+            u8::from(loader.busy)
+        ),
+    )?;
     queues.build_section()?.build_info()?;
     Ok(())
 }

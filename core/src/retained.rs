@@ -69,6 +69,12 @@ impl RetainedString {
         let ptr = raw::string_ptr_len(inner, &mut len).cast::<u8>();
         RetainedString { inner, ptr, len }
     }
+
+    /// The Redis string itself, for module API calls that take one (e.g. to replicate
+    /// it); valid while `self` lives.
+    pub fn as_ptr(&self) -> *mut raw::RedisModuleString {
+        self.inner
+    }
 }
 
 impl ByteSource for RetainedString {

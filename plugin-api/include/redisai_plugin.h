@@ -33,7 +33,9 @@
  * - Strings are NUL-terminated UTF-8 unless a length is given.
  *
  * # Threading
- * - `init` is called once, on Redis's main thread, before any other function.
+ * - `init` is called once, before any other function and never alongside another call
+ *   into the plugin: on Redis's main thread (module load, `AI.CONFIG LOADBACKEND`) or on
+ *   the host's loader thread (a backend opened on first use by a model or script store).
  * - `model_load`, `model_free`, `script_load` and `script_free` may be called from any
  *   thread, one at a time per object.
  * - `model_run` on the same model may be called from several threads at once only when

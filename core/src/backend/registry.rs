@@ -41,13 +41,20 @@ fn loaded_map() -> MutexGuard<'static, Registry> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Serialises plugin loads (each backend is opened once) without holding [`LOADED`]
+/// while a plugin opens: opening TensorFlow takes a while, on the loader thread, and
+/// the main thread reads [`LOADED`] meanwhile (INFO, MODELSTORE's checks).
+static OPENING: Mutex<()> = Mutex::new(());
+
 /// Loads the plugin at `path` as backend `name`. Loading a name (and variant) twice is
 /// an error, as in RedisAI; so is a plugin that calls itself by another name.
 pub fn load(name: &str, path: &Path) -> Result<Arc<Backend>, String> {
     let name = name.to_ascii_uppercase();
     let variant = Variant::of_path(path);
-    let mut loaded = loaded_map();
-    if let Some(existing) = loaded.get(&(name.clone(), variant)) {
+    let _opening = OPENING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(existing) = loaded_map().get(&(name.clone(), variant)) {
         return Err(format!(
             "backend {name} is already loaded (from {})",
             existing.path.display()
@@ -62,7 +69,7 @@ pub fn load(name: &str, path: &Path) -> Result<Arc<Backend>, String> {
         ));
     }
     let backend = Arc::new(backend);
-    loaded.insert((name, variant), Arc::clone(&backend));
+    loaded_map().insert((name, variant), Arc::clone(&backend));
     Ok(backend)
 }
 

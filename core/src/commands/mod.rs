@@ -8,6 +8,7 @@ pub mod keyspace;
 pub mod model;
 pub mod run_info;
 pub mod script;
+mod store;
 pub mod subcommands;
 pub mod tensor;
 

@@ -9,7 +9,7 @@ use redis_module::{
 };
 
 use super::keyspace::{self, key_name};
-use super::{arg_slices, key_specs, reply_error};
+use super::{arg_slices, key_specs, reply_error, store};
 use crate::backend::registry;
 use crate::config::BackendKind;
 use crate::exec::blocking::{self, Completion};
@@ -52,6 +52,9 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
     if key.key_type() != KeyType::Empty && key.get_value::<SharedModel>(&MODEL_TYPE).is_err() {
         return Err(RedisError::WrongType);
     }
+    // Closed before the store opens it again (checked again there: the load may take a
+    // while).
+    drop(key);
     let definition = ModelDefinition {
         backend: spec.backend.clone(),
         device: spec.device,
@@ -62,7 +65,7 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
         outputs: spec.outputs.clone(),
         blob: spec.blob(),
     };
-    let model = if keep_without_backend {
+    if keep_without_backend {
         let model = Model::restore(definition);
         if let Err(reason) = &model.runtime {
             ctx.log_warning(&format!(
@@ -70,14 +73,12 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
                  stored again"
             ));
         }
-        model
-    } else {
-        Model::create(definition).map_err(|reason| RedisError::String(format!("ERR {reason}")))?
-    };
-    key.set_value::<SharedModel>(&MODEL_TYPE, Arc::new(model))?;
-    ctx.replicate_verbatim();
-    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.modelstore", &args[1]);
-    Ok(RedisValue::SimpleStringStatic("OK"))
+        return store::store_now(ctx, &args, model);
+    }
+    // The backend loads the model off the main thread (see `commands::store`).
+    store::load_then_store(ctx, args, move || {
+        Model::create(definition).map_err(|reason| format!("ERR {reason}"))
+    })
 }
 
 /// `AI.MODELGET key [META] [BLOB]`

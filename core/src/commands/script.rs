@@ -11,7 +11,7 @@ use redis_module::{
 
 use super::keyspace::{self, key_name};
 use super::model::WriteOutputs;
-use super::{arg_slices, key_specs, reply_error};
+use super::{arg_slices, key_specs, reply_error, store};
 use crate::backend::RunContext;
 use crate::exec::blocking;
 use crate::exec::{ScriptRun, Work};
@@ -40,6 +40,9 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
     if key.key_type() != KeyType::Empty && key.get_value::<SharedScript>(&SCRIPT_TYPE).is_err() {
         return Err(RedisError::WrongType);
     }
+    // Closed before the store opens it again (checked again there: the load may take a
+    // while).
+    drop(key);
     let definition = ScriptDefinition {
         device: spec.device,
         device_name: String::from_utf8_lossy(spec.device_name).into_owned(),
@@ -52,25 +55,23 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
     let keep_without_backend = ctx
         .get_flags()
         .intersects(ContextFlags::LOADING | ContextFlags::REPLICATED);
-    let script = if keep_without_backend {
+    if keep_without_backend {
         let script = Script::restore(definition);
         if let Err(reason) = &script.runtime {
             ctx.log_warning(&format!("script stored without a runtime: {reason}"));
         }
-        script
-    } else {
+        return store::store_now(ctx, &args, script);
+    }
+    // The backend compiles the script off the main thread (see `commands::store`).
+    store::load_then_store(ctx, args, move || {
         Script::create(definition).map_err(|reason| {
-            RedisError::String(if reason.starts_with("ERR ") {
+            if reason.starts_with("ERR ") {
                 reason
             } else {
                 format!("ERR {reason}")
-            })
-        })?
-    };
-    key.set_value::<SharedScript>(&SCRIPT_TYPE, Arc::new(script))?;
-    ctx.replicate_verbatim();
-    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.scriptstore", &args[1]);
-    Ok(RedisValue::SimpleStringStatic("OK"))
+            }
+        })
+    })
 }
 
 /// `AI.SCRIPTGET key [META] [SOURCE]`

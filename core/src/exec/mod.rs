@@ -4,6 +4,7 @@ mod batching;
 #[cfg(not(test))]
 pub mod blocking;
 pub mod inline;
+pub mod loader;
 mod model_run;
 mod queue;
 mod script_run;

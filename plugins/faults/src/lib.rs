@@ -9,6 +9,7 @@
 //! | `cpp` | ok | a C++ runtime throws; caught at the C++ boundary, an error |
 //! | `slow:<ms>` | ok | sleeps (up to 10 s, stopping early when cancelled), then echoes |
 //! | `sleep-input` | ok | sleeps as many ms as its INT64 input's first value says (a model whose run time depends on its data; up to 10 s, stopping early when cancelled or at the run's timeout), then echoes |
+//! | `slow-load:<ms>` | sleeps (up to 10 s), then ok | echoes |
 //! | `panic-load` | panics | - |
 //! | `error-load` | error | - |
 //!
@@ -54,6 +55,14 @@ fn cpp_call() -> Result<()> {
     Err(Error::new(text.to_string_lossy().into_owned()))
 }
 
+/// The milliseconds in `<prefix><ms>`, at most [`MAX_SLEEP_MS`].
+fn millis_after(blob: &[u8], prefix: &[u8]) -> Option<u64> {
+    blob.strip_prefix(prefix)
+        .and_then(|ms| std::str::from_utf8(ms).ok())
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map(|ms| ms.min(MAX_SLEEP_MS))
+}
+
 impl Plugin for FaultsPlugin {
     type Model = Fault;
     type Script = ();
@@ -78,12 +87,13 @@ impl Plugin for FaultsPlugin {
             b"panic-load" => panic!("faults: panic while loading a model"),
             b"error-load" => Err(Error::new("faults: refusing to load this model")),
             _ => {
-                let ms = blob
-                    .strip_prefix(b"slow:")
-                    .and_then(|ms| std::str::from_utf8(ms).ok())
-                    .and_then(|ms| ms.parse::<u64>().ok())
+                if let Some(ms) = millis_after(blob, b"slow-load:") {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    return Ok(Fault::Echo);
+                }
+                let ms = millis_after(blob, b"slow:")
                     .ok_or_else(|| Error::new("faults: unknown fault"))?;
-                Ok(Fault::Slow(ms.min(MAX_SLEEP_MS)))
+                Ok(Fault::Slow(ms))
             }
         }
     }
