@@ -1,5 +1,6 @@
-// Compiles shim/shim.cpp (the C++ side: TorchScript models, scripts and the script
-// extensions) against libtorch and links libtorch_cpu and libc10.
+// Compiles the C++ shim (shim/*.cpp: the common helpers, TorchScript models, scripts and
+// the script extensions, behind the C interface of shim/shim.h) against libtorch and
+// links libtorch_cpu and libc10.
 //
 // LIBTORCH must name a folder with include/ and lib/ (scripts/fetch-libtorch prints one:
 // the torch/ folder of the pinned wheel). The plugin finds libtorch at run time through
@@ -7,8 +8,19 @@
 // tools built here get an rpath to $LIBTORCH/lib as well.
 use std::path::PathBuf;
 
+/// The shim's translation units (shim/common.h declares what they share).
+const SOURCES: [&str; 4] = [
+    "shim/common.cpp",
+    "shim/models.cpp",
+    "shim/scripts.cpp",
+    "shim/script_ops.cpp",
+];
+
 fn main() {
-    println!("cargo:rerun-if-changed=shim/shim.cpp");
+    for source in SOURCES {
+        println!("cargo:rerun-if-changed={source}");
+    }
+    println!("cargo:rerun-if-changed=shim/common.h");
     println!("cargo:rerun-if-changed=shim/shim.h");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
@@ -27,7 +39,7 @@ fn main() {
     }
     cc::Build::new()
         .cpp(true)
-        .file("shim/shim.cpp")
+        .files(SOURCES)
         .std("c++17")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))

@@ -1,4 +1,5 @@
-/* The C interface of the plugin's C++ shim over libtorch (see shim.cpp).
+/* The C interface of the plugin's C++ shim over libtorch (common.cpp, models.cpp,
+ * scripts.cpp and script_ops.cpp; common.h holds what they share).
  *
  * Every function catches every C++ exception: a failure is returned as an error string
  * (allocated with malloc, released with rt_error_free), never thrown. Objects returned

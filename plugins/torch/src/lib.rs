@@ -5,7 +5,7 @@
 //! with libtorch beside it in the wheels' own layout (`torch/lib/libtorch_cpu.so`,
 //! `libc10.so`, `libgomp.so.1`, and `nvidia/cu13/lib/libcudart.so.13`, `libcupti.so.13`,
 //! which libtorch_cpu loads even on CPU), found through `$ORIGIN` rpaths: the folder is
-//! relocatable. libtorch is reached through a small C++ shim (`shim/shim.cpp`, behind
+//! relocatable. libtorch is reached through a small C++ shim (`shim/*.cpp`, behind
 //! [`ffi`]) that catches every C++ exception and returns its message.
 //!
 //! # Models
