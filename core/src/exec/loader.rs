@@ -199,16 +199,7 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    struct Record(mpsc::Sender<String>, &'static str);
-
-    impl Job for Record {
-        fn run(self: Box<Self>) {
-            let _ = self.0.send(format!("ran {}", self.1));
-        }
-        fn cancel(self: Box<Self>, reason: &str) {
-            let _ = self.0.send(format!("cancelled {}: {reason}", self.1));
-        }
-    }
+    use crate::exec::test_jobs::Record;
 
     struct Panics(mpsc::Sender<String>);
 

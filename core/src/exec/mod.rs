@@ -80,3 +80,23 @@ pub fn queue_stats() -> Vec<(Device, QueueStats)> {
         .map(|(device, queue)| (*device, queue.stats()))
         .collect()
 }
+
+/// A job for the queue and loader tests that says what happened to it.
+#[cfg(test)]
+pub(crate) mod test_jobs {
+    use std::sync::mpsc;
+
+    use super::Job;
+
+    /// Sends "ran <name>" or "cancelled <name>: <reason>".
+    pub struct Record(pub mpsc::Sender<String>, pub &'static str);
+
+    impl Job for Record {
+        fn run(self: Box<Self>) {
+            let _ = self.0.send(format!("ran {}", self.1));
+        }
+        fn cancel(self: Box<Self>, reason: &str) {
+            let _ = self.0.send(format!("cancelled {}: {reason}", self.1));
+        }
+    }
+}

@@ -282,16 +282,7 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
-    struct Send1(mpsc::Sender<String>, &'static str);
-
-    impl Job for Send1 {
-        fn run(self: Box<Self>) {
-            let _ = self.0.send(format!("ran {}", self.1));
-        }
-        fn cancel(self: Box<Self>, reason: &str) {
-            let _ = self.0.send(format!("cancelled {}: {reason}", self.1));
-        }
-    }
+    use crate::exec::test_jobs::Record;
 
     #[test]
     fn runs_jobs_in_order_on_one_worker() {
@@ -299,7 +290,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         for name in ["a", "b", "c"] {
             assert!(queue
-                .push(Work::Other(Box::new(Send1(tx.clone(), name))))
+                .push(Work::Other(Box::new(Record(tx.clone(), name))))
                 .is_ok());
         }
         let got: Vec<String> = (0..3).map(|_| rx.recv().expect("result")).collect();
@@ -307,7 +298,7 @@ mod tests {
         queue.stop();
         assert_eq!(queue.stats().done, 3);
         assert!(queue
-            .push(Work::Other(Box::new(Send1(tx, "late"))))
+            .push(Work::Other(Box::new(Record(tx, "late"))))
             .is_err());
     }
 
@@ -325,7 +316,7 @@ mod tests {
         assert!(queue.push(Work::Other(Box::new(Block(unblock_rx)))).is_ok());
         let (tx, rx) = mpsc::channel();
         assert!(queue
-            .push(Work::Other(Box::new(Send1(tx, "pending"))))
+            .push(Work::Other(Box::new(Record(tx, "pending"))))
             .is_ok());
         std::thread::sleep(std::time::Duration::from_millis(50));
         let stopper = {
