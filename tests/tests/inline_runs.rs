@@ -57,16 +57,20 @@ fn execute(c: &mut Connection, line: &str) {
 /// Runs `model` RUNS times on x, writing y<i>, and checks every output equals the first
 /// run's (which ran on a worker, as models are never inline on their first runs).
 fn runs_agree(c: &mut Connection, model: &str) {
-    execute(
-        c,
-        &format!("AI.MODELEXECUTE {model} INPUTS 1 x OUTPUTS 1 y_first"),
-    );
-    let first = get(c, "y_first");
-    for i in 0..RUNS {
+    runs_agree_on(c, model, "x");
+}
+
+fn runs_agree_on(c: &mut Connection, model: &str, input: &str) {
+    let run = |c: &mut Connection, output: &str| {
         execute(
             c,
-            &format!("AI.MODELEXECUTE {model} INPUTS 1 x OUTPUTS 1 y{i}"),
-        );
+            &format!("AI.MODELEXECUTE {model} INPUTS 1 {input} OUTPUTS 1 {output}"),
+        )
+    };
+    run(c, "y_first");
+    let first = get(c, "y_first");
+    for i in 0..RUNS {
+        run(c, &format!("y{i}"));
         assert_eq!(get(c, &format!("y{i}")), first, "{model}: run {i}");
     }
 }
@@ -105,6 +109,70 @@ fn every_backend_gives_the_same_outputs_inline() {
         );
     }
     pong(&mut c);
+}
+
+#[test]
+fn dag_model_ops_run_inline_and_hand_the_rest_to_a_worker() {
+    let server = server(GENEROUS_LIMIT);
+    let mut c = client(&server);
+    call_str(
+        &mut c,
+        &format!("AI.CONFIG LOADBACKEND FAULTS {}", faults_plugin().display()),
+    )
+    .expect("LOADBACKEND");
+    set_f32(&mut c, "x", &[1, 4], &[1.0, 2.0, -3.0, 0.5]);
+    store(&mut c, "m", "ONNX", "onnx", "mlp.onnx", &[]);
+    runs_agree(&mut c, "m");
+    let expected = get(&mut c, "y_first");
+
+    // All in one go on the main thread: the DAG's outputs are the model's.
+    let before = inline_runs(&mut c);
+    let dag = "AI.DAGEXECUTE LOAD 1 x PERSIST 1 dag_y |> \
+               AI.MODELEXECUTE m INPUTS 1 x OUTPUTS 1 t |> \
+               AI.MODELEXECUTE m INPUTS 1 x OUTPUTS 1 dag_y |> AI.TENSORGET t META";
+    let reply = format!("{:?}", call_str(&mut c, dag).expect("DAG"));
+    assert!(reply.contains("FLOAT"), "{reply}");
+    assert_eq!(get(&mut c, "dag_y"), expected);
+    assert_eq!(inline_runs(&mut c) - before, 2, "both model ops ran inline");
+
+    // A DAG whose second op must go to a worker (a 1 s run that the inline cap stops
+    // and hands over): the first op ran inline, the client waits for the rest, and the
+    // server answers others meanwhile.
+    execute(&mut c, "AI.MODELSTORE sleepy FAULTS CPU BLOB sleep-input");
+    set_i64(&mut c, "zero", 0);
+    runs_agree_on(&mut c, "sleepy", "zero");
+    set_i64(&mut c, "second", 1000);
+    let before = inline_runs(&mut c);
+    let finished = Arc::new(AtomicBool::new(false));
+    let runner = {
+        let mut a = client(&server);
+        let finished = Arc::clone(&finished);
+        thread::spawn(move || {
+            let reply = call_str(
+                &mut a,
+                "AI.DAGEXECUTE LOAD 2 x second PERSIST 2 dag_y2 slept |> \
+                 AI.MODELEXECUTE m INPUTS 1 x OUTPUTS 1 dag_y2 |> \
+                 AI.MODELEXECUTE sleepy INPUTS 1 second OUTPUTS 1 slept",
+            );
+            finished.store(true, Ordering::SeqCst);
+            reply
+        })
+    };
+    thread::sleep(Duration::from_millis(100));
+    pong(&mut c);
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "the DAG held the main thread"
+    );
+    let reply = runner.join().expect("runner").expect("DAG");
+    assert_eq!(reply, Value::Array(vec![Value::Okay, Value::Okay]));
+    assert_eq!(get(&mut c, "dag_y2"), expected);
+    assert_eq!(get(&mut c, "slept"), get(&mut c, "second"));
+    assert_eq!(
+        inline_runs(&mut c) - before,
+        1,
+        "only the first op ran inline"
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use redis_module::{raw, Context, NotifyEvent, RedisError, RedisResult, RedisStri
 use super::keyspace::{self, key_name};
 use super::{arg_slices, reply_error, tensor};
 use crate::dag::parse::{dag_key_positions, parse_dag, DagFlavor};
-use crate::dag::plan::{plan, OpKind};
+use crate::dag::plan::plan;
 use crate::dag::run::{DagOutcome, DagRun, OpResult};
 use crate::exec::blocking::{self, Completion};
 use crate::model::parse::ParseError;
@@ -125,41 +125,56 @@ fn dag(ctx: &Context, args: Vec<RedisString>, flavor: DagFlavor) -> RedisResult 
     let deadline = planned
         .timeout_ms
         .map(|ms| Instant::now() + Duration::from_millis(ms));
-    let needs_queue = planned
-        .ops
-        .iter()
-        .any(|op| matches!(op.kind, OpKind::Model(_) | OpKind::Script { .. }));
-    if !needs_queue {
-        // Only tensor ops: run here and reply at once.
-        let done: Arc<Mutex<Option<DagOutcome>>> = Arc::new(Mutex::new(None));
-        let sink = Arc::clone(&done);
+    let timeout_ms = planned.timeout_ms;
+    let abandoned = Arc::new(AtomicU32::new(0));
+    let sink = Arc::new(Mutex::new(DagSink::Running));
+    let run = {
+        let sink = Arc::clone(&sink);
         DagRun::start(
             planned,
             loaded,
-            Arc::new(AtomicU32::new(0)),
-            None,
-            Box::new(move |outcome| {
-                if let Ok(mut slot) = sink.lock() {
-                    *slot = Some(outcome);
-                }
-            }),
-        );
-        let outcome = done.lock().ok().and_then(|mut o| o.take());
-        return match outcome {
-            Some(outcome) => Box::new(DagReply { outcome }).reply(ctx),
-            None => Err(RedisError::Str("ERR the DAG did not finish")),
-        };
+            Arc::clone(&abandoned),
+            deadline,
+            Box::new(move |outcome| DagSink::finish(&sink, outcome)),
+        )
+    };
+    // Ops that could run here (tensor ops, tiny models) have; the rest are queued.
+    run.close_inline_window();
+    let mut state = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let DagSink::Done(outcome) = std::mem::replace(&mut *state, DagSink::Running) {
+        drop(state);
+        return Box::new(DagReply { outcome }).reply(ctx);
     }
-    let blocked = blocking::block(ctx, planned.timeout_ms)?;
-    let abandoned = blocked.abandoned();
-    DagRun::start(
-        planned,
-        loaded,
-        abandoned,
-        deadline,
-        Box::new(move |outcome| blocked.unblock(Box::new(DagReply { outcome }))),
-    );
-    Ok(RedisValue::NoReply)
+    match blocking::block_with_flag(ctx, timeout_ms, Arc::clone(&abandoned)) {
+        Ok(blocked) => {
+            *state = DagSink::Blocked(blocked);
+            Ok(RedisValue::NoReply)
+        }
+        Err(err) => {
+            // Nobody will take the outcome: stop what can be stopped.
+            abandoned.store(1, std::sync::atomic::Ordering::Relaxed);
+            Err(err)
+        }
+    }
+}
+
+/// Where a DAG's outcome goes: kept for the command if the DAG finished while the
+/// command was still running, else to the client blocked meanwhile. The lock orders the
+/// two: the command blocks its client holding it, a finishing worker waits for it.
+enum DagSink {
+    Running,
+    Done(DagOutcome),
+    Blocked(blocking::BlockedClient),
+}
+
+impl DagSink {
+    fn finish(sink: &Mutex<DagSink>, outcome: DagOutcome) {
+        let mut state = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match std::mem::replace(&mut *state, DagSink::Running) {
+            DagSink::Blocked(blocked) => blocked.unblock(Box::new(DagReply { outcome })),
+            DagSink::Running | DagSink::Done(_) => *state = DagSink::Done(outcome),
+        }
+    }
 }
 
 /// Persists a finished DAG's keys and replies with one entry per op.

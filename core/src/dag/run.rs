@@ -1,7 +1,7 @@
 //! Running a planned DAG: ops start as soon as their inputs exist; model ops go to
 //! their device's queue, so independent ops on different devices run in parallel.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -55,18 +55,23 @@ pub struct DagRun {
     abandoned: Arc<AtomicU32>,
     deadline: Option<Instant>,
     finish: Mutex<Option<Finish>>,
+    /// Open while the command that started the DAG is still on the main thread: model
+    /// ops may then run there (`exec::run_inline`) instead of going to their queue.
+    inline_window: AtomicBool,
 }
 
 impl DagRun {
     /// Starts the DAG with the LOADed tensors; `finish` is called exactly once, on the
-    /// thread that completes the last op (the caller's, if no op needs a queue).
+    /// thread that completes the last op (the caller's, if no op needs a queue). Model
+    /// ops that may run inline run on the caller's thread until
+    /// [`DagRun::close_inline_window`].
     pub fn start(
         plan: Plan,
         loaded: Vec<Arc<Tensor>>,
         abandoned: Arc<AtomicU32>,
         deadline: Option<Instant>,
         finish: Finish,
-    ) {
+    ) -> Arc<DagRun> {
         let mut slots: Vec<Option<Arc<Tensor>>> = vec![None; plan.slot_count];
         for (slot, tensor) in slots.iter_mut().zip(loaded) {
             *slot = Some(tensor);
@@ -84,8 +89,15 @@ impl DagRun {
             abandoned,
             deadline,
             finish: Mutex::new(Some(finish)),
+            inline_window: AtomicBool::new(true),
         });
         run.advance();
+        run
+    }
+
+    /// From now on every model op goes to its queue (the caller leaves the main thread).
+    pub fn close_inline_window(&self) {
+        self.inline_window.store(false, Ordering::SeqCst);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -153,7 +165,10 @@ impl DagRun {
                 }
             }
             for (index, inputs) in to_queue {
-                self.queue_model(index, inputs);
+                match self.try_inline(index, &inputs) {
+                    Some(outcome) => self.record(index, outcome),
+                    None => self.queue_model(index, inputs),
+                }
             }
             if !progressed {
                 break;
@@ -206,34 +221,64 @@ impl DagRun {
         crate::exec::submit(model.device, Work::Model(Box::new(run)));
     }
 
-    fn model_done(self: &Arc<Self>, index: usize, outcome: RunOutcome) {
+    /// Runs model op `index` here and now if the inline window is open and the model
+    /// may run inline (see `exec::inline`); None when it must be queued.
+    fn try_inline(&self, index: usize, inputs: &[Arc<Tensor>]) -> Option<RunOutcome> {
+        if !self.inline_window.load(Ordering::SeqCst) || self.abandoned.load(Ordering::Relaxed) != 0
         {
-            let mut state = self.lock();
-            let op = &self.plan.ops[index];
-            match outcome {
-                RunOutcome::Done(outputs) => {
-                    for (&slot, tensor) in op.outputs.iter().zip(outputs) {
-                        state.slots[slot] = Some(Arc::new(tensor));
-                    }
-                    state.results[index] = OpResult::Done;
-                    state.status[index] = Status::Succeeded;
-                }
-                RunOutcome::Failed(reason) => {
-                    state.results[index] = OpResult::Failed(reason);
-                    state.status[index] = Status::Failed;
-                }
-                RunOutcome::TimedOut => {
-                    state.status[index] = Status::Failed;
-                    state.stopped.get_or_insert(DagOutcome::TimedOut);
-                }
-                RunOutcome::Abandoned => {
-                    state.status[index] = Status::Failed;
-                    state.stopped.get_or_insert(DagOutcome::Abandoned);
-                }
-            }
-            state.remaining -= 1;
+            return None;
         }
+        let op = &self.plan.ops[index];
+        let OpKind::Model(model) = &op.kind else {
+            return None;
+        };
+        let time_left_ms = match self.deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    // Queued, the run reports the timeout.
+                    return None;
+                }
+                Some(left.as_millis().max(1) as u64)
+            }
+            None => None,
+        };
+        let outcome = crate::exec::run_inline(model, inputs, op.outputs.len(), time_left_ms)?;
+        crate::exec::count_inline_run(model.device);
+        Some(outcome)
+    }
+
+    fn model_done(self: &Arc<Self>, index: usize, outcome: RunOutcome) {
+        self.record(index, outcome);
         self.advance();
+    }
+
+    /// Records how op `index` ended.
+    fn record(&self, index: usize, outcome: RunOutcome) {
+        let mut state = self.lock();
+        let op = &self.plan.ops[index];
+        match outcome {
+            RunOutcome::Done(outputs) => {
+                for (&slot, tensor) in op.outputs.iter().zip(outputs) {
+                    state.slots[slot] = Some(Arc::new(tensor));
+                }
+                state.results[index] = OpResult::Done;
+                state.status[index] = Status::Succeeded;
+            }
+            RunOutcome::Failed(reason) => {
+                state.results[index] = OpResult::Failed(reason);
+                state.status[index] = Status::Failed;
+            }
+            RunOutcome::TimedOut => {
+                state.status[index] = Status::Failed;
+                state.stopped.get_or_insert(DagOutcome::TimedOut);
+            }
+            RunOutcome::Abandoned => {
+                state.status[index] = Status::Failed;
+                state.stopped.get_or_insert(DagOutcome::Abandoned);
+            }
+        }
+        state.remaining -= 1;
     }
 
     fn finish_if_done(&self) {

@@ -56,6 +56,16 @@ impl Completion for TimedOut {
 /// unless the request finished first. Redis's own blocking timeout is not used: when
 /// it fires just after the module unblocked the client, Redis sends no reply at all.
 pub fn block(ctx: &Context, timeout_ms: Option<u64>) -> Result<BlockedClient, RedisError> {
+    block_with_flag(ctx, timeout_ms, Arc::new(AtomicU32::new(0)))
+}
+
+/// Like [`block`], with the request's abandoned flag made beforehand (for work that
+/// started before it knew it would block).
+pub fn block_with_flag(
+    ctx: &Context,
+    timeout_ms: Option<u64>,
+    abandoned: Arc<AtomicU32>,
+) -> Result<BlockedClient, RedisError> {
     // SAFETY: the API table is filled at load time and only read afterwards.
     let (Some(block_client), set_disconnect) = (unsafe {
         (
@@ -75,7 +85,6 @@ pub fn block(ctx: &Context, timeout_ms: Option<u64>) -> Result<BlockedClient, Re
         // SAFETY: `handle` is the blocked client just created.
         unsafe { set_disconnect(handle, Some(disconnected)) };
     }
-    let abandoned = Arc::new(AtomicU32::new(0));
     abandoned_map()
         .get_or_insert_with(HashMap::new)
         .insert(handle as usize, Arc::clone(&abandoned));
