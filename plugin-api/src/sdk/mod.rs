@@ -7,6 +7,7 @@
 use std::ffi::CStr;
 use std::sync::OnceLock;
 
+pub mod cancel;
 mod ffi;
 mod host;
 

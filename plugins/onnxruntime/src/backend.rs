@@ -7,11 +7,11 @@ use std::time::Duration;
 use ort::session::{RunOptions as OrtRunOptions, Session, SessionInputValue};
 use redisai_plugin_api::sdk::{CancelFlag, ConfigKey, Error, OwnedTensor, Result, TensorRef};
 
-use crate::cancel::{self, CancelWatch};
 use crate::convert::{self, Port};
 use crate::cuda;
 use crate::runtime::{self, Runtime};
 use crate::watchdog::WATCHDOG;
+use redisai_plugin_api::sdk::cancel::{self, CancelWatch};
 
 /// Where the backend reads its settings from (the host's `config_get` in the plugin).
 /// Values are read when used, so they may change between calls.
@@ -253,9 +253,15 @@ impl OnnxBackend {
                 None => None,
             };
             let cancel_watch = match cancel {
-                Some(flag) => Some(cancel::watch(flag, Arc::clone(&options)).map_err(|err| {
-                    Error::new(format!("could not start the ONNX cancel watcher: {err}"))
-                })?),
+                Some(flag) => {
+                    let to_stop = Arc::clone(&options);
+                    let terminate = Box::new(move || {
+                        let _ = to_stop.terminate();
+                    });
+                    Some(cancel::watch(flag, terminate).map_err(|err| {
+                        Error::new(format!("could not start the ONNX cancel watcher: {err}"))
+                    })?)
+                }
                 None => None,
             };
             let result = session.run_with_options(values.as_slice(), &*options);

@@ -30,7 +30,6 @@
 compile_error!("tensor data crosses the plugin ABI as little-endian bytes: big-endian targets are not supported");
 
 mod backend;
-mod cancel;
 mod convert;
 pub mod cuda;
 pub mod runtime;

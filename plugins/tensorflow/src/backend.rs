@@ -6,11 +6,11 @@ use redisai_plugin_api::sdk::{
     CancelFlag, ConfigKey, DType, Error, OwnedTensor, Result, TensorRef,
 };
 
-use crate::cancel;
 use crate::convert::{self, TensorName};
 use crate::ffi::{self, Graph, Output, Runtime, Session};
 use crate::proto;
 use crate::runtime;
+use redisai_plugin_api::sdk::cancel;
 
 /// Where the backend reads its settings from (the host's `config_get` in the plugin).
 /// Values are read when used.

@@ -73,7 +73,6 @@
 compile_error!("tensor data crosses the plugin ABI as little-endian bytes: big-endian targets are not supported");
 
 mod backend;
-mod cancel;
 mod convert;
 #[allow(unsafe_code)]
 mod ffi;

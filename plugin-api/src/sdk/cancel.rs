@@ -1,22 +1,25 @@
-//! Stopping runs the host no longer wants (client gone, server shutting down): one thread
-//! polls the host's cancel flags of the runs in progress and, when one is set, fires the
-//! run's action (the backend closes the run's session, which cancels the run). While runs
-//! keep coming it polls on its own, so registering a run wakes nobody; after a second
-//! without runs it sleeps until the next one.
+//! Stopping runs the host no longer wants (client gone, server shutting down), for
+//! runtimes that can be told to stop a run from another thread: one thread polls the
+//! host's cancel flags of the runs in progress and, when one is set, fires the run's
+//! action (ONNX Runtime: terminate the run options; TensorFlow: close the session). While
+//! runs keep coming it polls on its own, so registering a run wakes nobody; after a
+//! second without runs it sleeps until the next one. Each plugin library has its own
+//! thread (the SDK is compiled into each).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use redisai_plugin_api::sdk::CancelFlag;
+use super::CancelFlag;
 
 /// How often the flags are looked at while runs are in progress.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How long the thread keeps polling without runs before it sleeps.
 const IDLE_LINGER: Duration = Duration::from_secs(1);
 
-type Action = Box<dyn FnOnce() + Send>;
+/// What stops a run; it keeps alive what it acts on.
+pub type Action = Box<dyn FnOnce() + Send>;
 
 struct Entry {
     flag: CancelFlag,
@@ -73,7 +76,7 @@ pub fn watch(flag: CancelFlag, action: Action) -> std::io::Result<CancelWatch> {
     let mut state = lock();
     if !state.thread_started {
         std::thread::Builder::new()
-            .name("tf-cancel".into())
+            .name("rai-cancel".into())
             .spawn(serve)?;
         state.thread_started = true;
     }
@@ -135,5 +138,45 @@ fn serve() {
             .wait_timeout(state, POLL_INTERVAL)
             .unwrap_or_else(PoisonError::into_inner)
             .0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+    use std::sync::mpsc;
+
+    #[test]
+    fn fires_once_when_the_flag_is_set_and_not_before() {
+        let flag = AtomicU32::new(0);
+        let (tx, rx) = mpsc::channel();
+        let watch = watch(
+            CancelFlag(&flag),
+            Box::new(move || {
+                let _ = tx.send(());
+            }),
+        )
+        .expect("watcher thread");
+        assert!(rx.recv_timeout(POLL_INTERVAL * 5).is_err(), "fired early");
+        flag.store(1, Ordering::Relaxed);
+        rx.recv_timeout(Duration::from_secs(5)).expect("fired");
+        assert!(watch.finish(), "finish reports the firing");
+    }
+
+    #[test]
+    fn a_finished_watch_never_fires() {
+        let flag = AtomicU32::new(0);
+        let (tx, rx) = mpsc::channel();
+        let watch = watch(
+            CancelFlag(&flag),
+            Box::new(move || {
+                let _ = tx.send(());
+            }),
+        )
+        .expect("watcher thread");
+        assert!(!watch.finish());
+        flag.store(1, Ordering::Relaxed);
+        assert!(rx.recv_timeout(POLL_INTERVAL * 5).is_err(), "fired after finish");
     }
 }
