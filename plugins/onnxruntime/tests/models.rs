@@ -278,15 +278,15 @@ fn every_dtype_both_ways() {
     let data = |dtype: DType| -> Vec<u8> {
         match dtype {
             DType::Float => {
-                common::bytes_of(&[1.5f32, -2.0, 0.0, 3.25, f32::MAX, f32::MIN_POSITIVE])
+                common::le_bytes(&[1.5f32, -2.0, 0.0, 3.25, f32::MAX, f32::MIN_POSITIVE])
             }
-            DType::Double => common::bytes_of(&[1.5f64, -2.0, 0.0, 3.25, f64::MAX, 1e-300]),
-            DType::Int8 => common::bytes_of(&[1i8, -2, 0, 127, -128, 5]),
-            DType::Int16 => common::bytes_of(&[1i16, -2, 0, i16::MAX, i16::MIN, 5]),
-            DType::Int32 => common::bytes_of(&[1i32, -2, 0, i32::MAX, i32::MIN, 5]),
-            DType::Int64 => common::bytes_of(&[1i64, -2, 0, i64::MAX, i64::MIN, 5]),
-            DType::Uint8 => common::bytes_of(&[1u8, 2, 0, 255, 128, 5]),
-            DType::Uint16 => common::bytes_of(&[1u16, 2, 0, u16::MAX, 32768, 5]),
+            DType::Double => common::le_bytes(&[1.5f64, -2.0, 0.0, 3.25, f64::MAX, 1e-300]),
+            DType::Int8 => common::le_bytes(&[1i8, -2, 0, 127, -128, 5]),
+            DType::Int16 => common::le_bytes(&[1i16, -2, 0, i16::MAX, i16::MIN, 5]),
+            DType::Int32 => common::le_bytes(&[1i32, -2, 0, i32::MAX, i32::MIN, 5]),
+            DType::Int64 => common::le_bytes(&[1i64, -2, 0, i64::MAX, i64::MIN, 5]),
+            DType::Uint8 => common::le_bytes(&[1u8, 2, 0, 255, 128, 5]),
+            DType::Uint16 => common::le_bytes(&[1u16, 2, 0, u16::MAX, 32768, 5]),
             DType::Bool => vec![1, 0, 0, 1, 1, 0],
             DType::String => b"a\0bc\0\0d e\0\xc3\xa9\0last\0".to_vec(),
         }
@@ -335,7 +335,7 @@ fn every_dtype_both_ways() {
 fn wrong_dtype_is_named() {
     let backend = backend();
     let model = load(&backend, "add.onnx");
-    let ints = Input::new(DType::Int32, &[2], common::bytes_of(&[1i32, 2]));
+    let ints = Input::new(DType::Int32, &[2], common::le_bytes(&[1i32, 2]));
     let err = run_err(&backend, &model, &[ints, Input::f32(&[2], &[3.0, 4.0])], 1);
     assert_eq!(
         err,
