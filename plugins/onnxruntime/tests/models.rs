@@ -7,30 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::onnx::{elem, model, Node, Ty};
-use common::{backend, backend_with, f32s, i64s, model_bytes, views, Input, Settings};
-use redisai_onnxruntime::{OnnxBackend, OnnxModel};
+use common::{
+    backend, backend_with, f32s, i64s, load, model_bytes, run, run_err, views, Input, Settings,
+};
 use redisai_plugin_api::sdk::{DType, OwnedTensor};
-
-fn load(backend: &OnnxBackend, name: &str) -> OnnxModel {
-    match backend.load(&model_bytes(name)) {
-        Ok(model) => model,
-        Err(err) => panic!("loading {name}: {}", err.0),
-    }
-}
-
-fn run(backend: &OnnxBackend, model: &OnnxModel, inputs: &[Input], n: usize) -> Vec<OwnedTensor> {
-    match backend.run(model, 0, &views(inputs), n) {
-        Ok(outputs) => outputs,
-        Err(err) => panic!("run failed: {}", err.0),
-    }
-}
-
-fn run_err(backend: &OnnxBackend, model: &OnnxModel, inputs: &[Input], n: usize) -> String {
-    match backend.run(model, 0, &views(inputs), n) {
-        Ok(_) => panic!("the run should have failed"),
-        Err(err) => err.0,
-    }
-}
+use redisai_plugin_testkit::checks;
 
 #[test]
 fn add() {
@@ -38,16 +19,9 @@ fn add() {
     let model = load(&backend, "add.onnx");
     assert_eq!(model.input_names(), ["a", "b"]);
     assert_eq!(model.output_names(), ["c"]);
-    let out = run(
-        &backend,
-        &model,
-        &[Input::f32(&[2], &[1.0, 2.0]), Input::f32(&[2], &[3.0, 4.0])],
-        1,
-    );
+    let out = run(&backend, &model, &checks::add_inputs(), 1);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].dtype, DType::Float);
-    assert_eq!(out[0].shape, [2]);
-    assert_eq!(f32s(&out[0].data), [4.0, 6.0]);
+    checks::add_output(out[0].dtype, &out[0].shape, &out[0].data);
 }
 
 #[test]

@@ -3,53 +3,36 @@
 
 mod common;
 
-use common::{ensure_runtime_lib, f32s, model_bytes, Input};
+use common::{ensure_runtime_lib, model_bytes, Input};
 use redisai_onnxruntime::redisai_plugin_entry;
-use redisai_plugin_api::abi::{RaiLogLevel, RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};
-use redisai_plugin_api::sdk::DType;
-use redisai_plugin_testkit::host::{self, set_timeout_ms, HOST};
-use redisai_plugin_testkit::table::{Plugin, RunOptions, CPU};
+use redisai_plugin_api::abi::RaiLogLevel;
+use redisai_plugin_testkit::checks::{self, Facts};
+use redisai_plugin_testkit::host::{self, HOST};
+use redisai_plugin_testkit::table::{Plugin, CPU};
 
 #[test]
 fn the_c_table_end_to_end() {
     ensure_runtime_lib();
     // SAFETY: the plugin's entry point returns its static table.
     let plugin = unsafe { Plugin::from_entry(redisai_plugin_entry) };
-    let api = plugin.api();
-    assert_eq!(
-        (api.abi_major, api.abi_minor),
-        (RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR)
+    checks::table_facts(
+        &plugin,
+        &Facts {
+            name: c"ONNX",
+            runtime_version: c"1.32.0",
+            device_mask: 1,
+            dtype_mask: 0x3ff,
+            flags: 0,
+            scripts: false,
+        },
     );
-    assert_eq!(plugin.name(), c"ONNX");
-    assert_eq!(plugin.runtime_version(), c"1.32.0");
-    assert_eq!(api.device_mask, 1);
-    assert_eq!(api.dtype_mask, 0x3ff);
-    assert_eq!(api.flags, 0);
-    assert!(api.script_load.is_none());
 
     assert_eq!(plugin.init(&HOST), Ok(()));
 
     let model = plugin
         .load(CPU, &model_bytes("add.onnx"), &[], &[])
         .expect("add loads");
-    assert_eq!(model.input_names(), ["a", "b"]);
-    assert_eq!(model.output_names(), ["c"]);
-    let out = model
-        .run(
-            &[Input::f32(&[2], &[1.0, 2.0]), Input::f32(&[2], &[3.0, 4.0])],
-            1,
-        )
-        .expect("run");
-    assert_eq!(out[0].dtype, DType::Float);
-    assert_eq!(out[0].shape, [2]);
-    assert_eq!(f32s(&out[0].data), [4.0, 6.0]);
-    let err = model
-        .run(&[Input::f32(&[2], &[1.0, 2.0])], 1)
-        .expect_err("one input");
-    assert_eq!(
-        err,
-        "Number of keys given as INPUTS here does not match model definition"
-    );
+    checks::add_model(&model);
     drop(model);
 
     let err = plugin
@@ -62,15 +45,7 @@ fn the_c_table_end_to_end() {
         .load(CPU, &model_bytes("endless_loop.onnx"), &[], &[])
         .expect("loads");
     let x = [Input::f32(&[1], &[0.0])];
-    let err = looping
-        .run_with(RunOptions::timeout(150), &x, 1)
-        .expect_err("times out");
-    assert!(err.contains("timed out after 150 ms"), "{err}");
-    set_timeout_ms(100);
-    let err = looping
-        .run_with(RunOptions::timeout(0), &x, 1)
-        .expect_err("times out");
-    assert!(err.contains("timed out after 100 ms"), "{err}");
+    checks::timeouts(&looping, &x, 1);
     drop(looping);
 
     // ONNX Runtime's warnings reach the host's log.

@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
 
 use common::{ensure_runtime_lib, f32s, model_bytes, values, Input};
-use redisai_plugin_api::abi::{RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};
 use redisai_plugin_api::sdk::DType;
-use redisai_plugin_testkit::host::{set_timeout_ms, HOST};
+use redisai_plugin_testkit::checks::{self, Facts};
+use redisai_plugin_testkit::host::HOST;
 use redisai_plugin_testkit::table::{Plugin, RunOptions, CPU, GPU0};
 use redisai_tensorflow::redisai_plugin_entry;
 
@@ -20,18 +19,18 @@ fn the_c_table_end_to_end() {
     ensure_runtime_lib();
     // SAFETY: the plugin's entry point returns its static table.
     let plugin = unsafe { Plugin::from_entry(redisai_plugin_entry) };
-    let api = plugin.api();
-    assert_eq!(
-        (api.abi_major, api.abi_minor),
-        (RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR)
+    checks::table_facts(
+        &plugin,
+        &Facts {
+            name: c"TF",
+            runtime_version: c"2.21.0",
+            device_mask: 1,
+            // Every dtype, STRING included.
+            dtype_mask: 0x3ff,
+            flags: 0,
+            scripts: false,
+        },
     );
-    assert_eq!(plugin.name(), c"TF");
-    assert_eq!(plugin.runtime_version(), c"2.21.0");
-    assert_eq!(api.device_mask, 1);
-    // Every dtype, STRING included.
-    assert_eq!(api.dtype_mask, 0x3ff);
-    assert_eq!(api.flags, 0);
-    assert!(api.script_load.is_none());
 
     assert_eq!(plugin.init(&HOST), Ok(()));
 
@@ -48,13 +47,7 @@ fn the_c_table_end_to_end() {
     assert_eq!(out[0].dtype, DType::Float);
     assert_eq!(out[0].shape, [2, 2]);
     assert_eq!(f32s(&out[0].data), [4.0, 9.0, 4.0, 9.0]);
-    let err = model
-        .run(&[Input::f32(&[2], &[1.0, 2.0])], 1)
-        .expect_err("one input");
-    assert_eq!(
-        err,
-        "Number of keys given as INPUTS here does not match model definition"
-    );
+    checks::too_few_inputs(&model, &[Input::f32(&[2], &[1.0, 2.0])], 1);
     drop(model);
 
     let err = plugin
@@ -79,47 +72,10 @@ fn the_c_table_end_to_end() {
         .load(CPU, &model_bytes("count_loop.pb"), &[c"limit"], &[c"count"])
         .expect("loads");
     let forever = [Input::i64(&[], &[1_000_000_000_000])];
-    let started = Instant::now();
-    let err = looping
-        .run_with(RunOptions::timeout(150), &forever, 1)
-        .expect_err("times out");
-    assert!(err.contains("timed out after 150 ms"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10));
-    set_timeout_ms(100);
-    let err = looping
-        .run_with(RunOptions::timeout(0), &forever, 1)
-        .expect_err("times out");
-    assert!(err.contains("timed out after 100 ms"), "{err}");
-    let err = looping
-        .run_with(RunOptions::timeout(5000), &forever, 1)
-        .expect_err("times out");
-    assert!(
-        err.contains("timed out after 100 ms"),
-        "the smaller limit wins: {err}"
-    );
-    set_timeout_ms(0);
+    checks::timeouts(&looping, &forever, 1);
 
     // The host's cancel flag stops a run from another thread.
-    let flag = Arc::new(AtomicU32::new(0));
-    let setter = {
-        let flag = Arc::clone(&flag);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(200));
-            flag.store(1, Ordering::SeqCst);
-        })
-    };
-    let started = Instant::now();
-    let err = looping
-        .run_with(RunOptions::cancel(&flag), &forever, 1)
-        .expect_err("cancelled");
-    assert!(err.contains("model run cancelled"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10));
-    setter.join().expect("setter");
-    // A flag already set stops the run at once.
-    let err = looping
-        .run_with(RunOptions::cancel(&flag), &forever, 1)
-        .expect_err("cancelled");
-    assert!(err.contains("model run cancelled"), "{err}");
+    checks::cancellation(&looping, &forever, 1, Duration::from_millis(200));
     // The model runs again afterwards (on a new session), with or without a flag.
     let out = looping
         .run_with(

@@ -7,8 +7,10 @@
 //! - [`host`]: a static host table ([`host::HOST`]) whose config values a test sets and
 //!   whose log it reads.
 //! - [`table`]: a driver over a plugin's exported C table, used the way the core uses it.
+//! - [`checks`]: checks every plugin's table passes (its facts, timeouts, cancellation).
 //! - [`ok`] and [`err`]: a backend call's value, or its error's text.
 
+pub mod checks;
 pub mod host;
 pub mod runtime;
 pub mod settings;

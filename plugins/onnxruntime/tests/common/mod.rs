@@ -7,11 +7,12 @@ pub mod onnx;
 
 use std::path::PathBuf;
 
-use redisai_onnxruntime::{OnnxBackend, RUNTIME_LIB_ENV, RUNTIME_LIB_NAME};
+use redisai_onnxruntime::{OnnxBackend, OnnxModel, RUNTIME_LIB_ENV, RUNTIME_LIB_NAME};
+use redisai_plugin_api::sdk::OwnedTensor;
 // Re-exported for the tests; each test binary uses some.
+use redisai_plugin_testkit::{err, ok, runtime::RuntimeLib};
 #[allow(unused_imports)]
 pub use redisai_plugin_testkit::{f32s, i64s, le_bytes, views, Input, Settings};
-use redisai_plugin_testkit::{ok, runtime::RuntimeLib};
 
 /// Makes sure the runtime library can be found: `REDISAI_ONNXRUNTIME_LIB`, or else where
 /// `scripts/fetch-onnxruntime` puts it by default. Fails (never skips) when neither exists.
@@ -43,4 +44,24 @@ pub fn backend_with(settings: Settings) -> OnnxBackend {
 
 pub fn model_bytes(name: &str) -> Vec<u8> {
     redisai_plugin_testkit::runtime::model_bytes("onnx", name)
+}
+
+pub fn load(backend: &OnnxBackend, name: &str) -> OnnxModel {
+    ok(backend.load(&model_bytes(name)), &format!("loading {name}"))
+}
+
+pub fn run(
+    backend: &OnnxBackend,
+    model: &OnnxModel,
+    inputs: &[Input],
+    n: usize,
+) -> Vec<OwnedTensor> {
+    ok(backend.run(model, 0, &views(inputs), n), "run failed")
+}
+
+pub fn run_err(backend: &OnnxBackend, model: &OnnxModel, inputs: &[Input], n: usize) -> String {
+    err(
+        backend.run(model, 0, &views(inputs), n),
+        "the run should have failed",
+    )
 }
