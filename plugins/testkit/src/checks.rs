@@ -10,7 +10,7 @@ use redisai_plugin_api::abi::{RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};
 use redisai_plugin_api::sdk::DType;
 
 use crate::host::set_timeout_ms;
-use crate::table::{Model, Plugin, RunOptions};
+use crate::table::{Model, Plugin, RunOptions, CPU};
 use crate::tensors::{f32s, Input};
 
 /// What a plugin's table says about itself.
@@ -60,14 +60,15 @@ pub fn add_output(dtype: DType, shape: &[i64], data: &[u8]) {
     assert_eq!(f32s(data), [4.0, 6.0]);
 }
 
-/// An `add` model through the C table: inputs `a` and `b`, output `c`; it adds; a run with
-/// one input fails.
-pub fn add_model(model: &Model) {
+/// An `add` model (`blob`) through the C table: it loads on the CPU without INPUTS or
+/// OUTPUTS names; inputs `a` and `b`, output `c`; it adds; a run with one input fails.
+pub fn add_model(plugin: &Plugin, blob: &[u8]) {
+    let model = plugin.load(CPU, blob, &[], &[]).expect("add loads");
     assert_eq!(model.input_names(), ["a", "b"]);
     assert_eq!(model.output_names(), ["c"]);
     let out = model.run(&add_inputs(), 1).expect("add runs");
     add_output(out[0].dtype, &out[0].shape, &out[0].data);
-    too_few_inputs(model, &[Input::f32(&[2], &[1.0, 2.0])], 1);
+    too_few_inputs(&model, &[Input::f32(&[2], &[1.0, 2.0])], 1);
 }
 
 /// A run of `model` on `forever` (inputs it never ends on by itself) stops at the run's own

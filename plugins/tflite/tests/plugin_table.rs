@@ -33,11 +33,7 @@ fn the_c_table_end_to_end() {
 
     assert_eq!(plugin.init(&HOST), Ok(()));
 
-    let model = plugin
-        .load(CPU, &model_bytes("add.tflite"), &[], &[])
-        .expect("add loads");
-    checks::add_model(&model);
-    drop(model);
+    checks::add_model(&plugin, &model_bytes("add.tflite"));
 
     let err = plugin
         .load(CPU, b"garbage", &[], &[])
