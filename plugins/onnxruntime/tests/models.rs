@@ -7,30 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::onnx::{elem, model, Node, Ty};
-use common::{backend, backend_with, f32s, i64s, model_bytes, views, Input, Settings};
-use redisai_onnxruntime::{OnnxBackend, OnnxModel};
+use common::{
+    backend, backend_with, f32s, i64s, load, model_bytes, run, run_err, views, Input, Settings,
+};
 use redisai_plugin_api::sdk::{DType, OwnedTensor};
-
-fn load(backend: &OnnxBackend, name: &str) -> OnnxModel {
-    match backend.load(&model_bytes(name)) {
-        Ok(model) => model,
-        Err(err) => panic!("loading {name}: {}", err.0),
-    }
-}
-
-fn run(backend: &OnnxBackend, model: &OnnxModel, inputs: &[Input], n: usize) -> Vec<OwnedTensor> {
-    match backend.run(model, 0, &views(inputs), n) {
-        Ok(outputs) => outputs,
-        Err(err) => panic!("run failed: {}", err.0),
-    }
-}
-
-fn run_err(backend: &OnnxBackend, model: &OnnxModel, inputs: &[Input], n: usize) -> String {
-    match backend.run(model, 0, &views(inputs), n) {
-        Ok(_) => panic!("the run should have failed"),
-        Err(err) => err.0,
-    }
-}
+use redisai_plugin_testkit::checks;
 
 #[test]
 fn add() {
@@ -38,16 +19,9 @@ fn add() {
     let model = load(&backend, "add.onnx");
     assert_eq!(model.input_names(), ["a", "b"]);
     assert_eq!(model.output_names(), ["c"]);
-    let out = run(
-        &backend,
-        &model,
-        &[Input::f32(&[2], &[1.0, 2.0]), Input::f32(&[2], &[3.0, 4.0])],
-        1,
-    );
+    let out = run(&backend, &model, &checks::add_inputs(), 1);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].dtype, DType::Float);
-    assert_eq!(out[0].shape, [2]);
-    assert_eq!(f32s(&out[0].data), [4.0, 6.0]);
+    checks::add_output(out[0].dtype, &out[0].shape, &out[0].data);
 }
 
 #[test]
@@ -278,15 +252,15 @@ fn every_dtype_both_ways() {
     let data = |dtype: DType| -> Vec<u8> {
         match dtype {
             DType::Float => {
-                common::bytes_of(&[1.5f32, -2.0, 0.0, 3.25, f32::MAX, f32::MIN_POSITIVE])
+                common::le_bytes(&[1.5f32, -2.0, 0.0, 3.25, f32::MAX, f32::MIN_POSITIVE])
             }
-            DType::Double => common::bytes_of(&[1.5f64, -2.0, 0.0, 3.25, f64::MAX, 1e-300]),
-            DType::Int8 => common::bytes_of(&[1i8, -2, 0, 127, -128, 5]),
-            DType::Int16 => common::bytes_of(&[1i16, -2, 0, i16::MAX, i16::MIN, 5]),
-            DType::Int32 => common::bytes_of(&[1i32, -2, 0, i32::MAX, i32::MIN, 5]),
-            DType::Int64 => common::bytes_of(&[1i64, -2, 0, i64::MAX, i64::MIN, 5]),
-            DType::Uint8 => common::bytes_of(&[1u8, 2, 0, 255, 128, 5]),
-            DType::Uint16 => common::bytes_of(&[1u16, 2, 0, u16::MAX, 32768, 5]),
+            DType::Double => common::le_bytes(&[1.5f64, -2.0, 0.0, 3.25, f64::MAX, 1e-300]),
+            DType::Int8 => common::le_bytes(&[1i8, -2, 0, 127, -128, 5]),
+            DType::Int16 => common::le_bytes(&[1i16, -2, 0, i16::MAX, i16::MIN, 5]),
+            DType::Int32 => common::le_bytes(&[1i32, -2, 0, i32::MAX, i32::MIN, 5]),
+            DType::Int64 => common::le_bytes(&[1i64, -2, 0, i64::MAX, i64::MIN, 5]),
+            DType::Uint8 => common::le_bytes(&[1u8, 2, 0, 255, 128, 5]),
+            DType::Uint16 => common::le_bytes(&[1u16, 2, 0, u16::MAX, 32768, 5]),
             DType::Bool => vec![1, 0, 0, 1, 1, 0],
             DType::String => b"a\0bc\0\0d e\0\xc3\xa9\0last\0".to_vec(),
         }
@@ -335,7 +309,7 @@ fn every_dtype_both_ways() {
 fn wrong_dtype_is_named() {
     let backend = backend();
     let model = load(&backend, "add.onnx");
-    let ints = Input::new(DType::Int32, &[2], common::bytes_of(&[1i32, 2]));
+    let ints = Input::new(DType::Int32, &[2], common::le_bytes(&[1i32, 2]));
     let err = run_err(&backend, &model, &[ints, Input::f32(&[2], &[3.0, 4.0])], 1);
     assert_eq!(
         err,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use common::{backend, f32s, le_bytes, load, run, run_err, values, Input};
 use redisai_plugin_api::sdk::DType;
+use redisai_plugin_testkit::checks;
 
 #[test]
 fn add() {
@@ -14,16 +15,9 @@ fn add() {
     let model = load(&backend, "add.tflite");
     assert_eq!(model.input_names(), ["a", "b"]);
     assert_eq!(model.output_names(), ["c"]);
-    let out = run(
-        &backend,
-        &model,
-        &[Input::f32(&[2], &[1.0, 2.0]), Input::f32(&[2], &[3.0, 4.0])],
-        1,
-    );
+    let out = run(&backend, &model, &checks::add_inputs(), 1);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].dtype, DType::Float);
-    assert_eq!(out[0].shape, [2]);
-    assert_eq!(f32s(&out[0].data), [4.0, 6.0]);
+    checks::add_output(out[0].dtype, &out[0].shape, &out[0].data);
 }
 
 #[test]

@@ -1,77 +1,31 @@
 //! Helpers shared by the integration tests: the runtime library, the test models and
-//! tensors.
+//! tensors (most from redisai-plugin-testkit).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Once};
 
-use redisai_plugin_api::sdk::{ConfigKey, DType, Device, DeviceKind, OwnedTensor, TensorRef};
+use redisai_plugin_api::sdk::OwnedTensor;
+use redisai_plugin_testkit::{err, ok, runtime::RuntimeLib};
+// Re-exported for the tests; each test binary uses some.
+#[allow(unused_imports)]
+pub use redisai_plugin_testkit::{f32s, le_bytes, values, views, Input, Settings};
 use redisai_tflite::{
     TfliteBackend, TfliteModel, LITERT_VERSION, RUNTIME_LIB_ENV, RUNTIME_LIB_NAME,
 };
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Makes sure the runtime library can be found: `REDISAI_LITERT_LIB`, or else where
 /// `scripts/fetch-litert` puts it by default. Fails (never skips) when neither exists.
 pub fn ensure_runtime_lib() -> PathBuf {
-    static SET: Once = Once::new();
-    let cache = std::env::var_os("REDISAI_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".cache"));
-    let default = cache
-        .join(format!("litert-{LITERT_VERSION}"))
-        .join(RUNTIME_LIB_NAME);
-    let path = match std::env::var_os(RUNTIME_LIB_ENV).filter(|p| !p.is_empty()) {
-        Some(path) => PathBuf::from(path),
-        None => default.clone(),
-    };
-    assert!(
-        path.is_file(),
-        "\n\nThe TFLite backend tests need the LiteRT library, and {} does not exist.\n\
-         Run `scripts/build-backend-tflite --test` (it fetches the library and sets \
-         {RUNTIME_LIB_ENV}), or run `scripts/fetch-litert` (it prints the path of \
-         {RUNTIME_LIB_NAME}) and set {RUNTIME_LIB_ENV} to that path; unset, the tests use \
-         {}.\n",
-        path.display(),
-        default.display()
-    );
-    SET.call_once(|| {
-        if std::env::var_os(RUNTIME_LIB_ENV).is_none() {
-            // Before any backend exists in this process, so before LiteRT starts threads
-            // of its own; Rust's own readers synchronise with set_var.
-            std::env::set_var(RUNTIME_LIB_ENV, &path);
-        }
-    });
-    path
-}
-
-/// Settings the tests can change while a backend uses them.
-#[derive(Clone, Default)]
-pub struct Settings {
-    pub intra: Arc<AtomicI64>,
-    pub inter: Arc<AtomicI64>,
-    pub timeout_ms: Arc<AtomicI64>,
-    pub memory_mb: Arc<AtomicI64>,
-}
-
-impl Settings {
-    pub fn get(&self, key: ConfigKey) -> i64 {
-        let cell = match key {
-            ConfigKey::IntraOpParallelism => &self.intra,
-            ConfigKey::InterOpParallelism => &self.inter,
-            ConfigKey::ModelExecutionTimeoutMs => &self.timeout_ms,
-            ConfigKey::BackendMemoryLimitMb => &self.memory_mb,
-        };
-        cell.load(Ordering::SeqCst)
+    RuntimeLib {
+        env: RUNTIME_LIB_ENV,
+        cache_subdir: &format!("litert-{LITERT_VERSION}"),
+        lib_name: RUNTIME_LIB_NAME,
+        companions: &[],
+        needs: "The TFLite backend tests need the LiteRT library",
+        build_script: "scripts/build-backend-tflite",
+        fetch_script: "scripts/fetch-litert",
     }
-
-    pub fn set(cell: &AtomicI64, value: i64) {
-        cell.store(value, Ordering::SeqCst);
-    }
+    .ensure()
 }
 
 /// A backend with default settings.
@@ -81,22 +35,18 @@ pub fn backend() -> TfliteBackend {
 
 pub fn backend_with(settings: Settings) -> TfliteBackend {
     ensure_runtime_lib();
-    match TfliteBackend::new(move |key| settings.get(key)) {
-        Ok(backend) => backend,
-        Err(err) => panic!("could not start the TFLite backend: {}", err.0),
-    }
+    ok(
+        TfliteBackend::new(move |key| settings.get(key)),
+        "could not start the TFLite backend",
+    )
 }
 
 pub fn model_bytes(name: &str) -> Vec<u8> {
-    let path = repo_root().join("tests/models/tflite").join(name);
-    std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+    redisai_plugin_testkit::runtime::model_bytes("tflite", name)
 }
 
 pub fn load(backend: &TfliteBackend, name: &str) -> TfliteModel {
-    match backend.load(&model_bytes(name)) {
-        Ok(model) => model,
-        Err(err) => panic!("loading {name}: {}", err.0),
-    }
+    ok(backend.load(&model_bytes(name)), &format!("loading {name}"))
 }
 
 pub fn run(
@@ -105,92 +55,12 @@ pub fn run(
     inputs: &[Input],
     n: usize,
 ) -> Vec<OwnedTensor> {
-    match backend.run(model, 0, &views(inputs), n) {
-        Ok(outputs) => outputs,
-        Err(err) => panic!("run failed: {}", err.0),
-    }
+    ok(backend.run(model, 0, &views(inputs), n), "run failed")
 }
 
 pub fn run_err(backend: &TfliteBackend, model: &TfliteModel, inputs: &[Input], n: usize) -> String {
-    match backend.run(model, 0, &views(inputs), n) {
-        Ok(_) => panic!("the run should have failed"),
-        Err(err) => err.0,
-    }
-}
-
-/// An input tensor with its own storage.
-pub struct Input {
-    pub dtype: DType,
-    pub shape: Vec<i64>,
-    pub data: Vec<u8>,
-}
-
-impl Input {
-    pub fn new(dtype: DType, shape: &[i64], data: Vec<u8>) -> Input {
-        Input {
-            dtype,
-            shape: shape.to_vec(),
-            data,
-        }
-    }
-
-    pub fn f32(shape: &[i64], values: &[f32]) -> Input {
-        Input::new(DType::Float, shape, le_bytes(values))
-    }
-
-    pub fn view(&self) -> TensorRef<'_> {
-        TensorRef {
-            dtype: self.dtype,
-            device: Device {
-                kind: DeviceKind::Cpu,
-                id: 0,
-            },
-            shape: &self.shape,
-            data: &self.data,
-        }
-    }
-}
-
-pub fn views(inputs: &[Input]) -> Vec<TensorRef<'_>> {
-    inputs.iter().map(Input::view).collect()
-}
-
-/// Plain numbers and their little-endian bytes.
-pub trait Plain: Copy + Sized {
-    const SIZE: usize;
-    fn put(self, out: &mut Vec<u8>);
-    fn take(bytes: &[u8]) -> Self;
-}
-
-macro_rules! plain {
-    ($($t:ty),*) => {$(
-        impl Plain for $t {
-            const SIZE: usize = std::mem::size_of::<$t>();
-            fn put(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_le_bytes());
-            }
-            fn take(bytes: &[u8]) -> Self {
-                let mut b = [0u8; std::mem::size_of::<$t>()];
-                b.copy_from_slice(bytes);
-                <$t>::from_le_bytes(b)
-            }
-        }
-    )*};
-}
-plain!(f32, f64, i8, i16, i32, i64, u8, u16);
-
-pub fn le_bytes<T: Plain>(values: &[T]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(values.len() * T::SIZE);
-    for &v in values {
-        v.put(&mut out);
-    }
-    out
-}
-
-pub fn values<T: Plain>(data: &[u8]) -> Vec<T> {
-    data.chunks_exact(T::SIZE).map(T::take).collect()
-}
-
-pub fn f32s(data: &[u8]) -> Vec<f32> {
-    values(data)
+    err(
+        backend.run(model, 0, &views(inputs), n),
+        "the run should have failed",
+    )
 }

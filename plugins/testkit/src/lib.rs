@@ -1,0 +1,39 @@
+//! What the backend plugins' tests share (a dev-dependency of the plugin crates only):
+//!
+//! - [`runtime`]: the repository's root, the test models, and making sure a plugin's
+//!   runtime library can be found ([`runtime::RuntimeLib`]).
+//! - [`tensors`]: input tensors with their own storage and little-endian number helpers.
+//! - [`settings`]: settings a test can change while a backend uses them.
+//! - [`host`]: a static host table ([`host::HOST`]) whose config values a test sets and
+//!   whose log it reads.
+//! - [`table`]: a driver over a plugin's exported C table, used the way the core uses it.
+//! - [`checks`]: checks every plugin's table passes (its facts, timeouts, cancellation).
+//! - [`ok`] and [`err`]: a backend call's value, or its error's text.
+
+pub mod checks;
+pub mod host;
+pub mod runtime;
+pub mod settings;
+pub mod table;
+pub mod tensors;
+
+pub use settings::Settings;
+pub use tensors::{f32s, i64s, le_bytes, values, views, Input, Plain};
+
+use redisai_plugin_api::sdk::Error;
+
+/// The value of a backend call that should succeed; panics with `what` and the error.
+pub fn ok<T>(result: Result<T, Error>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => panic!("{what}: {}", err.0),
+    }
+}
+
+/// The error text of a backend call that should fail; panics with `what` if it succeeds.
+pub fn err<T>(result: Result<T, Error>, what: &str) -> String {
+    match result {
+        Ok(_) => panic!("{what}"),
+        Err(err) => err.0,
+    }
+}
