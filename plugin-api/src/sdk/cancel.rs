@@ -177,6 +177,9 @@ mod tests {
         .expect("watcher thread");
         assert!(!watch.finish());
         flag.store(1, Ordering::Relaxed);
-        assert!(rx.recv_timeout(POLL_INTERVAL * 5).is_err(), "fired after finish");
+        assert!(
+            rx.recv_timeout(POLL_INTERVAL * 5).is_err(),
+            "fired after finish"
+        );
     }
 }
