@@ -489,9 +489,14 @@ fn connect(server: &Server) -> Connection {
 fn random_commands_never_crash_or_hang_the_server() {
     let cases = env_usize("REDISAI_LIVE_FUZZ_CASES", 3000);
     let mut rng = Rng::from_env("fuzz_live");
-    let mut server = Server::start_with(
-        ServerConfig::default().module_args(&["MODEL_EXECUTION_TIMEOUT", "2000"]),
-    );
+    // A generous inline limit: every seed model (TF's too) soon runs on the main thread,
+    // so the fuzzed inputs reach the inline path as well as the workers.
+    let mut server = Server::start_with(ServerConfig::default().module_args(&[
+        "MODEL_EXECUTION_TIMEOUT",
+        "2000",
+        "INLINE_EXECUTION_LIMIT_US",
+        "10000",
+    ]));
     let mut c = connect(&server);
     run_str(
         &mut c,
@@ -515,6 +520,18 @@ fn random_commands_never_crash_or_hang_the_server() {
     }
     run_str(&mut c, "AI.TENSORSET t1 FLOAT 2 VALUES 1 2").expect("t1");
     run_str(&mut c, "SET plain value").expect("plain");
+    // Warm the seed models up (their runs may fail: a failed run is a run too), so that
+    // the fuzzed runs of them go inline.
+    for i in 0..models.blobs.len() {
+        for _ in 0..10 {
+            for inputs in ["2 t1 t1", "1 t1"] {
+                let _ = run_str(
+                    &mut c,
+                    &format!("AI.MODELEXECUTE seed{i} INPUTS {inputs} OUTPUTS 1 warm"),
+                );
+            }
+        }
+    }
 
     let (mut oks, mut errors, mut reconnects, mut script_cases) = (0, 0, 0, 0);
     let mut recent: std::collections::VecDeque<String> = std::collections::VecDeque::new();
@@ -570,8 +587,21 @@ fn random_commands_never_crash_or_hang_the_server() {
         }
     }
     assert!(answers_ping(&server.url(), Duration::from_secs(10)));
+    let info: String = redis::cmd("INFO")
+        .arg("modules")
+        .query(&mut c)
+        .unwrap_or_default();
+    let queues: Vec<&str> = info
+        .lines()
+        .filter(|line| line.starts_with("ai_queue_"))
+        .collect();
+    assert!(
+        !queues.iter().all(|q| q.ends_with(",inline=0")),
+        "no run went inline: the fuzz missed the main-thread path ({queues:?})"
+    );
     eprintln!(
-        "fuzz_live: {cases} cases ({script_cases} script commands): {oks} OK, {errors} error replies, {reconnects} unparsable; server alive"
+        "fuzz_live: {cases} cases ({script_cases} script commands): {oks} OK, {errors} error replies, {reconnects} unparsable; server alive; queues: {}",
+        queues.join(" ")
     );
 
     // What the fuzzer left is well-formed: RDB check, then a restart that loads it.

@@ -41,6 +41,7 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("tensor data crosses the plugin ABI as little-endian bytes");
 
+pub mod archive_check;
 pub mod cuda;
 mod extensions;
 pub mod ffi;
@@ -154,6 +155,7 @@ impl Plugin for TorchPlugin {
 
     fn load_model(&self, options: &ModelOptions, blob: &[u8]) -> Result<Module> {
         let device = torch_device(options.device, "model")?;
+        archive_check::check(blob).map_err(Error)?;
         Module::load_on(blob, device)
     }
 

@@ -282,6 +282,49 @@ fn corrupt_blobs_are_errors_not_aborts() {
     assert!(refused > 0, "no damaged copy was refused");
 }
 
+/// The offset of `name`'s data in a zip whose entries are stored (as torch writes its
+/// pickles), from its local header.
+fn stored_entry_offset(zip: &[u8], name: &[u8]) -> usize {
+    let header = zip
+        .windows(4 + 26 + name.len())
+        .position(|w| w.starts_with(b"PK\x03\x04") && w.ends_with(name))
+        .expect("local header");
+    let field = |at: usize| usize::from(u16::from_le_bytes([zip[at], zip[at + 1]]));
+    header + 30 + field(header + 26) + field(header + 28)
+}
+
+#[test]
+fn a_pickle_that_would_grow_libtorch_s_memo_without_bound_is_refused() {
+    // One flipped bit turns data.pkl's first BINPUT (`q`, 1-byte index) into LONG_BINPUT
+    // (`r`, 4-byte index): the index becomes ~2 billion and libtorch would fill a memo
+    // table that large (tens of GB) before failing. Found by the live fuzzer.
+    let mut blob = model_bytes("mlp.pt");
+    let pickle = stored_entry_offset(&blob, b"archive/data.pkl");
+    let binput = pickle
+        + blob[pickle..]
+            .iter()
+            .position(|&b| b == b'q')
+            .expect("a BINPUT");
+    blob[binput] = b'r';
+    let err = load(&blob).expect_err("refused");
+    assert!(
+        err.contains("corrupt TorchScript archive: archive/data.pkl: memo index"),
+        "{err}"
+    );
+    // A string longer than the pickle: refused before libtorch allocates it.
+    let mut blob = model_bytes("mlp.pt");
+    let unicode = pickle
+        + blob[pickle..]
+            .iter()
+            .position(|&b| b == b'X')
+            .expect("a BINUNICODE");
+    blob[unicode + 4] = 0x7f;
+    let err = load(&blob).expect_err("refused");
+    assert!(err.contains("declares"), "{err}");
+    // The intact model still loads.
+    free_model(load(&model_bytes("mlp.pt")).expect("mlp.pt"));
+}
+
 #[test]
 fn one_model_runs_from_several_threads_at_once() {
     let model = load(&model_bytes("add.pt")).expect("add.pt") as usize;
