@@ -113,13 +113,7 @@ fn every_backend_gives_the_same_outputs_inline() {
 
 #[test]
 fn dag_model_ops_run_inline_and_hand_the_rest_to_a_worker() {
-    let server = server(GENEROUS_LIMIT);
-    let mut c = client(&server);
-    call_str(
-        &mut c,
-        &format!("AI.CONFIG LOADBACKEND FAULTS {}", faults_plugin().display()),
-    )
-    .expect("LOADBACKEND");
+    let (server, mut c) = server_with_faults();
     set_f32(&mut c, "x", &[1, 4], &[1.0, 2.0, -3.0, 0.5]);
     store(&mut c, "m", "ONNX", "onnx", "mlp.onnx", &[]);
     runs_agree(&mut c, "m");
@@ -269,12 +263,8 @@ fn faults_plugin() -> PathBuf {
     path
 }
 
-fn set_i64(c: &mut Connection, key: &str, value: i64) {
-    set_blob(c, key, "INT64", &[1], &value.to_le_bytes());
-}
-
-#[test]
-fn a_run_that_turns_slow_goes_to_a_worker_while_redis_answers() {
+/// A server with a generous inline limit and the test-only FAULTS backend loaded.
+fn server_with_faults() -> (Server, Connection) {
     let server = server(GENEROUS_LIMIT);
     let mut c = client(&server);
     call_str(
@@ -282,6 +272,16 @@ fn a_run_that_turns_slow_goes_to_a_worker_while_redis_answers() {
         &format!("AI.CONFIG LOADBACKEND FAULTS {}", faults_plugin().display()),
     )
     .expect("LOADBACKEND");
+    (server, c)
+}
+
+fn set_i64(c: &mut Connection, key: &str, value: i64) {
+    set_blob(c, key, "INT64", &[1], &value.to_le_bytes());
+}
+
+#[test]
+fn a_run_that_turns_slow_goes_to_a_worker_while_redis_answers() {
+    let (server, mut c) = server_with_faults();
     // A model whose run time is its input: 0 ms, until it is 2 s.
     execute(&mut c, "AI.MODELSTORE sleepy FAULTS CPU BLOB sleep-input");
     set_i64(&mut c, "x", 0);

@@ -4,7 +4,10 @@ use std::ffi::c_char;
 use std::sync::Arc;
 
 use redis_module::native_types::RedisType;
-use redis_module::{raw, Context, KeyType, KeysCursor, RedisError, RedisString, RedisValue};
+use redis_module::{
+    raw, Context, KeyType, KeysCursor, NotifyEvent, RedisError, RedisResult, RedisString,
+    RedisValue,
+};
 
 use crate::model::SharedModel;
 use crate::persist::model_type::MODEL_TYPE;
@@ -117,6 +120,38 @@ pub fn read_script(ctx: &Context, key: &RedisString) -> Result<SharedScript, Red
 /// Key names are created with no context so they may outlive the command.
 pub fn key_name(bytes: &[u8]) -> RedisString {
     RedisString::create_from_slice(std::ptr::null_mut(), bytes)
+}
+
+/// `AI.MODELDEL` / `AI.SCRIPTDEL`: deletes `args[1]` once `check` has found the right
+/// type there (its error otherwise), replicates the command and notifies `event`.
+pub fn delete_checked(
+    ctx: &Context,
+    args: &[RedisString],
+    check: impl FnOnce(&Context, &RedisString) -> Result<(), RedisError>,
+    event: &str,
+) -> RedisResult {
+    if args.len() != 2 {
+        return Err(RedisError::WrongArity);
+    }
+    check(ctx, &args[1])?;
+    ctx.open_key_writable(&args[1]).delete()?;
+    ctx.replicate_verbatim();
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, event, &args[1]);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `AI._MODELSCAN` / `AI._SCRIPTSCAN`: every key of `value_type` the caller may read,
+/// with its tag.
+pub fn scan_command<T: 'static>(
+    ctx: &Context,
+    args: &[RedisString],
+    value_type: &RedisType,
+    tag_of: impl Fn(&T) -> Vec<u8>,
+) -> RedisResult {
+    if args.len() != 1 {
+        return Err(RedisError::WrongArity);
+    }
+    Ok(scan_tags(ctx, value_type, tag_of))
 }
 
 /// Every key that holds a value of `value_type`, with its tag: the reply of

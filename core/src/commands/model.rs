@@ -152,26 +152,17 @@ pub fn modelget(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `AI.MODELDEL key`
 pub fn modeldel(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() != 2 {
-        return Err(RedisError::WrongArity);
-    }
-    keyspace::read_model(ctx, &args[1])?;
-    ctx.open_key_writable(&args[1]).delete()?;
-    ctx.replicate_verbatim();
-    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.modeldel", &args[1]);
-    Ok(RedisValue::SimpleStringStatic("OK"))
+    keyspace::delete_checked(
+        ctx,
+        &args,
+        |ctx, key| keyspace::read_model(ctx, key).map(drop),
+        "ai.modeldel",
+    )
 }
 
 /// `AI._MODELSCAN`: every model key with its tag.
 pub fn modelscan(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() != 1 {
-        return Err(RedisError::WrongArity);
-    }
-    Ok(keyspace::scan_tags::<SharedModel>(
-        ctx,
-        &MODEL_TYPE,
-        |model| model.tag.clone(),
-    ))
+    keyspace::scan_command::<SharedModel>(ctx, &args, &MODEL_TYPE, |model| model.tag.clone())
 }
 
 /// `AI.MODELEXECUTE key INPUTS n k... OUTPUTS n k... [TIMEOUT ms]`

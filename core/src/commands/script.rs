@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis_module::{
-    raw, Context, ContextFlags, KeyType, NotifyEvent, RedisError, RedisResult, RedisString,
-    RedisValue,
+    raw, Context, ContextFlags, KeyType, RedisError, RedisResult, RedisString, RedisValue,
 };
 
 use super::keyspace::{self, key_name};
@@ -125,26 +124,17 @@ pub fn scriptget(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `AI.SCRIPTDEL key`
 pub fn scriptdel(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() != 2 {
-        return Err(RedisError::WrongArity);
-    }
-    keyspace::read_script(ctx, &args[1])?;
-    ctx.open_key_writable(&args[1]).delete()?;
-    ctx.replicate_verbatim();
-    ctx.notify_keyspace_event(NotifyEvent::MODULE, "ai.scriptdel", &args[1]);
-    Ok(RedisValue::SimpleStringStatic("OK"))
+    keyspace::delete_checked(
+        ctx,
+        &args,
+        |ctx, key| keyspace::read_script(ctx, key).map(drop),
+        "ai.scriptdel",
+    )
 }
 
 /// `AI._SCRIPTSCAN`: every script key with its tag.
 pub fn scriptscan(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() != 1 {
-        return Err(RedisError::WrongArity);
-    }
-    Ok(keyspace::scan_tags::<SharedScript>(
-        ctx,
-        &SCRIPT_TYPE,
-        |script| script.tag.clone(),
-    ))
+    keyspace::scan_command::<SharedScript>(ctx, &args, &SCRIPT_TYPE, |script| script.tag.clone())
 }
 
 /// `AI.SCRIPTEXECUTE key fn [KEYS n k...] [INPUTS n k...] [ARGS n a...]
