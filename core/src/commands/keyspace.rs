@@ -35,9 +35,17 @@ pub fn read_tensor(ctx: &Context, key: &RedisString) -> Result<Arc<Tensor>, Redi
 
 /// Fails with WRONGTYPE unless `key` is empty or holds a tensor.
 pub fn ensure_tensor_or_empty(ctx: &Context, key: &RedisString) -> Result<(), RedisError> {
+    ensure_empty_or::<Arc<Tensor>>(ctx, key, &TENSOR_TYPE)
+}
+
+/// WRONGTYPE unless `key` is empty or holds a value of `value_type`.
+pub fn ensure_empty_or<T: 'static>(
+    ctx: &Context,
+    key: &RedisString,
+    value_type: &RedisType,
+) -> Result<(), RedisError> {
     let opened = ctx.open_key(key);
-    if opened.key_type() != KeyType::Empty && opened.get_value::<Arc<Tensor>>(&TENSOR_TYPE).is_err()
-    {
+    if opened.key_type() != KeyType::Empty && opened.get_value::<T>(value_type).is_err() {
         return Err(RedisError::WrongType);
     }
     Ok(())

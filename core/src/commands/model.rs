@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis_module::{
-    Context, ContextFlags, KeyType, NotifyEvent, RedisError, RedisResult, RedisString, RedisValue,
-};
+use redis_module::{Context, NotifyEvent, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::keyspace::{self, key_name};
 use super::{arg_slices, key_specs, reply_error, store};
@@ -37,24 +35,15 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
     }
     let slices = arg_slices(&args[2..]);
     let spec = parse::parse_model_store(&slices, legacy).map_err(reply_error)?;
-    // While loading the AOF or applying the master's stream, a model whose backend is
-    // missing here is kept (without a runtime) rather than failing the load.
-    let keep_without_backend = ctx
-        .get_flags()
-        .intersects(ContextFlags::LOADING | ContextFlags::REPLICATED);
+    let keep_without_backend = store::restoring(ctx);
     if !keep_without_backend
         && BackendKind::parse(spec.backend.as_bytes()).is_none()
         && !registry::is_loaded(&spec.backend)
     {
         return Err(RedisError::Str("ERR unsupported backend"));
     }
-    let key = ctx.open_key_writable(&args[1]);
-    if key.key_type() != KeyType::Empty && key.get_value::<SharedModel>(&MODEL_TYPE).is_err() {
-        return Err(RedisError::WrongType);
-    }
-    // Closed before the store opens it again (checked again there: the load may take a
-    // while).
-    drop(key);
+    // Checked again when the value is stored: the load may take a while.
+    <Model as store::Storable>::ensure_type(ctx, &args[1])?;
     let definition = ModelDefinition {
         backend: spec.backend.clone(),
         device: spec.device,

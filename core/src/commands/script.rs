@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis_module::{
-    raw, Context, ContextFlags, KeyType, RedisError, RedisResult, RedisString, RedisValue,
-};
+use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::keyspace::{self, key_name};
 use super::model::WriteOutputs;
@@ -35,13 +33,8 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
     }
     let slices = arg_slices(&args[2..]);
     let spec = parse::parse_script_store(&slices, legacy).map_err(reply_error)?;
-    let key = ctx.open_key_writable(&args[1]);
-    if key.key_type() != KeyType::Empty && key.get_value::<SharedScript>(&SCRIPT_TYPE).is_err() {
-        return Err(RedisError::WrongType);
-    }
-    // Closed before the store opens it again (checked again there: the load may take a
-    // while).
-    drop(key);
+    // Checked again when the value is stored: the load may take a while.
+    <Script as store::Storable>::ensure_type(ctx, &args[1])?;
     let definition = ScriptDefinition {
         device: spec.device,
         device_name: String::from_utf8_lossy(spec.device_name).into_owned(),
@@ -49,12 +42,7 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
         entry_points: spec.entry_points.clone(),
         source: spec.source.to_vec(),
     };
-    // While loading the AOF or applying the master's stream, a script whose backend is
-    // missing here is kept (without a runtime) rather than failing the load.
-    let keep_without_backend = ctx
-        .get_flags()
-        .intersects(ContextFlags::LOADING | ContextFlags::REPLICATED);
-    if keep_without_backend {
+    if store::restoring(ctx) {
         let script = Script::restore(definition);
         if let Err(reason) = &script.runtime {
             ctx.log_warning(&format!("script stored without a runtime: {reason}"));

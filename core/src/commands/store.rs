@@ -17,11 +17,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use redis_module::{
-    raw, Context, ContextFlags, KeyType, NotifyEvent, RedisError, RedisResult, RedisString,
-    RedisValue,
+    raw, Context, ContextFlags, NotifyEvent, RedisError, RedisResult, RedisString, RedisValue,
 };
 
-use super::keyspace::key_name;
+use super::keyspace::{self, key_name};
 use super::panic_message;
 use crate::exec::blocking::{self, BlockedClient, Completion};
 use crate::exec::{loader, Job};
@@ -37,6 +36,9 @@ pub(super) trait Storable: Send + Sized + 'static {
     /// The keyspace event of a store.
     const EVENT: &'static str;
 
+    /// WRONGTYPE when `key` holds a value of another type.
+    fn ensure_type(ctx: &Context, key: &RedisString) -> Result<(), RedisError>;
+
     /// Stores `self` at `key`, unless the key holds another type (WRONGTYPE).
     fn write(self, ctx: &Context, key: &RedisString) -> Result<(), RedisError>;
 }
@@ -44,28 +46,28 @@ pub(super) trait Storable: Send + Sized + 'static {
 impl Storable for Model {
     const EVENT: &'static str = "ai.modelstore";
 
+    fn ensure_type(ctx: &Context, key: &RedisString) -> Result<(), RedisError> {
+        keyspace::ensure_empty_or::<SharedModel>(ctx, key, &MODEL_TYPE)
+    }
+
     fn write(self, ctx: &Context, key: &RedisString) -> Result<(), RedisError> {
-        let opened = ctx.open_key_writable(key);
-        if opened.key_type() != KeyType::Empty
-            && opened.get_value::<SharedModel>(&MODEL_TYPE).is_err()
-        {
-            return Err(RedisError::WrongType);
-        }
-        opened.set_value::<SharedModel>(&MODEL_TYPE, Arc::new(self))
+        Self::ensure_type(ctx, key)?;
+        ctx.open_key_writable(key)
+            .set_value::<SharedModel>(&MODEL_TYPE, Arc::new(self))
     }
 }
 
 impl Storable for Script {
     const EVENT: &'static str = "ai.scriptstore";
 
+    fn ensure_type(ctx: &Context, key: &RedisString) -> Result<(), RedisError> {
+        keyspace::ensure_empty_or::<SharedScript>(ctx, key, &SCRIPT_TYPE)
+    }
+
     fn write(self, ctx: &Context, key: &RedisString) -> Result<(), RedisError> {
-        let opened = ctx.open_key_writable(key);
-        if opened.key_type() != KeyType::Empty
-            && opened.get_value::<SharedScript>(&SCRIPT_TYPE).is_err()
-        {
-            return Err(RedisError::WrongType);
-        }
-        opened.set_value::<SharedScript>(&SCRIPT_TYPE, Arc::new(self))
+        Self::ensure_type(ctx, key)?;
+        ctx.open_key_writable(key)
+            .set_value::<SharedScript>(&SCRIPT_TYPE, Arc::new(self))
     }
 }
 
@@ -73,10 +75,14 @@ impl Storable for Script {
 /// context that cannot block, and not while loading data or applying the master's
 /// stream (those must see the value stored when the command returns).
 fn can_block(ctx: &Context) -> bool {
-    blocking::ensure_can_block(ctx).is_ok()
-        && !ctx
-            .get_flags()
-            .intersects(ContextFlags::LOADING | ContextFlags::REPLICATED)
+    blocking::ensure_can_block(ctx).is_ok() && !restoring(ctx)
+}
+
+/// Whether the command comes from the AOF being loaded or the master's stream: a value
+/// whose backend is missing here is then kept (without a runtime) rather than failing.
+pub(super) fn restoring(ctx: &Context) -> bool {
+    ctx.get_flags()
+        .intersects(ContextFlags::LOADING | ContextFlags::REPLICATED)
 }
 
 /// Stores what `create` makes at the key `args[1]`: on the loader thread while the
