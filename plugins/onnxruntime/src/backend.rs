@@ -9,6 +9,7 @@ use redisai_plugin_api::sdk::{CancelFlag, ConfigKey, Error, OwnedTensor, Result,
 
 use crate::convert::{self, Port};
 use crate::cuda;
+use crate::policy;
 use crate::runtime::{self, Runtime};
 use crate::watchdog::WATCHDOG;
 use redisai_plugin_api::sdk::cancel::{self, CancelWatch};
@@ -131,6 +132,8 @@ impl OnnxBackend {
         if blob.is_empty() {
             return Err(Error::new("the ONNX model blob is empty"));
         }
+        // Before ONNX Runtime sees a byte of it (see crate::policy).
+        no_panic("model check", || policy::check(blob).map_err(Error::new))?;
         let intra = threads(self.config.get(ConfigKey::IntraOpParallelism));
         let inter = threads(self.config.get(ConfigKey::InterOpParallelism));
         let limit_mb = u64::try_from(self.config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);

@@ -25,6 +25,11 @@
 //!   says it timed out.
 //! - `BACKEND_MEMORY_LIMIT` (MB, 10^6 bytes as in RedisAI): see [`runtime`]: one CPU memory
 //!   arena with that `max_mem`, shared by all the sessions loaded while the limit is set.
+//!
+//! # Policy
+//! Every model load (AI.MODELSTORE/MODELSET, RDB and AOF loads, replicas) first passes the
+//! model's bytes through [`policy::check`]: no external data, no operator domain that ONNX
+//! Runtime does not provide, no contrib operator that reaches outside the model.
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("tensor data crosses the plugin ABI as little-endian bytes: big-endian targets are not supported");
@@ -32,6 +37,7 @@ compile_error!("tensor data crosses the plugin ABI as little-endian bytes: big-e
 mod backend;
 mod convert;
 pub mod cuda;
+pub mod policy;
 pub mod runtime;
 mod watchdog;
 
