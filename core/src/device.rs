@@ -18,6 +18,11 @@ pub struct Device {
 /// The longest device index RedisAI accepts, in digits.
 const MAX_INDEX_DIGITS: usize = 5;
 
+/// The highest device index a model or script may name. Each device index has a run
+/// queue with its own threads, kept for the server's life, so the number of them must be
+/// bounded: `CPU:0` to `CPU:15` (all sharing the machine's cores) and `GPU:0` to `GPU:15`.
+pub const MAX_INDEX: u32 = 15;
+
 impl Device {
     pub const CPU: Device = Device {
         kind: DeviceKind::Cpu,
@@ -50,6 +55,17 @@ impl Device {
             }
         };
         Some(Device { kind, index })
+    }
+
+    /// Refuses an index past [`MAX_INDEX`], with the error reply's text.
+    pub fn check_index(self) -> Result<Device, String> {
+        if self.ordinal() <= MAX_INDEX {
+            Ok(self)
+        } else {
+            Err(format!(
+                "ERR device index out of range: {self} (indices 0 to {MAX_INDEX} are accepted)"
+            ))
+        }
     }
 
     /// The index, with `GPU` meaning `GPU:0` and `CPU` meaning `CPU:0`.
@@ -105,8 +121,22 @@ mod tests {
     }
 
     #[test]
+    fn indices_past_the_bound_are_refused() {
+        let last = Device::parse(b"CPU:15").expect("valid");
+        assert_eq!(last.check_index(), Ok(last));
+        let past = Device::parse(b"CPU:16").expect("valid");
+        assert_eq!(
+            past.check_index().unwrap_err(),
+            "ERR device index out of range: CPU:16 (indices 0 to 15 are accepted)"
+        );
+        let far = Device::parse(b"GPU:99999").expect("valid");
+        assert!(far.check_index().is_err());
+    }
+
+    #[test]
     fn default_index_shares_the_queue() {
         let gpu = Device::parse(b"GPU").expect("valid");
+        assert!(gpu.check_index().is_ok());
         let gpu0 = Device::parse(b"GPU:0").expect("valid");
         assert_eq!(gpu.queue_device(), gpu0.queue_device());
         assert_ne!(gpu.to_string(), gpu0.to_string());

@@ -270,14 +270,14 @@ proptest! {
     }
 
     #[test]
-    fn huge_zero_and_negative_dims_are_refused_without_allocating(
+    fn huge_and_negative_dims_are_refused_without_allocating(
         dtype in dtype(),
         shape in proptest::collection::vec(hostile_dim(), 0..5),
         blob in proptest::collection::vec(any::<u8>(), 0..16),
     ) {
         count_case();
         let count = element_count(&shape, dtype);
-        if shape.iter().any(|&d| d <= 0) {
+        if shape.iter().any(|&d| d < 0) {
             prop_assert!(count.is_err());
         }
         let size = dtype.element_size().unwrap_or(1) as u64;

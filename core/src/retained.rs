@@ -53,7 +53,8 @@ pub struct RetainedString {
     len: usize,
 }
 
-// SAFETY: the bytes are immutable while we hold a reference (Redis never modifies a
+// SAFETY: the bytes are immutable while we hold a reference (`retain` does the one
+// reallocation Redis would make, before any other thread sees them; Redis never modifies a
 // string object shared by several owners), and the reference is released under the
 // Redis lock (see Drop).
 unsafe impl Send for RetainedString {}
@@ -61,10 +62,24 @@ unsafe impl Send for RetainedString {}
 unsafe impl Sync for RetainedString {}
 
 impl RetainedString {
-    /// Takes a reference to `string`; call on the main thread.
+    /// Takes a reference to `string`; call on the main thread, before the string can be
+    /// seen by another thread.
+    ///
+    /// When a module command returns, Redis trims the spare room of every argument the
+    /// module retained (`trimStringObjectIfNeeded` in `RedisModuleCommandDispatcher`, in
+    /// Redis 7.0 and Valkey 8): a large argument read straight from the query buffer is
+    /// reallocated, and a pointer taken before then would dangle, or be read by a worker
+    /// while it moves. Trimming it here first, while nothing else reads it, makes that
+    /// later trim a no-op, so the pointer taken below stays valid.
     pub fn retain(string: &RedisString) -> RetainedString {
         let inner = string.inner;
         raw::string_retain_string(std::ptr::null_mut(), inner);
+        // SAFETY: the API table is filled at load time; on the main thread, no other
+        // thread holds this string yet.
+        if let Some(trim) = unsafe { raw::RedisModule_TrimStringAllocation } {
+            // SAFETY: as above; `inner` is a live string.
+            unsafe { trim(inner) };
+        }
         let mut len = 0;
         let ptr = raw::string_ptr_len(inner, &mut len).cast::<u8>();
         RetainedString { inner, ptr, len }
@@ -98,22 +113,35 @@ impl Drop for RetainedString {
             unsafe { free(std::ptr::null_mut(), self.inner) };
             return;
         }
-        if SHUTTING_DOWN.load(Ordering::SeqCst) {
-            return;
-        }
         // SAFETY: the thread-safe context functions are part of the module API; the
         // lock serialises this release with the main thread.
         unsafe {
-            let (Some(get), Some(lock), Some(unlock), Some(release)) = (
+            let (Some(get), Some(try_lock), Some(unlock), Some(release)) = (
                 raw::RedisModule_GetThreadSafeContext,
-                raw::RedisModule_ThreadSafeContextLock,
+                raw::RedisModule_ThreadSafeContextTryLock,
                 raw::RedisModule_ThreadSafeContextUnlock,
                 raw::RedisModule_FreeThreadSafeContext,
             ) else {
                 return;
             };
             let ctx = get(std::ptr::null_mut());
-            lock(ctx);
+            // The shutdown handler holds the lock while it joins the workers: a worker
+            // waiting for the lock there would never be joined. So the lock is only
+            // tried, and once shutdown has begun the string is left to the exiting
+            // process.
+            let mut pause = std::time::Duration::from_micros(20);
+            loop {
+                if SHUTTING_DOWN.load(Ordering::SeqCst) {
+                    // The context, too, is left: freeing it touches the server's
+                    // client books, which only the lock's holder may.
+                    return;
+                }
+                if try_lock(ctx) == raw::REDISMODULE_OK as std::ffi::c_int {
+                    break;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(1));
+            }
             free(std::ptr::null_mut(), self.inner);
             unlock(ctx);
             release(ctx);

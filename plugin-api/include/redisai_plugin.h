@@ -89,6 +89,15 @@ typedef struct RaiScript RaiScript;
 #define RAI_PLUGIN_FLAG_CONCURRENT_RUN 1
 
 /**
+ * The plugin stops every `model_run` once `RaiRunOptions::timeout_ms` has passed
+ * (within a few milliseconds) and returns an error. Only such a plugin's models may run
+ * on the server's main thread, where a run that cannot be stopped would stall the
+ * server for as long as it takes. A plugin without the flag (any plugin built before
+ * it) is never run there.
+ */
+#define RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN 2
+
+/**
  * `RaiScriptCall::convention` of `AI.SCRIPTEXECUTE`: the function is called as
  * `fn(tensors: List[Tensor], keys: List[str], args: List[str])`.
  */

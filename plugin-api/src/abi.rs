@@ -53,6 +53,12 @@ pub const RAI_PLUGIN_ENTRY_SYMBOL: &str = "redisai_plugin_entry";
 
 /// The plugin's `model_run` may be called concurrently on the same model.
 pub const RAI_PLUGIN_FLAG_CONCURRENT_RUN: u32 = 1;
+/// The plugin stops every `model_run` once [`RaiRunOptions::timeout_ms`] has passed
+/// (within a few milliseconds) and returns an error. Only such a plugin's models may run
+/// on the server's main thread, where a run that cannot be stopped would stall the
+/// server for as long as it takes. A plugin without the flag (any plugin built before
+/// it) is never run there.
+pub const RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN: u32 = 2;
 
 /// [`RaiScriptCall::convention`] of `AI.SCRIPTEXECUTE`: the function is called as
 /// `fn(tensors: List[Tensor], keys: List[str], args: List[str])`.

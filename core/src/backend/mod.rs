@@ -15,7 +15,9 @@ pub use plugin_script::{PluginScript, ScriptCallArgs, MAX_UNDECLARED_OUTPUTS};
 use std::ffi::CStr;
 use std::path::PathBuf;
 
-use redisai_plugin_api::abi::{RaiError, RaiPluginApi, RAI_PLUGIN_FLAG_CONCURRENT_RUN};
+use redisai_plugin_api::abi::{
+    RaiError, RaiPluginApi, RAI_PLUGIN_FLAG_CONCURRENT_RUN, RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN,
+};
 
 use crate::device::DeviceKind;
 
@@ -59,6 +61,11 @@ impl Backend {
 
     pub fn concurrent_run(&self) -> bool {
         self.flags & RAI_PLUGIN_FLAG_CONCURRENT_RUN != 0
+    }
+
+    /// Whether the plugin stops a run at its timeout, so its runs may go inline.
+    pub fn interruptible_run(&self) -> bool {
+        self.flags & RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN != 0
     }
 
     /// Reads and frees a plugin error; `None` for success.

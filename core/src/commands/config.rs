@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::caller::ensure_admin;
 use super::reply_error;
 use crate::backend::registry;
 use crate::settings;
@@ -48,11 +49,14 @@ pub fn backends_path(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
-/// `AI.CONFIG MODEL_CHUNK_SIZE bytes`
-pub fn model_chunk_size(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+/// `AI.CONFIG MODEL_CHUNK_SIZE bytes`: it changes every client's MODELGET replies and
+/// how AOF rewrites write models (a size of 1 writes one string per byte), so it needs
+/// the same rights as BACKENDSPATH.
+pub fn model_chunk_size(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if args.len() != 3 {
         return Err(RedisError::WrongArity);
     }
+    ensure_admin(ctx, "MODEL_CHUNK_SIZE")?;
     settings::write()
         .set_model_chunk_size(args[2].as_slice())
         .map_err(|err| reply_error(format!("ERR {err}")))?;
@@ -107,55 +111,5 @@ pub fn load_named(ctx: &Context, name: &str, path: PathBuf) -> Result<(), RedisE
                 "ERR Could not load backend {name}: {reason}"
             )))
         }
-    }
-}
-
-/// Loading a backend runs native code, exactly like MODULE LOAD: the caller must be
-/// allowed to run MODULE LOAD (ACL categories @admin and @dangerous). Redis 7.0 does not
-/// give module sub-commands the categories their `admin` flag implies, so the module
-/// checks this itself.
-pub fn ensure_admin(ctx: &Context, what: &str) -> Result<(), RedisError> {
-    // SAFETY: the API table is filled at load time and only read afterwards.
-    let (Some(user_name), Some(user_from_name), Some(check), Some(free_user)) = (unsafe {
-        (
-            redis_module::raw::RedisModule_GetCurrentUserName,
-            redis_module::raw::RedisModule_GetModuleUserFromUserName,
-            redis_module::raw::RedisModule_ACLCheckCommandPermissions,
-            redis_module::raw::RedisModule_FreeModuleUser,
-        )
-    }) else {
-        return Ok(());
-    };
-    // SAFETY: `ctx` is the live command context; the returned string is owned by us.
-    let name = unsafe { user_name(ctx.ctx) };
-    if name.is_null() {
-        // No client (e.g. replication or AOF loading): nothing to check.
-        return Ok(());
-    }
-    let name = RedisString::from_redis_module_string(std::ptr::null_mut(), name);
-    // SAFETY: `name` is a live string; the user handle is freed below.
-    let user = unsafe { user_from_name(name.inner) };
-    if user.is_null() {
-        return Ok(());
-    }
-    let probe = [
-        RedisString::create(None, "MODULE"),
-        RedisString::create(None, "LOAD"),
-        RedisString::create(None, "backend"),
-    ];
-    let mut argv: Vec<*mut redis_module::raw::RedisModuleString> =
-        probe.iter().map(|s| s.inner).collect();
-    // SAFETY: `user` is live and `argv` holds valid strings for the call.
-    let allowed = unsafe { check(user, argv.as_mut_ptr(), argv.len() as i32) }
-        == redis_module::raw::Status::Ok as i32;
-    // SAFETY: freed once.
-    unsafe { free_user(user) };
-    if allowed {
-        Ok(())
-    } else {
-        Err(RedisError::String(format!(
-            "NOPERM this user has no permissions to run AI.CONFIG {what}: it needs the rights \
-             of MODULE LOAD (@admin, @dangerous)"
-        )))
     }
 }

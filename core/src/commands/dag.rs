@@ -73,6 +73,7 @@ fn dag(ctx: &Context, args: Vec<RedisString>, flavor: DagFlavor) -> RedisResult 
     }
     blocking::ensure_can_block(ctx)?;
     let parsed = parse_dag(&slices[1..], flavor).map_err(reply_error)?;
+    super::memory::ensure_room_for(ctx, parsed.local_tensor_bytes())?;
     // Keyspace errors (WRONGTYPE) must keep their own code, so they travel separately.
     let keyspace_error: Mutex<Option<RedisError>> = Mutex::new(None);
     let find_model = |key: &[u8]| -> Result<SharedModel, ParseError> {
@@ -106,7 +107,7 @@ fn dag(ctx: &Context, args: Vec<RedisString>, flavor: DagFlavor) -> RedisResult 
     let planned = match plan(&parsed, &find_model, &find_script) {
         Ok(mut planned) => {
             planned.db = super::script::selected_db(ctx);
-            planned.user = super::script::current_user(ctx);
+            planned.user = super::caller::current_user(ctx);
             planned
         }
         Err(err) => {

@@ -314,17 +314,21 @@ fn run_command(run: &RunContext, args: Vec<Vec<u8>>) -> ReplyValue {
     let Ok(c_name) = std::ffi::CString::new(name.as_slice()) else {
         return ReplyValue::Error(b"ERR command name contains NUL".to_vec());
     };
-    // SAFETY: the context is locked; "v!SM" takes an array of live strings and
-    // its length; the name is NUL-terminated.
-    let reply = unsafe {
-        call(
-            locked.ctx,
-            c_name.as_ptr(),
-            c"v!SM".as_ptr(),
-            strings.items.as_ptr().add(1),
-            strings.items.len() - 1,
-        )
-    };
+    // The command runs on a client without a user: this module's own commands read
+    // the script's caller instead (see `caller`).
+    let reply = super::caller::as_script_caller(run.user.as_deref(), || {
+        // SAFETY: the context is locked; "v!SM" takes an array of live strings and
+        // its length; the name is NUL-terminated.
+        unsafe {
+            call(
+                locked.ctx,
+                c_name.as_ptr(),
+                c"v!SM".as_ptr(),
+                strings.items.as_ptr().add(1),
+                strings.items.len() - 1,
+            )
+        }
+    });
     if reply.is_null() {
         return ReplyValue::Error(errno_text(&command).into_bytes());
     }

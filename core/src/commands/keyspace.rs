@@ -9,6 +9,7 @@ use redis_module::{
     RedisValue,
 };
 
+use super::caller::AclUser;
 use crate::model::SharedModel;
 use crate::persist::model_type::MODEL_TYPE;
 use crate::persist::script_type::SCRIPT_TYPE;
@@ -159,7 +160,7 @@ pub fn scan_command<T: 'static>(
     if args.len() != 1 {
         return Err(RedisError::WrongArity);
     }
-    Ok(scan_tags(ctx, value_type, tag_of))
+    scan_tags(ctx, value_type, tag_of)
 }
 
 /// Every key that holds a value of `value_type`, with its tag: the reply of
@@ -168,8 +169,8 @@ pub fn scan_tags<T: 'static>(
     ctx: &Context,
     value_type: &RedisType,
     tag_of: impl Fn(&T) -> Vec<u8>,
-) -> RedisValue {
-    let readable = ReadableKeys::of_caller(ctx);
+) -> RedisResult {
+    let readable = ReadableKeys::of_caller(ctx)?;
     let mut found = Vec::new();
     let cursor = KeysCursor::new();
     while cursor.scan(ctx, &|_ctx, name, key| {
@@ -183,56 +184,30 @@ pub fn scan_tags<T: 'static>(
             ]));
         }
     }) {}
-    RedisValue::Array(found)
+    Ok(RedisValue::Array(found))
 }
 
 /// The caller's ACL key patterns, for commands that list keys: a user restricted to
 /// some keys (`~app1:*`, `%R~...`) sees only the keys it may read.
 struct ReadableKeys {
-    /// None: no client (AOF, replication) or a Redis without the ACL API: every key.
-    user: Option<std::ptr::NonNull<raw::RedisModuleUser>>,
+    /// None: no user applies (AOF, replication, another module's call): every key.
+    user: Option<AclUser>,
 }
 
 impl ReadableKeys {
-    fn of_caller(ctx: &Context) -> ReadableKeys {
-        let user = super::script::current_user(ctx).and_then(|name| {
-            // SAFETY: the API table is filled at load time and only read afterwards.
-            let get_user = unsafe { raw::RedisModule_GetModuleUserFromUserName }?;
-            let name = RedisString::create(None, name.as_slice());
-            // SAFETY: `name` is a live string; the user is freed in `drop`.
-            std::ptr::NonNull::new(unsafe { get_user(name.inner) })
-        });
-        ReadableKeys { user }
+    fn of_caller(ctx: &Context) -> Result<ReadableKeys, RedisError> {
+        let user = AclUser::current(ctx).map_err(|name| {
+            RedisError::String(format!(
+                "NOPERM user '{}' no longer exists",
+                String::from_utf8_lossy(&name)
+            ))
+        })?;
+        Ok(ReadableKeys { user })
     }
 
     fn allows(&self, key: &RedisString) -> bool {
-        let Some(user) = self.user else {
-            return true;
-        };
-        // SAFETY: the API table is filled at load time and only read afterwards.
-        let Some(check) = (unsafe { raw::RedisModule_ACLCheckKeyPermissions }) else {
-            return true;
-        };
-        // SAFETY: `user` is live until `drop`; `key` is a live string.
-        let status = unsafe {
-            check(
-                user.as_ptr(),
-                key.inner,
-                raw::REDISMODULE_CMD_KEY_ACCESS as i32,
-            )
-        };
-        status == raw::REDISMODULE_OK as i32
-    }
-}
-
-impl Drop for ReadableKeys {
-    fn drop(&mut self) {
-        // SAFETY: the API table is filled at load time and only read afterwards.
-        if let (Some(user), Some(free_user)) =
-            (self.user, unsafe { raw::RedisModule_FreeModuleUser })
-        {
-            // SAFETY: the user came from RedisModule_GetModuleUserFromUserName, freed once.
-            unsafe { free_user(user.as_ptr()) };
-        }
+        self.user
+            .as_ref()
+            .is_none_or(|user| user.may_access_key(key, raw::REDISMODULE_CMD_KEY_ACCESS))
     }
 }

@@ -1,10 +1,12 @@
 //! Command handlers: parse arguments, call the plain modules, build replies.
 
+pub mod caller;
 pub mod config;
 pub mod dag;
 pub mod host_calls;
 pub mod key_specs;
 pub mod keyspace;
+pub mod memory;
 pub mod model;
 pub mod run_info;
 pub mod script;

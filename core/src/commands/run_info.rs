@@ -2,6 +2,7 @@
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::caller::AclUser;
 use super::keyspace;
 
 const NO_RUN_INFO: &str = "ERR cannot find run info for key";
@@ -23,6 +24,7 @@ pub fn info(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         Err(_) => return script_info(ctx, &args[1], reset),
     };
     if reset {
+        ensure_may_reset(ctx, &args[1], b"AI.MODELDEL")?;
         model.stats.reset();
         return Ok(RedisValue::SimpleStringStatic("OK"));
     }
@@ -59,6 +61,7 @@ pub fn info(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn script_info(ctx: &Context, key: &RedisString, reset: bool) -> RedisResult {
     let script = keyspace::read_script(ctx, key).map_err(|_| RedisError::Str(NO_RUN_INFO))?;
     if reset {
+        ensure_may_reset(ctx, key, b"AI.SCRIPTDEL")?;
         script.stats.reset();
         return Ok(RedisValue::SimpleStringStatic("OK"));
     }
@@ -90,3 +93,23 @@ fn script_info(ctx: &Context, key: &RedisString, reset: bool) -> RedisResult {
         count(stats.p99_us),
     ]))
 }
+
+/// RESETSTAT changes what every client of the key sees, though AI.INFO is a read
+/// command: the caller needs write access to the key and the rights of `delete` (the
+/// command that removes the model or script) on it.
+fn ensure_may_reset(ctx: &Context, key: &RedisString, delete: &[u8]) -> Result<(), RedisError> {
+    let user = match AclUser::current(ctx) {
+        Ok(Some(user)) => user,
+        Ok(None) => return Ok(()),
+        Err(_) => return Err(RedisError::Str(NO_RESET_RIGHTS)),
+    };
+    let writable = user.may_access_key(key, redis_module::raw::REDISMODULE_CMD_KEY_UPDATE);
+    if writable && user.may_run(&[delete, key.as_slice()]) {
+        Ok(())
+    } else {
+        Err(RedisError::Str(NO_RESET_RIGHTS))
+    }
+}
+
+const NO_RESET_RIGHTS: &str =
+    "NOPERM this user has no permissions to reset the statistics of this key (RESETSTAT needs write access to it)";

@@ -160,20 +160,6 @@ pub fn scriptrun(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     execute(ctx, parsed)
 }
 
-/// The calling client's ACL user name, where this Redis tells it.
-pub fn current_user(ctx: &Context) -> Option<Vec<u8>> {
-    // SAFETY: the API table is filled at load time and only read afterwards.
-    let get = unsafe { raw::RedisModule_GetCurrentUserName }?;
-    // SAFETY: `ctx` is the live command context.
-    let name = unsafe { get(ctx.ctx) };
-    if name.is_null() {
-        return None;
-    }
-    // The wrapper owns the returned string and frees it when dropped.
-    let owned = RedisString::from_redis_module_string(ctx.ctx, name);
-    Some(owned.as_slice().to_vec())
-}
-
 /// The database the caller selected.
 pub fn selected_db(ctx: &Context) -> i32 {
     // SAFETY: the API table is filled at load time and only read afterwards.
@@ -196,7 +182,7 @@ fn execute(ctx: &Context, parsed: ScriptExecuteArgs<'_>) -> RedisResult {
     }
     let context = RunContext {
         db: selected_db(ctx),
-        user: current_user(ctx),
+        user: super::caller::current_user(ctx),
         keys: parsed.keys.iter().map(|k| k.to_vec()).collect(),
         cancel: Arc::new(Default::default()),
         deadline: parsed

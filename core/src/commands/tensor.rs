@@ -8,7 +8,7 @@ use redis_module::{raw, Context, NotifyEvent, RedisError, RedisResult, RedisStri
 
 use super::{arg_slices, keyspace, reply_error};
 use crate::retained::RetainedString;
-use crate::tensor::parse::{DataArg, DataFormat, GetFormat, TensorArgs};
+use crate::tensor::parse::{DataArg, DataFormat, GetFormat, ShapeRule, TensorArgs};
 use crate::tensor::{Element, Tensor};
 
 /// `AI.TENSORSET key type dim... [BLOB data | VALUES v...]`
@@ -18,7 +18,12 @@ pub fn tensorset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }
     keyspace::ensure_tensor_or_empty(ctx, &args[1])?;
     let slices = arg_slices(&args[2..]);
-    let parsed = TensorArgs::parse(&slices).map_err(reply_error)?;
+    let rule = if super::store::restoring(ctx) {
+        ShapeRule::Restoring
+    } else {
+        ShapeRule::Client
+    };
+    let parsed = TensorArgs::parse_with(&slices, rule).map_err(reply_error)?;
     let tensor = match parsed.data {
         // The argument is kept as the tensor's data: no copy of the blob.
         DataArg::Blob { position, .. } => {

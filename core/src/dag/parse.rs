@@ -4,7 +4,8 @@
 use crate::model::parse::{parse_model_execute, parse_model_run, ParseError};
 use crate::script::parse::{parse_script_execute, parse_script_run};
 use crate::script::Calling;
-use crate::tensor::parse::{parse_i64, GetFormat, TensorArgs};
+use crate::tensor::element_count;
+use crate::tensor::parse::{parse_i64, DataArg, GetFormat, TensorArgs};
 
 /// Which DAG command is being parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,30 @@ pub struct DagArgs<'a> {
 }
 
 const SEPARATOR: &[u8] = b"|>";
+
+impl DagArgs<'_> {
+    /// The bytes the DAG's AI.TENSORSET ops allocate for their local tensors (at least:
+    /// a STRING element takes one byte here), so that a DAG, read-only ones included, is
+    /// held to `maxmemory` before it allocates them. Saturates instead of overflowing.
+    pub fn local_tensor_bytes(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                OpSpec::TensorSet { tensor, .. } => tensor_bytes(tensor),
+                _ => 0,
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+}
+
+fn tensor_bytes(tensor: &TensorArgs<'_>) -> u64 {
+    if let DataArg::Blob { bytes, .. } = tensor.data {
+        return bytes.len() as u64;
+    }
+    let elements = element_count(&tensor.shape, tensor.dtype).unwrap_or(u64::MAX);
+    let size = tensor.dtype.element_size().unwrap_or(1) as u64;
+    elements.saturating_mul(size)
+}
 
 fn err<T>(text: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError(text.into()))
@@ -356,6 +381,21 @@ mod tests {
         assert_eq!(dag.timeout_ms, Some(50));
         assert_eq!(dag.ops.len(), 3);
         assert!(matches!(dag.ops[1], OpSpec::ModelExecute { ref inputs, .. } if inputs.len() == 2));
+    }
+
+    #[test]
+    fn local_tensor_bytes_count_every_tensorset_op() {
+        let args = words(
+            "ROUTING x |> AI.TENSORSET t INT8 536870912 |> AI.TENSORSET u DOUBLE 2 3 \
+             |> AI.TENSORSET v FLOAT 2 VALUES 1 2 |> AI.TENSORSET w UINT8 3 BLOB abc \
+             |> AI.TENSORGET t META",
+        );
+        let dag = parse_dag(&args, EXECUTE_RO).expect("valid");
+        assert_eq!(dag.local_tensor_bytes(), 536_870_912 + 48 + 8 + 3);
+        let huge =
+            words("ROUTING x |> AI.TENSORSET t INT64 4611686018427387904 4 |> AI.TENSORGET t META");
+        let dag = parse_dag(&huge, EXECUTE_RO).expect("valid");
+        assert_eq!(dag.local_tensor_bytes(), u64::MAX);
     }
 
     #[test]

@@ -30,6 +30,11 @@ fn queues() -> MutexGuard<'static, BTreeMap<Device, Arc<RunQueue>>> {
 /// THREADS_PER_QUEUE workers. Work that cannot be queued is cancelled with the reason.
 pub fn submit(device: Device, work: Work) {
     let device = device.queue_device();
+    // A model restored from an RDB written before indices were bounded may name any.
+    if let Err(reason) = device.check_index() {
+        work.cancel(&reason);
+        return;
+    }
     let queue = {
         let mut queues = queues();
         if let Some(queue) = queues.get(&device) {

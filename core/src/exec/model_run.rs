@@ -220,7 +220,12 @@ pub fn run_inline(
         return None;
     }
     let runtime = model.runtime().ok()?;
-    // The plugin stops the run at the cap (where it can interrupt runs); the run then
+    // A run the plugin cannot stop at its deadline (libtorch's) could hold the main
+    // thread for as long as the model likes: never inline.
+    if !runtime.backend().interruptible_run() {
+        return None;
+    }
+    // The plugin stops the run at the cap; the run then
     // goes to a worker with the request's own timeout, and the model stays there until
     // it is fast again. Nothing else can cancel it: its client cannot leave, nor Redis
     // stop, while the main thread is busy with it.

@@ -111,7 +111,7 @@ pub fn parse_model_store<'a>(args: &[&'a [u8]], legacy: bool) -> Result<ModelSpe
         .map(|b| text(b).to_ascii_uppercase())
         .unwrap_or_default();
     let device = match cursor.next().and_then(Device::parse) {
-        Some(device) => device,
+        Some(device) => device.check_index().map_err(ParseError)?,
         None => return err("ERR Invalid DEVICE"),
     };
     let mut spec = ModelSpec {

@@ -35,6 +35,7 @@ pub fn parse_script_store<'a>(
     };
     let device =
         Device::parse(device_name).ok_or_else(|| ParseError("ERR Invalid DEVICE".into()))?;
+    let device = device.check_index().map_err(ParseError)?;
     let mut position = 0;
     let mut tag: &[u8] = b"";
     if rest.first().is_some_and(|a| is(a, "TAG")) {

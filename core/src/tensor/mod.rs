@@ -101,8 +101,7 @@ impl Tensor {
         })
     }
 
-    /// A tensor over bytes held by `source`, without copying them. The shape follows
-    /// TENSORSET's rules (positive dimensions).
+    /// A tensor over bytes held by `source`, without copying them.
     pub fn from_source(
         dtype: DType,
         shape: Vec<i64>,
@@ -124,16 +123,7 @@ impl Tensor {
         shape: Vec<i64>,
         data: AlignedBuffer,
     ) -> Result<Tensor, TensorError> {
-        if shape.iter().any(|&dim| dim < 0) {
-            return Err(TensorError::InvalidShape);
-        }
-        let elements = shape
-            .iter()
-            .try_fold(1u64, |acc, &dim| acc.checked_mul(dim as u64))
-            .ok_or(TensorError::ShapeTooLarge {
-                dtype,
-                elements: None,
-            })?;
+        let elements = element_count(&shape, dtype)?;
         validate_blob(dtype, elements, data.as_slice())?;
         Ok(Tensor {
             dtype,
@@ -218,9 +208,11 @@ fn string_elements(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     body.split(|&byte| byte == 0).filter(move |_| !empty)
 }
 
-/// Product of the dimensions; every dimension must be positive (as RedisAI requires).
+/// Product of the dimensions; a negative one is refused. Zero-length dimensions are
+/// valid tensors (backends output them); RedisAI's rule that a client's TENSORSET names
+/// positive ones is the parser's (`parse::ShapeRule`).
 pub fn element_count(shape: &[i64], dtype: DType) -> Result<u64, TensorError> {
-    if shape.iter().any(|&dim| dim <= 0) {
+    if shape.iter().any(|&dim| dim < 0) {
         return Err(TensorError::InvalidShape);
     }
     shape
@@ -333,11 +325,15 @@ mod tests {
     }
 
     #[test]
-    fn non_positive_dims_are_rejected() {
-        for shape in [vec![0], vec![2, -1]] {
+    fn negative_dims_are_rejected_and_zero_length_ones_are_empty() {
+        for shape in [vec![-1], vec![2, -1]] {
             let err = Tensor::zeros(DType::Int8, shape).unwrap_err();
             assert_eq!(err, TensorError::InvalidShape);
         }
+        let empty = Tensor::zeros(DType::Float, vec![0, 3]).expect("zero-length dimension");
+        assert!(empty.data().is_empty());
+        let scalar = Tensor::zeros(DType::Double, Vec::new()).expect("rank 0");
+        assert_eq!(scalar.data().len(), 8);
     }
 
     #[test]

@@ -22,10 +22,29 @@ pub enum DataArg<'a> {
     Values(&'a [&'a [u8]]),
 }
 
+/// Which shapes AI.TENSORSET accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShapeRule {
+    /// RedisAI's rule for clients: at least one dimension, each at least 1.
+    Client,
+    /// Every shape a tensor in the keyspace can have (a model or script may output a
+    /// rank-0 tensor or a dimension of 0): for the commands this module writes itself
+    /// into the AOF and the replication stream, so that they replay what was stored.
+    Restoring,
+}
+
 impl<'a> TensorArgs<'a> {
-    /// Parses everything after the key. The caller has checked that at least the type
-    /// and one dimension are present.
+    /// Parses everything after the key with RedisAI's shape rule ([`ShapeRule::Client`]).
     pub fn parse(args: &'a [&'a [u8]]) -> Result<TensorArgs<'a>, TensorError> {
+        TensorArgs::parse_with(args, ShapeRule::Client)
+    }
+
+    /// Parses everything after the key.
+    pub fn parse_with(
+        args: &'a [&'a [u8]],
+        rule: ShapeRule,
+    ) -> Result<TensorArgs<'a>, TensorError> {
+        let scalar_allowed = rule == ShapeRule::Restoring;
         let (type_arg, rest) = args.split_first().ok_or(TensorError::InvalidDType)?;
         let dtype = DType::parse(type_arg).ok_or(TensorError::InvalidDType)?;
 
@@ -42,10 +61,10 @@ impl<'a> TensorArgs<'a> {
             } else if arg.eq_ignore_ascii_case(b"VALUES") {
                 DataArg::Values(&rest[index + 1..])
             } else {
-                shape.push(parse_dimension(arg)?);
+                shape.push(parse_dimension(arg, rule)?);
                 continue;
             };
-            if shape.is_empty() {
+            if shape.is_empty() && !scalar_allowed {
                 return Err(TensorError::InvalidShape);
             }
             return Ok(TensorArgs { dtype, shape, data });
@@ -75,9 +94,13 @@ pub fn tensor_from_args(args: &[&[u8]]) -> Result<Tensor, TensorError> {
     TensorArgs::parse(args)?.build()
 }
 
-fn parse_dimension(arg: &[u8]) -> Result<i64, TensorError> {
+fn parse_dimension(arg: &[u8], rule: ShapeRule) -> Result<i64, TensorError> {
+    let smallest = match rule {
+        ShapeRule::Client => 1,
+        ShapeRule::Restoring => 0,
+    };
     parse_i64(arg)
-        .filter(|&dim| dim > 0)
+        .filter(|&dim| dim >= smallest)
         .ok_or(TensorError::InvalidShape)
 }
 
@@ -322,6 +345,33 @@ mod tests {
         }
         let err = tensor_from_args(&args("FLOAT32 1")).unwrap_err();
         assert_eq!(err.to_string(), "ERR invalid data type");
+    }
+
+    #[test]
+    fn restoring_accepts_every_stored_shape() {
+        let scalar = args("FLOAT BLOB abcd");
+        assert_eq!(
+            TensorArgs::parse(&scalar).unwrap_err().to_string(),
+            "ERR invalid or negative value found in tensor shape"
+        );
+        let parsed = TensorArgs::parse_with(&scalar, ShapeRule::Restoring).expect("rank 0");
+        let tensor = parsed.build().expect("build");
+        assert!(tensor.shape().is_empty());
+        assert_eq!(tensor.data(), b"abcd");
+
+        let empty: Vec<&[u8]> = vec![b"INT64", b"0", b"3", b"BLOB", b""];
+        assert!(TensorArgs::parse(&empty).is_err());
+        let tensor = TensorArgs::parse_with(&empty, ShapeRule::Restoring)
+            .and_then(TensorArgs::build)
+            .expect("zero-length dimension");
+        assert_eq!(tensor.shape(), &[0, 3]);
+        assert!(tensor.data().is_empty());
+
+        for bad in ["FLOAT -1 BLOB x", "FLOAT", "FLOAT 2 BLOB abc"] {
+            let words = args(bad);
+            let parsed = TensorArgs::parse_with(&words, ShapeRule::Restoring);
+            assert!(parsed.and_then(TensorArgs::build).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -182,6 +182,8 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     const DTYPES: &'static [DType];
     /// Whether `run` may be called on the same model from several threads at once.
     const CONCURRENT_RUN: bool;
+    /// Whether `run` always stops at the run's timeout (`RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN`).
+    const INTERRUPTIBLE_RUN: bool = false;
 
     fn init(host: Host) -> Result<Self>;
     fn load_model(&self, options: &ModelOptions, blob: &[u8]) -> Result<Self::Model>;
@@ -259,11 +261,13 @@ pub const fn table<P: Instance>() -> crate::abi::RaiPluginApi {
         runtime_version: P::RUNTIME_VERSION.as_ptr(),
         device_mask: device_mask(P::DEVICES),
         dtype_mask: dtype_mask(P::DTYPES),
-        flags: if P::CONCURRENT_RUN {
-            crate::abi::RAI_PLUGIN_FLAG_CONCURRENT_RUN
-        } else {
-            0
-        },
+        flags: flag(
+            P::CONCURRENT_RUN,
+            crate::abi::RAI_PLUGIN_FLAG_CONCURRENT_RUN,
+        ) | flag(
+            P::INTERRUPTIBLE_RUN,
+            crate::abi::RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN,
+        ),
         init: Some(ffi_init::<P>),
         error_message: Some(ffi_error_message),
         error_free: Some(ffi_error_free),
@@ -290,6 +294,14 @@ pub const fn table<P: Instance>() -> crate::abi::RaiPluginApi {
         } else {
             None
         },
+    }
+}
+
+const fn flag(set: bool, bit: u32) -> u32 {
+    if set {
+        bit
+    } else {
+        0
     }
 }
 

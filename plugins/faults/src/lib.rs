@@ -72,6 +72,10 @@ impl Plugin for FaultsPlugin {
     const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu];
     const DTYPES: &'static [DType] = &[DType::Float, DType::Int64, DType::Uint8];
     const CONCURRENT_RUN: bool = true;
+    /// `sleep-input` stops at the run's timeout, as the flag promises, so it can run
+    /// inline; `slow:<ms>` breaks the promise on purpose (the core must still reply on
+    /// time to a worker's run that does not stop).
+    const INTERRUPTIBLE_RUN: bool = true;
 
     fn init(_host: Host) -> Result<Self> {
         Ok(FaultsPlugin)

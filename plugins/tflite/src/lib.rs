@@ -97,6 +97,7 @@ impl Plugin for TflitePlugin {
     /// and the host is told to serialise runs of one model. Runs of different models
     /// overlap.
     const CONCURRENT_RUN: bool = false;
+    const INTERRUPTIBLE_RUN: bool = true;
 
     fn init(host: Host) -> Result<Self> {
         let backend = TfliteBackend::new(move |key| host.config(key))?;

@@ -1,0 +1,65 @@
+//! Holding what a command allocates outside the keyspace to `maxmemory`.
+//!
+//! Redis refuses a write command (flag `deny-oom`) once used memory is past
+//! `maxmemory`, but it never refuses a read-only one, and it cannot know what a command
+//! is about to allocate. A DAG, read-only ones included, builds its local tensors first:
+//! it is refused with Redis's own OOM error when they would take used memory past
+//! `maxmemory`.
+
+use std::ffi::c_int;
+
+use redis_module::{raw, Context, RedisError};
+
+/// Redis's reply to a command refused for memory (`shared.oomerr`).
+pub const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// Refuses with [`OOM_ERROR`] when `bytes` more would take the memory Redis counts
+/// against `maxmemory` past it. No `maxmemory`, nothing refused.
+pub fn ensure_room_for(ctx: &Context, bytes: u64) -> Result<(), RedisError> {
+    if bytes == 0 {
+        return Ok(());
+    }
+    // SAFETY: the API table is filled at load time and only read afterwards.
+    let Some(ratio) = (unsafe { raw::RedisModule_GetUsedMemoryRatio }) else {
+        return Ok(());
+    };
+    // SAFETY: as above; called on the main thread, in a command.
+    let ratio = f64::from(unsafe { ratio() });
+    if ratio <= 0.0 {
+        return Ok(());
+    }
+    let Some(limit) = maxmemory(ctx) else {
+        return Ok(());
+    };
+    // The ratio is of the memory Redis counts for eviction (replication buffers and the
+    // AOF buffer are not counted), so the same measure decides here.
+    let used = ratio * limit as f64;
+    if used + bytes as f64 > limit as f64 {
+        Err(RedisError::Str(OOM_ERROR))
+    } else {
+        Ok(())
+    }
+}
+
+/// The `maxmemory` setting in bytes (None when unset or unreadable).
+fn maxmemory(ctx: &Context) -> Option<u64> {
+    // SAFETY: the API table is filled at load time and only read afterwards.
+    let (get, field, free) = unsafe {
+        (
+            raw::RedisModule_GetServerInfo?,
+            raw::RedisModule_ServerInfoGetFieldUnsigned?,
+            raw::RedisModule_FreeServerInfo?,
+        )
+    };
+    // SAFETY: `ctx` is the live command context; the data is freed below.
+    let info = unsafe { get(ctx.ctx, c"memory".as_ptr()) };
+    if info.is_null() {
+        return None;
+    }
+    let mut failed: c_int = 0;
+    // SAFETY: `info` is live; the field name is NUL-terminated.
+    let limit = unsafe { field(info, c"maxmemory".as_ptr(), &mut failed) };
+    // SAFETY: freed once.
+    unsafe { free(ctx.ctx, info) };
+    (failed == 0 && limit > 0).then_some(limit)
+}
