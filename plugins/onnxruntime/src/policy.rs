@@ -385,14 +385,13 @@ impl Walk<'_> {
         while let Some((number, value)) = fields.next_field()? {
             match (number, value) {
                 (tensor::EXTERNAL_DATA, _) => return Err(Refusal::ExternalData),
-                (tensor::DATA_LOCATION, Value::Varint(location)) => {
-                    // An enum is an int32: protobuf keeps the low 32 bits.
-                    if location as u32 != 0 {
-                        return Err(Refusal::ExternalData);
-                    }
+                // An enum is an int32: protobuf keeps the low 32 bits.
+                (tensor::DATA_LOCATION, Value::Varint(location)) if location as u32 != 0 => {
+                    return Err(Refusal::ExternalData)
                 }
                 (tensor::DATA_LOCATION, Value::Bytes(packed)) => {
-                    // Not how a singular enum is written; refused rather than guessed at.
+                    // Not how a singular enum is written (protobuf would skip it as unknown);
+                    // refused all the same when it says anything but DEFAULT.
                     let mut values = Fields::of(packed);
                     while !values.rest.is_empty() {
                         if values.varint()? as u32 != 0 {

@@ -3,6 +3,7 @@
 //! does not have.
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod onnx;
 
 use std::path::PathBuf;

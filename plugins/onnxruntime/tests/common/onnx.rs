@@ -16,8 +16,9 @@ pub mod elem {
     pub const DOUBLE: i64 = 11;
 }
 
-#[derive(Default)]
-struct Msg(Vec<u8>);
+/// A protobuf message under construction (for models the helpers below cannot write).
+#[derive(Default, Clone)]
+pub struct Msg(pub Vec<u8>);
 
 impl Msg {
     fn varint(&mut self, mut v: u64) {
@@ -32,24 +33,24 @@ impl Msg {
         }
     }
 
-    fn int(mut self, field: u64, v: i64) -> Msg {
+    pub fn int(mut self, field: u64, v: i64) -> Msg {
         self.varint(field << 3);
         self.varint(v as u64);
         self
     }
 
-    fn bytes(mut self, field: u64, data: &[u8]) -> Msg {
+    pub fn bytes(mut self, field: u64, data: &[u8]) -> Msg {
         self.varint((field << 3) | 2);
         self.varint(data.len() as u64);
         self.0.extend_from_slice(data);
         self
     }
 
-    fn str(self, field: u64, s: &str) -> Msg {
+    pub fn str(self, field: u64, s: &str) -> Msg {
         self.bytes(field, s.as_bytes())
     }
 
-    fn msg(self, field: u64, m: Msg) -> Msg {
+    pub fn msg(self, field: u64, m: Msg) -> Msg {
         self.bytes(field, &m.0)
     }
 }
