@@ -1,6 +1,6 @@
-// Compiles the C++ shim (shim/*.cpp: the common helpers, TorchScript models, scripts and
-// the script extensions, behind the C interface of shim/shim.h) against libtorch and
-// links libtorch_cpu and libc10.
+// Compiles the C++ shim (shim/*.cpp: the common helpers, TorchScript models, scripts,
+// the script extensions and the sandbox policy's graph walk, behind the C interface of
+// shim/shim.h) against libtorch and links libtorch_cpu and libc10.
 //
 // LIBTORCH must name a folder with include/ and lib/ (scripts/fetch-libtorch prints one:
 // the torch/ folder of the pinned wheel). The plugin finds libtorch at run time through
@@ -9,11 +9,12 @@
 use std::path::PathBuf;
 
 /// The shim's translation units (shim/common.h declares what they share).
-const SOURCES: [&str; 4] = [
+const SOURCES: [&str; 5] = [
     "shim/common.cpp",
     "shim/models.cpp",
     "shim/scripts.cpp",
     "shim/script_ops.cpp",
+    "shim/policy.cpp",
 ];
 
 fn main() {

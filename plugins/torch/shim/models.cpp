@@ -67,6 +67,28 @@ struct rt_module {
     size_t outputs = 0;
 };
 
+namespace rt_shim {
+const torch::jit::Module &module_of(const rt_module *module) { return module->module; }
+}  // namespace rt_shim
+
+namespace {
+
+// The serialised bytes of `module` (a .pt file), malloc'd into *out, *out_len.
+void save_module(const torch::jit::Module &module, uint8_t **out, size_t *out_len) {
+    std::ostringstream stream;
+    module.save(stream);
+    std::string bytes = stream.str();
+    auto *copy = static_cast<uint8_t *>(std::malloc(bytes.size() == 0 ? 1 : bytes.size()));
+    if (copy == nullptr) {
+        throw std::bad_alloc();
+    }
+    std::memcpy(copy, bytes.data(), bytes.size());
+    *out = copy;
+    *out_len = bytes.size();
+}
+
+}  // namespace
+
 extern "C" {
 
 char *rt_module_load(const uint8_t *blob, size_t len, int32_t device, rt_module **out) {
@@ -132,16 +154,19 @@ char *rt_make_module(const char *source, const char *const *param_names, const r
             module.register_parameter(param_names[i], make_tensor(params[i]), false);
         }
         module.define(source);
-        std::ostringstream stream;
-        module.save(stream);
-        std::string bytes = stream.str();
-        auto *copy = static_cast<uint8_t *>(std::malloc(bytes.size() == 0 ? 1 : bytes.size()));
-        if (copy == nullptr) {
-            throw std::bad_alloc();
-        }
-        std::memcpy(copy, bytes.data(), bytes.size());
-        *out = copy;
-        *out_len = bytes.size();
+        save_module(module, out, out_len);
+    });
+}
+
+char *rt_make_module_with_child(const char *source, const char *child_name,
+                                const char *child_source, uint8_t **out, size_t *out_len) {
+    return guarded([&] {
+        torch::jit::Module child(c10::QualifiedName("__torch__.RedisAIChild"));
+        child.define(child_source);
+        torch::jit::Module module(c10::QualifiedName("__torch__.RedisAIModel"));
+        module.register_module(child_name, child);
+        module.define(source);
+        save_module(module, out, out_len);
     });
 }
 

@@ -267,6 +267,10 @@ struct rt_script {
     c10::Device device{c10::kCPU};
 };
 
+namespace rt_shim {
+const torch::jit::CompilationUnit &unit_of(const rt_script *script) { return *script->unit; }
+}  // namespace rt_shim
+
 extern "C" {
 
 char *rt_script_load(const char *source, const char *const *entry_points, size_t n_entry_points,

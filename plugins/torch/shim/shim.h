@@ -112,7 +112,27 @@ void rt_sink_error(rt_sink *sink, const char *message, size_t len);
  * into *out, *out_len (release with rt_bytes_free). */
 char *rt_make_module(const char *source, const char *const *param_names,
                      const rt_view *params, size_t n_params, uint8_t **out, size_t *out_len);
+/* As rt_make_module, for a module with one submodule, `child_name`, whose methods are
+ * `child_source` (the module's own methods may call them as self.<child_name>.f(...)). */
+char *rt_make_module_with_child(const char *source, const char *child_name,
+                                const char *child_source, uint8_t **out, size_t *out_len);
 void rt_bytes_free(uint8_t *bytes);
+
+/* The sandbox policy's view of libtorch (policy.cpp; the plugin decides, src/policy.rs).
+ * rt_module_operations and rt_script_operations write into *out (release with
+ * rt_error_free) the node kinds ("aten::add", "prim::If", ...) of every graph the model
+ * or script can run, and the custom classes ("__torch__.torch.classes.ns.Name") its
+ * values and attributes have: one per line, sorted, each once. */
+char *rt_module_operations(const rt_module *module, char **out, size_t *out_len);
+char *rt_script_operations(const rt_script *script, char **out, size_t *out_len);
+/* The names ("aten::from_file") of libtorch's registered operators, as above. */
+char *rt_operator_names(char **out, size_t *out_len);
+/* Replaces every overload of the named operators with one that only throws (and notes
+ * the name for rt_take_forbidden). */
+char *rt_stub_operators(const char *const *names, size_t n_names);
+/* The name of the stubbed operator a call on this thread last ran into, and forgets it;
+ * null when none (release with rt_error_free). */
+char *rt_take_forbidden(void);
 
 /* libtorch's version, e.g. "2.13.0". */
 const char *rt_torch_version(void);

@@ -7,6 +7,8 @@ use std::ptr;
 
 use redisai_plugin_api::sdk::{DType, Error, OwnedTensor, Result, TensorRef};
 
+use crate::policy::{self, What};
+
 /// `rt_view` of shim.h: a borrowed row-major CPU tensor.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -124,7 +126,27 @@ extern "C" {
         out: *mut *mut u8,
         out_len: *mut usize,
     ) -> *mut c_char;
+    fn rt_make_module_with_child(
+        source: *const c_char,
+        child_name: *const c_char,
+        child_source: *const c_char,
+        out: *mut *mut u8,
+        out_len: *mut usize,
+    ) -> *mut c_char;
     fn rt_bytes_free(bytes: *mut u8);
+    fn rt_module_operations(
+        module: *const RtModule,
+        out: *mut *mut c_char,
+        out_len: *mut usize,
+    ) -> *mut c_char;
+    fn rt_script_operations(
+        script: *const RtScript,
+        out: *mut *mut c_char,
+        out_len: *mut usize,
+    ) -> *mut c_char;
+    fn rt_operator_names(out: *mut *mut c_char, out_len: *mut usize) -> *mut c_char;
+    fn rt_stub_operators(names: *const *const c_char, n_names: usize) -> *mut c_char;
+    fn rt_take_forbidden() -> *mut c_char;
 }
 
 /// Turns a shim error string into an [`Error`] (and frees it).
@@ -139,6 +161,66 @@ fn check(error: *mut c_char) -> Result<()> {
     // SAFETY: as above.
     unsafe { rt_error_free(error) };
     Err(Error(message))
+}
+
+/// Reads a list the shim wrote (one item a line, `len` bytes at `text`) and frees it.
+///
+/// # Safety
+/// `text` must be a buffer of the shim's (released with `rt_error_free`) of `len` bytes.
+unsafe fn take_lines(text: *mut c_char, len: usize) -> Vec<String> {
+    if text.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: guaranteed by the caller.
+    let bytes = unsafe { std::slice::from_raw_parts(text.cast::<u8>(), len) };
+    let lines = String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    // SAFETY: freed once, after the copy.
+    unsafe { rt_error_free(text) };
+    lines
+}
+
+/// Calls a shim function that writes a list into its out-pointers.
+fn lines_of(call: impl FnOnce(*mut *mut c_char, *mut usize) -> *mut c_char) -> Result<Vec<String>> {
+    let mut out = ptr::null_mut();
+    let mut len = 0usize;
+    check(call(&mut out, &mut len))?;
+    // SAFETY: on success the shim wrote a buffer of `len` bytes at `out`.
+    Ok(unsafe { take_lines(out, len) })
+}
+
+/// The names of libtorch's registered operators (`aten::from_file`, ...), each once.
+pub fn operator_names() -> Result<Vec<String>> {
+    // SAFETY: two valid out-pointers; the shim catches every exception.
+    lines_of(|out, len| unsafe { rt_operator_names(out, len) })
+}
+
+/// Replaces every overload of the named operators with a stub that only throws (see
+/// [`policy::install`]).
+pub(crate) fn stub_operators(names: &[String]) -> Result<()> {
+    let names = c_strings(names, "an operator name")?;
+    let ptrs: Vec<*const c_char> = names.iter().map(|name| name.as_ptr()).collect();
+    // SAFETY: the strings live for the call; the shim copies them.
+    check(unsafe { rt_stub_operators(ptrs.as_ptr(), ptrs.len()) })
+}
+
+/// The stubbed operator a call on this thread last ran into (and forgets it).
+pub(crate) fn take_forbidden() -> Option<String> {
+    // SAFETY: no arguments; the shim catches every exception.
+    let name = unsafe { rt_take_forbidden() };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: a NUL-terminated string from the shim, freed once here.
+    let text = unsafe { CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned();
+    // SAFETY: as above.
+    unsafe { rt_error_free(name) };
+    Some(text)
 }
 
 fn c_string(text: &str, what: &str) -> Result<CString> {
@@ -312,11 +394,17 @@ impl Module {
 
     /// Loads a serialised TorchScript module onto `device` (its parameters are mapped
     /// there); runs copy the inputs to the device and the outputs back to the CPU.
+    ///
+    /// The module is checked against the sandbox policy ([`policy`]) before it is
+    /// returned: a model that could run a forbidden operation is refused.
     pub fn load_on(blob: &[u8], device: TorchDevice) -> Result<Module> {
         let code = device.code()?;
+        policy::install()?;
+        take_forbidden();
         let mut raw = ptr::null_mut();
         // SAFETY: `blob` is valid for its length; `raw` receives an owned module.
-        check(unsafe { rt_module_load(blob.as_ptr(), blob.len(), code, &mut raw) })?;
+        check(unsafe { rt_module_load(blob.as_ptr(), blob.len(), code, &mut raw) })
+            .map_err(|err| policy::explain(err, What::Model))?;
         // SAFETY: `raw` is live; names are copied out.
         let inputs = (0..unsafe { rt_module_input_count(raw) })
             .map(|index| {
@@ -334,11 +422,20 @@ impl Module {
             .collect();
         // SAFETY: `raw` is live.
         let outputs = unsafe { rt_module_output_count(raw) };
-        Ok(Module {
+        let module = Module {
             raw,
             inputs,
             outputs,
-        })
+        };
+        policy::check(module.operations()?.iter().map(String::as_str), What::Model)?;
+        Ok(module)
+    }
+
+    /// What the module can run: the node kinds of every graph reachable from it and the
+    /// custom classes its values have (see [`policy`]), sorted, each once.
+    pub fn operations(&self) -> Result<Vec<String>> {
+        // SAFETY: `self.raw` is live; the out-pointers are valid.
+        lines_of(|out, len| unsafe { rt_module_operations(self.raw, out, len) })
     }
 
     /// Names of `forward`'s arguments (after `self`).
@@ -355,8 +452,10 @@ impl Module {
     pub fn forward(&self, inputs: &[TensorRef<'_>]) -> Result<Vec<OwnedTensor>> {
         let views: Vec<RtView> = inputs.iter().map(view_of).collect();
         let mut out = ptr::null_mut();
+        take_forbidden();
         // SAFETY: the views borrow `inputs` for the call; `out` receives owned outputs.
-        check(unsafe { rt_module_forward(self.raw, views.as_ptr(), views.len(), &mut out) })?;
+        check(unsafe { rt_module_forward(self.raw, views.as_ptr(), views.len(), &mut out) })
+            .map_err(|err| policy::explain(err, What::Model))?;
         Outputs(out).to_owned()
     }
 }
@@ -391,17 +490,35 @@ impl Script {
     }
 
     /// As [`Script::load`], for a script whose functions get their tensors on `device`.
+    ///
+    /// The script is checked against the sandbox policy ([`policy`]): one that could run
+    /// a forbidden operation is refused.
     pub fn load_on(source: &str, entry_points: &[String], device: TorchDevice) -> Result<Script> {
         let code = device.code()?;
         let source = c_string(source, "the script source")?;
         let names = c_strings(entry_points, "an entry point name")?;
         let ptrs: Vec<*const c_char> = names.iter().map(|name| name.as_ptr()).collect();
+        policy::install()?;
+        take_forbidden();
         let mut raw = ptr::null_mut();
         // SAFETY: all strings live for the call; `raw` receives an owned script.
         check(unsafe {
             rt_script_load(source.as_ptr(), ptrs.as_ptr(), ptrs.len(), code, &mut raw)
-        })?;
-        Ok(Script { raw })
+        })
+        .map_err(|err| policy::explain(err, What::Script))?;
+        let script = Script { raw };
+        policy::check(
+            script.operations()?.iter().map(String::as_str),
+            What::Script,
+        )?;
+        Ok(script)
+    }
+
+    /// What the script can run: the node kinds of every graph of its compilation unit
+    /// (see [`policy`]), sorted, each once.
+    pub fn operations(&self) -> Result<Vec<String>> {
+        // SAFETY: `self.raw` is live; the out-pointers are valid.
+        lines_of(|out, len| unsafe { rt_script_operations(self.raw, out, len) })
     }
 
     /// Calls `function(inputs, keys, args)`; returns the tensors it returns.
@@ -419,6 +536,7 @@ impl Script {
         let key_ptrs: Vec<*const c_char> = keys.iter().map(|s| s.as_ptr()).collect();
         let arg_ptrs: Vec<*const c_char> = args.iter().map(|s| s.as_ptr()).collect();
         let mut out = ptr::null_mut();
+        take_forbidden();
         // SAFETY: every pointer borrows data that outlives the call; `out` receives owned
         // outputs.
         check(unsafe {
@@ -433,7 +551,8 @@ impl Script {
                 arg_ptrs.len(),
                 &mut out,
             )
-        })?;
+        })
+        .map_err(|err| policy::explain(err, What::Script))?;
         Outputs(out).to_owned()
     }
 
@@ -454,6 +573,7 @@ impl Script {
             None => -1,
         };
         let mut out = ptr::null_mut();
+        take_forbidden();
         // SAFETY: every pointer borrows data that outlives the call; `out` receives owned
         // outputs.
         check(unsafe {
@@ -465,7 +585,8 @@ impl Script {
                 variadic,
                 &mut out,
             )
-        })?;
+        })
+        .map_err(|err| policy::explain(err, What::Script))?;
         Outputs(out).to_owned()
     }
 }
@@ -509,6 +630,36 @@ pub fn make_module(source: &str, params: &[(&str, TensorRef<'_>)]) -> Result<Vec
             name_ptrs.as_ptr(),
             views.as_ptr(),
             views.len(),
+            &mut out,
+            &mut len,
+        )
+    })?;
+    // SAFETY: the shim returned `len` bytes at `out`, freed once after the copy.
+    let bytes = unsafe { std::slice::from_raw_parts(out, len) }.to_vec();
+    // SAFETY: as above.
+    unsafe { rt_bytes_free(out) };
+    Ok(bytes)
+}
+
+/// As [`make_module`], for a module with one submodule, `child_name`, whose methods are
+/// `child_source`: the module's own methods may call them as `self.<child_name>.f(...)`.
+pub fn make_module_with_child(
+    source: &str,
+    child_name: &str,
+    child_source: &str,
+) -> Result<Vec<u8>> {
+    let source = c_string(source, "the module source")?;
+    let child_name = c_string(child_name, "the submodule name")?;
+    let child_source = c_string(child_source, "the submodule source")?;
+    let mut out = ptr::null_mut();
+    let mut len = 0usize;
+    // SAFETY: every pointer borrows data that outlives the call; `out` receives a malloc'd
+    // buffer of `len` bytes.
+    check(unsafe {
+        rt_make_module_with_child(
+            source.as_ptr(),
+            child_name.as_ptr(),
+            child_source.as_ptr(),
             &mut out,
             &mut len,
         )

@@ -21,6 +21,13 @@
 //! script `redis.execute(cmd, args...)`, `redis.asList(reply)` and
 //! `redisAI.model_execute(key, inputs, n_outputs)` reach the host (see [`extensions`]).
 //!
+//! # Sandbox
+//! A stored model or script is hostile input: each is checked against the sandbox
+//! policy ([`policy`]) when the plugin loads it (every store, RDB/AOF load and
+//! replica goes through that load), and refused when it could run an operation outside
+//! the policy, e.g. `model uses a forbidden operation: aten::from_file (file access)`.
+//! The refused operators are also stubbed out of libtorch's registry at init.
+//!
 //! # GPU variant
 //! Built with the `cuda` feature, it is laid out as `backends/redisai_torch_gpu/` with
 //! libtorch's CUDA libraries and NVIDIA's beside it (scripts/build-backend-torch-gpu) and
@@ -45,6 +52,7 @@ pub mod archive_check;
 pub mod cuda;
 mod extensions;
 pub mod ffi;
+pub mod policy;
 
 use std::ffi::CStr;
 
@@ -53,7 +61,7 @@ use redisai_plugin_api::sdk::{
     Result, RunOptions, ScriptCall, ScriptConvention, TensorRef,
 };
 
-pub use ffi::{make_module, torch_version, Module, Script, TorchDevice};
+pub use ffi::{make_module, make_module_with_child, torch_version, Module, Script, TorchDevice};
 
 /// The libtorch version the plugin is built for (checked against the library at init).
 pub const TORCH_VERSION: &str = "2.13.0";
@@ -150,6 +158,8 @@ impl Plugin for TorchPlugin {
                 err.0
             ))
         })?;
+        // Before any model or script is loaded (see policy::install).
+        policy::install()?;
         Ok(TorchPlugin { host })
     }
 
