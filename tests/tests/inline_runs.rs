@@ -80,28 +80,39 @@ fn every_backend_gives_the_same_outputs_inline() {
     let server = server(GENEROUS_LIMIT);
     let mut c = client(&server);
     set_f32(&mut c, "x", &[1, 4], &[1.0, 2.0, -3.0, 0.5]);
-    let models: [(&str, &str, &str, &str, &[&str]); 4] = [
-        ("onnx", "ONNX", "onnx", "mlp.onnx", &[]),
-        ("tflite", "TFLITE", "tflite", "mlp.tflite", &[]),
-        ("torch", "TORCH", "torch", "mlp.pt", &[]),
+    // (key, backend, folder, file, INPUTS/OUTPUTS, whether its runs may go inline):
+    // libtorch cannot stop a run at its deadline, so the TORCH plugin does not declare
+    // RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN and its runs never hold the main thread.
+    let models: [(&str, &str, &str, &str, &[&str], bool); 4] = [
+        ("onnx", "ONNX", "onnx", "mlp.onnx", &[], true),
+        ("tflite", "TFLITE", "tflite", "mlp.tflite", &[], true),
+        ("torch", "TORCH", "torch", "mlp.pt", &[], false),
         (
             "tf",
             "TF",
             "tf",
             "mlp.pb",
             &["INPUTS", "1", "x", "OUTPUTS", "1", "y"],
+            true,
         ),
     ];
-    for (key, backend, dir, file, io) in models {
+    for (key, backend, dir, file, io, may_go_inline) in models {
         store(&mut c, key, backend, dir, file, io);
         let before = inline_runs(&mut c);
         runs_agree(&mut c, key);
         let inline = inline_runs(&mut c) - before;
-        assert!(
-            inline > 0,
-            "{backend}: no run went inline in {} runs",
-            RUNS + 1
-        );
+        if may_go_inline {
+            assert!(
+                inline > 0,
+                "{backend}: no run went inline in {} runs",
+                RUNS + 1
+            );
+        } else {
+            assert_eq!(
+                inline, 0,
+                "{backend}: a run that cannot be stopped went inline"
+            );
+        }
         assert_eq!(
             ai_info(&mut c, key, "calls"),
             RUNS as i64 + 1,
