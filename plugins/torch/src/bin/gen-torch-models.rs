@@ -7,12 +7,19 @@
 //!   argmax.pt       forward(x[N,K] FLOAT) -> argmax over K     (INT64)
 //!   logical.pt      forward(a, b BOOL) -> (a and b, a xor b)   (BOOL)
 //!
+//! and hostile models, which the sandbox policy (src/policy.rs) must refuse:
+//!
+//!   hostile_from_file.pt  forward(x UINT8) returns /etc/passwd's first 64 bytes + x
+//!   hostile_submodule.pt  forward(x) calls self.reader.read(x), which does the same
+//!   hostile_setstate.pt   __setstate__ (run while libtorch loads the model) creates
+//!                         /tmp/redisai-hostile-setstate with from_file(shared=True)
+//!
 //! Usage: `cargo run --bin gen-torch-models -- [DIR]`, with LIBTORCH set (see build.rs).
 
 use std::path::PathBuf;
 
 use redisai_plugin_api::sdk::{DType, Device, DeviceKind, TensorRef};
-use redisai_torch::make_module;
+use redisai_torch::{make_module, make_module_with_child};
 
 /// A FLOAT parameter with deterministic values: ((i * 5 + seed) % 9 - 4) / 8.
 fn param(shape: &[i64], seed: usize) -> (Vec<i64>, Vec<u8>) {
@@ -82,6 +89,33 @@ fn main() -> Result<(), String> {
     )
     .map_err(|e| format!("mlp.pt: {}", e.0))?;
     written.push(("mlp.pt", mlp));
+    // dtype 0 is uint8 (TorchScript passes dtypes as ints): x is a UINT8 tensor.
+    let read_passwd = "torch.from_file(\"/etc/passwd\", False, 64, dtype=0) + x";
+    written.push((
+        "hostile_from_file.pt",
+        make_module(
+            &format!("def forward(self, x: Tensor) -> Tensor:\n    return {read_passwd}\n"),
+            &[],
+        )
+        .map_err(|e| format!("hostile_from_file.pt: {}", e.0))?,
+    ));
+    written.push((
+        "hostile_submodule.pt",
+        make_module_with_child(
+            "def forward(self, x: Tensor) -> Tensor:\n    return self.reader.read(x)\n",
+            "reader",
+            &format!("def read(self, x: Tensor) -> Tensor:\n    return {read_passwd}\n"),
+        )
+        .map_err(|e| format!("hostile_submodule.pt: {}", e.0))?,
+    ));
+    written.push((
+        "hostile_setstate.pt",
+        make_module(
+            "def __getstate__(self) -> int:\n    return 1\n\ndef __setstate__(self, state: int) -> None:\n    print(torch.from_file(\"/tmp/redisai-hostile-setstate\", True, 64).sum())\n\ndef forward(self, x: Tensor) -> Tensor:\n    return x\n",
+            &[],
+        )
+        .map_err(|e| format!("hostile_setstate.pt: {}", e.0))?,
+    ));
     for (name, bytes) in written {
         let path = dir.join(name);
         std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
