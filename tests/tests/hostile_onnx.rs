@@ -306,3 +306,69 @@ fn custom_operator_domains_are_refused() {
     );
     alive_and_absent(&mut c, "app1:m");
 }
+
+/// `a` and `b`, each padded with a doc_string (ModelProto field 6) to the same length.
+fn same_length(a: Vec<u8>, b: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    let target = a.len().max(b.len()) + 200;
+    let pad = |bytes: Vec<u8>| {
+        (0..target)
+            .map(|n| {
+                let mut padded = bytes.clone();
+                padded.extend_from_slice(&Msg::default().bytes(6, &vec![b'.'; n]).0);
+                padded
+            })
+            .find(|padded| padded.len() == target)
+            .expect("a padding that fits")
+    };
+    (pad(a), pad(b))
+}
+
+/// The RDB path (RDB loads, replicas, RESTORE) goes through the same check: a model whose
+/// bytes were swapped for a hostile model's inside a DUMP payload is restored without a
+/// runtime (the core keeps models that their backend refuses when it loads a data set),
+/// and its runs fail with the policy's text; the file is never read.
+#[test]
+fn a_hostile_model_restored_from_a_dump_payload_never_runs() {
+    let server = Server::start();
+    let mut c = server.client();
+    std::fs::write(server.dir.join("secret.bin"), [7u8; 16]).expect("secret.bin");
+    run_str(&mut c, "CONFIG SET rdbcompression no").expect("rdbcompression");
+    let x = value_info("x", FLOAT, &[4]);
+    let good = model(
+        graph(
+            &[node("Add", "", &["x", "w"], &["y"])],
+            &[inline_tensor("w")],
+            &[x],
+            true,
+        ),
+        Msg::default(),
+    );
+    let (_, bad) = hostile_models("secret.bin").remove(0);
+    let (good, bad) = same_length(good, bad);
+    let reply = run(
+        &mut c,
+        &[b"AI.MODELSTORE", b"good", b"ONNX", b"CPU", b"BLOB", &good],
+    );
+    assert_eq!(reply.expect("MODELSTORE"), Value::Okay);
+    let Value::BulkString(mut payload) = run_str(&mut c, "DUMP good").expect("DUMP") else {
+        panic!("DUMP gave no payload");
+    };
+    let at = payload
+        .windows(good.len())
+        .position(|w| w == good.as_slice())
+        .expect("the model's bytes in the payload");
+    payload[at..at + bad.len()].copy_from_slice(&bad);
+    run_str(&mut c, "DEBUG SET-SKIP-CHECKSUM-VALIDATION 1").expect("DEBUG");
+    let restored = run(&mut c, &[b"RESTORE", b"evil", b"0", &payload]);
+    assert_eq!(restored.expect("RESTORE"), Value::Okay);
+    run_str(&mut c, "AI.TENSORSET x FLOAT 4 VALUES 0 0 0 0").expect("TENSORSET");
+    let text = error_text(run_str(
+        &mut c,
+        "AI.MODELEXECUTE evil INPUTS 1 x OUTPUTS 1 y",
+    ));
+    assert!(
+        text.contains("Initializer tensors with external data is not allowed."),
+        "{text}"
+    );
+    alive_and_absent(&mut c, "y");
+}
