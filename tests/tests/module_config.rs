@@ -178,6 +178,8 @@ fn loading_native_code_needs_admin_rights() {
         for command in [
             "AI.CONFIG LOADBACKEND ONNX /tmp/plugin.so",
             "AI.CONFIG BACKENDSPATH /tmp",
+            "AI.CONFIG MODEL_CHUNK_SIZE 1",
+            "AI.CONFIG INLINE_EXECUTION_LIMIT_US 10000",
         ] {
             let refused = error_text(run_str(&mut u, command));
             assert!(
