@@ -8,7 +8,8 @@
 //! ONNX Runtime does not provide could only run through a custom-op library.
 //!
 //! [`check`] parses the serialised `ModelProto` itself (a small protobuf reader: no
-//! allocation beyond the list of the model's function domains, a bound on nesting, never a
+//! allocation beyond the set of its local functions' domains (at most [`MAX_FUNCTION_DOMAINS`]),
+//! a bound on nesting, never a
 //! panic on any input) and refuses:
 //! - external data of any kind: a `TensorProto` with `data_location` other than DEFAULT
 //!   (field 14) or any `external_data` entry (field 13), wherever a tensor can be: graph
@@ -29,6 +30,8 @@
 //! they matter: a singular field given twice counts once, last value winning (the checks
 //! look at every occurrence, which is stricter), an enum is a varint truncated to 32 bits,
 //! and a field with an unexpected wire type is an unknown field that the parser skips.
+
+use std::collections::HashSet;
 
 /// RedisAI's reply to a model with external data (the client sees it after `ERR `).
 pub const EXTERNAL_DATA: &str = "Initializer tensors with external data is not allowed.";
@@ -60,6 +63,9 @@ pub const DENIED_OPS: &[(&str, &str, &str)] = &[
 /// How deep messages may nest (protobuf's own default recursion limit, which ONNX Runtime's
 /// parser keeps, is 100, so no model it loads is refused for this).
 pub const MAX_DEPTH: usize = 100;
+
+/// How many distinct domains a model's local functions may have.
+pub const MAX_FUNCTION_DOMAINS: usize = 1024;
 
 /// Checks a serialised ONNX model against the policy; the error is the reply text.
 pub fn check(blob: &[u8]) -> Result<(), String> {
@@ -200,8 +206,8 @@ fn each_bytes<'a>(message: &'a [u8], mut each: impl FnMut(u32, &'a [u8]) -> Chec
 
 /// The domains of the model's local functions (ModelProto.functions = 25,
 /// FunctionProto.domain = 10, the last one given).
-fn function_domains(model: &[u8]) -> Checked<Vec<&[u8]>> {
-    let mut domains = Vec::new();
+fn function_domains(model: &[u8]) -> Checked<HashSet<&[u8]>> {
+    let mut domains = HashSet::new();
     each_bytes(model, |number, function| {
         if number == model::FUNCTIONS {
             let mut domain: &[u8] = b"";
@@ -211,7 +217,10 @@ fn function_domains(model: &[u8]) -> Checked<Vec<&[u8]>> {
                 }
                 Ok(())
             })?;
-            domains.push(domain);
+            domains.insert(domain);
+            if domains.len() > MAX_FUNCTION_DOMAINS {
+                return Err(Refusal::Malformed("too many local function domains"));
+            }
         }
         Ok(())
     })?;
@@ -262,7 +271,7 @@ mod training_info {
 
 /// The walk over the messages that can hold tensors or nodes.
 struct Walk<'d> {
-    domains: &'d [&'d [u8]],
+    domains: &'d HashSet<&'d [u8]>,
 }
 
 /// `depth` one level down, or TooDeep.
@@ -353,7 +362,7 @@ impl Walk<'_> {
     }
 
     fn domain_allowed(&self, domain: &[u8]) -> bool {
-        ALLOWED_DOMAINS.iter().any(|d| d.as_bytes() == domain) || self.domains.contains(&domain)
+        ALLOWED_DOMAINS.iter().any(|d| d.as_bytes() == domain) || self.domains.contains(domain)
     }
 
     fn attribute(&self, bytes: &[u8], depth: usize) -> Checked {
@@ -728,6 +737,23 @@ mod tests {
             refusal(&bytes),
             "model uses a forbidden operation: x?y.A??B (custom operator domain)"
         );
+    }
+
+    #[test]
+    fn function_domains_are_bounded() {
+        let mut bytes = Vec::new();
+        for i in 0..=MAX_FUNCTION_DOMAINS {
+            let f = Msg::default().str(1, "f").str(10, &format!("d{i}"));
+            bytes.extend_from_slice(&Msg::default().msg(25, f).0);
+        }
+        assert!(refusal(&bytes).contains("too many local function domains"));
+        // Many functions in few domains are fine.
+        let mut bytes = Vec::new();
+        for i in 0..5000 {
+            let f = Msg::default().str(1, &format!("f{i}")).str(10, "local");
+            bytes.extend_from_slice(&Msg::default().msg(25, f).0);
+        }
+        check(&bytes).expect("one domain");
     }
 
     #[test]
