@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use redisai_tests::redis::{Connection, Value};
-use redisai_tests::{error_text, run, run_str, Server};
+use redisai_tests::{error_text, run, run_str, Server, ServerConfig};
 
 const SCRIPT_REFUSED: &str = "ERR script uses a forbidden operation: aten::from_file (file access)";
 const MODEL_REFUSED: &str = "ERR model uses a forbidden operation: aten::from_file (file access)";
@@ -232,4 +232,112 @@ fn models_reading_or_creating_files_are_refused() {
     )
     .expect("run");
     pong(&mut u);
+}
+
+/// One command in RESP, as an AOF holds it.
+fn resp(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// An AOF written elsewhere (by hand here) that stores a hostile script and model is
+/// loaded through the same plugin load: the core keeps the keys (as it keeps any whose
+/// backend refused them at load) but they answer with the refusal, the script's file is
+/// not created, and the server's log names the refusals.
+#[test]
+fn an_aof_with_a_hostile_script_and_model_does_not_run_them() {
+    if !torch_built() {
+        eprintln!("skipped: dist/backends/redisai_torch is not built");
+        return;
+    }
+    let created = std::env::temp_dir().join(format!("redisai-hostile-aof-{}", std::process::id()));
+    let _ = std::fs::remove_file(&created);
+    let source = format!(
+        "def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return torch.from_file(\"{}\", True, 64, dtype=torch.uint8)\n",
+        created.display()
+    );
+    let model = model_bytes("hostile_from_file.pt");
+    let mut aof = resp(&[b"SELECT", b"0"]);
+    aof.extend(resp(&[
+        b"AI.SCRIPTSTORE",
+        b"app1:s",
+        b"CPU",
+        b"ENTRY_POINTS",
+        b"1",
+        b"f",
+        b"SOURCE",
+        source.as_bytes(),
+    ]));
+    aof.extend(resp(&[
+        b"AI.MODELSTORE",
+        b"app1:m",
+        b"TORCH",
+        b"CPU",
+        b"BLOB",
+        &model,
+    ]));
+    aof.extend(resp(&[b"SET", b"app1:after", b"1"]));
+    let dir =
+        std::env::temp_dir().join(format!("redisai-hostile-torch-aof-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("appendonly.aof"), &aof).expect("aof");
+    let config = ServerConfig {
+        data_dir: Some(dir.clone()),
+        ..ServerConfig::default()
+    }
+    .option("appendonly", &["yes"]);
+    match Server::try_start(config) {
+        Ok(server) => {
+            let mut c = server.client();
+            // The core keeps what a file holds, but the keys only answer with the
+            // refusal: nothing of them runs.
+            assert_eq!(exists(&mut c, "app1:after"), 1);
+            run_str(&mut c, "AI.TENSORSET app1:x UINT8 64").expect("x");
+            let script = error_text(run_str(
+                &mut c,
+                "AI.SCRIPTEXECUTE app1:s f INPUTS 1 app1:x OUTPUTS 1 app1:y",
+            ));
+            eprintln!("SCRIPTEXECUTE: {script}");
+            assert!(
+                script.contains(SCRIPT_REFUSED.trim_start_matches("ERR ")),
+                "{script}"
+            );
+            let model = error_text(run_str(
+                &mut c,
+                "AI.MODELEXECUTE app1:m INPUTS 1 app1:x OUTPUTS 1 app1:y",
+            ));
+            eprintln!("MODELEXECUTE: {model}");
+            assert!(
+                model.contains(MODEL_REFUSED.trim_start_matches("ERR ")),
+                "{model}"
+            );
+            assert_eq!(exists(&mut c, "app1:y"), 0);
+            pong(&mut c);
+            let log = server.log();
+            assert!(
+                log.contains(SCRIPT_REFUSED.trim_start_matches("ERR ")),
+                "{log}"
+            );
+            assert!(
+                log.contains(MODEL_REFUSED.trim_start_matches("ERR ")),
+                "{log}"
+            );
+        }
+        Err(err) => {
+            // Refusing to load the file at all is as safe; it must say why.
+            assert!(
+                err.log.contains(SCRIPT_REFUSED.trim_start_matches("ERR ")),
+                "{}",
+                err.log
+            );
+        }
+    }
+    assert!(!created.exists(), "{} was created", created.display());
+    let _ = std::fs::remove_dir_all(&dir);
 }
