@@ -85,6 +85,7 @@ impl Plugin for OnnxPlugin {
     /// not reliably thread-safe), so each model's session sits behind a mutex and the
     /// host is told to serialise runs of one model. Runs of different models overlap.
     const CONCURRENT_RUN: bool = false;
+    const INTERRUPTIBLE_RUN: bool = true;
 
     fn init(host: Host) -> Result<Self> {
         let backend = OnnxBackend::new(move |key| host.config(key))?;

@@ -22,7 +22,7 @@ fn the_c_table_end_to_end() {
             runtime_version: c"1.32.0",
             device_mask: 1,
             dtype_mask: 0x3ff,
-            flags: 0,
+            flags: redisai_plugin_api::abi::RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN,
             scripts: false,
         },
     );

@@ -26,7 +26,7 @@ fn the_c_table_end_to_end() {
             device_mask: 1,
             // Every dtype but STRING.
             dtype_mask: 0x1ff,
-            flags: 0,
+            flags: redisai_plugin_api::abi::RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN,
             scripts: false,
         },
     );
