@@ -117,6 +117,7 @@ impl Plugin for TfPlugin {
     /// session, which would cancel any other run on it. Runs of different models overlap
     /// (each on a `tf-call` thread of its own, in TensorFlow's shared thread pools).
     const CONCURRENT_RUN: bool = false;
+    const INTERRUPTIBLE_RUN: bool = true;
 
     fn init(host: Host) -> Result<Self> {
         let backend = TfBackend::new(move |key| host.config(key))?;

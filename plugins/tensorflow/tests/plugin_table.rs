@@ -27,7 +27,7 @@ fn the_c_table_end_to_end() {
             device_mask: 1,
             // Every dtype, STRING included.
             dtype_mask: 0x3ff,
-            flags: 0,
+            flags: redisai_plugin_api::abi::RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN,
             scripts: false,
         },
     );
