@@ -8,6 +8,7 @@ use redisai_plugin_api::sdk::{
 
 use crate::convert::{self, TensorName};
 use crate::ffi::{self, Graph, Output, Runtime, Session};
+use crate::policy::{self, Refusal};
 use crate::proto;
 use crate::runtime;
 use redisai_plugin_api::sdk::cancel;
@@ -129,10 +130,37 @@ impl TfBackend {
 
     /// Imports a frozen GraphDef and makes a session on it. `inputs` and `outputs` are
     /// the tensors fed and fetched, as `op` or `op:index`.
+    ///
+    /// The graph must pass the load policy ([`crate::policy`]): an operation that is not
+    /// pure computation (file access, datasets, Python, ...) is refused with
+    /// `model uses a forbidden operation: <OpType> (<rule>)` before TensorFlow sees it.
     pub fn load(&self, blob: &[u8], inputs: &[String], outputs: &[String]) -> Result<TfModel> {
+        self.load_checked(blob, inputs, outputs, true)
+    }
+
+    /// [`TfBackend::load`] without the load policy, for this crate's tests of what the
+    /// policy guards against (a graph of an operation that ends threads). The plugin never
+    /// calls it: every model the host loads goes through [`TfBackend::load`].
+    #[doc(hidden)]
+    pub fn load_without_policy_for_tests(
+        &self,
+        blob: &[u8],
+        inputs: &[String],
+        outputs: &[String],
+    ) -> Result<TfModel> {
+        self.load_checked(blob, inputs, outputs, false)
+    }
+
+    fn load_checked(
+        &self,
+        blob: &[u8],
+        inputs: &[String],
+        outputs: &[String],
+        policy: bool,
+    ) -> Result<TfModel> {
         let loaded = self
             .runtime
-            .call(|| self.load_inner(blob, inputs, outputs))
+            .call(|| self.load_inner(blob, inputs, outputs, policy))
             .map_err(Error::new)?
             .map_err(|err| Error::new(one_line(&err.0)))?;
         Ok(TfModel {
@@ -143,14 +171,41 @@ impl TfBackend {
         })
     }
 
-    fn load_inner(&self, blob: &[u8], inputs: &[String], outputs: &[String]) -> Result<Loaded> {
+    fn load_inner(
+        &self,
+        blob: &[u8],
+        inputs: &[String],
+        outputs: &[String],
+        policy: bool,
+    ) -> Result<Loaded> {
         if outputs.is_empty() {
             return Err(Error::new(
                 "a TF model needs the names of the graph's outputs (OUTPUTS at AI.MODELSTORE)",
             ));
         }
-        let graph = Graph::import(self.runtime, blob)
-            .map_err(|f| Error::new(format!("could not import the TF graph: {f}")))?;
+        let import = || {
+            Graph::import(self.runtime, blob)
+                .map_err(|f| Error::new(format!("could not import the TF graph: {f}")))
+        };
+        if policy {
+            match policy::check(blob) {
+                Ok(()) => {}
+                Err(refusal @ Refusal::Forbidden { .. }) => {
+                    return Err(Error::new(refusal.to_string()))
+                }
+                Err(refusal @ Refusal::Malformed(_)) => {
+                    // Not a GraphDef: TensorFlow's own reason, as before the policy. Its
+                    // import runs nothing; whatever it says, the blob is refused.
+                    return Err(match import() {
+                        Err(err) => err,
+                        Ok(_graph) => {
+                            Error::new(format!("could not import the TF graph: {refusal}"))
+                        }
+                    });
+                }
+            }
+        }
+        let graph = import()?;
         let graph = Arc::new(graph);
         let inputs = inputs
             .iter()

@@ -19,7 +19,9 @@
 //!
 //! Two libcs in one process need care (`ffi::namespace` has the details): the namespace's
 //! libc hands out its first 256 thread-specific data keys unused, so TensorFlow's keys
-//! never share a slot with the host's (jemalloc's, in Redis); and TensorFlow is called
+//! never share a slot with the host's (jemalloc's, in Redis), and their destructors run
+//! the host's, so a TensorFlow thread that ends releases jemalloc's per-thread state (which
+//! the dynamic loader gave it); and TensorFlow is called
 //! only on threads made by its own libc (`tf-call` threads, which never end), never on a
 //! host thread, whose exit would hand TensorFlow's per-thread blocks to the host's `free`.
 //! A call costs two thread switches (tens of microseconds).
@@ -30,7 +32,17 @@
 //!
 //! # Models
 //! Frozen `GraphDef`s (a serialized protocol buffer; a blob that does not parse as one, or
-//! names an unknown op or a missing node, is refused at load with TensorFlow's reason).
+//! names a missing node, is refused at load with TensorFlow's reason).
+//!
+//! A stored model is hostile input (any client allowed `AI.MODELSTORE`, and every RDB, AOF
+//! and replication stream, can bring one), so before TensorFlow sees a graph the load
+//! policy ([`policy`]) checks every operation of it, those of its function library and
+//! those named in `func` attributes against an allow-list of pure computation (math, nn,
+//! array, control flow, images, strings, parsing, random, in-memory tables). Anything else,
+//! unknown ops included, is refused with `model uses a forbidden operation: <OpType>
+//! (<rule>)`, the rule being `file access` (ReadFile, WriteFile, MatchingFiles, readers,
+//! Save/Restore, ...), `datasets, queues and iterators`, `summaries`, `Python functions`,
+//! `network`, `debugging output`, `process control` or `not on the allow-list`.
 //! The inputs and outputs are the tensors named at `AI.MODELSTORE ... INPUTS ... OUTPUTS`,
 //! as `op` (output 0) or `op:index`; a name that is not an operation of the graph is
 //! refused at load (`Input node named "x" not found in TF graph`, as RedisAI said), and so
@@ -76,6 +88,7 @@ mod backend;
 mod convert;
 #[allow(unsafe_code)]
 mod ffi;
+pub mod policy;
 mod proto;
 pub mod runtime;
 

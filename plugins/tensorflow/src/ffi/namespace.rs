@@ -17,8 +17,8 @@
 //!   the values live in the thread's descriptor, shared: the host's key 0 and TensorFlow's
 //!   key 0 would be one slot (absl's per-thread state then overwrites jemalloc's and the
 //!   other way round, and Redis aborts). The namespace's libc is made to hand out its first
-//!   [`RESERVED_KEYS`] keys at once, never used, so TensorFlow's keys lie above any the host
-//!   will make.
+//!   [`RESERVED_KEYS`] keys at once, never used by TensorFlow, so TensorFlow's keys lie
+//!   above any the host will make (their destructors mirror the host's: see below).
 //! - Above key 31 a libc keeps the values in blocks it allocates, and the libc that made a
 //!   thread frees them when the thread exits: a host thread that ran TensorFlow code would
 //!   hand TensorFlow's blocks to the host's `free`. So no host thread runs TensorFlow code:
@@ -27,17 +27,52 @@
 //! - TensorFlow's libc reads its own copy of the environment, taken when the namespace is
 //!   made; variables for TensorFlow are set with *that* libc's `setenv`, so the host's
 //!   environment is never written (no `setenv` racing other threads of the host).
+//! - The dynamic loader is shared, and it allocates with the *host's* `malloc` (after
+//!   startup `ld.so` uses the main program's `malloc`: jemalloc in Debian's redis-server,
+//!   which links libjemalloc): every thread's DTV and the dynamic TLS blocks of libraries
+//!   opened later (TensorFlow's `thread_local`s, made on first use by `__tls_get_addr`)
+//!   come from it, on TensorFlow's threads too. jemalloc ties its per-thread state (its
+//!   `tsd` and thread cache, which live in the thread's static TLS, on its stack, and are
+//!   linked into jemalloc's global lists) to a key of the host's libc, whose destructor
+//!   unlinks it when the thread exits. But a thread made by the namespace's libc runs, at
+//!   its exit, only the destructors of the *namespace* libc's keys: when one of
+//!   TensorFlow's threads ended (MatchingFiles runs a temporary `ForEach` thread pool),
+//!   jemalloc's lists kept pointing into its unmapped or reused stack, and the next thread
+//!   start, allocation or statistics merge (Redis's `serverCron`) walked freed memory: a
+//!   SIGSEGV in jemalloc within seconds. Reproduced in this crate's tests
+//!   (`tests/thread_exit.rs`, jemalloc preloaded: SIGSEGV after one MatchingFiles run, in
+//!   jemalloc's `malloc` called from `__tls_get_addr` on a new `tf_ForEach` thread; still
+//!   so with glibc's stack cache off, so stack reuse is not the cause). So each reserved
+//!   key (below) gets a *mirror* destructor: the namespace's key `k` runs the host's
+//!   destructor of the host's key `k` (read from the host libc's `__pthread_keys` when it
+//!   runs, and only while the host's key is in its first life, as the namespace's is), so
+//!   a TensorFlow thread that ends releases the host's per-thread state as a host thread
+//!   would. With glibc's `malloc` as the host's there is no such key, and an ended
+//!   TensorFlow thread leaves its host thread cache behind (a leak, not a corruption:
+//!   glibc frees it only from the host libc's own thread exit).
 //! - Thread stacks: both libcs keep the stacks of ended threads in one cache, in the
 //!   dynamic loader's shared state, and a `pthread_create` reuses a cached stack of a
 //!   fitting size (at least the size asked for, at most four times it), freeing the
-//!   dynamic TLS blocks the previous thread left in it with its *own* `free`. A host
-//!   thread's blocks come from the host's `malloc`: TensorFlow's libc taking such a stack
-//!   aborts the process ("free(): invalid pointer"; seen in redis-server once ONNX Runtime
-//!   had ended a session's 8 MiB-stack threads before TensorFlow started its own). So the
-//!   namespace's libc is given a default stack size of [`STACK_SIZE`] (its
+//!   dynamic TLS blocks the previous thread left in it with its *own* `free`. Those blocks
+//!   come from the loader's `malloc`, the host's (above): the namespace's libc taking a
+//!   cached stack would hand host blocks to its own `free` ("free(): invalid pointer"; seen
+//!   once ONNX Runtime had ended 8 MiB-stack threads before TensorFlow started its own). So
+//!   the namespace's libc is given a default stack size of [`STACK_SIZE`] (its
 //!   `pthread_setattr_default_np`): its threads never ask for a size the host's stacks
 //!   (8 MiB by default, 2 MiB for Rust threads) can satisfy, and their stacks are too big
-//!   for the host's default requests. The cost is address space, not memory.
+//!   for the host's default requests. And 64 MiB is above the cache's limit (40 MiB unless
+//!   the `glibc.pthread.stack_cache_size` tunable says more): the stack of a joined
+//!   TensorFlow thread is unmapped as soon as it is queued, its TLS freed by the loader's
+//!   (the right) `free`, so the namespace's libc never finds one of its own in the cache
+//!   either (under gdb: 66 `get_cached_stack` calls in 20 MatchingFiles runs, none freeing
+//!   a block). What is left: a *detached* thread of the namespace queues its stack while
+//!   still running on it, so that stack stays cached until the next thread exit trims the
+//!   cache, and a `pthread_create` of the namespace in that window would free its blocks
+//!   with the wrong `free`. TensorFlow's own threads (`Env::StartThread`) are joined, and
+//!   the load policy (`crate::policy`) refuses the operations that start threads of their
+//!   own; closing the window for good needs `pthread_create` interposed in the namespace
+//!   (a first object giving each thread a user-provided stack, which glibc never caches).
+//!   The cost of the stack size is address space, not memory.
 //! - glibc has room for 16 namespaces: the plugin makes one per process, reused when a
 //!   failed load is retried, and never closes it.
 //! - A `fork` (Redis's BGSAVE) runs only the host libc's fork handlers: the child must not
@@ -47,6 +82,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 /// Thread-specific data keys the namespace's libc hands out (and forgets) before TensorFlow
@@ -162,15 +198,28 @@ pub fn namespace(environment: &[(&CStr, &CStr)]) -> Result<Namespace, String> {
             std::mem::transmute::<*mut c_void, PthreadDetach>(symbol(handle, c"pthread_detach")?),
         )
     };
-    for _ in 0..RESERVED_KEYS {
+    let host_keys = host_key_table();
+    for index in 0..RESERVED_KEYS {
         let mut key: libc::pthread_key_t = 0;
-        // SAFETY: a valid out-pointer and no destructor. The key is never used or deleted.
-        let failed = unsafe { key_create(&mut key, None) };
+        // The namespace's libc hands out keys from 0 in order: key `index` is the host's
+        // key `index`, whose destructor the mirror runs (see the module docs).
+        let destructor = host_keys.map(|_| MIRRORS[index / 16][index % 16]);
+        // SAFETY: a valid out-pointer; the destructor (if any) is a mirror, which runs the
+        // host's destructor of the same key. The key is never used or deleted.
+        let failed = unsafe { key_create(&mut key, destructor) };
         if failed != 0 {
             return Err(format!(
                 "could not reserve thread-specific data keys in TensorFlow's link namespace (error {failed})"
             ));
         }
+        if key as usize != index {
+            return Err(format!(
+                "TensorFlow's link namespace handed out thread-specific data key {key} where {index} was expected"
+            ));
+        }
+    }
+    if let Some(table) = host_keys {
+        HOST_KEYS.store(table, Ordering::Release);
     }
     set_default_stack_size(handle)?;
     for (name, value) in environment {
@@ -186,6 +235,100 @@ pub fn namespace(environment: &[(&CStr, &CStr)]) -> Result<Namespace, String> {
     *slot = Some(namespace);
     Ok(namespace)
 }
+
+/// The host libc's key table (`__pthread_keys`, glibc-private: `PTHREAD_KEYS_MAX` entries of
+/// a sequence number, odd while the key is in use, and a destructor), or None when the host
+/// libc has none (then host keys get no destructor on TensorFlow's threads, as before).
+static HOST_KEYS: AtomicPtr<HostKey> = AtomicPtr::new(ptr::null_mut());
+
+/// One entry of glibc's `__pthread_keys` (`struct pthread_key_struct`).
+#[repr(C)]
+pub struct HostKey {
+    seq: usize,
+    destructor: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+fn host_key_table() -> Option<*mut HostKey> {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the symbol up,
+    // in the host's (global) namespace: the host libc's table, if it exports one.
+    let table = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__pthread_keys".as_ptr()) };
+    (!table.is_null()).then_some(table.cast::<HostKey>())
+}
+
+/// The destructor of the namespace's reserved key `K`: runs the host's destructor of its
+/// key `K` on `value`, when the host's key `K` is in its first life (sequence number 1: the
+/// namespace's key `K` is in its first life too, and the namespace's libc calls this only
+/// for a value stored under that sequence number, so the value belongs to the host's key as
+/// it is now) and has a destructor.
+unsafe extern "C" fn mirror<const K: usize>(value: *mut c_void) {
+    let table = HOST_KEYS.load(Ordering::Acquire);
+    if table.is_null() || K >= RESERVED_KEYS {
+        return;
+    }
+    // SAFETY: the host's table has PTHREAD_KEYS_MAX (1024) entries, K < 256; it lives as
+    // long as the host's libc. The entry is read with plain loads: glibc writes a key's
+    // destructor before it publishes the odd sequence number.
+    let (seq, destructor) = unsafe {
+        let entry = table.add(K);
+        (
+            ptr::read_volatile(ptr::addr_of!((*entry).seq)),
+            ptr::read_volatile(ptr::addr_of!((*entry).destructor)),
+        )
+    };
+    if seq == 1 {
+        if let Some(destructor) = destructor {
+            // SAFETY: the host's destructor for a value the host's own code stored under
+            // this key on this thread, called as the host's libc would at thread exit (the
+            // namespace's libc cleared the slot first, and calls again while values remain).
+            unsafe { destructor(value) };
+        }
+    }
+}
+
+type Destructor = unsafe extern "C" fn(*mut c_void);
+
+macro_rules! mirror_row {
+    ($row:literal) => {
+        [
+            mirror::<{ $row * 16 }>,
+            mirror::<{ $row * 16 + 1 }>,
+            mirror::<{ $row * 16 + 2 }>,
+            mirror::<{ $row * 16 + 3 }>,
+            mirror::<{ $row * 16 + 4 }>,
+            mirror::<{ $row * 16 + 5 }>,
+            mirror::<{ $row * 16 + 6 }>,
+            mirror::<{ $row * 16 + 7 }>,
+            mirror::<{ $row * 16 + 8 }>,
+            mirror::<{ $row * 16 + 9 }>,
+            mirror::<{ $row * 16 + 10 }>,
+            mirror::<{ $row * 16 + 11 }>,
+            mirror::<{ $row * 16 + 12 }>,
+            mirror::<{ $row * 16 + 13 }>,
+            mirror::<{ $row * 16 + 14 }>,
+            mirror::<{ $row * 16 + 15 }>,
+        ]
+    };
+}
+
+/// The destructors of the reserved keys: `MIRRORS[k / 16][k % 16]` mirrors the host's key k.
+static MIRRORS: [[Destructor; 16]; RESERVED_KEYS / 16] = [
+    mirror_row!(0),
+    mirror_row!(1),
+    mirror_row!(2),
+    mirror_row!(3),
+    mirror_row!(4),
+    mirror_row!(5),
+    mirror_row!(6),
+    mirror_row!(7),
+    mirror_row!(8),
+    mirror_row!(9),
+    mirror_row!(10),
+    mirror_row!(11),
+    mirror_row!(12),
+    mirror_row!(13),
+    mirror_row!(14),
+    mirror_row!(15),
+];
 
 /// Makes [`STACK_SIZE`] the default stack size of the namespace's libc.
 fn set_default_stack_size(libc_handle: Handle) -> Result<(), String> {
