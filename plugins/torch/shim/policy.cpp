@@ -12,13 +12,17 @@
 //   throw, so code that uses them still compiles (and is refused by name when loaded) but
 //   never runs them: not in a model's __setstate__, which libtorch runs while it loads
 //   the model, before the plugin can look at it, and not at compile time (constant
-//   propagation). rt_take_forbidden reports the stub a failure on this thread ran into.
+//   propagation). rt_custom_class_names and rt_stub_custom_classes do the same for the
+//   methods of custom classes (torch.classes.*). rt_take_forbidden reports the stub a
+//   failure on this thread ran into.
 //
 // No C++ exception leaves this file: every entry point catches everything.
 
 #include "common.h"
 
+#include <ATen/core/builtin_function.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/custom_class.h>
 #include <torch/csrc/jit/api/compilation_unit.h>
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/api/module.h>
@@ -30,6 +34,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -185,7 +190,16 @@ thread_local std::string t_forbidden;
 std::mutex g_stub_mutex;
 std::vector<c10::FunctionSchema> g_stubbed;
 
-// Takes the stubs out again when the library is unloaded: their code goes with it.
+// A custom class method replaced by a stub: the original goes back on unload.
+struct StubbedMethod {
+    c10::ClassTypePtr cls;
+    std::string name;
+    torch::jit::Function *original;
+};
+std::vector<StubbedMethod> g_stubbed_methods;
+
+// Takes the stubs out again when the library is unloaded: their code goes with it (a
+// refused operator is then only gone; a custom class gets its methods back).
 struct StubRemoval {
     ~StubRemoval() {
         try {
@@ -194,6 +208,11 @@ struct StubRemoval {
                 torch::jit::deregisterOperator(schema);
             }
             g_stubbed.clear();
+            for (const StubbedMethod &method : g_stubbed_methods) {
+                method.cls->unsafeRemoveMethod(method.name);
+                method.cls->addMethod(method.original);
+            }
+            g_stubbed_methods.clear();
         } catch (...) {
         }
     }
@@ -295,6 +314,55 @@ char *rt_stub_operators(const char *const *names, size_t n_names) {
                 }
                 g_stubbed.push_back(copy);
             } catch (...) {
+            }
+        }
+    });
+}
+
+char *rt_custom_class_names(char **out, size_t *out_len) {
+    return guarded([&] {
+        std::set<std::string> names;
+        for (const c10::FunctionSchema &schema : torch::customClassSchemasForBCCheck()) {
+            if (schema.arguments().empty()) {
+                continue;
+            }
+            if (auto cls = schema.arguments()[0].type()->cast<c10::ClassType>()) {
+                if (auto name = cls->name()) {
+                    names.insert(name->qualifiedName());
+                }
+            }
+        }
+        std::string joined;
+        for (const std::string &name : names) {
+            joined += name;
+            joined += '\n';
+        }
+        *out = malloc_text(joined);
+        *out_len = joined.size();
+    });
+}
+
+char *rt_stub_custom_classes(const char *const *names, size_t n_names) {
+    return guarded([&] {
+        std::lock_guard<std::mutex> lock(g_stub_mutex);
+        static StubRemoval removal;
+        for (size_t i = 0; i < n_names; i++) {
+            const std::string name = names[i];
+            c10::ClassTypePtr cls = torch::getCustomClass(name);
+            if (!cls) {
+                continue;
+            }
+            const std::vector<torch::jit::Function *> methods = cls->methods();
+            for (torch::jit::Function *method : methods) {
+                auto stub = std::make_unique<torch::jit::BuiltinOpFunction>(
+                    method->qualname(), method->getSchema(), stub_for(name));
+                torch::jit::Function *raw = stub.get();
+                // The registry owns it from here on (as it owns the original).
+                torch::registerCustomClassMethod(std::move(stub));
+                const std::string method_name = method->name();
+                cls->unsafeRemoveMethod(method_name);
+                cls->addMethod(raw);
+                g_stubbed_methods.push_back(StubbedMethod{cls, method_name, method});
             }
         }
     });

@@ -130,8 +130,13 @@ char *rt_operator_names(char **out, size_t *out_len);
 /* Replaces every overload of the named operators with one that only throws (and notes
  * the name for rt_take_forbidden). */
 char *rt_stub_operators(const char *const *names, size_t n_names);
-/* The name of the stubbed operator a call on this thread last ran into, and forgets it;
- * null when none (release with rt_error_free). */
+/* The custom classes ("__torch__.torch.classes.ns.Name") libtorch registered, as above. */
+char *rt_custom_class_names(char **out, size_t *out_len);
+/* Replaces every method of the named custom classes with one that only throws (and
+ * notes the class's name for rt_take_forbidden). */
+char *rt_stub_custom_classes(const char *const *names, size_t n_names);
+/* The name of the stubbed operator or class a call on this thread last ran into, and
+ * forgets it; null when none (release with rt_error_free). */
 char *rt_take_forbidden(void);
 
 /* libtorch's version, e.g. "2.13.0". */

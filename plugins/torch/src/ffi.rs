@@ -146,6 +146,8 @@ extern "C" {
     ) -> *mut c_char;
     fn rt_operator_names(out: *mut *mut c_char, out_len: *mut usize) -> *mut c_char;
     fn rt_stub_operators(names: *const *const c_char, n_names: usize) -> *mut c_char;
+    fn rt_custom_class_names(out: *mut *mut c_char, out_len: *mut usize) -> *mut c_char;
+    fn rt_stub_custom_classes(names: *const *const c_char, n_names: usize) -> *mut c_char;
     fn rt_take_forbidden() -> *mut c_char;
 }
 
@@ -207,7 +209,23 @@ pub(crate) fn stub_operators(names: &[String]) -> Result<()> {
     check(unsafe { rt_stub_operators(ptrs.as_ptr(), ptrs.len()) })
 }
 
-/// The stubbed operator a call on this thread last ran into (and forgets it).
+/// The custom classes libtorch registered (`__torch__.torch.classes.ns.Name`), each once.
+pub fn custom_class_names() -> Result<Vec<String>> {
+    // SAFETY: two valid out-pointers; the shim catches every exception.
+    lines_of(|out, len| unsafe { rt_custom_class_names(out, len) })
+}
+
+/// Replaces every method of the named custom classes with a stub that only throws (see
+/// [`policy::install`]).
+pub(crate) fn stub_custom_classes(names: &[String]) -> Result<()> {
+    let names = c_strings(names, "a class name")?;
+    let ptrs: Vec<*const c_char> = names.iter().map(|name| name.as_ptr()).collect();
+    // SAFETY: the strings live for the call; the shim copies them.
+    check(unsafe { rt_stub_custom_classes(ptrs.as_ptr(), ptrs.len()) })
+}
+
+/// The stubbed operator or custom class a call on this thread last ran into (and
+/// forgets it).
 pub(crate) fn take_forbidden() -> Option<String> {
     // SAFETY: no arguments; the shim catches every exception.
     let name = unsafe { rt_take_forbidden() };

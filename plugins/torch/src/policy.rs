@@ -52,9 +52,9 @@
 //! graphs can be looked at, and constant propagation may run an operator while code is
 //! compiled. So every operator the policy refuses is also replaced in libtorch's JIT
 //! registry (once, before the first load) by a stub with the same schema that only
-//! throws: such code still compiles, and is then refused by name, but never runs the
-//! real operator, whenever it is called. An error from a stub is reported as the same
-//! refusal.
+//! throws, and so is every method of each refused custom class: such code still
+//! compiles, and is then refused by name, but never runs the real operator or method,
+//! whenever it is called. An error from a stub is reported as the same refusal.
 
 use std::sync::OnceLock;
 
@@ -196,24 +196,29 @@ pub fn check<'a>(entries: impl IntoIterator<Item = &'a str>, what: What) -> Resu
     Ok(())
 }
 
-/// Replaces every registered operator the policy refuses (in scripts as in models) with
-/// a stub that only throws; once per process. Returns the stubbed names.
+/// Replaces every registered operator the policy refuses (in scripts as in models), and
+/// every method of each custom class it refuses, with a stub that only throws; once per
+/// process. Returns the stubbed names (operators, then classes).
 pub fn install() -> Result<&'static [String]> {
     static STUBBED: OnceLock<std::result::Result<Vec<String>, String>> = OnceLock::new();
     STUBBED
         .get_or_init(|| {
-            let names: Vec<String> = ffi::operator_names()
-                .map_err(|e| e.0)?
-                .into_iter()
-                .filter(|name| rule_for(name, What::Script).is_some())
-                .collect();
-            ffi::stub_operators(&names).map_err(|e| e.0)?;
-            Ok(names)
+            let refused = |names: Vec<String>| -> Vec<String> {
+                names
+                    .into_iter()
+                    .filter(|name| rule_for(name, What::Script).is_some())
+                    .collect()
+            };
+            let operators = refused(ffi::operator_names().map_err(|e| e.0)?);
+            ffi::stub_operators(&operators).map_err(|e| e.0)?;
+            let classes = refused(ffi::custom_class_names().map_err(|e| e.0)?);
+            ffi::stub_custom_classes(&classes).map_err(|e| e.0)?;
+            Ok(operators.into_iter().chain(classes).collect())
         })
         .as_deref()
         .map_err(|message| {
             Error(format!(
-                "could not install the sandbox policy's operator stubs: {message}"
+                "could not install the sandbox policy's stubs: {message}"
             ))
         })
 }

@@ -291,3 +291,172 @@ fn the_hostile_test_models_are_refused() {
     }
     assert!(!std::path::Path::new("/tmp/redisai-hostile-setstate").exists());
 }
+
+// ---- archives whose code names a custom class ----
+//
+// `make_module`'s compiler cannot name `torch.classes.*`, but the code a saved module
+// carries can: these tests write the archive again with a placeholder string in the
+// code replaced by such a call (of the same length, so the debug info still fits).
+
+const PLACEHOLDER: &str = "\"PLACEHOLDER_PLACEHOLDER_PLACEHOLDER_PLACEHOLDER\"";
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn u16_at(data: &[u8], at: usize) -> usize {
+    usize::from(u16::from_le_bytes([data[at], data[at + 1]]))
+}
+
+fn u32_at(data: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize
+}
+
+/// The records of a zip archive (no zip64, no comment), inflated.
+fn unzip(zip: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let end = zip.len() - 22;
+    assert_eq!(u32_at(zip, end), 0x0605_4b50, "end of central directory");
+    let count = u16_at(zip, end + 10);
+    let mut at = u32_at(zip, end + 16);
+    let mut records = Vec::new();
+    for _ in 0..count {
+        assert_eq!(u32_at(zip, at), 0x0201_4b50, "central directory entry");
+        let method = u16_at(zip, at + 10);
+        let size = u32_at(zip, at + 20);
+        let name_len = u16_at(zip, at + 28);
+        let skip = name_len + u16_at(zip, at + 30) + u16_at(zip, at + 32);
+        let local = u32_at(zip, at + 42);
+        let name = String::from_utf8(zip[at + 46..at + 46 + name_len].to_vec()).expect("name");
+        let data_at = local + 30 + u16_at(zip, local + 26) + u16_at(zip, local + 28);
+        let raw = &zip[data_at..data_at + size];
+        let data = match method {
+            0 => raw.to_vec(),
+            8 => miniz_oxide::inflate::decompress_to_vec(raw).expect("inflate"),
+            other => panic!("{name}: zip method {other}"),
+        };
+        records.push((name, data));
+        at += 46 + skip;
+    }
+    records
+}
+
+/// A zip archive of `records`, stored.
+fn zip(records: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in records {
+        let crc = crc32(data).to_le_bytes();
+        let size = u32::try_from(data.len()).expect("size").to_le_bytes();
+        let name_len = u16::try_from(name.len()).expect("name").to_le_bytes();
+        let offset = u32::try_from(out.len()).expect("offset").to_le_bytes();
+        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&crc);
+        out.extend_from_slice(&size);
+        out.extend_from_slice(&size);
+        out.extend_from_slice(&name_len);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        central.extend_from_slice(&crc);
+        central.extend_from_slice(&size);
+        central.extend_from_slice(&size);
+        central.extend_from_slice(&name_len);
+        central.extend_from_slice(&[0; 12]);
+        central.extend_from_slice(&offset);
+        central.extend_from_slice(name.as_bytes());
+    }
+    let count = u16::try_from(records.len()).expect("count").to_le_bytes();
+    let central_at = u32::try_from(out.len()).expect("offset").to_le_bytes();
+    let central_len = u32::try_from(central.len()).expect("size").to_le_bytes();
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&count);
+    out.extend_from_slice(&count);
+    out.extend_from_slice(&central_len);
+    out.extend_from_slice(&central_at);
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+/// `blob` with PLACEHOLDER in its code replaced by `code` (padded to the same length).
+fn with_code(blob: &[u8], code: &str) -> Vec<u8> {
+    assert!(code.len() <= PLACEHOLDER.len(), "{code}");
+    let replacement = format!("{code:<width$}", width = PLACEHOLDER.len());
+    let mut records = unzip(blob);
+    let mut replaced = false;
+    for (name, data) in &mut records {
+        if name.ends_with(".py") {
+            let text = String::from_utf8(data.clone()).expect("code");
+            if text.contains(PLACEHOLDER) {
+                *data = text.replace(PLACEHOLDER, &replacement).into_bytes();
+                replaced = true;
+            }
+        }
+    }
+    assert!(replaced, "no placeholder in the code");
+    zip(&records)
+}
+
+#[test]
+fn the_archive_rewriting_keeps_a_model_loadable() {
+    let blob = make_module(
+        &format!(
+            "def forward(self, x: Tensor) -> Tensor:\n    print({PLACEHOLDER})\n    return x\n"
+        ),
+        &[],
+    )
+    .expect("make");
+    let model = load(&with_code(&blob, "\"still a string\"")).expect("rewritten");
+    free_model(model);
+}
+
+#[test]
+fn a_model_using_a_refused_custom_class_is_refused() {
+    let refusal = "model uses a forbidden operation: __torch__.torch.classes._nnapi.Compilation (library loading)";
+    let call = "__torch__.torch.classes._nnapi.Compilation()";
+    // In forward: found in the graph.
+    let blob = make_module(
+        &format!(
+            "def forward(self, x: Tensor) -> Tensor:\n    print({PLACEHOLDER})\n    return x\n"
+        ),
+        &[],
+    )
+    .expect("make");
+    assert_eq!(refused_model(&with_code(&blob, call)), refusal);
+    // In __setstate__, which libtorch runs while loading: the class's stubbed methods
+    // refuse to run.
+    let blob = make_module(
+        &format!(
+            "def __getstate__(self) -> int:\n    return 1\n\ndef __setstate__(self, state: int) -> None:\n    print({PLACEHOLDER})\n\ndef forward(self, x: Tensor) -> Tensor:\n    return x\n"
+        ),
+        &[],
+    )
+    .expect("make");
+    assert_eq!(refused_model(&with_code(&blob, call)), refusal);
+    let blob = make_module(
+        &format!(
+            "def __getstate__(self) -> int:\n    return 1\n\ndef __setstate__(self, state: int) -> None:\n    print({PLACEHOLDER})\n\ndef forward(self, x: Tensor) -> Tensor:\n    return x\n"
+        ),
+        &[],
+    )
+    .expect("make");
+    assert_eq!(
+        refused_model(&with_code(&blob, "__torch__.torch.classes.c10d.ReduceOp()")),
+        "model uses a forbidden operation: __torch__.torch.classes.c10d.ReduceOp (network access)"
+    );
+}
