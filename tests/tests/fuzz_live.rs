@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use redisai_example_c_plugins::{EXAMPLE_ADD_BACKEND, EXAMPLE_ADD_PLUGIN};
+use redisai_tests::graphs;
 use redisai_tests::hardening::{answers_ping, backend_built, env_usize, model_bytes, Rng};
 use redisai_tests::redis::{self, Connection, ConnectionLike, Value};
 use redisai_tests::{run, run_str, Server, ServerConfig};
@@ -491,7 +492,7 @@ fn random_commands_never_crash_or_hang_the_server() {
     let mut rng = Rng::from_env("fuzz_live");
     // A generous inline limit: every seed model (TF's too) soon runs on the main thread,
     // so the fuzzed inputs reach the inline path as well as the workers.
-    let mut server = Server::start_with(ServerConfig::default().module_args(&[
+    let server = Server::start_with(ServerConfig::default().module_args(&[
         "MODEL_EXECUTION_TIMEOUT",
         "2000",
         "INLINE_EXECUTION_LIMIT_US",
@@ -604,9 +605,14 @@ fn random_commands_never_crash_or_hang_the_server() {
         queues.join(" ")
     );
 
-    // What the fuzzer left is well-formed: RDB check, then a restart that loads it.
-    let keys: i64 = redis::cmd("DBSIZE").query(&mut c).expect("DBSIZE");
-    run_str(&mut c, "SAVE").expect("SAVE");
+    rdb_checks_and_reloads(server, &mut c);
+}
+
+/// What a fuzzer left is well-formed: `redis-check-rdb` passes on a SAVE, and a restart
+/// loads every key again (stored models and scripts are loaded, and checked, again).
+fn rdb_checks_and_reloads(mut server: Server, c: &mut Connection) {
+    let keys: i64 = redis::cmd("DBSIZE").query(c).expect("DBSIZE");
+    run_str(c, "SAVE").expect("SAVE");
     let rdb = server.dir.join("dump.rdb");
     if let Ok(output) = std::process::Command::new("redis-check-rdb")
         .arg(&rdb)
@@ -631,6 +637,495 @@ fn random_commands_never_crash_or_hang_the_server() {
     assert_eq!(reloaded_keys, keys, "every key came back from the RDB file");
     drop(reloaded);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The non-admin user of the generated cases: it may write only `t*` and `o*` keys.
+const FUZZ_USER: &str = "ACL SETUSER fuzz on >pw resetkeys ~t* ~o* +@all -@admin -@dangerous";
+
+/// The kinds of generated cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// An ONNX model of random operators.
+    Onnx,
+    /// A TF graph of random operations.
+    Tf,
+    /// A TorchScript script chaining random torch calls.
+    Torch,
+    /// A TorchScript script calling random commands through `redis.execute`.
+    Execute,
+}
+
+/// What the generated cases of one kind did.
+#[derive(Debug, Default)]
+struct Tally {
+    cases: usize,
+    as_user: usize,
+    accepted: usize,
+    refused: usize,
+    /// Cases that must be refused (external data, file operations, from_file), and how
+    /// many of them were.
+    hostile: usize,
+    hostile_refused: usize,
+    runs: usize,
+    runs_ok: usize,
+    /// Runs that had to fail (a refused command called from a script), and did.
+    refused_calls: usize,
+    /// Other file operations (TF): stores of graphs with them refused / accepted.
+    other_file_ops: (usize, usize),
+}
+
+fn login(server: &Server) -> Connection {
+    let mut c = connect(server);
+    run_str(&mut c, "AUTH fuzz pw").expect("AUTH fuzz");
+    c
+}
+
+fn words<I: IntoIterator<Item = S>, S: AsRef<[u8]>>(items: I) -> Vec<Vec<u8>> {
+    items.into_iter().map(|s| s.as_ref().to_vec()).collect()
+}
+
+/// `AI.TENSORSET key dtype dims... VALUES values...`
+fn tensorset(key: &str, input: &(&str, Vec<usize>, Vec<String>)) -> Vec<Vec<u8>> {
+    let (dtype, dims, values) = input;
+    let mut command = words(["AI.TENSORSET", key, dtype]);
+    command.extend(dims.iter().map(|d| d.to_string().into_bytes()));
+    command.push(b"VALUES".to_vec());
+    command.extend(values.iter().map(|v| v.as_bytes().to_vec()));
+    command
+}
+
+/// Sends `command`: the reply, or None when a reply could not be parsed (the caller
+/// reconnects). A server that stops answering fails the test.
+fn send_case(
+    c: &mut Connection,
+    server: &Server,
+    case: usize,
+    what: &str,
+    command: &[Vec<u8>],
+) -> Option<Value> {
+    match send(c, command) {
+        Ok(value) => Some(value),
+        Err(err) if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() => {
+            panic!(
+                "generated case {case} ({what}): the server stopped answering after `{}`: {err}\nPING on a new connection: {}\n{}",
+                printable(command),
+                answers_ping(&server.url(), Duration::from_secs(5)),
+                server.log()
+            );
+        }
+        Err(err) if err.kind() == redis::ErrorKind::ParseError => None,
+        Err(_) => Some(Value::Nil),
+    }
+}
+
+/// An OK reply, or a DAG's array of replies none of which is an error.
+fn is_ok(reply: &Option<Value>) -> bool {
+    match reply {
+        Some(Value::Okay) => true,
+        Some(Value::Array(items)) => !items
+            .iter()
+            .any(|item| matches!(item, Value::ServerError(_))),
+        _ => false,
+    }
+}
+
+fn error_of(reply: &Option<Value>) -> String {
+    match reply {
+        Some(Value::ServerError(err)) => {
+            format!("{} {}", err.code(), err.details().unwrap_or_default())
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// One generated case: the store command, the run commands (tried when the store was
+/// accepted), and the generated item.
+struct Case {
+    kind: Kind,
+    generated: graphs::Generated,
+    store: Vec<Vec<u8>>,
+    runs: Vec<(Vec<Vec<u8>>, bool)>,
+}
+
+/// The key words a generated script run declares or passes (`canary` never: no script
+/// may reach it).
+const RUN_KEYS: &[&str] = &[
+    "t1", "t2", "tlist", "o:x", "o:m0", "o:s0", "o:in", "o:out0", "plain", "secret", "o:new",
+    "tnew", "o:new", "tnew",
+];
+
+fn generate_case(rng: &mut Rng, kind: Kind) -> Case {
+    let slot = rng.below(3);
+    let mut runs = Vec::new();
+    let (generated, store) = match kind {
+        Kind::Onnx | Kind::Tf => {
+            let (generated, backend) = if kind == Kind::Onnx {
+                (graphs::onnx_model(rng), "ONNX")
+            } else {
+                (graphs::tf_graph(rng), "TF")
+            };
+            let key = format!("o:{}{slot}", backend.to_ascii_lowercase());
+            let mut store = words(["AI.MODELSTORE", key.as_str(), backend, "CPU"]);
+            if kind == Kind::Tf {
+                store.extend(words(["INPUTS", "1", "x", "OUTPUTS", "1"]));
+                store.push(generated.names[0].as_bytes().to_vec());
+            }
+            store.push(b"BLOB".to_vec());
+            store.push(generated.bytes.clone());
+            runs.push((tensorset("o:in", &generated.input), false));
+            let mut run = words([
+                "AI.MODELEXECUTE",
+                key.as_str(),
+                "INPUTS",
+                "1",
+                "o:in",
+                "OUTPUTS",
+                "1",
+                "o:out",
+            ]);
+            if rng.chance(20) {
+                run.extend(words(["TIMEOUT", &(1 + rng.below(500)).to_string()]));
+            }
+            if rng.chance(20) {
+                let mut dag = words(["AI.DAGEXECUTE", "LOAD", "1", "o:in", "|>"]);
+                dag.extend(run);
+                dag.extend(words(["|>", "AI.TENSORGET", "o:out", "META"]));
+                run = dag;
+            }
+            runs.push((run, false));
+            (generated, store)
+        }
+        Kind::Torch | Kind::Execute => {
+            let generated = if kind == Kind::Torch {
+                graphs::torch_script(rng)
+            } else {
+                graphs::execute_script(rng)
+            };
+            let key = format!("o:s{slot}");
+            let mut store = words(["AI.SCRIPTSTORE", key.as_str(), "CPU"]);
+            if rng.chance(10) {
+                store.extend(words(["TAG", "fuzz"]));
+            }
+            store.extend(words(["ENTRY_POINTS", &generated.names.len().to_string()]));
+            store.extend(words(&generated.names));
+            store.push(b"SOURCE".to_vec());
+            store.push(generated.bytes.clone());
+            runs.push((tensorset("o:in", &generated.input), false));
+            for _ in 0..1 + rng.below(2) {
+                let entry = rng.pick(&generated.names).clone();
+                let must_fail = generated.refused_entries.contains(&entry);
+                let mut run = words(["AI.SCRIPTEXECUTE", key.as_str(), entry.as_str()]);
+                let n = if kind == Kind::Torch || rng.chance(60) {
+                    1
+                } else {
+                    rng.below(4)
+                };
+                if n > 0 {
+                    run.extend(words(["KEYS", &n.to_string()]));
+                    for _ in 0..n {
+                        run.push(rng.pick(RUN_KEYS).as_bytes().to_vec());
+                    }
+                }
+                if rng.chance(85) {
+                    run.extend(words(["INPUTS", "1", "o:in"]));
+                }
+                let n = rng.below(4);
+                if n > 0 || kind == Kind::Torch {
+                    run.extend(words(["ARGS", &n.max(1).to_string()]));
+                    for _ in 0..n.max(1) {
+                        run.push(match rng.below(10) {
+                            0 => {
+                                let n = rng.below(12);
+                                rng.bytes(n)
+                            }
+                            1..=3 => rng.pick(graphs::SCRIPT_COMMANDS).as_bytes().to_vec(),
+                            4 | 5 => rng.pick(graphs::LOCATIONS).as_bytes().to_vec(),
+                            _ => rng.pick(RUN_KEYS).as_bytes().to_vec(),
+                        });
+                    }
+                }
+                let outputs = if rng.chance(80) { 1 } else { rng.below(3) };
+                if outputs > 0 {
+                    run.extend(words(["OUTPUTS", &outputs.to_string()]));
+                    for k in 0..outputs {
+                        run.push(format!("o:out{k}").into_bytes());
+                    }
+                }
+                if rng.chance(15) {
+                    run.extend(words(["TIMEOUT", &(1 + rng.below(500)).to_string()]));
+                }
+                runs.push((run, must_fail));
+            }
+            (generated, store)
+        }
+    };
+    Case {
+        kind,
+        generated,
+        store,
+        runs,
+    }
+}
+
+/// Generated models and scripts, stored and run as the default user and as a user
+/// without @admin and @dangerous: ONNX models and TF graphs of random real operators
+/// (with external data, custom operator domains and file operations now and then), and
+/// TorchScript scripts chaining random torch calls (`torch.from_file` now and then) or
+/// calling random commands, AI.* and Redis's own, allowed and refused, through
+/// `redis.execute`. The server answers PING after every case; a store of anything the
+/// backends' sandboxes refuse must fail, and so must a run whose first `redis.execute`
+/// names a command scripts may not call; no script reaches a key it did not declare.
+///
+/// Cases: `REDISAI_LIVE_FUZZ_CASES / 3` (1000 by default); seed: `REDISAI_SEED`.
+#[test]
+fn generated_graphs_and_scripts_never_crash_the_server() {
+    let cases = (env_usize("REDISAI_LIVE_FUZZ_CASES", 3000) / 3).max(1);
+    let mut rng = Rng::from_env("fuzz_live generated");
+    let server = Server::start_with(
+        ServerConfig::default().module_args(&["MODEL_EXECUTION_TIMEOUT", "2000"]),
+    );
+    let mut admin = connect(&server);
+    run_str(&mut admin, FUZZ_USER).expect("ACL SETUSER");
+    let mut user = login(&server);
+    let mut kinds = Vec::new();
+    if backend_built("redisai_onnxruntime") {
+        kinds.push(Kind::Onnx);
+        let mlp = model_bytes("onnx", "mlp.onnx");
+        run(
+            &mut admin,
+            &[b"AI.MODELSTORE", b"o:m0", b"ONNX", b"CPU", b"BLOB", &mlp],
+        )
+        .expect("o:m0");
+    }
+    if backend_built("redisai_tensorflow") {
+        kinds.push(Kind::Tf);
+    }
+    if backend_built("redisai_torch") {
+        kinds.extend([Kind::Torch, Kind::Execute]);
+    }
+    assert!(!kinds.is_empty(), "no backend is built: nothing to fuzz");
+    for line in [
+        "SET canary untouched",
+        "SET plain value",
+        "SET secret value",
+        "SET t2 5",
+        "RPUSH tlist a b c",
+        "AI.TENSORSET t1 FLOAT 2 VALUES 1 2",
+        "AI.TENSORSET o:x FLOAT 1 4 VALUES 1 2 3 4",
+    ] {
+        run_str(&mut admin, line).unwrap_or_else(|err| panic!("{line}: {err}"));
+    }
+    let config_dir: Value = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("dir")
+        .query(&mut admin)
+        .expect("CONFIG GET dir");
+    let written = server
+        .dir
+        .parent()
+        .expect("the data directory's parent")
+        .join(graphs::WRITTEN.trim_start_matches("../"));
+    let _ = std::fs::remove_file(&written);
+
+    let mut tallies: std::collections::BTreeMap<Kind, Tally> =
+        kinds.iter().map(|&k| (k, Tally::default())).collect();
+    let mut violations = Vec::new();
+    let mut refusals: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut run_errors: std::collections::BTreeMap<String, usize> = Default::default();
+    // `REDISAI_LIVE_FUZZ_DUMP=<dir>`: write every case there (case-N.blob, case-N.txt).
+    let dump = std::env::var_os("REDISAI_LIVE_FUZZ_DUMP");
+    let started = std::time::Instant::now();
+    for case in 0..cases {
+        // One draw of the main generator per case: a case is the same whatever the server
+        // replied to the ones before it.
+        let mut case_rng = Rng::new(rng.next_u64());
+        let kind = *case_rng.pick(&kinds);
+        let as_user = case_rng.chance(30);
+        let Case {
+            kind,
+            generated,
+            store,
+            runs,
+        } = generate_case(&mut case_rng, kind);
+        let what = format!("{kind:?}, {}", generated.ops.join(" "));
+        let tally = tallies.get_mut(&kind).expect("a tally per kind");
+        tally.cases += 1;
+        tally.as_user += as_user as usize;
+        if let Some(dir) = &dump {
+            // Each case's model or script and its commands, to reproduce a failure.
+            let path = std::path::Path::new(dir).join(format!("case-{case}"));
+            let _ = std::fs::write(path.with_extension("blob"), &generated.bytes);
+            let commands: Vec<String> = std::iter::once(&store)
+                .chain(runs.iter().map(|(command, _)| command))
+                .map(|command| printable(command))
+                .collect();
+            let _ = std::fs::write(
+                path.with_extension("txt"),
+                format!("{what}\nas_user: {as_user}\n{}\n", commands.join("\n")),
+            );
+        }
+        let c = if as_user { &mut user } else { &mut admin };
+        let reply = send_case(c, &server, case, &what, &store);
+        let accepted = is_ok(&reply);
+        if accepted {
+            tally.accepted += 1;
+        } else {
+            tally.refused += 1;
+            let text = error_of(&reply);
+            let short: String = text
+                .chars()
+                .take(env_usize("REDISAI_LIVE_FUZZ_ERROR_CHARS", 70))
+                .collect();
+            *refusals.entry(format!("{kind:?}: {short}")).or_default() += 1;
+        }
+        if let Some(why) = &generated.must_refuse {
+            tally.hostile += 1;
+            if accepted {
+                violations.push(format!(
+                    "case {case} ({what}): a store that must be refused ({why}) was accepted{}",
+                    if kind == Kind::Torch || kind == Kind::Execute {
+                        format!(":\n{}", String::from_utf8_lossy(&generated.bytes))
+                    } else {
+                        String::new()
+                    }
+                ));
+            } else {
+                tally.hostile_refused += 1;
+            }
+        }
+        if !generated.other_file_ops.is_empty() {
+            if accepted {
+                tally.other_file_ops.1 += 1;
+            } else {
+                tally.other_file_ops.0 += 1;
+            }
+        }
+        if accepted {
+            for (i, (command, must_fail)) in runs.iter().enumerate() {
+                let reply = send_case(c, &server, case, &what, command);
+                if i == 0 {
+                    continue; // The input tensor.
+                }
+                tally.runs += 1;
+                let ok = is_ok(&reply);
+                tally.runs_ok += ok as usize;
+                if !ok {
+                    let short: String = error_of(&reply)
+                        .chars()
+                        .take(env_usize("REDISAI_LIVE_FUZZ_ERROR_CHARS", 70))
+                        .collect();
+                    *run_errors.entry(format!("{kind:?}: {short}")).or_default() += 1;
+                }
+                if *must_fail {
+                    if ok {
+                        violations.push(format!(
+                            "case {case} ({what}): `{}` called a command scripts may not call, and succeeded:\n{}",
+                            printable(command),
+                            String::from_utf8_lossy(&generated.bytes)
+                        ));
+                    } else {
+                        tally.refused_calls += 1;
+                    }
+                }
+            }
+        }
+        if reply.is_none() {
+            // An error text this client cannot parse: start over on fresh connections.
+            admin = connect(&server);
+            user = login(&server);
+        }
+        for (c, is_user) in [(&mut admin, false), (&mut user, true)] {
+            match send(c, &[b"PING".to_vec()]) {
+                Ok(Value::SimpleString(ref s)) if s == "PONG" => {}
+                // Out of step after an unparsable reply: a fresh connection.
+                _ => {
+                    *c = if is_user {
+                        login(&server)
+                    } else {
+                        connect(&server)
+                    }
+                }
+            }
+        }
+        assert!(
+            answers_ping(&server.url(), Duration::from_secs(10)),
+            "generated case {case} ({what}): no PONG after `{}`\n{}",
+            printable(&store),
+            server.log()
+        );
+    }
+    let elapsed = started.elapsed();
+
+    // Nothing reached what no script, model or user may reach.
+    assert_eq!(
+        run_str(&mut admin, "GET canary").expect("GET canary"),
+        Value::BulkString(b"untouched".to_vec()),
+        "a script reached a key it did not declare"
+    );
+    let dir_now: Value = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("dir")
+        .query(&mut admin)
+        .expect("CONFIG GET dir");
+    assert_eq!(dir_now, config_dir, "the server's dir changed");
+    if written.exists() {
+        violations.push(format!(
+            "a stored TF graph wrote {} (WriteFile ran)",
+            written.display()
+        ));
+        let _ = std::fs::remove_file(&written);
+    }
+    let printed = server.dir.join(graphs::PRINTED).exists();
+
+    eprintln!(
+        "fuzz_live generated: {cases} cases in {:.1}s; server alive; PrintV2 wrote a file: {printed}",
+        elapsed.as_secs_f64()
+    );
+    for (kind, t) in &tallies {
+        eprintln!(
+            "  {kind:?}: {} cases ({} as the non-admin user): stores {} accepted, {} refused; must-refuse {}/{} refused; runs {} ({} OK); refused script calls {}; other file ops refused/accepted {:?}",
+            t.cases, t.as_user, t.accepted, t.refused, t.hostile_refused, t.hostile, t.runs, t.runs_ok, t.refused_calls, t.other_file_ops
+        );
+    }
+    for (what, texts) in [("store", refusals), ("run", run_errors)] {
+        let mut common: Vec<_> = texts.into_iter().collect();
+        common.sort_by(|a, b| b.1.cmp(&a.1));
+        eprintln!("  the most common {what} errors:");
+        for (text, n) in common
+            .iter()
+            .take(env_usize("REDISAI_LIVE_FUZZ_TOP_ERRORS", 8))
+        {
+            eprintln!("  {n:5}  {text}");
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "{} sandbox violations (REDISAI_SEED above):\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+    // No fuzzer that silently does nothing: with enough cases, every kind stored and ran
+    // something, and had stores refused.
+    for (kind, t) in &tallies {
+        assert!(t.cases > 0, "{kind:?}: no case");
+        if t.cases >= 40 {
+            // Scripts calling commands all compile; their refusals are of the calls.
+            let refusals = match kind {
+                Kind::Execute => t.refused_calls,
+                _ => t.refused.min(t.hostile_refused),
+            };
+            assert!(
+                t.accepted > 0 && t.runs_ok > 0 && refusals > 0,
+                "{kind:?}: the generated cases exercised too little: {t:?}"
+            );
+        }
+    }
+    rdb_checks_and_reloads(server, &mut admin);
 }
 
 /// Regression (found by `scripts/stress --fuzz`): an error text quoting input with a
