@@ -21,7 +21,9 @@
 //! libc hands out its first 256 thread-specific data keys unused, so TensorFlow's keys
 //! never share a slot with the host's (jemalloc's, in Redis), and their destructors run
 //! the host's, so a TensorFlow thread that ends releases jemalloc's per-thread state (which
-//! the dynamic loader gave it); and TensorFlow is called
+//! the dynamic loader gave it); every thread TensorFlow starts runs on a stack of the
+//! plugin's own (a small C shim, embedded in the plugin, interposes `pthread_create` in the
+//! namespace), which glibc never caches for reuse; and TensorFlow is called
 //! only on threads made by its own libc (`tf-call` threads, which never end), never on a
 //! host thread, whose exit would hand TensorFlow's per-thread blocks to the host's `free`.
 //! A call costs two thread switches (tens of microseconds).

@@ -22,7 +22,7 @@
 //! varint, a length past the end, a group, a known field with the wrong wire type) is
 //! refused: nothing unchecked reaches TensorFlow.
 //!
-//! The allow-list (about 400 op types) is math, neural network, array, control flow (TF1
+//! The allow-list (about 480 op types) is math, neural network, array, control flow (TF1
 //! `Switch`/`Merge`/`Enter`/`Exit`/`NextIteration`/`LoopCond` and TF2 `While`/`If`/`Case`/
 //! `PartitionedCall`), image decoding and encoding, string, parsing, random and in-memory
 //! lookup table ops: what frozen inference graphs use. Nothing that opens, lists or writes
@@ -466,10 +466,12 @@ pub const ALLOWED: &[&str] = &[
     "EditDistance",
     "Einsum",
     "Elu",
+    "Empty",
     "EmptyTensorList",
     "EncodeBase64",
     "EncodeJpeg",
     "EncodePng",
+    "EnsureShape",
     "Enter",
     "Equal",
     "Erf",
@@ -663,6 +665,7 @@ pub const ALLOWED: &[&str] = &[
     "Real",
     "RealDiv",
     "Reciprocal",
+    "ReduceJoin",
     "RefEnter",
     "RefExit",
     "RefIdentity",
@@ -737,12 +740,19 @@ pub const ALLOWED: &[&str] = &[
     "StatelessCase",
     "StatelessIf",
     "StatelessMultinomial",
+    "StatelessRandomGetAlg",
+    "StatelessRandomGetKeyCounter",
+    "StatelessRandomGetKeyCounterAlg",
     "StatelessRandomNormal",
     "StatelessRandomNormalV2",
     "StatelessRandomUniform",
+    "StatelessRandomUniformFullInt",
+    "StatelessRandomUniformFullIntV2",
     "StatelessRandomUniformInt",
+    "StatelessRandomUniformIntV2",
     "StatelessRandomUniformV2",
     "StatelessTruncatedNormal",
+    "StatelessTruncatedNormalV2",
     "StatelessWhile",
     "StaticRegexFullMatch",
     "StaticRegexReplace",
@@ -767,6 +777,15 @@ pub const ALLOWED: &[&str] = &[
     "Switch",
     "Tan",
     "Tanh",
+    "TensorArrayCloseV3",
+    "TensorArrayConcatV3",
+    "TensorArrayGatherV3",
+    "TensorArrayReadV3",
+    "TensorArrayScatterV3",
+    "TensorArraySizeV3",
+    "TensorArraySplitV3",
+    "TensorArrayV3",
+    "TensorArrayWriteV3",
     "TensorListConcatV2",
     "TensorListElementShape",
     "TensorListFromTensor",
@@ -782,6 +801,11 @@ pub const ALLOWED: &[&str] = &[
     "TensorListSetItem",
     "TensorListSplit",
     "TensorListStack",
+    "TensorScatterAdd",
+    "TensorScatterMax",
+    "TensorScatterMin",
+    "TensorScatterSub",
+    "TensorScatterUpdate",
     "Tile",
     "TopK",
     "TopKV2",
@@ -812,6 +836,9 @@ pub const ALLOWED: &[&str] = &[
     "Xlogy",
     "ZerosLike",
     "Zeta",
+    "_FusedBatchNormEx",
+    "_FusedConv2D",
+    "_FusedMatMul",
 ];
 
 #[cfg(test)]

@@ -69,6 +69,13 @@ pub fn call_thread_ids() -> Vec<libc::pid_t> {
     ffi::call_thread_ids()
 }
 
+/// TensorFlow's threads made on stacks of the plugin's own (the namespace's threads shim,
+/// see `ffi::namespace`), and those stacks unmapped after their thread ended: None when the
+/// shim could not be opened (or TensorFlow is not loaded yet).
+pub fn thread_stacks() -> Option<(u64, u64)> {
+    ffi::thread_stacks()
+}
+
 /// Where `libtensorflow_cc.so.2` is looked for (see the module docs).
 pub fn library_path() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os(RUNTIME_LIB_ENV).filter(|p| !p.is_empty()) {

@@ -15,6 +15,7 @@ mod common;
 use std::process::Command;
 
 use common::{backend, graph_def, load, run, Input};
+use redisai_tensorflow::runtime::thread_stacks;
 
 const JEMALLOC: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
@@ -72,6 +73,11 @@ fn thread_ending_runs() {
             out[0].shape
         );
     }
+    // Each run's pool threads ran on stacks of the threads shim (never in glibc's stack
+    // cache), unmapped once joined.
+    let (made, unmapped) = thread_stacks().expect("the threads shim is in use");
+    assert!(made >= 100, "{made} threads made by the shim");
+    assert!(unmapped >= 100, "{unmapped} stacks unmapped");
     let mlp = load(&backend, "mlp.pb", &["x"], &["y"]);
     for _ in 0..100 {
         run(

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::Arc;
 
-pub use namespace::own_object_path;
 use namespace::Handle;
+pub use namespace::{own_object_path, thread_stacks};
 use threads::Pool;
 pub use threads::{call_thread_ids, on_pool_thread};
 

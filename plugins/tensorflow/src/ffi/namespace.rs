@@ -65,13 +65,23 @@
 //!   TensorFlow thread is unmapped as soon as it is queued, its TLS freed by the loader's
 //!   (the right) `free`, so the namespace's libc never finds one of its own in the cache
 //!   either (under gdb: 66 `get_cached_stack` calls in 20 MatchingFiles runs, none freeing
-//!   a block). What is left: a *detached* thread of the namespace queues its stack while
-//!   still running on it, so that stack stays cached until the next thread exit trims the
-//!   cache, and a `pthread_create` of the namespace in that window would free its blocks
-//!   with the wrong `free`. TensorFlow's own threads (`Env::StartThread`) are joined, and
-//!   the load policy (`crate::policy`) refuses the operations that start threads of their
-//!   own; closing the window for good needs `pthread_create` interposed in the namespace
-//!   (a first object giving each thread a user-provided stack, which glibc never caches).
+//!   a block). That left a window: a *detached* thread of the namespace queues its stack
+//!   while still running on it, so that stack stays cached until the next thread exit
+//!   trims the cache, and a `pthread_create` of the namespace in that window would free its
+//!   blocks with the wrong `free` (tsl's `Env::SchedClosure` starts detached threads). So
+//!   the namespace's first object is a threads shim (`threads_shim.c`, built by build.rs,
+//!   embedded in the plugin and opened from a memfd), ahead of its libc in the namespace's
+//!   global scope: it interposes `pthread_create` for everything loaded there and gives
+//!   each thread a stack it maps itself (`pthread_attr_setstack`). glibc never caches a
+//!   user-provided stack and never hands one out: the thread's TLS is freed by the
+//!   loader's `free` when it is joined, and the shim unmaps the stack once a join tells
+//!   the kernel is done with it (threads are kept joinable underneath; one created or
+//!   made detached is joined by the shim, with `pthread_tryjoin_np`, at a later create or
+//!   detach once it has ended). So no thread TensorFlow starts ever takes a cached stack.
+//!   Left outside: threads glibc starts internally for the namespace (`SIGEV_THREAD`
+//!   timers, `mq_notify`, asynchronous I/O), which TensorFlow's kernels do not use; and a
+//!   system where a memfd cannot be mapped executable (`vm.memfd_noexec=2`), where the
+//!   namespace is made without the shim and only the stack size guards.
 //!   The cost of the stack size is address space, not memory.
 //! - glibc has room for 16 namespaces: the plugin makes one per process, reused when a
 //!   failed load is retried, and never closes it.
@@ -114,15 +124,96 @@ pub type PthreadCreate = unsafe extern "C" fn(
 /// `pthread_detach` of the namespace's libc.
 pub type PthreadDetach = unsafe extern "C" fn(libc::pthread_t) -> c_int;
 
-/// The namespace TensorFlow lives in, and what its libc offers.
+/// `redisai_tf_threads_counts` of the threads shim.
+type ShimCounts = unsafe extern "C" fn(*mut u64, *mut u64);
+
+/// The namespace TensorFlow lives in, and what its libc offers (`pthread_create` and
+/// `pthread_detach` are the threads shim's, when it is there).
 #[derive(Clone, Copy)]
 pub struct Namespace {
     id: libc::Lmid_t,
     pub pthread_create: PthreadCreate,
     pub pthread_detach: PthreadDetach,
+    shim_counts: Option<ShimCounts>,
+}
+
+impl Namespace {
+    /// The threads shim's counts: threads made on stacks of its own, and those stacks
+    /// unmapped after their thread ended. None without the shim.
+    pub fn thread_stacks(&self) -> Option<(u64, u64)> {
+        let counts = self.shim_counts?;
+        let (mut made, mut unmapped) = (0u64, 0u64);
+        // SAFETY: the shim's function, with two valid out-pointers.
+        unsafe { counts(&mut made, &mut unmapped) };
+        Some((made, unmapped))
+    }
+}
+
+/// The threads shim (src/ffi/threads_shim.c, built by build.rs).
+static THREADS_SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libredisai_tf_threads.so"));
+
+/// Opens the threads shim as the first object of a new namespace, from a memfd (nothing to
+/// ship beside the plugin, no file left behind). Err when it cannot be (no memfd, or one
+/// that may not be mapped executable): the namespace is then made without it.
+fn open_shim() -> Result<Handle, String> {
+    // SAFETY: a NUL-terminated name and flags; the fd is owned here and closed below.
+    let fd = unsafe { libc::memfd_create(c"redisai_tf_threads".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+    }
+    let result = (|| {
+        let mut written = 0;
+        while written < THREADS_SHIM.len() {
+            let rest = &THREADS_SHIM[written..];
+            // SAFETY: writes from a live slice of `rest.len()` bytes to our fd.
+            let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+            if n <= 0 {
+                return Err(format!(
+                    "writing the threads shim: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            written += n as usize;
+        }
+        let path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
+        // SAFETY: dlmopen takes a NUL-terminated path; the shim's initialiser only looks up
+        // the functions it wraps, inside the new namespace (the C library it depends on is
+        // opened there too).
+        let handle = unsafe {
+            libc::dlmopen(
+                libc::LM_ID_NEWLM,
+                path.as_ptr(),
+                libc::RTLD_NOW | libc::RTLD_LOCAL,
+            )
+        };
+        if handle.is_null() {
+            return Err(dl_error());
+        }
+        let handle = Handle(handle);
+        type Ready = unsafe extern "C" fn() -> c_int;
+        // SAFETY: the shim's function of that name and C signature.
+        let ready = unsafe {
+            std::mem::transmute::<*mut c_void, Ready>(symbol(handle, c"redisai_tf_threads_ready")?)
+        };
+        // SAFETY: no preconditions.
+        if unsafe { ready() } == 0 {
+            return Err("the threads shim did not find the functions it wraps".to_owned());
+        }
+        Ok(handle)
+    })();
+    // SAFETY: our fd, closed once; the mapping made by dlmopen stays.
+    unsafe { libc::close(fd) };
+    result
 }
 
 static NAMESPACE: Mutex<Option<Namespace>> = Mutex::new(None);
+
+/// The threads shim's counts for the process's namespace (see [`Namespace::thread_stacks`]):
+/// None before the namespace is made or without the shim.
+pub fn thread_stacks() -> Option<(u64, u64)> {
+    let namespace = *NAMESPACE.lock().unwrap_or_else(PoisonError::into_inner);
+    namespace?.thread_stacks()
+}
 
 /// The text of the last dynamic-loader error of this thread.
 fn dl_error() -> String {
@@ -152,14 +243,20 @@ pub fn namespace(environment: &[(&CStr, &CStr)]) -> Result<Namespace, String> {
     if let Some(namespace) = *slot {
         return Ok(namespace);
     }
-    // SAFETY: dlmopen takes a NUL-terminated name; opening the C library runs only its own
-    // initialisers, inside the new namespace.
-    let libc_handle = unsafe {
-        libc::dlmopen(
-            libc::LM_ID_NEWLM,
-            c"libc.so.6".as_ptr(),
-            libc::RTLD_NOW | libc::RTLD_LOCAL,
-        )
+    // The threads shim first (see the module docs, thread stacks), with the C library it
+    // depends on; the C library alone where the shim cannot be opened.
+    let shim = open_shim();
+    let libc_handle = match shim {
+        Ok(handle) => handle.0,
+        // SAFETY: dlmopen takes a NUL-terminated name; opening the C library runs only its
+        // own initialisers, inside the new namespace.
+        Err(_) => unsafe {
+            libc::dlmopen(
+                libc::LM_ID_NEWLM,
+                c"libc.so.6".as_ptr(),
+                libc::RTLD_NOW | libc::RTLD_LOCAL,
+            )
+        },
     };
     if libc_handle.is_null() {
         return Err(format!(
@@ -168,6 +265,15 @@ pub fn namespace(environment: &[(&CStr, &CStr)]) -> Result<Namespace, String> {
         ));
     }
     let handle = Handle(libc_handle);
+    let shim_counts = match shim {
+        // SAFETY: the shim's function of that name and C signature.
+        Ok(_) => unsafe {
+            symbol(handle, c"redisai_tf_threads_counts")
+                .ok()
+                .map(|f| std::mem::transmute::<*mut c_void, ShimCounts>(f))
+        },
+        Err(_) => None,
+    };
     let mut id: libc::Lmid_t = 0;
     // SAFETY: RTLD_DI_LMID writes one Lmid_t through the pointer, which is valid.
     let found = unsafe {
@@ -231,6 +337,7 @@ pub fn namespace(environment: &[(&CStr, &CStr)]) -> Result<Namespace, String> {
         id,
         pthread_create,
         pthread_detach,
+        shim_counts,
     };
     *slot = Some(namespace);
     Ok(namespace)
@@ -483,6 +590,37 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { libc::pthread_key_create(&mut next, None) }, 0);
         assert!((next as usize) < RESERVED_KEYS);
+    }
+
+    extern "C" fn nothing(_: *mut c_void) -> *mut c_void {
+        ptr::null_mut()
+    }
+
+    #[test]
+    fn the_shim_unmaps_the_stacks_of_detached_threads_that_ended() {
+        let ns = namespace(&[]).expect("namespace");
+        let (_, before) = ns.thread_stacks().expect("the threads shim is in use");
+        let start = || {
+            let mut thread: libc::pthread_t = 0;
+            // SAFETY: the namespace's pthread_create with a valid out-pointer, default
+            // attributes and an entry point that returns at once.
+            let failed =
+                unsafe { (ns.pthread_create)(&mut thread, ptr::null(), nothing, ptr::null_mut()) };
+            assert_eq!(failed, 0);
+            thread
+        };
+        for _ in 0..4 {
+            let thread = start();
+            // SAFETY: a thread just made by the namespace, detached once.
+            assert_eq!(unsafe { (ns.pthread_detach)(thread) }, 0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // The next create (or detach) joins the ended ones and unmaps their stacks.
+        let last = start();
+        // SAFETY: as above.
+        assert_eq!(unsafe { (ns.pthread_detach)(last) }, 0);
+        let (_, after) = ns.thread_stacks().expect("the threads shim is in use");
+        assert!(after >= before + 4, "{before} -> {after}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The threads TensorFlow is called on: made by the `pthread_create` of TensorFlow's own
-//! libc (see [`super::namespace`] for why no host thread may run TensorFlow code), named
+//! namespace (its threads shim's, over its libc's: see [`super::namespace`] for why no host
+//! thread may run TensorFlow code), named
 //! `tf-call`, and never ending. A call is handed to an idle one, or to a new one when all
 //! are busy, so a call never waits behind another (a session close that cancels a long
 //! run must not wait for that run); the caller waits for its call to finish.
