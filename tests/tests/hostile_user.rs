@@ -258,6 +258,51 @@ fn every_ai_command_through_redis_execute_keeps_redis_up() {
     );
 }
 
+#[test]
+fn lua_scripts_reach_ai_commands_without_a_user_to_borrow() {
+    let (_server, mut admin, mut app) = setup(ServerConfig::default());
+    // Redis checks the command against the caller's ACL, but the module cannot tell
+    // who the Lua client runs for: what needs a user is refused, not waved through.
+    for (user, c) in [("app1", &mut app), ("default", &mut admin)] {
+        for (body, what) in [
+            (
+                "redis.call('AI.CONFIG', 'MODEL_CHUNK_SIZE', '1')",
+                "AI.CONFIG MODEL_CHUNK_SIZE",
+            ),
+            ("redis.call('AI._MODELSCAN')", "listing keys"),
+            ("redis.call('AI.INFO', KEYS[1], 'RESETSTAT')", "RESETSTAT"),
+        ] {
+            let err = error_text(
+                redis::cmd("EVAL")
+                    .arg(format!("return {body}"))
+                    .arg(1)
+                    .arg("app1:m")
+                    .query::<Value>(c),
+            );
+            assert!(
+                err.contains(&format!(
+                    "NOPERM {what} cannot tell which ACL user runs it here (a Lua script or \
+                     another module's call): send it from a client"
+                )),
+                "{user}: {body}: {err}"
+            );
+            pong(c);
+        }
+        // What needs no user still works from Lua.
+        let reply: Value = redis::cmd("EVAL")
+            .arg("return redis.call('AI.TENSORSET', KEYS[1], 'FLOAT', '1', 'VALUES', '7')")
+            .arg(1)
+            .arg("app1:lua")
+            .query(c)
+            .expect("TENSORSET from Lua");
+        assert_eq!(reply, Value::Okay, "{user}");
+    }
+    assert_eq!(
+        call_str(&mut admin, "AI.CONFIG GET MODEL_CHUNK_SIZE").expect("GET"),
+        Value::Int(535_822_336)
+    );
+}
+
 /// A user whose rights stop at reading app1 keys, plus the named AI commands.
 fn reader(server: &Server, admin: &mut Connection, name: &str, extra: &str) -> Connection {
     call_str(

@@ -2,16 +2,20 @@
 //! rights, which keys a user may list, whose ACL a script's `redis.execute` obeys).
 //!
 //! A command does not always come from a connected client. Reached through
-//! `RedisModule_Call` (a script's `redis.execute`, another module), it runs on a
-//! temporary client whose user is NULL ("root"), and `RedisModule_GetCurrentUserName`
-//! then dereferences that NULL (Redis 7.0 and Valkey 8 do not check). So the name is
-//! read with `RedisModule_GetClientUserNameById`, which answers NULL for a client that
-//! has no user or is not a connected one. A command that one of our scripts calls is
-//! charged to the user who ran the script, recorded for the call by [`as_script_caller`].
+//! `RedisModule_Call` (a script's `redis.execute`, another module) it runs on a
+//! temporary client whose user is NULL ("root"), as does the master's stream on a
+//! replica, and `RedisModule_GetCurrentUserName` then dereferences that NULL (Redis 7.0
+//! and Valkey 8 do not check): this module never calls it. The name is read with
+//! `RedisModule_GetClientUserNameById`, which answers only for connected clients. A
+//! command one of our scripts calls is charged to the user who ran the script, recorded
+//! for the call by [`as_script_caller`]. Anything else without a connected client is
+//! either Redis replaying data (the AOF, the master: unchecked, as Redis runs them) or
+//! a call whose user cannot be told (a Lua script, another module's `RedisModule_Call`):
+//! the checks that need a user refuse those.
 
 use std::cell::RefCell;
 
-use redis_module::{raw, Context, RedisError, RedisString};
+use redis_module::{raw, Context, ContextFlags, RedisError, RedisString};
 
 thread_local! {
     /// The user whose script is calling a command through `redis.execute` on this
@@ -34,14 +38,46 @@ pub fn as_script_caller<T>(user: Option<&[u8]>, call: impl FnOnce() -> T) -> T {
     call()
 }
 
-/// The name of the ACL user the current command runs for: the connected client's user,
-/// or the user whose script made the call. None where no user applies (the AOF, the
-/// replication stream, another module's `RedisModule_Call`): those run unchecked, as
-/// Redis runs them.
-pub fn current_user(ctx: &Context) -> Option<Vec<u8>> {
+/// Who the current command runs for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A connected client's ACL user, or the user whose script made the call.
+    User(Vec<u8>),
+    /// Redis replaying data: the AOF being loaded, the master's stream.
+    Replay,
+    /// A client without a user this module can name: a Lua script or function, or
+    /// another module's `RedisModule_Call`.
+    Unknown,
+}
+
+pub fn caller(ctx: &Context) -> Caller {
     if let Some(user) = SCRIPT_CALLER.with(|slot| slot.borrow().clone()) {
-        return Some(user);
+        return Caller::User(user);
     }
+    if let Some(user) = connected_user(ctx) {
+        return Caller::User(user);
+    }
+    if ctx
+        .get_flags()
+        .intersects(ContextFlags::LOADING | ContextFlags::REPLICATED)
+    {
+        Caller::Replay
+    } else {
+        Caller::Unknown
+    }
+}
+
+/// The ACL user name of the current command's caller where there is one to name (see
+/// [`caller`]): the user a script run or a DAG acts for.
+pub fn current_user(ctx: &Context) -> Option<Vec<u8>> {
+    match caller(ctx) {
+        Caller::User(name) => Some(name),
+        Caller::Replay | Caller::Unknown => None,
+    }
+}
+
+/// The user of the connected client that sent the current command.
+fn connected_user(ctx: &Context) -> Option<Vec<u8>> {
     // SAFETY: the API table is filled at load time and only read afterwards.
     let (Some(client_id), Some(user_name)) = (unsafe {
         (
@@ -66,6 +102,24 @@ pub fn current_user(ctx: &Context) -> Option<Vec<u8>> {
     Some(owned.as_slice().to_vec())
 }
 
+/// The ACL user a check applies to: `Ok(None)` when the command replays data (no check),
+/// an error reply when the user cannot be told or no longer exists.
+pub fn user_to_check(ctx: &Context, what: &str) -> Result<Option<AclUser>, RedisError> {
+    match caller(ctx) {
+        Caller::Replay => Ok(None),
+        Caller::Unknown => Err(RedisError::String(format!(
+            "NOPERM {what} cannot tell which ACL user runs it here (a Lua script or another \
+             module's call): send it from a client"
+        ))),
+        Caller::User(name) => AclUser::find(&name).map(Some).ok_or_else(|| {
+            RedisError::String(format!(
+                "NOPERM user '{}' no longer exists",
+                String::from_utf8_lossy(&name)
+            ))
+        }),
+    }
+}
+
 /// An ACL user looked up by name, freed on drop.
 pub struct AclUser(std::ptr::NonNull<raw::RedisModuleUser>);
 
@@ -77,15 +131,6 @@ impl AclUser {
         let name = RedisString::create(None, name);
         // SAFETY: `name` is a live string; the user is freed in `drop`.
         std::ptr::NonNull::new(unsafe { get(name.inner) }).map(AclUser)
-    }
-
-    /// The user of the current command (see [`current_user`]). `Err` carries the name of
-    /// a user that no longer exists.
-    pub fn current(ctx: &Context) -> Result<Option<AclUser>, Vec<u8>> {
-        match current_user(ctx) {
-            None => Ok(None),
-            Some(name) => AclUser::find(&name).map(Some).ok_or(name),
-        }
     }
 
     pub fn as_ptr(&self) -> *mut raw::RedisModuleUser {
@@ -134,17 +179,10 @@ impl Drop for AclUser {
 /// Loading native code, or changing what the whole server does, needs the rights of
 /// MODULE LOAD (ACL categories @admin and @dangerous). Redis 7.0 does not give module
 /// sub-commands the categories their `admin` flag implies, so the module checks this
-/// itself. Commands with no user (AOF, replication, another module's call) pass.
+/// itself. Replayed commands (AOF, master) pass.
 pub fn ensure_admin(ctx: &Context, what: &str) -> Result<(), RedisError> {
-    let user = match AclUser::current(ctx) {
-        Ok(Some(user)) => user,
-        Ok(None) => return Ok(()),
-        Err(name) => {
-            return Err(RedisError::String(format!(
-                "NOPERM user '{}' no longer exists",
-                String::from_utf8_lossy(&name)
-            )))
-        }
+    let Some(user) = user_to_check(ctx, &format!("AI.CONFIG {what}"))? else {
+        return Ok(());
     };
     if user.may_run(&[b"MODULE", b"LOAD", b"backend"]) {
         Ok(())

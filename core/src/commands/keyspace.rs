@@ -190,18 +190,13 @@ pub fn scan_tags<T: 'static>(
 /// The caller's ACL key patterns, for commands that list keys: a user restricted to
 /// some keys (`~app1:*`, `%R~...`) sees only the keys it may read.
 struct ReadableKeys {
-    /// None: no user applies (AOF, replication, another module's call): every key.
+    /// None: Redis replaying data (AOF, master): every key.
     user: Option<AclUser>,
 }
 
 impl ReadableKeys {
     fn of_caller(ctx: &Context) -> Result<ReadableKeys, RedisError> {
-        let user = AclUser::current(ctx).map_err(|name| {
-            RedisError::String(format!(
-                "NOPERM user '{}' no longer exists",
-                String::from_utf8_lossy(&name)
-            ))
-        })?;
+        let user = super::caller::user_to_check(ctx, "listing keys")?;
         Ok(ReadableKeys { user })
     }
 

@@ -2,7 +2,6 @@
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::caller::AclUser;
 use super::keyspace;
 
 const NO_RUN_INFO: &str = "ERR cannot find run info for key";
@@ -98,10 +97,8 @@ fn script_info(ctx: &Context, key: &RedisString, reset: bool) -> RedisResult {
 /// command: the caller needs write access to the key and the rights of `delete` (the
 /// command that removes the model or script) on it.
 fn ensure_may_reset(ctx: &Context, key: &RedisString, delete: &[u8]) -> Result<(), RedisError> {
-    let user = match AclUser::current(ctx) {
-        Ok(Some(user)) => user,
-        Ok(None) => return Ok(()),
-        Err(_) => return Err(RedisError::Str(NO_RESET_RIGHTS)),
+    let Some(user) = super::caller::user_to_check(ctx, "RESETSTAT")? else {
+        return Ok(());
     };
     let writable = user.may_access_key(key, redis_module::raw::REDISMODULE_CMD_KEY_UPDATE);
     if writable && user.may_run(&[delete, key.as_slice()]) {
