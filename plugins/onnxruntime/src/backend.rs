@@ -180,7 +180,7 @@ impl OnnxBackend {
                 .outputs()
                 .iter()
                 .enumerate()
-                .map(|(i, outlet)| convert::port_of("output", i, outlet.name(), outlet.dtype()))
+                .map(|(i, outlet)| convert::output_port(i, outlet.name(), outlet.dtype()))
                 .collect::<Result<Vec<_>>>()?;
             Ok(OnnxModel {
                 session: Mutex::new(session),

@@ -433,24 +433,6 @@ fn corrupt_blobs_are_errors() {
 }
 
 #[test]
-fn non_tensor_outputs_are_refused_at_load() {
-    let blob = model(
-        &[Node("SequenceConstruct", &["x"], &["s"])],
-        &[("x", Ty::Tensor(elem::FLOAT, Some(vec![-1])))],
-        &[("s", Ty::Sequence(Box::new(Ty::Tensor(elem::FLOAT, None))))],
-    );
-    let backend = backend();
-    let err = backend
-        .load(&blob)
-        .err()
-        .expect("a sequence output is refused");
-    assert_eq!(
-        err.0,
-        "model output 0 ('s') is a sequence, not a tensor: the ONNX backend only runs models whose inputs and outputs are all tensors"
-    );
-}
-
-#[test]
 fn unsupported_element_types_are_refused_at_load() {
     let blob = model(
         &[Node("Identity", &["x"], &["y"])],

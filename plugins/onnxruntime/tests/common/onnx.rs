@@ -1,5 +1,6 @@
 //! Writes small ONNX models (protobuf by hand): enough for graphs of plain nodes whose
-//! inputs and outputs are tensors or sequences of tensors.
+//! inputs and outputs are tensors, sequences, maps or optional values, and for ONNX-ML
+//! nodes with attributes ([`model_ml`]).
 
 /// ONNX TensorProto.DataType values.
 pub mod elem {
@@ -61,6 +62,9 @@ pub enum Ty {
     /// Element type and shape (None: any rank; a dimension of -1 is symbolic).
     Tensor(i64, Option<Vec<i64>>),
     Sequence(Box<Ty>),
+    /// Key element type, value type.
+    Map(i64, Box<Ty>),
+    Optional(Box<Ty>),
 }
 
 impl Ty {
@@ -83,12 +87,77 @@ impl Ty {
                 Msg::default().msg(1, tensor)
             }
             Ty::Sequence(inner) => Msg::default().msg(4, Msg::default().msg(1, inner.proto())),
+            Ty::Map(key, value) => {
+                Msg::default().msg(5, Msg::default().int(1, *key).msg(2, value.proto()))
+            }
+            Ty::Optional(inner) => Msg::default().msg(9, Msg::default().msg(1, inner.proto())),
         }
     }
 }
 
 /// A node: op type, input names, output names.
 pub struct Node<'a>(pub &'a str, pub &'a [&'a str], pub &'a [&'a str]);
+
+/// A node attribute.
+pub enum Attr<'a> {
+    Int(&'a str, i64),
+    Ints(&'a str, &'a [i64]),
+    Strings(&'a str, &'a [&'a str]),
+}
+
+/// A node with a domain and attributes: op type, domain, inputs, outputs, attributes.
+pub struct MlNode<'a>(
+    pub &'a str,
+    pub &'a str,
+    pub &'a [&'a str],
+    pub &'a [&'a str],
+    pub &'a [Attr<'a>],
+);
+
+/// A model (IR 8, opsets 17 and ai.onnx.ml 3) of nodes with domains and attributes.
+pub fn model_ml(nodes: &[MlNode<'_>], inputs: &[(&str, Ty)], outputs: &[(&str, Ty)]) -> Vec<u8> {
+    let mut graph = Msg::default();
+    for (i, MlNode(op, domain, ins, outs, attrs)) in nodes.iter().enumerate() {
+        let mut node = Msg::default();
+        for input in *ins {
+            node = node.str(1, input);
+        }
+        for output in *outs {
+            node = node.str(2, output);
+        }
+        node = node.str(3, &format!("n{i}")).str(4, op);
+        for attr in *attrs {
+            // AttributeProto: name 1, type 20 (INT 2, INTS 7, STRINGS 8), i 3, ints 8,
+            // strings 9.
+            let attr = match attr {
+                Attr::Int(name, v) => Msg::default().str(1, name).int(20, 2).int(3, *v),
+                Attr::Ints(name, values) => values
+                    .iter()
+                    .fold(Msg::default().str(1, name).int(20, 7), |m, &v| m.int(8, v)),
+                Attr::Strings(name, values) => values
+                    .iter()
+                    .fold(Msg::default().str(1, name).int(20, 8), |m, v| m.str(9, v)),
+            };
+            node = node.msg(5, attr);
+        }
+        node = node.str(7, domain);
+        graph = graph.msg(1, node);
+    }
+    graph = graph.str(2, "g");
+    for (name, ty) in inputs {
+        graph = graph.msg(11, Msg::default().str(1, name).msg(2, ty.proto()));
+    }
+    for (name, ty) in outputs {
+        graph = graph.msg(12, Msg::default().str(1, name).msg(2, ty.proto()));
+    }
+    Msg::default()
+        .int(1, 8)
+        .str(2, "redisai-onnxruntime-tests")
+        .msg(7, graph)
+        .msg(8, Msg::default().str(1, "").int(2, 17))
+        .msg(8, Msg::default().str(1, "ai.onnx.ml").int(2, 3))
+        .0
+}
 
 /// A model (IR 8, opset 17) with the given nodes, graph inputs and outputs.
 pub fn model(nodes: &[Node<'_>], inputs: &[(&str, Ty)], outputs: &[(&str, Ty)]) -> Vec<u8> {
