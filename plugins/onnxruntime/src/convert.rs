@@ -557,3 +557,83 @@ fn element_of(container: &DynValue, at: usize, allocator: &Allocator) -> Result<
     // DynValue takes it over and releases it once, when dropped.
     Ok(unsafe { DynValue::from_ptr(out, Some(allocator)) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(ty: TensorElementType) -> ValueType {
+        ValueType::Tensor {
+            ty,
+            shape: Default::default(),
+            dimension_symbols: ort::value::SymbolicDimensions::new([]),
+        }
+    }
+
+    fn seq(inner: ValueType) -> ValueType {
+        ValueType::Sequence(Box::new(inner))
+    }
+
+    fn map(key: TensorElementType, value: TensorElementType) -> ValueType {
+        ValueType::Map { key, value }
+    }
+
+    fn form(ty: &ValueType) -> (DType, Form) {
+        let port = output_port(1, "o", ty).expect("served");
+        (port.dtype, port.form)
+    }
+
+    fn refusal(ty: &ValueType) -> String {
+        output_port(1, "o", ty).expect_err("refused").0
+    }
+
+    #[test]
+    fn output_forms() {
+        use TensorElementType::*;
+        assert_eq!(form(&tensor(Int64)), (DType::Int64, Form::Tensor));
+        assert_eq!(
+            form(&seq(tensor(Int64))),
+            (DType::Int64, Form::TensorSequence)
+        );
+        assert_eq!(
+            form(&seq(map(Int64, Float32))),
+            (DType::Float, Form::MapSequence(MapKey::Int64))
+        );
+        assert_eq!(
+            form(&seq(map(String, Float64))),
+            (DType::Double, Form::MapSequence(MapKey::String))
+        );
+    }
+
+    #[test]
+    fn refused_outputs_say_their_name_and_type() {
+        use TensorElementType::*;
+        let tail = ": the ONNX backend returns tensors, sequences of numeric tensors (stacked) and sequences of maps to FLOAT or DOUBLE (ONNX-ML ZipMap, as [N, classes])";
+        assert_eq!(
+            refusal(&map(Int64, Float32)),
+            format!("model output 1 ('o') is of type map(INT64,FLOAT), a map that is not in a sequence{tail}")
+        );
+        assert_eq!(
+            refusal(&seq(map(String, String))),
+            format!("model output 1 ('o') is of type seq(map(STRING,STRING)), a sequence of maps whose values are neither FLOAT nor DOUBLE{tail}")
+        );
+        assert_eq!(
+            refusal(&seq(map(Float32, Float32))),
+            format!("model output 1 ('o') is of type seq(map(FLOAT,FLOAT)), a sequence of maps whose keys are neither INT64 nor STRING{tail}")
+        );
+        assert_eq!(
+            refusal(&seq(tensor(Float16))),
+            format!("model output 1 ('o') is of type seq(tensor(FLOAT16)), whose element type RedisAI tensors cannot hold{tail}")
+        );
+        assert_eq!(
+            refusal(&ValueType::Optional(Box::new(tensor(Float32)))),
+            format!(
+                "model output 1 ('o') is of type optional(tensor(FLOAT)), an optional value{tail}"
+            )
+        );
+        assert_eq!(
+            refusal(&tensor(Float16)),
+            "model output 1 ('o') has element type FLOAT16, which RedisAI tensors cannot hold"
+        );
+    }
+}
