@@ -26,6 +26,14 @@
 //! - `BACKEND_MEMORY_LIMIT` (MB, 10^6 bytes as in RedisAI): see [`runtime`]: one CPU memory
 //!   arena with that `max_mem`, shared by all the sessions loaded while the limit is set.
 //!
+//! # Outputs that are not tensors
+//! ONNX-ML classifiers (scikit-learn models converted with skl2onnx) end in a ZipMap, a
+//! sequence of maps from class label to probability: such an output is returned as a
+//! FLOAT (or DOUBLE) tensor `[N, classes]`, the columns in ascending label order (INT64
+//! labels numerically, STRING labels bytewise), which is the classifier's `classes_`. A
+//! sequence of numeric tensors of one shape is returned stacked (`[N, shape...]`). Other
+//! output types are refused when the model is stored, with the output's name and type.
+//!
 //! # Policy
 //! Every model load (AI.MODELSTORE/MODELSET, RDB and AOF loads, replicas) first passes the
 //! model's bytes through [`policy::check`]: no external data, no operator domain that ONNX

@@ -216,6 +216,22 @@ fn other_output_types_are_refused_at_load() {
 }
 
 #[test]
+fn a_zipmap_with_a_repeated_label_has_one_column_per_distinct_label() {
+    // ONNX Runtime's map keeps one entry per label (the last column's value).
+    let backend = backend();
+    let model = ok(
+        backend.load(&zipmap_model(
+            Attr::Ints("classlabels_int64s", &[5, 5, 1]),
+            elem::INT64,
+        )),
+        "loads",
+    );
+    let out = run(&backend, &model, &[Input::f32(&[2, 3], &ROWS)], 1);
+    assert_eq!(out[0].shape, [2, 2]);
+    assert_eq!(f32s(&out[0].data), [0.7, 0.2, 0.2, 0.3]);
+}
+
+#[test]
 fn a_zipmap_with_more_labels_than_columns_fails_the_run_not_the_process() {
     let backend = backend();
     let model = ok(
