@@ -24,6 +24,11 @@ mod events;
 mod info;
 #[cfg(not(test))]
 mod persist;
+/// The RedisAI format readers are pure; their unit tests run without Redis.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "persist/redisai_formats.rs"]
+mod redisai_formats;
 #[cfg(not(test))]
 mod retained;
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod graphs;
 pub mod hardening;
+pub mod redisai_rdb;
 
 pub use redis;
 use redis::{Connection, RedisResult, Value};

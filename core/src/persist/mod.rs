@@ -2,6 +2,7 @@
 
 pub mod boxed;
 pub mod model_type;
+pub mod redisai_formats;
 pub mod script_type;
 pub mod tensor_type;
 

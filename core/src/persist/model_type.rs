@@ -1,6 +1,7 @@
 //! The model data type: RDB encoding, AOF rewrite, memory usage, digest, copy, free.
 //!
-//! Encodings start at 100, as for tensors (RedisAI's own encodings are not read).
+//! Encodings start at 100, as for tensors; RedisAI's (0 to 4) are read by
+//! [`super::redisai_formats`].
 
 use std::ffi::c_void;
 use std::os::raw::c_int;
@@ -10,7 +11,7 @@ use redis_module::logging::RedisLogLevel;
 use redis_module::native_types::RedisType;
 use redis_module::raw;
 
-use super::boxed;
+use super::{boxed, redisai_formats};
 use crate::device::Device;
 use crate::model::{Batching, Model, ModelDefinition, SharedModel};
 
@@ -62,9 +63,14 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
 }
 
 fn load_definition(rdb: *mut raw::RedisModuleIO, encver: c_int) -> Result<ModelDefinition, String> {
+    if redisai_formats::is_redisai_encoding(encver) {
+        return redisai_formats::load_model(&mut redisai_formats::RdbSource(rdb), encver)
+            .map_err(|reason| format!("RedisAI encoding {encver}: {reason}"));
+    }
     if encver != ENCODING_V100 {
         return Err(format!(
-            "unknown model encoding version {encver} (this build reads {ENCODING_V100})"
+            "unknown model encoding version {encver} (this build reads RedisAI's 0 to 4 and \
+             {ENCODING_V100})"
         ));
     }
     let io = |err: redis_module::error::Error| format!("short read: {err}");

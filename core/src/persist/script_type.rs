@@ -1,5 +1,6 @@
 //! The script data type (`AI_SCRIPT`): RDB encoding, AOF rewrite as AI.SCRIPTSTORE,
-//! memory usage, digest, copy, free.
+//! memory usage, digest, copy, free. RedisAI's encodings (0 to 4) are read by
+//! [`super::redisai_formats`].
 
 use std::ffi::c_void;
 use std::os::raw::c_int;
@@ -9,7 +10,7 @@ use redis_module::logging::RedisLogLevel;
 use redis_module::native_types::RedisType;
 use redis_module::raw;
 
-use super::boxed;
+use super::{boxed, redisai_formats};
 use crate::device::Device;
 use crate::script::{Script, ScriptDefinition, SharedScript};
 
@@ -64,9 +65,14 @@ fn load_definition(
     rdb: *mut raw::RedisModuleIO,
     encver: c_int,
 ) -> Result<ScriptDefinition, String> {
+    if redisai_formats::is_redisai_encoding(encver) {
+        return redisai_formats::load_script(&mut redisai_formats::RdbSource(rdb), encver)
+            .map_err(|reason| format!("RedisAI encoding {encver}: {reason}"));
+    }
     if encver != ENCODING_V100 {
         return Err(format!(
-            "unknown script encoding version {encver} (this build reads {ENCODING_V100})"
+            "unknown script encoding version {encver} (this build reads RedisAI's 0 to 4 and \
+             {ENCODING_V100})"
         ));
     }
     let io = |err: redis_module::error::Error| format!("short read: {err}");

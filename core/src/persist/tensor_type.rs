@@ -1,8 +1,7 @@
 //! The tensor data type: RDB encoding, AOF rewrite, memory usage, digest, copy, free.
 //!
-//! Encoding versions below 100 belong to RedisAI, whose files this module does not read;
-//! ours start at 100 so that such a file fails to load with a clear error instead of
-//! being misread.
+//! Encoding versions 0 to 4 are RedisAI's (read by [`super::redisai_formats`], so data
+//! written by RedisAI loads); ours start at 100, and a value is always saved in ours.
 
 use std::ffi::{c_char, c_void, CString};
 use std::os::raw::c_int;
@@ -12,7 +11,7 @@ use redis_module::logging::RedisLogLevel;
 use redis_module::native_types::RedisType;
 use redis_module::{raw, RedisString};
 
-use super::boxed;
+use super::{boxed, redisai_formats};
 use crate::tensor::{AlignedBuffer, DType, Tensor};
 
 /// Name shown by `TYPE key`, as in RedisAI.
@@ -56,9 +55,14 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
 }
 
 fn load_tensor(rdb: *mut raw::RedisModuleIO, encver: c_int) -> Result<Tensor, String> {
+    if redisai_formats::is_redisai_encoding(encver) {
+        return redisai_formats::load_tensor(&mut redisai_formats::RdbSource(rdb), encver)
+            .map_err(|reason| format!("RedisAI encoding {encver}: {reason}"));
+    }
     if encver != ENCODING_V100 {
         return Err(format!(
-            "unknown tensor encoding version {encver} (this build reads {ENCODING_V100})"
+            "unknown tensor encoding version {encver} (this build reads RedisAI's 0 to 4 and \
+             {ENCODING_V100})"
         ));
     }
     let io = |err: redis_module::error::Error| format!("short read: {err}");
