@@ -183,16 +183,28 @@ impl Config {
         }
     }
 
-    /// Sets BACKENDSPATH; it must be an absolute path.
+    /// Sets BACKENDSPATH. A relative path is taken, as RedisAI took it, from Redis's
+    /// working directory (made absolute now, so a later `CONFIG SET dir` does not move
+    /// it), and may not climb out of it with `..`.
     pub fn set_backends_path(&mut self, value: &[u8]) -> Result<(), ConfigError> {
         let path = utf8_path("BACKENDSPATH", value)?;
-        if !path.is_absolute() {
+        if path.is_absolute() {
+            self.backends_path = path;
+            return Ok(());
+        }
+        if !stays_inside(&path) {
             return Err(ConfigError(format!(
-                "BACKENDSPATH must be an absolute path, got '{}'",
+                "relative BACKENDSPATH '{}' may not leave the working directory",
                 path.display()
             )));
         }
-        self.backends_path = path;
+        let cwd = std::env::current_dir().map_err(|err| {
+            ConfigError(format!(
+                "cannot resolve the relative BACKENDSPATH '{}': {err}",
+                path.display()
+            ))
+        })?;
+        self.backends_path = cwd.join(path);
         Ok(())
     }
 
@@ -218,10 +230,7 @@ impl Config {
         if path.is_absolute() {
             return Ok(path);
         }
-        if path
-            .components()
-            .any(|part| !matches!(part, std::path::Component::Normal(_)))
-        {
+        if !stays_inside(&path) {
             return Err(ConfigError(format!(
                 "relative backend path '{}' may not leave BACKENDSPATH",
                 path.display()
@@ -230,20 +239,19 @@ impl Config {
         Ok(self.backends_path.join(path))
     }
 
-    /// `(name, value)` pairs for INFO.
+    /// `(name, value)` pairs for INFO: RedisAI's `ai_load_time_configs` fields in its
+    /// order, then this module's.
     pub fn info_fields(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("backends_path", self.backends_path.display().to_string()),
             ("threads_per_queue", self.threads_per_queue.to_string()),
-            (
-                "intra_op_parallelism",
-                self.intra_op_parallelism.to_string(),
-            ),
             (
                 "inter_op_parallelism",
                 self.inter_op_parallelism.to_string(),
             ),
-            ("model_chunk_size", self.model_chunk_size.to_string()),
+            (
+                "intra_op_parallelism",
+                self.intra_op_parallelism.to_string(),
+            ),
             (
                 "model_execution_timeout",
                 self.model_execution_timeout_ms.to_string(),
@@ -252,12 +260,25 @@ impl Config {
                 "backend_memory_limit",
                 self.backend_memory_limit_mb.to_string(),
             ),
+            ("backends_path", self.backends_path.display().to_string()),
+            ("model_chunk_size", self.model_chunk_size.to_string()),
             (
                 "inline_execution_limit_us",
                 self.inline_execution_limit_us.to_string(),
             ),
         ]
     }
+}
+
+/// Whether a relative path names something inside the folder it is taken from: plain
+/// names and `.` only, no `..`.
+fn stays_inside(path: &Path) -> bool {
+    path.components().all(|part| {
+        matches!(
+            part,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    })
 }
 
 fn utf8_path(what: &str, value: &[u8]) -> Result<PathBuf, ConfigError> {
@@ -330,13 +351,26 @@ mod tests {
     }
 
     #[test]
+    fn relative_backends_path_is_taken_from_the_working_directory() {
+        let config = parse("BACKENDSPATH ./relative/dir ONNX onnx/x.so").expect("valid");
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(config.backends_path, cwd.join("./relative/dir"));
+        assert_eq!(
+            config.backends_at_load[0].1,
+            cwd.join("./relative/dir").join("onnx/x.so")
+        );
+        assert!(parse("ONNX ./onnx/x.so").is_ok());
+        assert!(parse("ONNX onnx/../../x.so").is_err());
+    }
+
+    #[test]
     fn rejects_bad_arguments() {
         for (text, reason) in [
             ("THREADS_PER_QUEUE", "pairs"),
             ("THREADS_PER_QUEUE 0", "THREADS_PER_QUEUE must be"),
             ("THREADS_PER_QUEUE many", "THREADS_PER_QUEUE must be"),
             ("MODEL_CHUNK_SIZE -5", "MODEL_CHUNK_SIZE must be"),
-            ("BACKENDSPATH relative/dir", "absolute"),
+            ("BACKENDSPATH ../dir", "may not leave the working directory"),
             ("FOO 1", "unknown module argument 'FOO'"),
             ("ONNX ../../etc/evil.so", "may not leave BACKENDSPATH"),
             ("TF 1 TF 2", "given twice"),

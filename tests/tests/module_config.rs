@@ -105,8 +105,8 @@ fn bad_load_time_arguments_refuse_to_load_with_a_reason() {
         ),
         (&["THREADS_PER_QUEUE"][..], "NAME VALUE pairs"),
         (
-            &["BACKENDSPATH", "relative"][..],
-            "BACKENDSPATH must be an absolute path",
+            &["BACKENDSPATH", "../relative"][..],
+            "may not leave the working directory",
         ),
     ] {
         let err = match Server::try_start(ServerConfig::default().module_args(args)) {
@@ -147,11 +147,52 @@ fn config_set_commands() {
         Value::BulkString(b"/tmp/backends".to_vec())
     );
     assert!(info_modules(&server).contains("ai_backends_path:/tmp/backends"));
-    assert!(error_text(run_str(&mut c, "AI.CONFIG MODEL_CHUNK_SIZE 0"))
-        .starts_with("ERR MODEL_CHUNK_SIZE must be"));
-    assert!(error_text(run_str(&mut c, "AI.CONFIG BACKENDSPATH rel/path")).contains("absolute"));
-    assert!(error_text(run_str(&mut c, "AI.CONFIG NOPE 1"))
-        .starts_with("ERR unknown subcommand 'NOPE'"));
+    // RedisAI's texts.
+    for (line, expected) in [
+        (
+            "AI.CONFIG MODEL_CHUNK_SIZE 0",
+            "ERR MODEL_CHUNK_SIZE: invalid chunk size",
+        ),
+        (
+            "AI.CONFIG MODEL_CHUNK_SIZE many",
+            "ERR MODEL_CHUNK_SIZE: invalid chunk size",
+        ),
+        (
+            "AI.CONFIG MODEL_CHUNK_SIZE",
+            "ERR MODEL_CHUNK_SIZE: missing chunk size",
+        ),
+        (
+            "AI.CONFIG BACKENDSPATH",
+            "ERR BACKENDSPATH: missing path argument",
+        ),
+        ("AI.CONFIG NOPE 1", "ERR unsupported subcommand"),
+        ("AI.CONFIG help", "ERR unsupported subcommand"),
+        ("AI.CONFIG _UNSUPPORTED", "ERR unsupported subcommand"),
+        (
+            "AI.CONFIG LOADBACKEND",
+            "ERR wrong number of arguments for 'AI.CONFIG|LOADBACKEND' command",
+        ),
+    ] {
+        assert_eq!(error_text(run_str(&mut c, line)), expected, "{line}");
+    }
+    // A relative BACKENDSPATH is taken from Redis's working directory, as RedisAI took
+    // it, and may not climb out of it.
+    assert_eq!(
+        run_str(&mut c, "AI.CONFIG BACKENDSPATH rel/path").expect("relative"),
+        Value::Okay
+    );
+    match run_str(&mut c, "AI.CONFIG GET BACKENDSPATH").expect("get") {
+        Value::BulkString(path) => {
+            let path = String::from_utf8_lossy(&path).into_owned();
+            assert!(
+                path.starts_with('/') && path.ends_with("/rel/path"),
+                "{path}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(error_text(run_str(&mut c, "AI.CONFIG BACKENDSPATH ../up"))
+        .contains("may not leave the working directory"));
     assert_eq!(
         error_text(run_str(&mut c, "AI.CONFIG")),
         "ERR wrong number of arguments for 'AI.CONFIG' command"

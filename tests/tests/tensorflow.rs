@@ -102,17 +102,25 @@ fn mul_graph_with_modelstore_and_the_deprecated_modelset() {
     assert_eq!(get_f32(&mut c, "c"), (vec![3], vec![-2.0, -4.0, -6.0]));
 
     // INPUTS and OUTPUTS are required for TF, with RedisAI's error.
-    for line in [
-        "AI.MODELSTORE m TF CPU BLOB x",
-        "AI.MODELSTORE m TF CPU INPUTS 2 a b BLOB x",
-        "AI.MODELSET m TF CPU BLOB x",
+    for (line, expected) in [
+        (
+            "AI.MODELSTORE m TF CPU BLOB x",
+            "ERR INPUTS not specified for TF",
+        ),
+        (
+            "AI.MODELSTORE m TF CPU INPUTS 2 a b BLOB x",
+            "ERR OUTPUTS not specified for TF",
+        ),
+        (
+            "AI.MODELSET m TF CPU BLOB x",
+            "ERR Insufficient arguments, INPUTS and OUTPUTS not specified",
+        ),
+        (
+            "AI.MODELSTORE m TF CPU INPUTS 1 a OUTPUTS 1 b BLOB not-a-graph",
+            "ERR Invalid GraphDef",
+        ),
     ] {
-        let text = error_text(call_str(&mut c, line));
-        assert!(
-            text.starts_with("ERR Insufficient arguments, INPUTS and OUTPUTS not specified")
-                || text.starts_with("ERR OUTPUTS not specified"),
-            "{line}: {text}"
-        );
+        assert_eq!(error_text(call_str(&mut c, line)), expected, "{line}");
     }
     assert_eq!(call_str(&mut c, "EXISTS m").expect("EXISTS"), Value::Int(0));
     pong(&mut c);

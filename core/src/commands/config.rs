@@ -37,12 +37,13 @@ pub fn get(_ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }
 }
 
-/// `AI.CONFIG BACKENDSPATH path`
+/// `AI.CONFIG BACKENDSPATH path`; a relative path is taken from Redis's working
+/// directory, as RedisAI took it.
 pub fn backends_path(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() != 3 {
-        return Err(RedisError::WrongArity);
-    }
     ensure_admin(ctx, "BACKENDSPATH")?;
+    if args.len() < 3 {
+        return Err(RedisError::Str("ERR BACKENDSPATH: missing path argument"));
+    }
     settings::write()
         .set_backends_path(args[2].as_slice())
         .map_err(|err| reply_error(format!("ERR {err}")))?;
@@ -53,13 +54,13 @@ pub fn backends_path(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// how AOF rewrites write models (a size of 1 writes one string per byte), so it needs
 /// the same rights as BACKENDSPATH.
 pub fn model_chunk_size(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() != 3 {
-        return Err(RedisError::WrongArity);
-    }
     ensure_admin(ctx, "MODEL_CHUNK_SIZE")?;
+    if args.len() < 3 {
+        return Err(RedisError::Str("ERR MODEL_CHUNK_SIZE: missing chunk size"));
+    }
     settings::write()
         .set_model_chunk_size(args[2].as_slice())
-        .map_err(|err| reply_error(format!("ERR {err}")))?;
+        .map_err(|_| RedisError::Str("ERR MODEL_CHUNK_SIZE: invalid chunk size"))?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -78,8 +79,9 @@ pub fn inline_execution_limit(ctx: &Context, args: Vec<RedisString>) -> RedisRes
 }
 
 /// `AI.CONFIG LOADBACKEND name path`: a relative path is taken inside BACKENDSPATH.
+/// Arguments after the path are ignored, as RedisAI ignored them.
 pub fn load_backend(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    if args.len() != 4 {
+    if args.len() < 4 {
         return Err(RedisError::WrongArity);
     }
     ensure_admin(ctx, "LOADBACKEND")?;
@@ -89,6 +91,13 @@ pub fn load_backend(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         .map_err(|err| RedisError::String(format!("ERR Could not load backend {name}: {err}")))?;
     load_named(ctx, &name, path)?;
     Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `AI.CONFIG <anything else>`: RedisAI's reply. Redis itself would answer an unknown
+/// sub-command of a container command with its own text, so the command filter in
+/// `subcommands` routes unknown ones here.
+pub fn unsupported(_ctx: &Context, _args: Vec<RedisString>) -> RedisResult {
+    Err(RedisError::Str("ERR unsupported subcommand"))
 }
 
 /// Loads backend `name` from `path`, logging the outcome.

@@ -39,19 +39,25 @@ pub fn guarded(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> Redis
     }
 }
 
-/// Error text that any reply path takes: printable ASCII stays, every other byte becomes
-/// `\xNN`. Error texts may quote client input, and the `redis-module` crate panics
-/// (an abort, outside any catch) on a character whose low byte is 0, e.g. U+0600.
+/// The bytes of an error reply, as RedisAI gave them: line breaks (and NUL, which ends a
+/// C string) become spaces, as RedisAI's one-line error did; every other byte, tabs and
+/// UTF-8 included, stays as the backend or client wrote it.
+pub fn reply_bytes(text: &str) -> Vec<u8> {
+    text.bytes()
+        .map(|byte| match byte {
+            b'\r' | b'\n' | 0 => b' ',
+            other => other,
+        })
+        .collect()
+}
+
+/// [`reply_bytes`] in the form the `redis-module` crate's error replies need: it sends
+/// each `char` as its low byte (`c as u8`) and panics (an abort, outside any catch) on a
+/// resulting NUL, so a non-ASCII character such as U+0600 would be cut to a NUL, and
+/// U+010D to a bare `\r`. Each reply byte is therefore carried as the `char` of the
+/// same number (U+0000..U+00FF), which the crate turns back into exactly that byte.
 pub fn resp_safe(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &byte in text.as_bytes() {
-        if (0x20..0x7f).contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    out
+    reply_bytes(text).into_iter().map(char::from).collect()
 }
 
 /// [`resp_safe`] applied to an error result.

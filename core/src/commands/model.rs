@@ -33,15 +33,17 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
     if args.len() < 6 {
         return Err(RedisError::WrongArity);
     }
-    let slices = arg_slices(&args[2..]);
-    let spec = parse::parse_model_store(&slices, legacy).map_err(reply_error)?;
     let keep_without_backend = store::restoring(ctx);
+    // RedisAI checks the backend before anything else.
+    let backend_name = String::from_utf8_lossy(args[2].as_slice()).to_ascii_uppercase();
     if !keep_without_backend
-        && BackendKind::parse(spec.backend.as_bytes()).is_none()
-        && !registry::is_loaded(&spec.backend)
+        && BackendKind::parse(backend_name.as_bytes()).is_none()
+        && !registry::is_loaded(&backend_name)
     {
         return Err(RedisError::Str("ERR unsupported backend"));
     }
+    let slices = arg_slices(&args[2..]);
+    let spec = parse::parse_model_store(&slices, legacy).map_err(reply_error)?;
     // Checked again when the value is stored: the load may take a while.
     <Model as store::Storable>::ensure_type(ctx, &args[1])?;
     let definition = ModelDefinition {
@@ -66,8 +68,20 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
     }
     // The backend loads the model off the main thread (see `commands::store`).
     store::load_then_store(ctx, args, move || {
-        Model::create(definition).map_err(|reason| format!("ERR {reason}"))
+        Model::create(definition).map_err(backend_error)
     })
+}
+
+/// A backend's message as the reply RedisAI gave: the text as the backend wrote it,
+/// `ERR ` added unless it already starts with an error code.
+fn backend_error(reason: String) -> String {
+    let code = reason.split(' ').next().unwrap_or_default();
+    if code.len() >= 2 && code.bytes().all(|b| b.is_ascii_uppercase()) && reason.len() > code.len()
+    {
+        reason
+    } else {
+        format!("ERR {reason}")
+    }
 }
 
 /// `AI.MODELGET key [META] [BLOB]`

@@ -173,7 +173,15 @@ pub fn parse_dag<'a>(args: &'a [&'a [u8]], flavor: DagFlavor) -> Result<DagArgs<
         );
     }
     for op in args[position..].split(|&arg| arg == SEPARATOR).skip(1) {
-        dag.ops.push(parse_op(op, flavor)?);
+        let (op, op_keys) = parse_op(op, flavor)?;
+        // An op's own KEYS (the redisai client sends them with dag.scriptexecute) join
+        // the DAG's: they are declared to Redis like the DAG's (see dag_key_positions).
+        for key in op_keys {
+            if !dag.keys.contains(&key) {
+                dag.keys.push(key);
+            }
+        }
+        dag.ops.push(op);
     }
     if dag.ops.is_empty() {
         return err("ERR DAG is empty");
@@ -218,7 +226,11 @@ fn counted_keys<'a>(
     Ok(keys)
 }
 
-fn parse_op<'a>(op: &'a [&'a [u8]], flavor: DagFlavor) -> Result<OpSpec<'a>, ParseError> {
+/// One op, with the KEYS it names (a SCRIPTEXECUTE's).
+fn parse_op<'a>(
+    op: &'a [&'a [u8]],
+    flavor: DagFlavor,
+) -> Result<(OpSpec<'a>, Vec<&'a [u8]>), ParseError> {
     let Some((&command, args)) = op.split_first() else {
         return err("ERR Unsupported command within DAG");
     };
@@ -227,20 +239,26 @@ fn parse_op<'a>(op: &'a [&'a [u8]], flavor: DagFlavor) -> Result<OpSpec<'a>, Par
             return err("ERR wrong number of arguments for 'AI.TENSORSET' command");
         }
         let tensor = TensorArgs::parse(&args[1..]).map_err(|e| ParseError(e.to_string()))?;
-        return Ok(OpSpec::TensorSet {
-            name: args[0],
-            tensor,
-        });
+        return Ok((
+            OpSpec::TensorSet {
+                name: args[0],
+                tensor,
+            },
+            Vec::new(),
+        ));
     }
     if is(command, "AI.TENSORGET") {
         if args.is_empty() || args.len() > 3 {
             return err("ERR wrong number of arguments for 'AI.TENSORGET' command");
         }
         let format = GetFormat::parse(&args[1..]).map_err(|e| ParseError(e.to_string()))?;
-        return Ok(OpSpec::TensorGet {
-            name: args[0],
-            format,
-        });
+        return Ok((
+            OpSpec::TensorGet {
+                name: args[0],
+                format,
+            },
+            Vec::new(),
+        ));
     }
     if is(command, "AI.MODELEXECUTE") {
         if args.len() < 7 {
@@ -250,11 +268,14 @@ fn parse_op<'a>(op: &'a [&'a [u8]], flavor: DagFlavor) -> Result<OpSpec<'a>, Par
         if parsed.timeout_ms.is_some() {
             return err("ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)");
         }
-        return Ok(OpSpec::ModelExecute {
-            model_key: parsed.model_key,
-            inputs: parsed.inputs,
-            outputs: parsed.outputs,
-        });
+        return Ok((
+            OpSpec::ModelExecute {
+                model_key: parsed.model_key,
+                inputs: parsed.inputs,
+                outputs: parsed.outputs,
+            },
+            Vec::new(),
+        ));
     }
     if is(command, "AI.MODELRUN") {
         if !flavor.deprecated {
@@ -267,11 +288,14 @@ fn parse_op<'a>(op: &'a [&'a [u8]], flavor: DagFlavor) -> Result<OpSpec<'a>, Par
         if parsed.timeout_ms.is_some() {
             return err("ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)");
         }
-        return Ok(OpSpec::ModelExecute {
-            model_key: parsed.model_key,
-            inputs: parsed.inputs,
-            outputs: parsed.outputs,
-        });
+        return Ok((
+            OpSpec::ModelExecute {
+                model_key: parsed.model_key,
+                inputs: parsed.inputs,
+                outputs: parsed.outputs,
+            },
+            Vec::new(),
+        ));
     }
     if is(command, "AI.SCRIPTEXECUTE") || is(command, "AI.SCRIPTRUN") {
         if flavor.read_only {
@@ -292,14 +316,17 @@ fn parse_op<'a>(op: &'a [&'a [u8]], flavor: DagFlavor) -> Result<OpSpec<'a>, Par
         } else {
             parse_script_execute(args, true)?
         };
-        return Ok(OpSpec::ScriptExecute {
-            script_key: parsed.script_key,
-            function: parsed.function,
-            inputs: parsed.inputs,
-            args: parsed.args,
-            outputs: parsed.outputs,
-            calling: parsed.calling,
-        });
+        return Ok((
+            OpSpec::ScriptExecute {
+                script_key: parsed.script_key,
+                function: parsed.function,
+                inputs: parsed.inputs,
+                args: parsed.args,
+                outputs: parsed.outputs,
+                calling: parsed.calling,
+            },
+            parsed.keys,
+        ));
     }
     err("ERR Unsupported command within DAG")
 }
@@ -341,6 +368,19 @@ pub fn dag_key_positions(args: &[&[u8]]) -> Vec<usize> {
                 && index + 2 < args.len()
             {
                 positions.push(index + 2);
+            }
+            // An AI.SCRIPTEXECUTE op's own `KEYS n k...` (right after key and function).
+            if is(command, "AI.SCRIPTEXECUTE")
+                && args.get(index + 4).is_some_and(|arg| is(arg, "KEYS"))
+            {
+                let count = args
+                    .get(index + 5)
+                    .and_then(|a| parse_i64(a))
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(0);
+                let first = index + 6;
+                let end = first.saturating_add(count).min(args.len());
+                positions.extend((first..end).filter(|&i| args[i] != SEPARATOR));
             }
         }
         index += 1;
@@ -418,7 +458,6 @@ mod tests {
             ("LOAD 1 v |> AI.SCRIPTRUN s bar INPUTS v OUTPUTS o", EXECUTE, "ERR Deprecated AI.SCRIPTRUN cannot be used in AI.DAGEXECUTE command"),
             ("PERSIST 1 t |> AI.TENSORSET t FLOAT 1 2 VALUES 5 10", EXECUTE_RO, "ERR PERSIST cannot be specified in a read-only DAG"),
             ("LOAD 1 v |> AI.SCRIPTEXECUTE s bar INPUTS 2 v v", EXECUTE_RO, "ERR AI.SCRIPTEXECUTE command cannot be specified in a read-only DAG"),
-            ("KEYS 1 a |> AI.SCRIPTEXECUTE s bar KEYS 1 a", EXECUTE, "ERR Already encountered KEYS scope in current command"),
             ("LOAD 1 a |> AI.SCRIPTEXECUTE s bar OUTPUTS 1 a", EXECUTE, "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"),
             ("LOAD 1 a |> AI.SCRIPTEXECUTE s bar INPUTS 1 a TIMEOUT 3", EXECUTE, "ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)"),
             ("KEYS 2 a |> AI.TENSORGET a VALUES", EXECUTE, "ERR number of keys given as KEYS does not match the number of given arguments"),
@@ -464,6 +503,14 @@ mod tests {
         assert!(matches!(&dag.ops[1], OpSpec::ScriptExecute { inputs, .. } if inputs.len() == 2));
         let args = words("AI.DAGEXECUTE KEYS 1 k |> AI.SCRIPTEXECUTE s bar INPUTS 1 k");
         assert_eq!(dag_key_positions(&args), vec![3, 6]);
+        // An op's own KEYS (as the redisai client sends them) join the DAG's and are
+        // declared to Redis.
+        let args = words(
+            "AI.DAGEXECUTE KEYS 1 k |> AI.SCRIPTEXECUTE s bar KEYS 2 k j INPUTS 1 a OUTPUTS 1 b",
+        );
+        assert_eq!(dag_key_positions(&args), vec![3, 6, 10, 11]);
+        let dag = parse_dag(&args[1..], EXECUTE).expect("op KEYS");
+        assert_eq!(dag.keys, vec![&b"k"[..], &b"j"[..]]);
     }
 
     #[test]

@@ -129,48 +129,54 @@ pub fn parse_model_store<'a>(args: &[&'a [u8]], legacy: bool) -> Result<ModelSpe
             None => return err("ERR Insufficient arguments, missing model BLOB"),
         }
     }
+    // Each option in RedisAI's order; a later one is checked against the earlier ones.
     if cursor.next_is("BATCHSIZE") {
+        if spec.backend == "TFLITE" {
+            return err("ERR Auto-batching not supported by the TFLITE backend");
+        }
         spec.batching.size = parse_u64(cursor.next())
             .ok_or_else(|| ParseError("ERR Invalid argument for BATCHSIZE".into()))?;
-        if cursor.next_is("MINBATCHSIZE") {
-            spec.batching.min_size = parse_u64(cursor.next())
-                .ok_or_else(|| ParseError("ERR Invalid argument for MINBATCHSIZE".into()))?;
-            if cursor.next_is("MINBATCHTIMEOUT") {
-                spec.batching.min_timeout_ms = parse_u64(cursor.next())
-                    .ok_or_else(|| ParseError("ERR Invalid argument for MINBATCHTIMEOUT".into()))?;
-            }
-        }
     }
     if cursor.next_is("MINBATCHSIZE") {
-        return err("ERR MINBATCHSIZE specified without BATCHSIZE");
+        spec.batching.min_size = parse_u64(cursor.next())
+            .ok_or_else(|| ParseError("ERR Invalid argument for MINBATCHSIZE".into()))?;
+        if spec.batching.size == 0 && spec.batching.min_size > 0 {
+            return err("ERR MINBATCHSIZE specified without BATCHSIZE");
+        }
     }
     if cursor.next_is("MINBATCHTIMEOUT") {
-        return err("ERR MINBATCHTIMEOUT specified without MINBATCHSIZE");
-    }
-    if spec.batching.size > 0 && spec.backend == "TFLITE" {
-        return err("ERR Auto-batching not supported by the TFLITE backend");
-    }
-    let io_names = takes_io_names(&spec.backend);
-    if cursor.next_is("INPUTS") {
-        if !io_names {
-            return err("ERR INPUTS argument should not be specified for this backend");
+        spec.batching.min_timeout_ms = parse_u64(cursor.next())
+            .ok_or_else(|| ParseError("ERR Invalid argument for MINBATCHTIMEOUT".into()))?;
+        if spec.batching.min_size == 0 && spec.batching.min_timeout_ms > 0 {
+            return err("ERR MINBATCHTIMEOUT specified without MINBATCHSIZE");
         }
-        spec.inputs = parse_names(&mut cursor, legacy, "INPUTS", &["OUTPUTS", "BLOB"])?;
-    }
-    if cursor.next_is("OUTPUTS") {
-        if !io_names {
-            return err("ERR OUTPUTS argument should not be specified for this backend");
-        }
-        spec.outputs = parse_names(&mut cursor, legacy, "OUTPUTS", &["BLOB"])?;
-    }
-    if io_names && (spec.inputs.is_empty() || spec.outputs.is_empty()) {
-        return err("ERR Insufficient arguments, INPUTS and OUTPUTS not specified for TF");
     }
     if cursor.at_end() {
         return err("ERR Insufficient arguments, missing model BLOB");
     }
+    if legacy {
+        parse_legacy_names(&mut cursor, &mut spec)?;
+    } else if takes_io_names(&spec.backend) {
+        if !cursor.next_is("INPUTS") {
+            return err("ERR INPUTS not specified for TF");
+        }
+        spec.inputs = parse_names(&mut cursor, "input")?;
+        if !cursor.next_is("OUTPUTS") {
+            return err("ERR OUTPUTS not specified for TF");
+        }
+        spec.outputs = parse_names(&mut cursor, "output")?;
+    } else if cursor
+        .peek()
+        .is_some_and(|arg| arg.eq_ignore_ascii_case(b"INPUTS"))
+    {
+        return err("ERR INPUTS argument should not be specified for this backend");
+    }
     if !cursor.next_is("BLOB") {
-        return err("ERR Invalid argument, expected BLOB");
+        return err(if cursor.at_end() {
+            "ERR Insufficient arguments, missing model BLOB"
+        } else {
+            "ERR Invalid argument, expected BLOB"
+        });
     }
     if cursor.at_end() {
         return err("ERR Insufficient arguments, missing model BLOB");
@@ -179,14 +185,27 @@ pub fn parse_model_store<'a>(args: &[&'a [u8]], legacy: bool) -> Result<ModelSpe
     Ok(spec)
 }
 
-/// `n name...`, or with `legacy` the names up to the next keyword in `until`.
-fn parse_names(
+/// `n name...` after INPUTS or OUTPUTS (`what` is "input" or "output").
+fn parse_names(cursor: &mut Cursor<'_, '_>, what: &str) -> Result<Vec<String>, ParseError> {
+    let count = parse_u64(cursor.next())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| ParseError(format!("ERR Invalid argument for {what}_count")))?;
+    if (cursor.rest().len() as u64) < count {
+        return err(format!(
+            "ERR number of model {what}s does not match the number of given arguments"
+        ));
+    }
+    Ok(cursor.take(count as usize).into_iter().map(text).collect())
+}
+
+/// AI.MODELSET's `[INPUTS name...] [OUTPUTS name...]`, names without counts, with the
+/// texts of RedisAI's deprecated parser.
+fn parse_legacy_names(
     cursor: &mut Cursor<'_, '_>,
-    legacy: bool,
-    what: &str,
-    until: &[&str],
-) -> Result<Vec<String>, ParseError> {
-    if legacy {
+    spec: &mut ModelSpec<'_>,
+) -> Result<(), ParseError> {
+    let io_names = takes_io_names(&spec.backend);
+    let mut names_until = |until: &[&str]| {
         let mut names = Vec::new();
         while let Some(arg) = cursor.peek() {
             if until.iter().any(|k| arg.eq_ignore_ascii_case(k.as_bytes())) {
@@ -195,19 +214,40 @@ fn parse_names(
             names.push(text(arg));
             cursor.position += 1;
         }
-        return Ok(names);
-    }
-    let count = parse_u64(cursor.next())
-        .filter(|&n| n > 0)
-        .ok_or_else(|| ParseError(format!("ERR Invalid argument for {what} count")))?;
-    let mut names = Vec::new();
-    for _ in 0..count {
-        match cursor.next() {
-            Some(name) => names.push(text(name)),
-            None => return err("ERR Insufficient arguments, missing model BLOB"),
+        names
+    };
+    let before_blob = names_until(&["BLOB"]);
+    if before_blob.is_empty() {
+        if io_names {
+            return err("ERR Insufficient arguments, INPUTS and OUTPUTS not specified");
         }
+        return Ok(());
     }
-    Ok(names)
+    if !io_names {
+        return err("ERR INPUTS argument should not be specified for this backend");
+    }
+    let mut words = before_blob.into_iter();
+    if !words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("INPUTS"))
+    {
+        return err("ERR INPUTS not specified");
+    }
+    let mut inputs = Vec::new();
+    let mut saw_outputs = false;
+    for word in words.by_ref() {
+        if word.eq_ignore_ascii_case("OUTPUTS") {
+            saw_outputs = true;
+            break;
+        }
+        inputs.push(word);
+    }
+    if !saw_outputs {
+        return err("ERR OUTPUTS not specified");
+    }
+    spec.inputs = inputs;
+    spec.outputs = words.collect();
+    Ok(())
 }
 
 /// The parsed `AI.MODELEXECUTE` / `AI.MODELRUN` arguments.
@@ -453,9 +493,30 @@ mod tests {
                 "TFLITE CPU BATCHSIZE 2 BLOB x",
                 "ERR Auto-batching not supported by the TFLITE backend",
             ),
+            ("TF CPU BLOB x", "ERR INPUTS not specified for TF"),
             (
-                "TF CPU BLOB x",
-                "ERR Insufficient arguments, INPUTS and OUTPUTS not specified for TF",
+                "TF CPU INPUTS 1 a BLOB x",
+                "ERR OUTPUTS not specified for TF",
+            ),
+            (
+                "TF CPU INPUTS 0 BLOB x",
+                "ERR Invalid argument for input_count",
+            ),
+            (
+                "TF CPU INPUTS 3 a b",
+                "ERR number of model inputs does not match the number of given arguments",
+            ),
+            (
+                "TF CPU INPUTS 1 a OUTPUTS 2 b",
+                "ERR number of model outputs does not match the number of given arguments",
+            ),
+            (
+                "TORCH CPU TAG t",
+                "ERR Insufficient arguments, missing model BLOB",
+            ),
+            (
+                "TORCH CPU OUTPUTS 1 c BLOB x",
+                "ERR Invalid argument, expected BLOB",
             ),
         ] {
             let err = parse_model_store(&words(text), false).expect_err(text);

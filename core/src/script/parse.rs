@@ -161,8 +161,8 @@ fn counted<'a>(
 }
 
 /// Parses `key fn [KEYS n k...] [INPUTS n k...] [ARGS n a...] [OUTPUTS n k...]
-/// [TIMEOUT ms]`. `in_dag` refuses KEYS (the DAG's own LOAD/KEYS cover them) and
-/// TIMEOUT (the DAG's covers the op).
+/// [TIMEOUT ms]`. `in_dag` refuses TIMEOUT (the DAG's covers the op); an op's KEYS
+/// are taken, as RedisAI took them (the DAG adds them to the keys its scripts may use).
 pub fn parse_script_execute<'a>(
     args: &[&'a [u8]],
     in_dag: bool,
@@ -203,12 +203,7 @@ pub fn parse_script_execute<'a>(
         next_scope = scope + 1;
         position += 1;
         match scope {
-            0 => {
-                if in_dag {
-                    return err("ERR Already encountered KEYS scope in current command");
-                }
-                parsed.keys = counted(args, &mut position, "KEYS")?;
-            }
+            0 => parsed.keys = counted(args, &mut position, "KEYS")?,
             1 => parsed.inputs = counted(args, &mut position, "INPUTS")?,
             2 => parsed.args = counted(args, &mut position, "ARGS")?,
             3 => parsed.outputs = counted(args, &mut position, "OUTPUTS")?,
@@ -454,9 +449,9 @@ mod tests {
         }
         assert_eq!(
             parse_script_execute(&words("s bar KEYS 1 a INPUTS 1 a"), true)
-                .expect_err("dag")
-                .0,
-            "ERR Already encountered KEYS scope in current command"
+                .expect("an op's KEYS, as RedisAI took them")
+                .keys,
+            vec![&b"a"[..]]
         );
         assert_eq!(
             parse_script_execute(&words("s bar INPUTS 1 a TIMEOUT 4"), true)

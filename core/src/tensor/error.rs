@@ -64,20 +64,17 @@ impl fmt::Display for TensorError {
                 "ERR a single binary string should come after the BLOB argument in 'AI.TENSORSET' command",
             ),
             TensorError::StringBlobLayout => f.write_str(
-                "ERR String tensor blob must contain a sequence of null-terminated strings whose length is the tensor's length",
+                "ERR Number of string elements in data blob does not match tensor length",
             ),
             TensorError::WrongValueCount { .. } => {
                 f.write_str("ERR wrong number of values was given in 'AI.TENSORSET' command")
             }
             TensorError::InvalidValue { .. } => f.write_str("ERR invalid value"),
-            TensorError::ValueOutOfRange { value, dtype, .. } => {
-                write!(f, "ERR invalid value: {value} is out of range for {dtype}")
-            }
+            TensorError::ValueOutOfRange { .. } => f.write_str("ERR invalid value"),
             TensorError::BoolValue => f.write_str("ERR BOOL tensor elements must be 0 or 1"),
-            TensorError::StringValueHasNul { index } => write!(
-                f,
-                "ERR invalid value: string element {index} contains a NUL byte before its end"
-            ),
+            TensorError::StringValueHasNul { .. } => {
+                f.write_str("ERR C-string value contains null character")
+            }
             TensorError::OutOfMemory { bytes } => {
                 write!(f, "ERR could not allocate {bytes} bytes for the tensor")
             }

@@ -151,14 +151,10 @@ pub fn tensor_from_values(
             encode_each(values, size, |index, arg, out| {
                 let value = parse_i64(arg).ok_or(TensorError::InvalidValue { index })?;
                 if value < min || value > max {
-                    return Err(if integer == DType::Bool {
-                        TensorError::BoolValue
-                    } else {
-                        TensorError::ValueOutOfRange {
-                            index,
-                            value,
-                            dtype: integer,
-                        }
+                    return Err(TensorError::ValueOutOfRange {
+                        index,
+                        value,
+                        dtype: integer,
                     });
                 }
                 out.copy_from_slice(&value.to_le_bytes()[..size]);
@@ -299,7 +295,7 @@ mod tests {
             assert!(err.to_string().starts_with("ERR invalid value"));
         }
         let err = tensor_from_args(&args("BOOL 2 VALUES 1 2")).unwrap_err();
-        assert_eq!(err.to_string(), "ERR BOOL tensor elements must be 0 or 1");
+        assert_eq!(err.to_string(), "ERR invalid value");
         let err = tensor_from_args(&args("INT64 1 VALUES 9223372036854775808")).unwrap_err();
         assert_eq!(err.to_string(), "ERR invalid value");
     }

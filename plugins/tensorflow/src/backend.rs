@@ -183,10 +183,7 @@ impl TfBackend {
                 "a TF model needs the names of the graph's outputs (OUTPUTS at AI.MODELSTORE)",
             ));
         }
-        let import = || {
-            Graph::import(self.runtime, blob)
-                .map_err(|f| Error::new(format!("could not import the TF graph: {f}")))
-        };
+        let import = || Graph::import(self.runtime, blob).map_err(|f| Error::new(f.message));
         if policy {
             match policy::check(blob) {
                 Ok(()) => {}
@@ -198,9 +195,7 @@ impl TfBackend {
                     // import runs nothing; whatever it says, the blob is refused.
                     return Err(match import() {
                         Err(err) => err,
-                        Ok(_graph) => {
-                            Error::new(format!("could not import the TF graph: {refusal}"))
-                        }
+                        Ok(_graph) => Error::new(refusal.to_string()),
                     });
                 }
             }
@@ -343,7 +338,7 @@ impl TfBackend {
             (_, ffi::CODE_DEADLINE_EXCEEDED, Some(ms)) => Error::new(format!(
                 "model execution timed out after {ms} ms: {failure}"
             )),
-            _ => Error::new(format!("the TF model failed to run: {failure}")),
+            _ => Error::new(failure.message),
         })?;
         let outputs = fetched
             .iter()
@@ -376,9 +371,11 @@ fn port(graph: &Graph, what: &str, name: &str) -> Result<Port> {
     let output = graph
         .output(&parsed.c_op()?, parsed.index)
         .map_err(|found| match found {
+            // RedisAI's texts: the input's ends with a full stop, the output's does not.
             None => Error::new(format!(
-                "{what} node named \"{}\" not found in TF graph",
-                parsed.op
+                "ERR {what} node named \"{}\" not found in TF graph{}",
+                parsed.op,
+                if what == "Input" { "." } else { "" }
             )),
             Some(count) => Error::new(format!(
                 "{what} \"{name}\": the operation \"{}\" has {count} output(s), there is no output {}",
