@@ -874,3 +874,105 @@ fn hostile_redisai_payloads_are_refused() {
     );
     eprintln!("{refused} hostile payloads refused, {accepted} truncations well-formed");
 }
+
+/// An AOF whose base is an RDB preamble written by RedisAI (Redis 7's multi-part AOF:
+/// a manifest naming the base file) loads like a dump.rdb.
+#[test]
+fn a_redisai_aof_with_an_rdb_preamble_loads() {
+    let dir = std::env::temp_dir().join(format!("redisai-migration-aof-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let aof_dir = dir.join("appendonlydir");
+    std::fs::create_dir_all(&aof_dir).expect("aof dir");
+    let data = f32_blob(&[1.0, -2.5, 3.25]);
+    let entries = vec![
+        (
+            "a:2",
+            rai::TENSOR,
+            2,
+            rai::tensor_fields(2, "FLOAT", &[3], &data, &[]),
+        ),
+        (
+            "a:4",
+            rai::TENSOR,
+            4,
+            rai::tensor_fields(4, "FLOAT", &[1, 3], &data, &[]),
+        ),
+    ];
+    std::fs::write(
+        aof_dir.join("appendonly.aof.1.base.rdb"),
+        rai::rdb_file(&entries),
+    )
+    .expect("base");
+    std::fs::write(
+        aof_dir.join("appendonly.aof.manifest"),
+        "file appendonly.aof.1.base.rdb seq 1 type b\n",
+    )
+    .expect("manifest");
+    let config = ServerConfig {
+        data_dir: Some(dir.clone()),
+        ..ServerConfig::default()
+    }
+    .option("appendonly", &["yes"]);
+    let server = Server::try_start(config)
+        .unwrap_or_else(|err| panic!("a RedisAI AOF did not load:\n{}", err.log));
+    let mut c = server.client();
+    let reference = Server::start();
+    let mut r = reference.client();
+    tensor_reference(&mut r, "a:2", "FLOAT", &[3], &data);
+    tensor_reference(&mut r, "a:4", "FLOAT", &[1, 3], &data);
+    for key in ["a:2", "a:4"] {
+        same_answers(&mut c, &mut r, key, &TENSOR_LINES, "from a RedisAI AOF");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A RedisAI model placed on a GPU this build has no backend for is kept, with the
+/// reason, like a model whose backend refuses it.
+#[test]
+fn a_gpu_model_without_a_gpu_backend_is_kept() {
+    let server = Server::start();
+    let mut c = server.client();
+    let blob = model_bytes("onnx", "add.onnx");
+    let m = RaiModel {
+        backend: "ONNX",
+        device: "GPU:0",
+        tag: b"gpu",
+        batchsize: 0,
+        minbatchsize: 0,
+        minbatchtimeout: 0,
+        inputs: &["a", "b"],
+        outputs: &["c"],
+        blob: &blob,
+        chunk_size: 512,
+    };
+    restore_ok(
+        &mut c,
+        "gpu",
+        &rai::module_dump(rai::MODEL, 3, &rai::model_fields(3, &m)),
+    );
+    assert_eq!(
+        run_str(&mut c, "AI.MODELGET gpu BLOB").expect("BLOB"),
+        Value::BulkString(blob.clone())
+    );
+    let meta = format!(
+        "{:?}",
+        run_str(&mut c, "AI.MODELGET gpu META").expect("META")
+    );
+    assert!(meta.contains("GPU:0") && meta.contains("gpu"), "{meta}");
+    run_str(&mut c, "AI.TENSORSET mig:a FLOAT 2 VALUES 1 2").expect("a");
+    let run_result = run_str(
+        &mut c,
+        "AI.MODELEXECUTE gpu INPUTS 2 mig:a mig:a OUTPUTS 1 mig:out",
+    );
+    if backend_built("redisai_onnxruntime") {
+        // Only a CPU build of the backend: the model cannot run, and says why.
+        if let Err(err) = run_result {
+            let text = err.to_string();
+            assert!(text.contains("model cannot run"), "{text}");
+        }
+    }
+    let digest = digest_value(&mut c, "gpu");
+    run_str(&mut c, "DEBUG RELOAD").expect("DEBUG RELOAD");
+    assert_eq!(digest_value(&mut c, "gpu"), digest);
+}
