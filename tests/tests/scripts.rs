@@ -331,9 +331,13 @@ fn scriptrun_arity_errors_and_scriptexecute_unchanged() {
 fn errors_match_redisai() {
     let (_server, mut c) = server();
     let cases = [
-        ("AI.SCRIPTSTORE k CPU SOURCE x", "ERR Insufficient arguments, missing script entry points"),
+        ("AI.SCRIPTSTORE k CPU SOURCE x", "ERR wrong number of arguments for 'AI.SCRIPTSTORE' command"),
+        ("AI.SCRIPTSTORE k CPU NO_ENTRY_POINTS 2 bar baz SOURCE x", "ERR Insufficient arguments, missing script entry points"),
+        ("AI.SCRIPTSTORE k CPU ENTRY_POINTS ENTRY_POINTS bar baz SOURCE x", "ERR Non numeric entry points number provided to AI.SCRIPTSTORE command"),
+        ("AI.SCRIPTSTORE k CPU ENTRY_POINTS 2 bar baz SOURCE", "ERR Insufficient arguments, missing script SOURCE"),
+        ("AI.SCRIPTSTORE k CPU ENTRY_POINTS 5 bar baz SOURCE x", "ERR Insufficient arguments, missing script entry points"),
         ("AI.SCRIPTSTORE k bad_device ENTRY_POINTS 1 f SOURCE x", "ERR Invalid DEVICE"),
-        ("AI.SCRIPTSTORE k CPU ENTRY_POINTS 1 f", "ERR Insufficient arguments, missing script SOURCE"),
+        ("AI.SCRIPTSTORE k CPU ENTRY_POINTS 1 f", "ERR wrong number of arguments for 'AI.SCRIPTSTORE' command"),
         ("AI.SCRIPTSTORE k", "ERR wrong number of arguments for 'AI.SCRIPTSTORE' command"),
         ("AI.SCRIPTSET nope SOURCE", "ERR wrong number of arguments for 'AI.SCRIPTSET' command"),
         ("AI.SCRIPTSET nope SOURCE x", "ERR Invalid DEVICE"),
@@ -342,12 +346,14 @@ fn errors_match_redisai() {
         ("AI.SCRIPTEXECUTE s bar KEYS not_number k", "ERR Invalid or negative value found in number of KEYS"),
         ("AI.SCRIPTEXECUTE s bar KEYS 2 k", "ERR Number of pre declared KEYS to be used in the command does not match the number of given arguments"),
         ("AI.SCRIPTEXECUTE s bar OUTPUTS 1 c", "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"),
-        ("AI.SCRIPTEXECUTE s bar INPUTS 2 a b OUTPUTS 1 c TIMEOUT", "ERR No value provided for TIMEOUT"),
+        ("AI.SCRIPTEXECUTE s bar INPUTS 2 a b OUTPUTS 1 c TIMEOUT", "ERR No value provided for TIMEOUT in AI.SCRIPTEXECUTE"),
+        ("AI.SCRIPTEXECUTE s bar KEYS 1 k ARGS", "ERR Invalid arguments provided to AI.SCRIPTEXECUTE"),
+        ("AI.SCRIPTEXECUTE s bar INPUTS OUTPUTS", "ERR Invalid argument for inputs count in AI.SCRIPTEXECUTE"),
+        ("AI.SCRIPTEXECUTE s bar INPUTS 2 a b OUTPUTS 1 c TIMEOUT TIMEOUT", "ERR Invalid value for TIMEOUT"),
         ("AI.SCRIPTEXECUTE s bar INPUTS 2 a empty OUTPUTS 1 c", "ERR tensor key is empty or in a different shard"),
         ("AI.SCRIPTEXECUTE nothing bar INPUTS 2 a b OUTPUTS 1 c", "ERR script key is empty"),
         ("AI.SCRIPTEXECUTE s nope INPUTS 2 a b OUTPUTS 1 c", "ERR Function nope does not exist in the given script."),
         ("AI.SCRIPTRUN s bar INPUTS $ a $ b OUTPUTS c", "ERR Already encountered a variable size list of tensors"),
-        ("AI.DAGEXECUTE KEYS 1 a |> AI.SCRIPTEXECUTE s bar KEYS 1 a", "ERR Already encountered KEYS scope in current command"),
     ];
     for (command, expected) in cases {
         assert_eq!(error_text(run_str(&mut c, command)), expected, "{command}");

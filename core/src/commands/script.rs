@@ -28,7 +28,8 @@ pub fn scriptset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
-    if args.len() < 4 {
+    // RedisAI: AI.SCRIPTSTORE key device ENTRY_POINTS 1 ep SOURCE src, at least.
+    if args.len() < if legacy { 4 } else { 8 } {
         return Err(RedisError::WrongArity);
     }
     let slices = arg_slices(&args[2..]);

@@ -266,7 +266,7 @@ fn parse_op<'a>(
         }
         let parsed = parse_model_execute(args)?;
         if parsed.timeout_ms.is_some() {
-            return err("ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)");
+            return err("ERR TIMEOUT not allowed within a DAG command");
         }
         return Ok((
             OpSpec::ModelExecute {
@@ -286,7 +286,7 @@ fn parse_op<'a>(
         }
         let parsed = parse_model_run(args)?;
         if parsed.timeout_ms.is_some() {
-            return err("ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)");
+            return err("ERR TIMEOUT not allowed within a DAG command");
         }
         return Ok((
             OpSpec::ModelExecute {
@@ -310,7 +310,7 @@ fn parse_op<'a>(
             }
             let parsed = parse_script_run(args)?;
             if parsed.timeout_ms.is_some() {
-                return err("ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)");
+                return err("ERR TIMEOUT not allowed within a DAG command");
             }
             parsed
         } else {
@@ -458,14 +458,13 @@ mod tests {
             ("LOAD 1 v |> AI.SCRIPTRUN s bar INPUTS v OUTPUTS o", EXECUTE, "ERR Deprecated AI.SCRIPTRUN cannot be used in AI.DAGEXECUTE command"),
             ("PERSIST 1 t |> AI.TENSORSET t FLOAT 1 2 VALUES 5 10", EXECUTE_RO, "ERR PERSIST cannot be specified in a read-only DAG"),
             ("LOAD 1 v |> AI.SCRIPTEXECUTE s bar INPUTS 2 v v", EXECUTE_RO, "ERR AI.SCRIPTEXECUTE command cannot be specified in a read-only DAG"),
-            ("LOAD 1 a |> AI.SCRIPTEXECUTE s bar OUTPUTS 1 a", EXECUTE, "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"),
-            ("LOAD 1 a |> AI.SCRIPTEXECUTE s bar INPUTS 1 a TIMEOUT 3", EXECUTE, "ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)"),
+            ("LOAD 1 a |> AI.SCRIPTEXECUTE s bar INPUTS 1 a TIMEOUT 3", EXECUTE, "ERR TIMEOUT not allowed within a DAG command"),
             ("KEYS 2 a |> AI.TENSORGET a VALUES", EXECUTE, "ERR number of keys given as KEYS does not match the number of given arguments"),
             ("ROUTING a |> AI.TENSORSET a FLOAT 1 |> AI.TENSORGET", EXECUTE, "ERR wrong number of arguments for 'AI.TENSORGET' command"),
             ("ROUTING a |> AI.TENSORSET a FLOAT 1 |> AI.TENSORGET a META BLOB extra", EXECUTE, "ERR wrong number of arguments for 'AI.TENSORGET' command"),
             ("ROUTING a |> AI.TENSORSET a FLOAT 1 |> AI.TENSORSET", EXECUTE, "ERR wrong number of arguments for 'AI.TENSORSET' command"),
             ("ROUTING a |> AI.TENSORSET a FLOAT 0", EXECUTE, "ERR invalid or negative value found in tensor shape"),
-            ("ROUTING a |> AI.MODELEXECUTE m INPUTS 1 a OUTPUTS 1 b TIMEOUT 5", EXECUTE, "ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)"),
+            ("ROUTING a |> AI.MODELEXECUTE m INPUTS 1 a OUTPUTS 1 b TIMEOUT 5", EXECUTE, "ERR TIMEOUT not allowed within a DAG command"),
         ];
         for (text, flavor, expected) in cases {
             let args = words(text);

@@ -268,7 +268,9 @@ pub fn parse_model_execute<'a>(args: &[&'a [u8]]) -> Result<ExecuteArgs<'a>, Par
     }
     let n_inputs = read_count(&mut cursor, "input_count", "Input")?;
     if n_inputs > cursor.rest().len() {
-        return err("ERR OUTPUTS not specified");
+        return err(
+            "ERR number of input keys to AI.MODELEXECUTE command does not match the number of given arguments",
+        );
     }
     let inputs = cursor.take(n_inputs);
     if !cursor.next_is("OUTPUTS") {
@@ -561,7 +563,7 @@ mod tests {
             ("m INPUTS 2 a b OUTPUTS 1 c TIMEOUT", "ERR No value provided for TIMEOUT"),
             ("m INPUTS 2 a b OUTPUTS 1 c TIMEOUT -43", "ERR Invalid value for TIMEOUT"),
             ("m INPUTS 2 a b OUTPUTS 1 c TIMEOUT 1000 bad_arg", "ERR Invalid argument: bad_arg"),
-            ("m INPUTS 99999999999 a OUTPUTS 1 c", "ERR OUTPUTS not specified"),
+            ("m INPUTS 99999999999 a OUTPUTS 1 c", "ERR number of input keys to AI.MODELEXECUTE command does not match the number of given arguments"),
         ] {
             let err = parse_model_execute(&words(text)).expect_err(text);
             assert_eq!(err.0, expected, "{text}");

@@ -55,19 +55,26 @@ pub fn parse_script_store<'a>(
         let count = rest
             .get(position)
             .and_then(|c| parse_i64(c))
+            .ok_or_else(|| {
+                ParseError(
+                    "ERR Non numeric entry points number provided to AI.SCRIPTSTORE command".into(),
+                )
+            })?;
+        let count = usize::try_from(count)
+            .ok()
             .filter(|&n| n > 0)
-            .ok_or_else(|| ParseError("ERR Invalid number of entry points".into()))?
-            as usize;
+            .ok_or_else(|| ParseError("ERR Invalid number of entry points".into()))?;
         position += 1;
         let available = rest[position..]
             .iter()
             .take_while(|a| !is(a, "SOURCE"))
             .count();
+        // RedisAI read `count` names whatever they were, then looked for SOURCE.
+        if count > rest.len() - position {
+            return err("ERR Insufficient arguments, missing script entry points");
+        }
         if available != count {
-            return err(
-                "ERR Number of entry points given does not match the number of entry points \
-                 declared",
-            );
+            return err("ERR Insufficient arguments, missing script SOURCE");
         }
         for name in &rest[position..position + count] {
             let name = std::str::from_utf8(name)
@@ -81,12 +88,11 @@ pub fn parse_script_store<'a>(
     }
     match rest.get(position) {
         Some(arg) if is(arg, "SOURCE") => {}
-        Some(_) => return err("ERR Invalid argument, expected SOURCE"),
-        None => return err("ERR Insufficient arguments, missing script SOURCE"),
+        _ => return err("ERR Insufficient arguments, missing script SOURCE"),
     }
     position += 1;
     let Some(&source) = rest.get(position) else {
-        return err("ERR Insufficient arguments, missing script definition");
+        return err("ERR Insufficient arguments, missing script SOURCE");
     };
     if rest.len() > position + 1 {
         return err("ERR Invalid argument after the script SOURCE");
@@ -176,53 +182,86 @@ pub fn parse_script_execute<'a>(
         ..ScriptExecuteArgs::default()
     };
     let mut position = 2;
-    match args.get(position) {
-        Some(first) if is(first, "KEYS") || is(first, "INPUTS") => {}
-        Some(first) if !is_scope(first) => return err(unexpected(first)),
-        _ => {
-            return err(
-                "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command",
-            )
-        }
+    // A command (not a DAG op) starts with KEYS or INPUTS.
+    if !in_dag
+        && !args
+            .get(position)
+            .is_some_and(|first| is(first, "KEYS") || is(first, "INPUTS"))
+    {
+        return err("ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command");
     }
-    // Each scope at most once, in this order.
-    let mut next_scope = 0;
+    // Each scope at most once, in any order; TIMEOUT ends the command.
+    let mut seen = [false; 4];
     while let Some(&arg) = args.get(position) {
         let Some(scope) = SCOPES.iter().position(|s| is(arg, s)) else {
             return err(unexpected(arg));
         };
-        if scope < next_scope {
-            if scope == 0 {
-                return err("ERR Already encountered KEYS scope in current command");
+        position += 1;
+        if scope == 4 {
+            if in_dag {
+                return err("ERR TIMEOUT not allowed within a DAG command");
             }
+            let Some(&value) = args.get(position) else {
+                return err("ERR No value provided for TIMEOUT in AI.SCRIPTEXECUTE");
+            };
+            let ms = parse_i64(value)
+                .filter(|&ms| ms > 0)
+                .ok_or_else(|| ParseError("ERR Invalid value for TIMEOUT".into()))?;
+            parsed.timeout_ms = Some(ms as u64);
+            position += 1;
+            if position != args.len() {
+                return err("ERR Encountered problem parsing AI.SCRIPTEXECUTE");
+            }
+            break;
+        }
+        if std::mem::replace(&mut seen[scope], true) {
             return err(format!(
-                "ERR Already encountered {} scope in current command, or it came out of order",
+                "ERR Already Encountered {} scope in AI.SCRIPTEXECUTE command",
                 SCOPES[scope]
             ));
         }
-        next_scope = scope + 1;
-        position += 1;
         match scope {
             0 => parsed.keys = counted(args, &mut position, "KEYS")?,
-            1 => parsed.inputs = counted(args, &mut position, "INPUTS")?,
-            2 => parsed.args = counted(args, &mut position, "ARGS")?,
-            3 => parsed.outputs = counted(args, &mut position, "OUTPUTS")?,
-            _ => {
-                if in_dag {
-                    return err("ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)");
-                }
-                let Some(&value) = args.get(position) else {
-                    return err("ERR No value provided for TIMEOUT");
-                };
-                let ms = parse_i64(value)
-                    .filter(|&ms| ms > 0)
-                    .ok_or_else(|| ParseError("ERR Invalid value for TIMEOUT".into()))?;
-                parsed.timeout_ms = Some(ms as u64);
-                position += 1;
-            }
+            1 => parsed.inputs = listed(args, &mut position, "inputs", "inputs")?,
+            2 => parsed.args = listed(args, &mut position, "keys", "args")?,
+            _ => parsed.outputs = listed(args, &mut position, "outputs", "outputs")?,
         }
     }
     Ok(parsed)
+}
+
+/// `n item...` after INPUTS, ARGS or OUTPUTS, with RedisAI's texts (`count_name` is
+/// what its count error calls the count: ARGS' says "keys").
+fn listed<'a>(
+    args: &[&'a [u8]],
+    position: &mut usize,
+    count_name: &str,
+    items_name: &str,
+) -> Result<Vec<&'a [u8]>, ParseError> {
+    let Some(&count) = args.get(*position) else {
+        return err("ERR Invalid arguments provided to AI.SCRIPTEXECUTE");
+    };
+    let count = parse_i64(count).ok_or_else(|| {
+        ParseError(format!(
+            "ERR Invalid argument for {count_name} count in AI.SCRIPTEXECUTE"
+        ))
+    })?;
+    let count = usize::try_from(count).map_err(|_| {
+        ParseError(format!(
+            "ERR Invalid or negative value found in number of {}",
+            items_name.to_ascii_uppercase()
+        ))
+    })?;
+    *position += 1;
+    let rest = &args[*position..];
+    if rest.len() < count {
+        return err(format!(
+            "ERR number of {items_name} to AI.SCRIPTEXECUTE command does not match the number \
+             of given arguments"
+        ));
+    }
+    *position += count;
+    Ok(rest[..count].to_vec())
 }
 
 /// Parses the deprecated `key fn [TIMEOUT ms] INPUTS k... [$ k...] OUTPUTS k...`. The
@@ -386,18 +425,76 @@ mod tests {
     #[test]
     fn scriptstore_errors() {
         let cases = [
-            ("bad_device ENTRY_POINTS 1 bar SOURCE s", false, "ERR Invalid DEVICE"),
-            ("CPU SOURCE s", false, "ERR Insufficient arguments, missing script entry points"),
-            ("CPU TAG t SOURCE s", false, "ERR Insufficient arguments, missing script entry points"),
-            ("CPU TAG", false, "ERR Insufficient arguments, missing TAG value"),
-            ("CPU ENTRY_POINTS x bar SOURCE s", false, "ERR Invalid number of entry points"),
-            ("CPU ENTRY_POINTS 0 SOURCE s", false, "ERR Invalid number of entry points"),
-            ("CPU ENTRY_POINTS 2 bar SOURCE s", false, "ERR Number of entry points given does not match the number of entry points declared"),
-            ("CPU ENTRY_POINTS 1 bar", false, "ERR Insufficient arguments, missing script SOURCE"),
-            ("CPU ENTRY_POINTS 1 bar SOURCE", false, "ERR Insufficient arguments, missing script definition"),
-            ("CPU ENTRY_POINTS 1 bar SOURCE a b", false, "ERR Invalid argument after the script SOURCE"),
-            ("CPU NOT_SOURCE s", true, "ERR Invalid argument, expected SOURCE"),
-            ("CPU", true, "ERR Insufficient arguments, missing script SOURCE"),
+            (
+                "bad_device ENTRY_POINTS 1 bar SOURCE s",
+                false,
+                "ERR Invalid DEVICE",
+            ),
+            (
+                "CPU SOURCE s",
+                false,
+                "ERR Insufficient arguments, missing script entry points",
+            ),
+            (
+                "CPU TAG t SOURCE s",
+                false,
+                "ERR Insufficient arguments, missing script entry points",
+            ),
+            (
+                "CPU TAG",
+                false,
+                "ERR Insufficient arguments, missing TAG value",
+            ),
+            (
+                "CPU ENTRY_POINTS x bar SOURCE s",
+                false,
+                "ERR Non numeric entry points number provided to AI.SCRIPTSTORE command",
+            ),
+            (
+                "CPU ENTRY_POINTS 0 SOURCE s",
+                false,
+                "ERR Invalid number of entry points",
+            ),
+            (
+                "CPU ENTRY_POINTS 2 bar SOURCE s",
+                false,
+                "ERR Insufficient arguments, missing script SOURCE",
+            ),
+            (
+                "CPU ENTRY_POINTS 1 bar baz SOURCE s",
+                false,
+                "ERR Insufficient arguments, missing script SOURCE",
+            ),
+            (
+                "CPU ENTRY_POINTS 5 bar SOURCE s",
+                false,
+                "ERR Insufficient arguments, missing script entry points",
+            ),
+            (
+                "CPU ENTRY_POINTS 1 bar",
+                false,
+                "ERR Insufficient arguments, missing script SOURCE",
+            ),
+            (
+                "CPU ENTRY_POINTS 1 bar SOURCE",
+                false,
+                "ERR Insufficient arguments, missing script SOURCE",
+            ),
+            (
+                "CPU ENTRY_POINTS 1 bar SOURCE a b",
+                false,
+                "ERR Invalid argument after the script SOURCE",
+            ),
+            (
+                "CPU NOT_SOURCE s",
+                true,
+                "ERR Insufficient arguments, missing script SOURCE",
+            ),
+            (
+                "CPU",
+                true,
+                "ERR Insufficient arguments, missing script SOURCE",
+            ),
         ];
         for (text, legacy, expected) in cases {
             assert_eq!(
@@ -431,14 +528,22 @@ mod tests {
             ("s bar OUTPUTS 1 a", "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"),
             ("s bar", "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"),
             ("s bar INPUTS -1 a", "ERR Invalid or negative value found in number of INPUTS"),
-            ("s bar INPUTS 1 a OUTPUTS", "ERR Missing arguments after OUTPUTS keyword"),
-            ("s bar INPUTS 1 a ARGS 3 x", "ERR Number of pre declared ARGS to be used in the command does not match the number of given arguments"),
-            ("s bar INPUTS 1 a TIMEOUT", "ERR No value provided for TIMEOUT"),
+            ("s bar INPUTS 1 a OUTPUTS", "ERR Invalid arguments provided to AI.SCRIPTEXECUTE"),
+            ("s bar KEYS 1 k ARGS", "ERR Invalid arguments provided to AI.SCRIPTEXECUTE"),
+            ("s bar INPUTS OUTPUTS", "ERR Invalid argument for inputs count in AI.SCRIPTEXECUTE"),
+            ("s bar INPUTS 1 a ARGS x", "ERR Invalid argument for keys count in AI.SCRIPTEXECUTE"),
+            ("s bar INPUTS 1 a OUTPUTS x", "ERR Invalid argument for outputs count in AI.SCRIPTEXECUTE"),
+            ("s bar INPUTS 3 a", "ERR number of inputs to AI.SCRIPTEXECUTE command does not match the number of given arguments"),
+            ("s bar INPUTS 1 a ARGS 3 x", "ERR number of args to AI.SCRIPTEXECUTE command does not match the number of given arguments"),
+            ("s bar INPUTS 1 a OUTPUTS 2 c", "ERR number of outputs to AI.SCRIPTEXECUTE command does not match the number of given arguments"),
+            ("s bar INPUTS 1 a TIMEOUT", "ERR No value provided for TIMEOUT in AI.SCRIPTEXECUTE"),
             ("s bar INPUTS 1 a TIMEOUT -43", "ERR Invalid value for TIMEOUT"),
-            ("s bar INPUTS 1 a TIMEOUT 10 bad_arg", "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: bad_arg"),
-            ("s INPUTS 1 a OUTPUTS 1 b", "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: 1"),
-            ("s bar KEYS 1 a INPUTS 1 a KEYS 1 a", "ERR Already encountered KEYS scope in current command"),
-            ("s bar INPUTS 1 a OUTPUTS 1 b INPUTS 1 a", "ERR Already encountered INPUTS scope in current command, or it came out of order"),
+            ("s bar INPUTS 1 a TIMEOUT TIMEOUT", "ERR Invalid value for TIMEOUT"),
+            ("s bar INPUTS 1 a TIMEOUT 10 bad_arg", "ERR Encountered problem parsing AI.SCRIPTEXECUTE"),
+            ("s bar INPUTS 1 a bad_arg", "ERR Invalid AI.SCRIPTEXECUTE command. Unexpected argument: bad_arg"),
+            ("s INPUTS 1 a OUTPUTS 1 b", "ERR KEYS or INPUTS scope must be provided first for AI.SCRIPTEXECUTE command"),
+            ("s bar KEYS 1 a INPUTS 1 a KEYS 1 a", "ERR Already Encountered KEYS scope in AI.SCRIPTEXECUTE command"),
+            ("s bar INPUTS 1 a OUTPUTS 1 b INPUTS 1 a", "ERR Already Encountered INPUTS scope in AI.SCRIPTEXECUTE command"),
         ];
         for (text, expected) in cases {
             assert_eq!(
@@ -457,7 +562,7 @@ mod tests {
             parse_script_execute(&words("s bar INPUTS 1 a TIMEOUT 4"), true)
                 .expect_err("dag")
                 .0,
-            "ERR TIMEOUT is not allowed inside a DAG op (give it to the DAG)"
+            "ERR TIMEOUT not allowed within a DAG command"
         );
     }
 
