@@ -190,6 +190,9 @@ impl Completion for DagReply {
             DagOutcome::TimedOut => return Ok(RedisValue::SimpleStringStatic("TIMEDOUT")),
             DagOutcome::Abandoned => return Ok(RedisValue::NoReply),
         };
+        if !persist.is_empty() {
+            super::memory::ensure_within_maxmemory()?;
+        }
         for (name, tensor) in &persist {
             let key = key_name(name);
             keyspace::write_tensor(ctx, &key, Arc::clone(tensor))?;

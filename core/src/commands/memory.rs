@@ -4,7 +4,9 @@
 //! `maxmemory`, but it never refuses a read-only one, and it cannot know what a command
 //! is about to allocate. A DAG, read-only ones included, builds its local tensors first:
 //! it is refused with Redis's own OOM error when they would take used memory past
-//! `maxmemory`.
+//! `maxmemory`. A run's outputs are known only once it is done: they are allocated
+//! through Redis's allocator, so they are in used memory already, and when that is past
+//! `maxmemory` none of them is written (they are freed when the reply is sent).
 
 use std::ffi::c_int;
 
@@ -35,6 +37,22 @@ pub fn ensure_room_for(ctx: &Context, bytes: u64) -> Result<(), RedisError> {
     // AOF buffer are not counted), so the same measure decides here.
     let used = ratio * limit as f64;
     if used + bytes as f64 > limit as f64 {
+        Err(RedisError::Str(OOM_ERROR))
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses with [`OOM_ERROR`] when used memory (as counted against `maxmemory`) is past
+/// `maxmemory` now: for a finished run whose outputs, already allocated, would be
+/// written.
+pub fn ensure_within_maxmemory() -> Result<(), RedisError> {
+    // SAFETY: the API table is filled at load time and only read afterwards.
+    let Some(ratio) = (unsafe { raw::RedisModule_GetUsedMemoryRatio }) else {
+        return Ok(());
+    };
+    // SAFETY: as above; called on the main thread (a command or its reply callback).
+    if unsafe { ratio() } > 1.0 {
         Err(RedisError::Str(OOM_ERROR))
     } else {
         Ok(())

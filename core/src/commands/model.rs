@@ -276,6 +276,7 @@ impl Completion for WriteOutputs {
     fn reply(self: Box<Self>, ctx: &Context) -> RedisResult {
         match self.outcome {
             RunOutcome::Done(tensors) => {
+                super::memory::ensure_within_maxmemory()?;
                 for (name, tensor) in self.output_keys.iter().zip(tensors) {
                     let key = key_name(name);
                     let tensor = Arc::new(tensor);
