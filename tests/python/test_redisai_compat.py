@@ -305,3 +305,37 @@ def test_info_modules_layout(con):
     seconds = cpu["ai_queue_CPU_bthread_n1_used_cpu_total"]
     whole, _, micros = seconds.partition(".")
     assert whole.isdigit() and len(micros) == 6, seconds
+
+
+# --- the rest of the client's surface -----------------------------------------------------
+
+
+def test_transaction_pipeline_with_tensors(client):
+    pipe = client.pipeline(transaction=True)
+    pipe.tensorset("t", f32(1, 2))
+    pipe.set("plain", 1)
+    pipe.tensorget("t")
+    pipe.tensorget("t", meta_only=True)
+    set_reply, set_plain, got, meta = pipe.execute()
+    assert set_reply in (b"OK", "OK", True) and set_plain is True
+    np.testing.assert_array_equal(got, f32(1, 2))
+    assert meta == {"dtype": "FLOAT", "shape": [2]}
+
+
+def test_debug_client_and_raw_replies(redis_server, capsys):
+    import redisai
+
+    con = redisai.Client(host="127.0.0.1", port=redis_server.port, debug=True, enable_postprocess=False)
+    try:
+        con.flushall()
+        assert con.tensorset("t", f32(3)) in (b"OK", "OK")
+        assert "AI.TENSORSET" in capsys.readouterr().out
+        raw = con.tensorget("t", meta_only=True)
+        assert raw[0] in (b"dtype", "dtype")
+        dag = con.dag(routing="t")
+        dag.enable_postprocess = False
+        dag.tensorset("x", f32(1)).tensorget("x", meta_only=True)
+        ok, meta = dag.execute()
+        assert ok in (b"OK", "OK") and meta[1] in (b"FLOAT", "FLOAT")
+    finally:
+        con.close()
