@@ -170,7 +170,7 @@ impl TfliteBackend {
     fn load_inner(&self, blob: &[u8]) -> Result<TfliteModel> {
         flatbuffer::check_model(blob)?;
         let model = ffi::Model::from_bytes(self.runtime, blob)
-            .map_err(|err| Error::new(format!("could not read the TFLite model: {}", err.0)))?;
+            .map_err(|err| redisai_text(&err.0, flatbuffer::NOT_A_MODEL))?;
         let io = model.io()?;
         let inputs = io
             .inputs
@@ -187,9 +187,9 @@ impl TfliteBackend {
         let threads = threads(self.config.get(ConfigKey::IntraOpParallelism));
         let mut compiled = {
             let _one_at_a_time = COMPILE.lock().unwrap_or_else(PoisonError::into_inner);
-            CompiledModel::new(model, threads).map_err(|err| {
-                Error::new(format!("could not compile the TFLite model: {}", err.0))
-            })?
+            // RedisAI's text when TFLite could not build an interpreter for the model.
+            CompiledModel::new(model, threads)
+                .map_err(|err| redisai_text(&err.0, "Failed to construct interpreter"))?
         };
         let watch = Arc::new(RunWatch::default());
         let check = Arc::clone(&watch);
@@ -380,6 +380,16 @@ fn run_locked(
             })
         })
         .collect()
+}
+
+/// RedisAI's fixed `text` for an ordinary LiteRT failure. A C++ exception the guard
+/// caught (where RedisAI's process would have aborted) keeps its own `detail`.
+fn redisai_text(detail: &str, text: &str) -> Error {
+    if detail.contains("threw a C++ exception") {
+        Error::new(one_line(detail))
+    } else {
+        Error::new(text)
+    }
 }
 
 fn input_error(index: usize, port: &Port, dims: &[i32], failure: Failure) -> Error {

@@ -35,9 +35,9 @@ const MODELS: [&str; 7] = [
 fn garbage_is_an_error() {
     let backend = backend();
     let err = backend.load(b"").err().map(|e| e.0);
-    assert_eq!(err.as_deref(), Some("the TFLite model blob is empty"));
+    assert_eq!(err.as_deref(), Some("Failed to load model from buffer"));
     let err = backend.load(b"garbage").err().map(|e| e.0);
-    assert!(err.is_some_and(|e| e.contains("not a TFLite model")));
+    assert_eq!(err.as_deref(), Some("Failed to load model from buffer"));
     let onnx_like = [0x08u8, 0x07, 0x12, 0x04, b't', b'e', b's', b't'];
     assert!(backend.load(&onnx_like).is_err());
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
