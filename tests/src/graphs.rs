@@ -128,6 +128,11 @@ pub const PRINTED: &str = "redisai-fuzz-printv2";
 /// Small values for input tensors and constants.
 const SMALL_FLOATS: &[f32] = &[-2.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0];
 
+/// One of `items` (numbers).
+fn one_i64(rng: &mut Rng, items: &[i64]) -> i64 {
+    items[rng.below(items.len())]
+}
+
 /// One of `items`.
 fn one<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
     items[rng.below(items.len())]
@@ -281,6 +286,38 @@ const ONNX_OPS: &[(&str, &str, &str, usize)] = &[
     ("Loop", "", "ibf", 1),
     ("If", "", "b", 1),
     ("Scan", "", "f", 1),
+    ("Upsample", "", "fs", 1),
+    ("ScatterElements", "", "fif", 1),
+    ("DepthToSpace", "", "f", 1),
+    ("SpaceToDepth", "", "f", 1),
+    ("Conv", "", "ff", 1),
+    ("ConvTranspose", "", "ff", 1),
+    ("MaxPool", "", "f", 1),
+    ("AveragePool", "", "f", 1),
+    ("GlobalAveragePool", "", "f", 1),
+    ("BatchNormalization", "", "fffff", 1),
+    ("InstanceNormalization", "", "fff", 1),
+    ("ReverseSequence", "", "fi", 1),
+    ("Hardmax", "", "f", 1),
+    ("LpNormalization", "", "f", 1),
+    ("Round", "", "f", 1),
+    ("Sign", "", "f", 1),
+    ("IsNaN", "", "f", 1),
+    ("Shrink", "", "f", 1),
+    ("Det", "", "f", 1),
+    ("QuantizeLinear", "", "fs", 1),
+    ("DequantizeLinear", "", "fs", 1),
+    ("GridSample", "", "ff", 1),
+    ("RoiAlign", "", "ffi", 1),
+    ("NonMaxSuppression", "", "ffiss", 1),
+    ("MaxUnpool", "", "fi", 1),
+    ("Col2Im", "", "fii", 1),
+    ("DFT", "", "f", 1),
+    ("Multinomial", "", "f", 1),
+    ("Bernoulli", "", "f", 1),
+    ("CenterCropPad", "", "fi", 1),
+    ("SequenceAt", "", "fi", 1),
+    ("ArgMin", "", "f", 1),
     // ONNX Runtime's contrib and ML operators (allowed domains).
     ("Gelu", "com.microsoft", "f", 1),
     ("FusedMatMul", "com.microsoft", "ff", 1),
@@ -570,6 +607,26 @@ fn onnx_attrs(rng: &mut Rng, b: &mut OnnxBuild, op: &str) -> Vec<Pb> {
             ),
         )],
         "Trilu" => vec![int_attr("upper", rng.below(2) as i64)],
+        "DepthToSpace" | "SpaceToDepth" => vec![int_attr("blocksize", rng.below(4) as i64)],
+        "MaxPool" | "AveragePool" | "MaxUnpool" | "Conv" | "ConvTranspose" => vec![
+            ints_attr(
+                "kernel_shape",
+                rng.pick::<&[i64]>(&[&[2], &[1, 1], &[2, 2], &[0]]),
+            ),
+            ints_attr(
+                "strides",
+                rng.pick::<&[i64]>(&[&[1], &[1, 1], &[2, 2], &[0, 1]]),
+            ),
+        ],
+        "Upsample" => vec![str_attr("mode", one(rng, &["nearest", "linear"]))],
+        "Multinomial" => vec![int_attr("sample_size", 1 + rng.below(3) as i64)],
+        "ReverseSequence" => vec![
+            int_attr("batch_axis", rng.below(2) as i64),
+            int_attr("time_axis", rng.below(2) as i64),
+        ],
+        "LpNormalization" => vec![int_attr("p", rng.below(4) as i64)],
+        "DFT" => vec![int_attr("onesided", rng.below(2) as i64)],
+        "Shrink" => vec![float_attr("lambd", *rng.pick(SMALL_FLOATS))],
         "Mod" => vec![int_attr("fmod", 1)],
         "ReduceMean" | "ReduceMax" => vec![int_attr("keepdims", rng.below(2) as i64)],
         "Resize" => vec![str_attr("mode", one(rng, &["nearest", "linear", "cubic"]))],
@@ -913,6 +970,30 @@ const TF_OPS: &[(&str, &str, bool)] = &[
     ("NoOp", "", false),
     ("RandomUniform", "i", true),
     ("Slice", "fii", true),
+    ("StringToNumber", "s", true),
+    ("DecodeBase64", "s", true),
+    ("DecodeRaw", "s", true),
+    ("Bitcast", "f", true),
+    ("BatchMatMulV2", "ff", true),
+    ("Unique", "f", true),
+    ("SegmentSum", "fi", true),
+    ("UnsortedSegmentSum", "fii", true),
+    ("Bincount", "iif", true),
+    ("SparseToDense", "iiff", true),
+    ("Einsum", "ff", true),
+    ("InTopKV2", "fii", true),
+    ("ResizeNearestNeighbor", "fi", true),
+    ("SpaceToBatchND", "fii", true),
+    ("AvgPool", "f", true),
+    ("LRN", "f", true),
+    ("Cross", "ff", true),
+    ("MatrixDiag", "f", true),
+    ("MatrixInverse", "f", true),
+    ("Cholesky", "f", true),
+    ("Qr", "f", true),
+    ("Svd", "f", true),
+    ("FFT", "f", true),
+    ("TensorScatterUpdate", "fif", true),
     ("StridedSlice", "fiii", true),
     ("Pad", "fi", true),
     ("MirrorPad", "fi", true),
@@ -1180,6 +1261,58 @@ fn tf_attrs(rng: &mut Rng, op: &str, file_stream: &mut bool) -> Vec<(&'static st
             ("padding", tf_str_attr("VALID")),
         ],
         "ScatterNd" => vec![t(), ("Tindices", int32)],
+        "StringToNumber" => vec![("out_type", tf_type_attr(tf_type::FLOAT))],
+        "DecodeRaw" => vec![
+            ("out_type", tf_type_attr(tf_type::FLOAT)),
+            ("little_endian", tf_bool_attr(true)),
+        ],
+        "Bitcast" => vec![
+            t(),
+            (
+                "type",
+                tf_type_attr(one_i64(rng, &[tf_type::INT32, tf_type::DOUBLE, 4])),
+            ),
+        ],
+        "BatchMatMulV2" => vec![t(), ("adj_x", tf_bool_attr(rng.chance(30)))],
+        "Unique" => vec![t(), ("out_idx", int32)],
+        "SegmentSum" | "UnsortedSegmentSum" => {
+            vec![t(), ("Tindices", int32.clone()), ("Tnumsegments", int32)]
+        }
+        "Bincount" => vec![t()],
+        "SparseToDense" => vec![
+            t(),
+            ("Tindices", int32),
+            ("validate_indices", tf_bool_attr(rng.chance(50))),
+        ],
+        "Einsum" => vec![
+            t(),
+            ("N", tf_int_attr(2)),
+            (
+                "equation",
+                tf_str_attr(one(
+                    rng,
+                    &["i,i->i", "ij,jk->ik", "...,...->...", "ii->i", "a"],
+                )),
+            ),
+        ],
+        "InTopKV2" => vec![t()],
+        "ResizeNearestNeighbor" => vec![t(), ("align_corners", tf_bool_attr(rng.chance(50)))],
+        "SpaceToBatchND" => vec![t(), ("Tblock_shape", int32.clone()), ("Tpaddings", int32)],
+        "AvgPool" => vec![
+            t(),
+            (
+                "ksize",
+                Pb::default().msg(1, Pb::default().packed_ints(3, &[1, 2, 2, 1])),
+            ),
+            (
+                "strides",
+                Pb::default().msg(1, Pb::default().packed_ints(3, &[1, 1, 1, 1])),
+            ),
+            ("padding", tf_str_attr("VALID")),
+        ],
+        "LRN" => vec![t(), ("depth_radius", tf_int_attr(rng.below(4) as i64))],
+        "FFT" => vec![("Tcomplex", tf_type_attr(8))],
+        "TensorScatterUpdate" => vec![t(), ("Tindices", int32)],
         "Cast" => vec![
             ("SrcT", tf_type_attr(tf_type::FLOAT)),
             (
@@ -1437,6 +1570,19 @@ const TORCH_CALLS: &[&str] = &[
     "{v}.contiguous()",
     "{v}.transpose(0, -1)",
     "torch.tensor([float(len(a)) for a in args] + [1.0])",
+    "torch.zeros([-{n}])",
+    "{v}.view([-1, 0])",
+    "torch.index_select({v}, 0, torch.tensor([{n}, -{n}]))",
+    "{v}[{n}]",
+    "torch.narrow({v}, 0, {n}, 2)",
+    "torch.gather({v}, 0, torch.tensor([[{n}]]))",
+    "{v}.expand([{n}, -1, 2])",
+    "torch.nonzero({v})",
+    "torch.unique({v})",
+    "{v}.to(torch.uint8)",
+    "torch.topk({v}, {n})[0]",
+    "torch.kthvalue({v}, {n})[0]",
+    "torch.linalg.inv({v})",
 ];
 
 /// Calls that read a file: a store of a script with one must be refused.

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use redisai_example_c_plugins::{EXAMPLE_ADD_BACKEND, EXAMPLE_ADD_PLUGIN};
 use redisai_tests::graphs;
-use redisai_tests::hardening::{answers_ping, backend_built, env_usize, model_bytes, Rng};
+use redisai_tests::hardening::{
+    answers_ping, backend_built, env_usize, model_bytes, server_pid, Rng,
+};
 use redisai_tests::redis::{self, Connection, ConnectionLike, Value};
 use redisai_tests::{run, run_str, Server, ServerConfig};
 
@@ -803,7 +805,7 @@ fn reseed(c: &mut Connection) {
 /// may reach it).
 const RUN_KEYS: &[&str] = &[
     "t1", "t2", "tlist", "o:x", "o:m0", "o:s9", "o:out0", "plain", "secret", "o:new", "tnew",
-    "o:new", "tnew",
+    "o:new", "tnew", "o:onnx0", "o:tf0",
 ];
 
 fn generate_case(rng: &mut Rng, kind: Kind) -> Case {
@@ -940,6 +942,16 @@ fn generated_graphs_and_scripts_never_crash_the_server() {
         ServerConfig::default().module_args(&["MODEL_EXECUTION_TIMEOUT", "2000"]),
     );
     let mut admin = connect(&server);
+    // A generated model or script may allocate without bound (a tensor of 2^40 elements
+    // got the server OOM-killed, and the machine with it): the server's address space is
+    // limited, so such an allocation fails instead (`REDISAI_LIVE_FUZZ_AS_LIMIT_MB`).
+    let pid = server_pid(&mut admin);
+    let limit_mb = env_usize("REDISAI_LIVE_FUZZ_AS_LIMIT_MB", 8192);
+    let limited = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--as={}", limit_mb << 20))
+        .status()
+        .is_ok_and(|status| status.success());
     run_str(&mut admin, FUZZ_USER).expect("ACL SETUSER");
     let mut user = login(&server);
     let mut kinds = Vec::new();
@@ -1120,8 +1132,16 @@ fn generated_graphs_and_scripts_never_crash_the_server() {
     }
     let printed = server.dir.join(graphs::PRINTED).exists();
 
+    let peak = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmPeak:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_default();
     eprintln!(
-        "fuzz_live generated: {cases} cases in {:.1}s; server alive; PrintV2 wrote a file: {printed}",
+        "fuzz_live generated: {cases} cases in {:.1}s; server alive (VmPeak {peak}, address space limited to {limit_mb} MiB: {limited}); PrintV2 wrote a file: {printed}",
         elapsed.as_secs_f64()
     );
     for (kind, t) in &tallies {
