@@ -214,8 +214,7 @@ impl TfBackend {
             threads(self.config.get(ConfigKey::IntraOpParallelism)),
             threads(self.config.get(ConfigKey::InterOpParallelism)),
         );
-        let session = Session::new(&graph, &config)
-            .map_err(|f| Error::new(format!("could not create a TF session: {f}")))?;
+        let session = Session::new(&graph, &config).map_err(|f| Error::new(f.message))?;
         Ok(Loaded {
             session: Mutex::new(Some(Arc::new(session))),
             graph,
@@ -298,8 +297,8 @@ impl TfBackend {
         let session = match &*slot {
             Some(session) => Arc::clone(session),
             None => {
-                let session = Session::new(&model.graph, &model.config)
-                    .map_err(|f| Error::new(format!("could not create a TF session: {f}")))?;
+                let session =
+                    Session::new(&model.graph, &model.config).map_err(|f| Error::new(f.message))?;
                 let session = Arc::new(session);
                 *slot = Some(Arc::clone(&session));
                 session
