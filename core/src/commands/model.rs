@@ -30,7 +30,8 @@ pub fn modelset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
-    if args.len() < 6 {
+    // RedisAI: AI.MODELSTORE needs 6 arguments, the deprecated AI.MODELSET 4.
+    if args.len() < if legacy { 4 } else { 6 } {
         return Err(RedisError::WrongArity);
     }
     let keep_without_backend = store::restoring(ctx);

@@ -138,6 +138,10 @@ pub fn parse_model_store<'a>(args: &[&'a [u8]], legacy: bool) -> Result<ModelSpe
             .ok_or_else(|| ParseError("ERR Invalid argument for BATCHSIZE".into()))?;
     }
     if cursor.next_is("MINBATCHSIZE") {
+        // AI.MODELSET refused MINBATCHSIZE without BATCHSIZE whatever its value.
+        if legacy && spec.batching.size == 0 {
+            return err("ERR MINBATCHSIZE specified without BATCHSIZE");
+        }
         spec.batching.min_size = parse_u64(cursor.next())
             .ok_or_else(|| ParseError("ERR Invalid argument for MINBATCHSIZE".into()))?;
         if spec.batching.size == 0 && spec.batching.min_size > 0 {
@@ -145,6 +149,12 @@ pub fn parse_model_store<'a>(args: &[&'a [u8]], legacy: bool) -> Result<ModelSpe
         }
     }
     if cursor.next_is("MINBATCHTIMEOUT") {
+        if legacy && spec.batching.size == 0 {
+            return err("ERR MINBATCHTIMEOUT specified without BATCHSIZE");
+        }
+        if legacy && spec.batching.min_size == 0 {
+            return err("ERR MINBATCHTIMEOUT specified without MINBATCHSIZE");
+        }
         spec.batching.min_timeout_ms = parse_u64(cursor.next())
             .ok_or_else(|| ParseError("ERR Invalid argument for MINBATCHTIMEOUT".into()))?;
         if spec.batching.min_size == 0 && spec.batching.min_timeout_ms > 0 {
@@ -199,7 +209,7 @@ fn parse_names(cursor: &mut Cursor<'_, '_>, what: &str) -> Result<Vec<String>, P
 }
 
 /// AI.MODELSET's `[INPUTS name...] [OUTPUTS name...]`, names without counts, with the
-/// texts of RedisAI's deprecated parser.
+/// texts of RedisAI's deprecated parser (which read them for TF only).
 fn parse_legacy_names(
     cursor: &mut Cursor<'_, '_>,
     spec: &mut ModelSpec<'_>,
@@ -217,14 +227,12 @@ fn parse_legacy_names(
         names
     };
     let before_blob = names_until(&["BLOB"]);
-    if before_blob.is_empty() {
-        if io_names {
-            return err("ERR Insufficient arguments, INPUTS and OUTPUTS not specified");
-        }
+    if !io_names {
+        // RedisAI read names only for TF and skipped anything else up to BLOB.
         return Ok(());
     }
-    if !io_names {
-        return err("ERR INPUTS argument should not be specified for this backend");
+    if before_blob.is_empty() {
+        return err("ERR Insufficient arguments, INPUTS and OUTPUTS not specified");
     }
     let mut words = before_blob.into_iter();
     if !words
@@ -524,6 +532,34 @@ mod tests {
             let err = parse_model_store(&words(text), false).expect_err(text);
             assert_eq!(err.0, expected, "{text}");
         }
+    }
+
+    #[test]
+    fn model_set_errors_as_redisai_deprecated_parser() {
+        for (text, expected) in [
+            ("ONNX CPU", "ERR Insufficient arguments, missing model BLOB"),
+            (
+                "TORCH CPU MINBATCHSIZE 0 BLOB x",
+                "ERR MINBATCHSIZE specified without BATCHSIZE",
+            ),
+            (
+                "TORCH CPU MINBATCHTIMEOUT 5 BLOB x",
+                "ERR MINBATCHTIMEOUT specified without BATCHSIZE",
+            ),
+            (
+                "TF CPU BLOB x",
+                "ERR Insufficient arguments, INPUTS and OUTPUTS not specified",
+            ),
+            ("TF CPU OUTPUTS b BLOB x", "ERR INPUTS not specified"),
+            ("TF CPU INPUTS a BLOB x", "ERR OUTPUTS not specified"),
+        ] {
+            let err = parse_model_store(&words(text), true).expect_err(text);
+            assert_eq!(err.0, expected, "{text}");
+        }
+        // Names given to another backend were skipped.
+        let spec = parse_model_store(&words("ONNX CPU INPUTS a OUTPUTS b BLOB x"), true)
+            .expect("names skipped");
+        assert!(spec.inputs.is_empty() && spec.outputs.is_empty());
     }
 
     #[test]
