@@ -81,7 +81,7 @@ typedef struct RaiScript RaiScript;
 /**
  * Minor version of this ABI. A plugin with a newer minor is refused.
  */
-#define RAI_PLUGIN_ABI_MINOR 2
+#define RAI_PLUGIN_ABI_MINOR 3
 
 /**
  * The plugin's `model_run` may be called concurrently on the same model.
@@ -109,6 +109,11 @@ typedef struct RaiScript RaiScript;
  * `RaiScriptCall::variadic`) form one list of tensors.
  */
 #define RAI_SCRIPT_CALL_POSITIONAL 1
+
+/**
+ * `RaiMemoryStats` and `model_memory` value for "the runtime cannot tell".
+ */
+#define RAI_MEMORY_UNKNOWN UINT64_MAX
 
 /**
  * Kind of a `RaiReply`.
@@ -421,6 +426,32 @@ typedef struct RaiScriptCall {
 } RaiScriptCall;
 
 /**
+ * Minor 3: the memory a backend holds, filled by `RaiPluginApi::memory_stats`. Each
+ * field is a byte count, or `RAI_MEMORY_UNKNOWN`. The struct may grow at its end with
+ * a minor; the host passes `struct_size` and the plugin fills only what fits.
+ */
+typedef struct RaiMemoryStats {
+    /**
+     * Size of this struct as the host knows it.
+     */
+    size_t struct_size;
+    /**
+     * Bytes the backend's runtime holds now (weights, arenas, live tensors), as far as
+     * its allocator can count them.
+     */
+    uint64_t held_bytes;
+    /**
+     * Highest `held_bytes` since the plugin was initialised.
+     */
+    uint64_t peak_bytes;
+    /**
+     * The bound the backend enforces now (BACKEND_MEMORY_LIMIT in bytes), 0 for none,
+     * or `RAI_MEMORY_UNKNOWN` when the backend cannot bound its memory.
+     */
+    uint64_t limit_bytes;
+} RaiMemoryStats;
+
+/**
  * The table a plugin returns from its entry symbol. It must stay valid for the life
  * of the process.
  */
@@ -501,6 +532,17 @@ typedef struct RaiPluginApi {
                             struct RaiTensorOut *outputs,
                             size_t max_outputs,
                             size_t *n_outputs);
+    /**
+     * Optional: fills `stats` (whose `struct_size` the host has set) with the memory
+     * the backend holds now and its peak. Callable from any thread, at any time after
+     * `init`; cheap (no allocation, no lock held for long).
+     */
+    void (*memory_stats)(struct RaiMemoryStats *stats);
+    /**
+     * Optional: bytes held by one model (its weights and what its runtime keeps for
+     * it), or `RAI_MEMORY_UNKNOWN`. Callable from any thread while the model lives.
+     */
+    uint64_t (*model_memory)(const RaiModel *model);
 } RaiPluginApi;
 
 /**

@@ -46,7 +46,7 @@ use std::ffi::{c_char, c_void};
 /// Major version of this ABI. A plugin built for another major is refused.
 pub const RAI_PLUGIN_ABI_MAJOR: u32 = 1;
 /// Minor version of this ABI. A plugin with a newer minor is refused.
-pub const RAI_PLUGIN_ABI_MINOR: u32 = 2;
+pub const RAI_PLUGIN_ABI_MINOR: u32 = 3;
 
 /// Name of the one symbol a plugin exports.
 pub const RAI_PLUGIN_ENTRY_SYMBOL: &str = "redisai_plugin_entry";
@@ -167,6 +167,27 @@ pub enum RaiConfigKey {
     ModelExecutionTimeoutMs = 2,
     /// Memory the backend may use in MB; 0 means no limit.
     BackendMemoryLimitMb = 3,
+}
+
+/// [`RaiMemoryStats`] and `model_memory` value for "the runtime cannot tell".
+pub const RAI_MEMORY_UNKNOWN: u64 = u64::MAX;
+
+/// Minor 3: the memory a backend holds, filled by [`RaiPluginApi::memory_stats`]. Each
+/// field is a byte count, or [`RAI_MEMORY_UNKNOWN`]. The struct may grow at its end with
+/// a minor; the host passes `struct_size` and the plugin fills only what fits.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaiMemoryStats {
+    /// Size of this struct as the host knows it.
+    pub struct_size: usize,
+    /// Bytes the backend's runtime holds now (weights, arenas, live tensors), as far as
+    /// its allocator can count them.
+    pub held_bytes: u64,
+    /// Highest `held_bytes` since the plugin was initialised.
+    pub peak_bytes: u64,
+    /// The bound the backend enforces now (BACKEND_MEMORY_LIMIT in bytes), 0 for none,
+    /// or [`RAI_MEMORY_UNKNOWN`] when the backend cannot bound its memory.
+    pub limit_bytes: u64,
 }
 
 /// Kind of a [`RaiReply`].
@@ -379,6 +400,16 @@ pub struct RaiPluginApi {
             n_outputs: *mut usize,
         ) -> *mut RaiError,
     >,
+
+    // Minor 3 (the host reads these only when `abi_minor` >= 3 and `struct_size` covers
+    // them; both optional).
+    /// Optional: fills `stats` (whose `struct_size` the host has set) with the memory
+    /// the backend holds now and its peak. Callable from any thread, at any time after
+    /// `init`; cheap (no allocation, no lock held for long).
+    pub memory_stats: Option<unsafe extern "C" fn(stats: *mut RaiMemoryStats)>,
+    /// Optional: bytes held by one model (its weights and what its runtime keeps for
+    /// it), or [`RAI_MEMORY_UNKNOWN`]. Callable from any thread while the model lives.
+    pub model_memory: Option<unsafe extern "C" fn(model: *const RaiModel) -> u64>,
 }
 
 /// Type of the exported entry symbol: returns the plugin's table (never null).

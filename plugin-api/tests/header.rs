@@ -158,7 +158,8 @@ fn header_declares_the_abi() {
     let generated = generated();
     for needle in [
         "#define RAI_PLUGIN_ABI_MAJOR 1",
-        "#define RAI_PLUGIN_ABI_MINOR 2",
+        "#define RAI_PLUGIN_ABI_MINOR 3",
+        "typedef struct RaiMemoryStats {",
         "#define RAI_SCRIPT_CALL_POSITIONAL 1",
         "typedef struct RaiReply {",
         "#define RAI_PLUGIN_FLAG_CONCURRENT_RUN 1",

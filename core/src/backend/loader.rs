@@ -80,15 +80,35 @@ fn check_table(table: *const RaiPluginApi, path: &str) -> Result<&'static RaiPlu
              {RAI_PLUGIN_ABI_MINOR} required)"
         )));
     }
-    // SAFETY: same major: the table has this layout, at least up to `struct_size`.
-    let api = unsafe { &*table };
-    if api.struct_size < std::mem::size_of::<RaiPluginApi>() {
+    // SAFETY: same major: the table starts with `abi_major`, `abi_minor`, `struct_size`.
+    let struct_size = unsafe { std::ptr::addr_of!((*table).struct_size).read() };
+    let needed = table_size_of_minor(minor);
+    if struct_size < needed {
         return Err(LoadError(format!(
-            "{path}: plugin table is {} bytes, ABI {major}.{minor} needs {}",
-            api.struct_size,
-            std::mem::size_of::<RaiPluginApi>()
+            "{path}: plugin table is {struct_size} bytes, ABI {major}.{minor} needs {needed}"
         )));
     }
+    let api = if needed >= std::mem::size_of::<RaiPluginApi>() {
+        // SAFETY: same major and a table at least as large as this version's.
+        unsafe { &*table }
+    } else {
+        // An older minor's table is shorter: copy what it has into a full table whose
+        // later (optional) functions are null. Done once per plugin load; leaked, as the
+        // plugin itself is never unloaded.
+        let mut full = std::mem::MaybeUninit::<RaiPluginApi>::zeroed();
+        // SAFETY: the plugin's table has at least `needed` bytes (checked above) and
+        // `full` has room for them; an all-zero RaiPluginApi is valid (null pointers and
+        // `None` functions).
+        let full = unsafe {
+            std::ptr::copy_nonoverlapping(
+                table.cast::<u8>(),
+                full.as_mut_ptr().cast::<u8>(),
+                needed,
+            );
+            full.assume_init()
+        };
+        &*Box::leak(Box::new(full))
+    };
     let required = [
         api.error_message.is_some(),
         api.error_free.is_some(),
@@ -137,6 +157,16 @@ fn describe(api: &'static RaiPluginApi, path: PathBuf) -> Result<Backend, LoadEr
         flags: api.flags,
         api,
     })
+}
+
+/// Bytes of the plugin table as ABI minor `minor` defined it (the fields each later
+/// minor appended are absent from an older plugin's table).
+fn table_size_of_minor(minor: u32) -> usize {
+    if minor < 3 {
+        std::mem::offset_of!(RaiPluginApi, memory_stats)
+    } else {
+        std::mem::size_of::<RaiPluginApi>()
+    }
 }
 
 fn dl_error() -> String {

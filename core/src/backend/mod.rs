@@ -16,10 +16,26 @@ use std::ffi::CStr;
 use std::path::PathBuf;
 
 use redisai_plugin_api::abi::{
-    RaiError, RaiPluginApi, RAI_PLUGIN_FLAG_CONCURRENT_RUN, RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN,
+    RaiError, RaiMemoryStats, RaiPluginApi, RAI_MEMORY_UNKNOWN, RAI_PLUGIN_FLAG_CONCURRENT_RUN,
+    RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN,
 };
 
 use crate::device::DeviceKind;
+
+/// The memory one backend holds, as its plugin reports it (see
+/// [`Backend::memory_stats`] and [`registry::memory_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendMemory {
+    /// Backend name, e.g. "ONNX".
+    pub name: String,
+    /// Bytes its runtime holds now.
+    pub held_bytes: u64,
+    /// Highest `held_bytes` since the backend was loaded.
+    pub peak_bytes: u64,
+    /// The bound it enforces (BACKEND_MEMORY_LIMIT in bytes; `Some(0)`: none), or `None`
+    /// when the backend cannot bound its memory.
+    pub limit_bytes: Option<u64>,
+}
 
 /// A loaded plugin. Plugins stay loaded for the life of the process: the runtimes they
 /// carry cannot be unloaded safely.
@@ -69,6 +85,29 @@ impl Backend {
     }
 
     /// Reads and frees a plugin error; `None` for success.
+    /// What the backend holds now and its peak, when the plugin can tell (ABI minor 3
+    /// `memory_stats`); `None` for an older plugin or one whose runtime cannot count.
+    pub fn memory_stats(&self) -> Option<BackendMemory> {
+        let fill = self.api.memory_stats?;
+        let mut stats = RaiMemoryStats {
+            struct_size: std::mem::size_of::<RaiMemoryStats>(),
+            held_bytes: RAI_MEMORY_UNKNOWN,
+            peak_bytes: RAI_MEMORY_UNKNOWN,
+            limit_bytes: RAI_MEMORY_UNKNOWN,
+        };
+        // SAFETY: `stats` is a valid, writable struct whose `struct_size` is set; the
+        // plugin writes only within it.
+        unsafe { fill(&mut stats) };
+        let known = |bytes: u64| (bytes != RAI_MEMORY_UNKNOWN).then_some(bytes);
+        let held_bytes = known(stats.held_bytes)?;
+        Some(BackendMemory {
+            name: self.name.clone(),
+            held_bytes,
+            peak_bytes: known(stats.peak_bytes).unwrap_or(held_bytes),
+            limit_bytes: known(stats.limit_bytes),
+        })
+    }
+
     fn take_error(&self, error: *mut RaiError) -> Option<String> {
         if error.is_null() {
             return None;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, TryLockError};
 
 use redisai_plugin_api::abi::{
     RaiDType, RaiDevice, RaiDeviceKind, RaiModel, RaiModelOptions, RaiRunOptions, RaiTensorOut,
-    RaiTensorView,
+    RaiTensorView, RAI_MEMORY_UNKNOWN,
 };
 
 use super::Backend;
@@ -131,6 +131,16 @@ impl PluginModel {
 
     pub fn backend(&self) -> &Arc<Backend> {
         &self.backend
+    }
+
+    /// Bytes this model holds inside its backend (weights and what the runtime keeps
+    /// for it), when the plugin can tell (ABI minor 3 `model_memory`); `None` otherwise.
+    /// Cheap and callable from any thread (e.g. for `MEMORY USAGE` of the model key).
+    pub fn memory_bytes(&self) -> Option<u64> {
+        let model_memory = self.backend.api.model_memory?;
+        // SAFETY: `raw` is a live model of this plugin until `drop`.
+        let bytes = unsafe { model_memory(self.raw) };
+        (bytes != RAI_MEMORY_UNKNOWN).then_some(bytes)
     }
 
     /// Runs the model and copies its `n_outputs` outputs into tensors of our own,

@@ -149,6 +149,22 @@ pub fn loaded() -> Vec<Arc<Backend>> {
     loaded_map().values().cloned().collect()
 }
 
+/// The memory of every loaded backend whose plugin can tell (ABI minor 3), in the
+/// registry's order (by name, then variant). Backends that cannot count are left out.
+/// Cheap (each plugin reads counters), callable from any thread; meant for
+/// `INFO MODULES` and `AI.INFO`.
+pub fn memory_stats() -> Vec<super::BackendMemory> {
+    loaded()
+        .iter()
+        .filter_map(|backend| backend.memory_stats())
+        .collect()
+}
+
+/// Bytes held by all the loaded backends together (what [`memory_stats`] reports).
+pub fn memory_held_total() -> u64 {
+    memory_stats().iter().map(|m| m.held_bytes).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::*;
 use crate::abi::{
-    RaiDevice, RaiError, RaiHostApi, RaiModel, RaiModelOptions, RaiRunOptions, RaiScript,
-    RaiScriptCall, RaiTensorOut, RaiTensorView, RAI_SCRIPT_CALL_LISTS, RAI_SCRIPT_CALL_POSITIONAL,
+    RaiDevice, RaiError, RaiHostApi, RaiMemoryStats, RaiModel, RaiModelOptions, RaiRunOptions,
+    RaiScript, RaiScriptCall, RaiTensorOut, RaiTensorView, RAI_SCRIPT_CALL_LISTS,
+    RAI_SCRIPT_CALL_POSITIONAL,
 };
 
 /// The error object behind `RaiError *`.
@@ -241,6 +242,54 @@ pub(super) unsafe extern "C" fn ffi_model_free<P: Instance>(model: *mut RaiModel
         if !model.is_null() {
             // SAFETY: created by `ffi_model_load::<P>` and freed once by the host.
             drop(unsafe { Box::from_raw(model.cast::<ModelBox<P::Model>>()) });
+        }
+    })
+}
+
+pub(super) unsafe extern "C" fn ffi_memory_stats<P: Instance>(stats: *mut RaiMemoryStats) {
+    if stats.is_null() {
+        return;
+    }
+    let unknown = crate::abi::RAI_MEMORY_UNKNOWN;
+    let found = guard_quiet("memory stats", None, || {
+        P::cell().get().and_then(|plugin| plugin.memory_stats())
+    });
+    let (held, peak, limit) = match found {
+        Some(found) => (
+            found.held_bytes,
+            found.peak_bytes,
+            found.limit_bytes.unwrap_or(unknown),
+        ),
+        None => (unknown, unknown, unknown),
+    };
+    // SAFETY: the host passes a writable struct whose `struct_size` says how much of it
+    // exists; only the fields that fit are written.
+    unsafe {
+        let size = (*stats).struct_size;
+        let fits = |end: usize| size >= end;
+        let base = std::mem::offset_of!(RaiMemoryStats, held_bytes);
+        if fits(base + 8) {
+            (*stats).held_bytes = held;
+        }
+        if fits(std::mem::offset_of!(RaiMemoryStats, peak_bytes) + 8) {
+            (*stats).peak_bytes = peak;
+        }
+        if fits(std::mem::offset_of!(RaiMemoryStats, limit_bytes) + 8) {
+            (*stats).limit_bytes = limit;
+        }
+    }
+}
+
+pub(super) unsafe extern "C" fn ffi_model_memory<P: Instance>(model: *const RaiModel) -> u64 {
+    let unknown = crate::abi::RAI_MEMORY_UNKNOWN;
+    guard_quiet("model memory", unknown, || {
+        let Ok(plugin) = instance::<P>() else {
+            return unknown;
+        };
+        // SAFETY: the host passes a live model of this plugin.
+        match unsafe { model_box::<P>(model) } {
+            Some(model) => plugin.model_memory(&model.model).unwrap_or(unknown),
+            None => unknown,
         }
     })
 }

@@ -165,6 +165,18 @@ pub struct ScriptCall<'a> {
     pub convention: ScriptConvention,
 }
 
+/// The memory a backend holds, as [`Plugin::memory_stats`] reports it (bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Bytes held now, as far as the runtime's allocator counts them.
+    pub held_bytes: u64,
+    /// Highest `held_bytes` since init.
+    pub peak_bytes: u64,
+    /// The bound enforced now: `Some(0)` for none, `None` when the backend cannot bound
+    /// its memory.
+    pub limit_bytes: Option<u64>,
+}
+
 /// A backend. One instance exists per process, created by [`Plugin::init`].
 pub trait Plugin: Sized + Send + Sync + 'static {
     type Model: Send + Sync + 'static;
@@ -197,6 +209,18 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         inputs: &[TensorRef<'_>],
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>>;
+
+    /// The memory the backend holds now and its peak (ABI minor 3); `None` when its
+    /// runtime cannot tell. Called from any thread; must be cheap.
+    fn memory_stats(&self) -> Option<MemoryStats> {
+        None
+    }
+
+    /// Bytes one model holds (weights and what the runtime keeps for it); `None` when
+    /// the runtime cannot tell.
+    fn model_memory(&self, _model: &Self::Model) -> Option<u64> {
+        None
+    }
 
     /// Compiles a script whose callable functions are `entry_points`.
     fn load_script(
@@ -294,6 +318,8 @@ pub const fn table<P: Instance>() -> crate::abi::RaiPluginApi {
         } else {
             None
         },
+        memory_stats: Some(ffi_memory_stats::<P>),
+        model_memory: Some(ffi_model_memory::<P>),
     }
 }
 
