@@ -9,12 +9,13 @@
 use std::path::PathBuf;
 
 /// The shim's translation units (shim/common.h declares what they share).
-const SOURCES: [&str; 5] = [
+const SOURCES: [&str; 6] = [
     "shim/common.cpp",
     "shim/models.cpp",
     "shim/scripts.cpp",
     "shim/script_ops.cpp",
     "shim/policy.cpp",
+    "shim/memory.cpp",
 ];
 
 fn main() {

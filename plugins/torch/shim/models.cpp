@@ -18,6 +18,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 using namespace rt_shim;
@@ -171,5 +172,32 @@ char *rt_make_module_with_child(const char *source, const char *child_name,
 }
 
 void rt_bytes_free(uint8_t *bytes) { std::free(bytes); }
+
+uint64_t rt_module_memory(const rt_module *module) {
+    try {
+        // The storages of the module's parameters and buffers (its weights), each
+        // counted once however many tensors share it.
+        std::unordered_set<const void *> seen;
+        uint64_t total = 0;
+        auto add = [&](const at::Tensor &tensor) {
+            if (!tensor.defined() || !tensor.has_storage()) {
+                return;
+            }
+            const c10::Storage &storage = tensor.storage();
+            if (seen.insert(storage.data()).second) {
+                total += storage.nbytes();
+            }
+        };
+        for (const auto &parameter : module->module.parameters(true)) {
+            add(parameter);
+        }
+        for (const auto &buffer : module->module.buffers(true)) {
+            add(buffer);
+        }
+        return total;
+    } catch (...) {
+        return UINT64_MAX;
+    }
+}
 
 }  // extern "C"

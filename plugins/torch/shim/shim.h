@@ -118,6 +118,16 @@ char *rt_make_module_with_child(const char *source, const char *child_name,
                                 const char *child_source, uint8_t **out, size_t *out_len);
 void rt_bytes_free(uint8_t *bytes);
 
+/* BACKEND_MEMORY_LIMIT (shim/memory.cpp): rt_memory_install puts the counting CPU
+ * allocator in front of libtorch's (once, before any model loads); rt_memory_set_limit
+ * sets the bound in bytes (0: none), checked at each CPU allocation; rt_memory_stats reads
+ * the bytes held now, the peak and the limit. rt_module_memory: bytes of a module's
+ * parameters and buffers (UINT64_MAX when it cannot tell). */
+char *rt_memory_install(void);
+void rt_memory_set_limit(uint64_t limit_bytes);
+void rt_memory_stats(uint64_t *held, uint64_t *peak, uint64_t *limit);
+uint64_t rt_module_memory(const rt_module *module);
+
 /* The sandbox policy's view of libtorch (policy.cpp; the plugin decides, src/policy.rs).
  * rt_module_operations and rt_script_operations write into *out (release with
  * rt_error_free) the node kinds ("aten::add", "prim::If", ...) of every graph the model

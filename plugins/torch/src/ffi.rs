@@ -134,6 +134,10 @@ extern "C" {
         out_len: *mut usize,
     ) -> *mut c_char;
     fn rt_bytes_free(bytes: *mut u8);
+    fn rt_memory_install() -> *mut c_char;
+    fn rt_memory_set_limit(limit_bytes: u64);
+    fn rt_memory_stats(held: *mut u64, peak: *mut u64, limit: *mut u64);
+    fn rt_module_memory(module: *const RtModule) -> u64;
     fn rt_module_operations(
         module: *const RtModule,
         out: *mut *mut c_char,
@@ -243,6 +247,28 @@ pub(crate) fn take_forbidden() -> Option<String> {
 
 fn c_string(text: &str, what: &str) -> Result<CString> {
     CString::new(text).map_err(|_| Error(format!("{what} contains a NUL byte")))
+}
+
+/// Puts the counting, limit-enforcing CPU allocator in front of libtorch's (once,
+/// before any model or script loads; see shim/memory.cpp).
+pub fn install_memory_limit() -> Result<()> {
+    // SAFETY: no arguments; the shim catches every exception.
+    check(unsafe { rt_memory_install() })
+}
+
+/// Sets BACKEND_MEMORY_LIMIT in bytes (0: none); checked at each CPU allocation.
+pub fn set_memory_limit(limit_bytes: u64) {
+    // SAFETY: a plain integer stored atomically.
+    unsafe { rt_memory_set_limit(limit_bytes) }
+}
+
+/// Bytes of CPU tensor storage libtorch holds now, the peak and the limit (bytes, 0:
+/// none).
+pub fn memory_stats() -> (u64, u64, u64) {
+    let (mut held, mut peak, mut limit) = (0, 0, 0);
+    // SAFETY: three valid out-pointers; atomic loads only.
+    unsafe { rt_memory_stats(&mut held, &mut peak, &mut limit) };
+    (held, peak, limit)
 }
 
 /// libtorch's version, e.g. "2.13.0".
@@ -405,6 +431,14 @@ unsafe impl Send for Module {}
 unsafe impl Sync for Module {}
 
 impl Module {
+    /// Bytes of the module's parameters and buffers (its weights); `None` when libtorch
+    /// cannot tell.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        // SAFETY: `raw` is a live module until drop; the shim catches every exception.
+        let bytes = unsafe { rt_module_memory(self.raw) };
+        (bytes != u64::MAX).then_some(bytes)
+    }
+
     /// Loads a serialised TorchScript module (a `.pt` file's bytes) onto the CPU.
     pub fn load(blob: &[u8]) -> Result<Module> {
         Module::load_on(blob, TorchDevice::Cpu)

@@ -57,8 +57,8 @@ pub mod policy;
 use std::ffi::CStr;
 
 use redisai_plugin_api::sdk::{
-    ConfigKey, DType, Device, DeviceKind, Error, Host, LogLevel, ModelOptions, OwnedTensor, Plugin,
-    Result, RunOptions, ScriptCall, ScriptConvention, TensorRef,
+    ConfigKey, DType, Device, DeviceKind, Error, Host, LogLevel, MemoryStats, ModelOptions,
+    OwnedTensor, Plugin, Result, RunOptions, ScriptCall, ScriptConvention, TensorRef,
 };
 
 pub use ffi::{make_module, make_module_with_child, torch_version, Module, Script, TorchDevice};
@@ -69,6 +69,15 @@ pub const TORCH_VERSION: &str = "2.13.0";
 /// The TORCH backend as a plugin.
 pub struct TorchPlugin {
     host: Host,
+}
+
+impl TorchPlugin {
+    /// Applies BACKEND_MEMORY_LIMIT (MB, 10^6 bytes as in RedisAI; 0: none) as it is now:
+    /// read before each load and run, so `AI.CONFIG` changes take effect at the next one.
+    fn refresh_memory_limit(&self) {
+        let mb = self.host.config(ConfigKey::BackendMemoryLimitMb).max(0) as u64;
+        ffi::set_memory_limit(mb.saturating_mul(1_000_000));
+    }
 }
 
 /// Where a model or script (`what`) stored on `device` runs. The GPU variant (`cuda`
@@ -160,10 +169,29 @@ impl Plugin for TorchPlugin {
         })?;
         // Before any model or script is loaded (see policy::install).
         policy::install()?;
-        Ok(TorchPlugin { host })
+        // BACKEND_MEMORY_LIMIT: every CPU tensor storage is counted from here on.
+        ffi::install_memory_limit()
+            .map_err(|err| Error(format!("could not install the memory limit: {}", err.0)))?;
+        let plugin = TorchPlugin { host };
+        plugin.refresh_memory_limit();
+        Ok(plugin)
+    }
+
+    fn memory_stats(&self) -> Option<MemoryStats> {
+        let (held_bytes, peak_bytes, limit) = ffi::memory_stats();
+        Some(MemoryStats {
+            held_bytes,
+            peak_bytes,
+            limit_bytes: Some(limit),
+        })
+    }
+
+    fn model_memory(&self, model: &Module) -> Option<u64> {
+        model.memory_bytes()
     }
 
     fn load_model(&self, options: &ModelOptions, blob: &[u8]) -> Result<Module> {
+        self.refresh_memory_limit();
         let device = torch_device(options.device, "model")?;
         archive_check::check(blob).map_err(Error)?;
         Module::load_on(blob, device)
@@ -186,6 +214,7 @@ impl Plugin for TorchPlugin {
         inputs: &[TensorRef<'_>],
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
+        self.refresh_memory_limit();
         let outputs = model.forward(inputs)?;
         if outputs.len() != n_outputs {
             return Err(Error(format!(
@@ -197,6 +226,7 @@ impl Plugin for TorchPlugin {
     }
 
     fn load_script(&self, device: Device, source: &str, entry_points: &[String]) -> Result<Script> {
+        self.refresh_memory_limit();
         let device = torch_device(device, "script")?;
         Script::load_on(source, entry_points, device)
     }
@@ -208,6 +238,7 @@ impl Plugin for TorchPlugin {
         call: &ScriptCall<'_>,
         max_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
+        self.refresh_memory_limit();
         let outputs = {
             let _context = extensions::RunContext::enter(options.host_ctx);
             match call.convention {

@@ -165,7 +165,13 @@ fn fake_redis(args: &[Vec<u8>]) -> Fake {
 
 unsafe extern "C" fn host_log(_level: u32, _message: *const c_char) {}
 
-unsafe extern "C" fn host_config(_key: u32) -> i64 {
+/// BACKEND_MEMORY_LIMIT (MB) the test host reports; 0 (none) unless a test sets it.
+pub static MEMORY_LIMIT_MB: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+unsafe extern "C" fn host_config(key: u32) -> i64 {
+    if key == redisai_plugin_api::abi::RaiConfigKey::BackendMemoryLimitMb as u32 {
+        return MEMORY_LIMIT_MB.load(std::sync::atomic::Ordering::SeqCst);
+    }
     0
 }
 
