@@ -1,6 +1,7 @@
 //! Loading and running ONNX models, independent of the plugin ABI's host.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -43,6 +44,47 @@ pub struct OnnxModel {
     outputs: Vec<Port>,
     /// BACKEND_MEMORY_LIMIT (MB) when the session was created; 0 for none.
     memory_limit_mb: u64,
+    /// Counts the model's weights in [`WEIGHTS_HELD`] while it lives.
+    weights: WeightsHeld,
+}
+
+/// Bytes of the weights of the loaded models: the size of their serialised forms, which
+/// bound the initializers ONNX Runtime keeps (it allocates them outside the arena).
+static WEIGHTS_HELD: AtomicU64 = AtomicU64::new(0);
+/// Highest [`OnnxBackend::memory_stats`] held count seen (sampled after loads and runs;
+/// the arena only grows, so its reservations during a run are still there after it).
+static PEAK_HELD: AtomicU64 = AtomicU64::new(0);
+
+/// One model's share of [`WEIGHTS_HELD`], given back when the model is dropped.
+struct WeightsHeld(u64);
+
+impl WeightsHeld {
+    fn take(bytes: u64) -> WeightsHeld {
+        WEIGHTS_HELD.fetch_add(bytes, Ordering::SeqCst);
+        WeightsHeld(bytes)
+    }
+}
+
+impl Drop for WeightsHeld {
+    fn drop(&mut self) {
+        WEIGHTS_HELD.fetch_sub(self.0, Ordering::SeqCst);
+    }
+}
+
+/// The memory the ONNX backend holds (bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnnxMemory {
+    /// Weights of the loaded models plus what the BACKEND_MEMORY_LIMIT arena reserved.
+    pub held: u64,
+    pub peak: u64,
+    /// The weights alone.
+    pub weights: u64,
+    /// The shared arena's reservation, when ONNX Runtime reports it (0 otherwise: 1.32
+    /// does not for an arena registered on the environment, and without a limit each
+    /// session has its own arena, which it does not report either). At most `limit`.
+    pub arena: u64,
+    /// BACKEND_MEMORY_LIMIT in bytes, 0 for none.
+    pub limit: u64,
 }
 
 impl OnnxModel {
@@ -52,6 +94,12 @@ impl OnnxModel {
 
     pub fn output_names(&self) -> Vec<String> {
         self.outputs.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// Bytes of the model's weights (the size of its serialised form, which bounds
+    /// them; ONNX Runtime does not report a session's own memory).
+    pub fn memory_bytes(&self) -> u64 {
+        self.weights.0
     }
 }
 
@@ -114,6 +162,23 @@ impl OnnxBackend {
         })
     }
 
+    /// What the backend holds now: the loaded models' weights and the shared
+    /// BACKEND_MEMORY_LIMIT arena's reservation; and the highest value seen.
+    pub fn memory_stats(&self) -> OnnxMemory {
+        let weights = WEIGHTS_HELD.load(Ordering::SeqCst);
+        let limit = self.runtime.arena_limit().unwrap_or(0);
+        let arena = self.runtime.arena_held().map_or(0, |(arena, _)| arena);
+        let held = weights.saturating_add(arena);
+        let peak = PEAK_HELD.fetch_max(held, Ordering::SeqCst).max(held);
+        OnnxMemory {
+            held,
+            peak,
+            weights,
+            arena,
+            limit,
+        }
+    }
+
     /// The runtime library in use.
     pub fn library(&self) -> &std::path::Path {
         self.runtime.library()
@@ -138,7 +203,19 @@ impl OnnxBackend {
         let inter = threads(self.config.get(ConfigKey::InterOpParallelism));
         let limit_mb = u64::try_from(self.config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
         let limit_bytes = (limit_mb > 0).then(|| limit_mb.saturating_mul(1_000_000));
-        no_panic("model load", || {
+        let blob_bytes = blob.len() as u64;
+        if let Some(limit) = limit_bytes {
+            // The weights count against the limit too: the arena bounds what runs
+            // allocate, this bounds what the loaded models keep.
+            let held = WEIGHTS_HELD.load(Ordering::SeqCst);
+            if held.saturating_add(blob_bytes) > limit {
+                return Err(Error::new(format!(
+                    "Onnxruntime memory limit exceeded: a model of {blob_bytes} bytes with {held} bytes of weights already loaded would pass BACKEND_MEMORY_LIMIT ({limit_mb} MB)"
+                )));
+            }
+        }
+        let weights = WeightsHeld::take(blob_bytes);
+        let loaded = no_panic("model load", || {
             let arena = self.runtime.arena_for(limit_bytes)?;
             let mut builder = Session::builder(self.runtime.env())?;
             if let Some(device_id) = gpu {
@@ -187,8 +264,11 @@ impl OnnxBackend {
                 inputs,
                 outputs,
                 memory_limit_mb: limit_mb,
+                weights,
             })
-        })
+        });
+        self.memory_stats();
+        loaded
     }
 
     /// Runs a model; returns its outputs in the model's order. `timeout_ms` is the run's
@@ -203,8 +283,33 @@ impl OnnxBackend {
         self.run_cancellable(model, timeout_ms, None, inputs, n_outputs)
     }
 
+    /// Like [`OnnxBackend::run_cancellable`], then samples the memory for the peak.
+    fn run_sampled(
+        &self,
+        model: &OnnxModel,
+        timeout_ms: u64,
+        cancel: Option<CancelFlag>,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        let result = self.run_inner(model, timeout_ms, cancel, inputs, n_outputs);
+        self.memory_stats();
+        result
+    }
+
     /// Like [`OnnxBackend::run`], and the run is terminated once `cancel` is set.
     pub fn run_cancellable(
+        &self,
+        model: &OnnxModel,
+        timeout_ms: u64,
+        cancel: Option<CancelFlag>,
+        inputs: &[TensorRef<'_>],
+        n_outputs: usize,
+    ) -> Result<Vec<OwnedTensor>> {
+        self.run_sampled(model, timeout_ms, cancel, inputs, n_outputs)
+    }
+
+    fn run_inner(
         &self,
         model: &OnnxModel,
         timeout_ms: u64,

@@ -53,11 +53,11 @@ use std::ffi::CStr;
 
 use redisai_plugin_api::export_plugin;
 use redisai_plugin_api::sdk::{
-    DType, DeviceKind, Error, Host, ModelOptions, OwnedTensor, Plugin, Result, RunOptions,
-    TensorRef,
+    DType, DeviceKind, Error, Host, MemoryStats, ModelOptions, OwnedTensor, Plugin, Result,
+    RunOptions, TensorRef,
 };
 
-pub use backend::{Config, OnnxBackend, OnnxModel};
+pub use backend::{Config, OnnxBackend, OnnxMemory, OnnxModel};
 pub use runtime::{RUNTIME_LIB_ENV, RUNTIME_LIB_NAME};
 
 /// The ONNX backend as a plugin.
@@ -113,6 +113,19 @@ impl Plugin for OnnxPlugin {
                 "this build of the ONNX backend runs models on the CPU only (the GPU variant is redisai_onnxruntime_gpu, built by scripts/build-gpu)",
             )),
         }
+    }
+
+    fn memory_stats(&self) -> Option<MemoryStats> {
+        let memory = self.backend.memory_stats();
+        Some(MemoryStats {
+            held_bytes: memory.held,
+            peak_bytes: memory.peak,
+            limit_bytes: Some(memory.limit),
+        })
+    }
+
+    fn model_memory(&self, model: &OnnxModel) -> Option<u64> {
+        Some(model.memory_bytes())
     }
 
     fn input_names(&self, model: &OnnxModel) -> Vec<String> {

@@ -202,6 +202,64 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// The BACKEND_MEMORY_LIMIT in bytes (`None`: no limit, hence no shared arena).
+    pub fn arena_limit(&self) -> Option<u64> {
+        *self
+            .arena_limit
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Bytes the BACKEND_MEMORY_LIMIT arena holds now (what it reserved from the
+    /// system, in use or not) and its limit; `None` when no limit (hence no shared arena)
+    /// is set, or ONNX Runtime cannot say. (ONNX Runtime 1.32 gives no statistics for an
+    /// arena registered on the environment: `AllocatorGetStats` answers no entries.)
+    pub fn arena_held(&self) -> Option<(u64, u64)> {
+        let current = self
+            .arena_limit
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let limit = (*current)?;
+        let info = cpu_arena_info().ok()?;
+        let api = ort::api();
+        let mut allocator: *mut ort::sys::OrtAllocator = ptr::null_mut();
+        // SAFETY: the environment and `info` are live for the call; `allocator` is a valid
+        // out-pointer. The shared allocator belongs to the environment (not released here)
+        // and stays registered while the read lock is held.
+        let status = unsafe {
+            (api.GetSharedAllocator)(self.env.ptr().cast_mut(), info.ptr(), &mut allocator)
+        };
+        check(status, "could not find the BACKEND_MEMORY_LIMIT arena").ok()?;
+        if allocator.is_null() {
+            return None;
+        }
+        let mut pairs: *mut ort::sys::OrtKeyValuePairs = ptr::null_mut();
+        // SAFETY: a live allocator and a valid out-pointer.
+        let status = unsafe { (api.AllocatorGetStats)(allocator, &mut pairs) };
+        check(status, "could not read the arena's statistics").ok()?;
+        if pairs.is_null() {
+            return None;
+        }
+        // SAFETY: `pairs` is live until released below; the value (a NUL-terminated
+        // string owned by `pairs`) is copied before that.
+        let total = unsafe {
+            let value = (api.GetKeyValue)(pairs, c"TotalAllocated".as_ptr());
+            let total = if value.is_null() {
+                None
+            } else {
+                std::ffi::CStr::from_ptr(value)
+                    .to_str()
+                    .ok()
+                    .and_then(|text| text.parse::<u64>().ok())
+            };
+            (api.ReleaseKeyValuePairs)(pairs);
+            total
+        };
+        Some((total?, limit))
+    }
+}
+
 /// Held while a session is created (see [`Runtime::arena_for`]).
 pub struct ArenaGuard<'a> {
     limit: RwLockReadGuard<'a, Option<u64>>,
