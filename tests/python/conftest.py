@@ -1,7 +1,9 @@
 """Fixtures for the checks that drive the module with the official `redisai` client.
 
 A real `redis-server` is started on a free 127.0.0.1 port with the module
-given by $REDISAI_MODULE (default: <repo>/dist/redisai.so) loaded. The server
+given by $REDISAI_MODULE (default: <repo>/dist/redisai.so) loaded. $REDIS_SERVER
+picks another server binary, e.g. Valkey's `valkey-server` (scripts/test runs these
+checks against Debian's Redis 7.0 and then Valkey 8.1 from scripts/fetch-valkey). The server
 is shared by the whole session; each test gets a fresh `redisai.Client` and an
 empty database. If a test brings the server down, the test is failed with the
 server's log and a new server is started for the next test.
@@ -20,7 +22,8 @@ import redis
 import redisai
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
+REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
+SERVER_NAME = os.path.basename(REDIS_SERVER)
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 10.0
 
@@ -60,7 +63,7 @@ class RedisServer:
         for _ in range(3):
             self.port = free_port()
             with open(self.log_path, "ab") as log:
-                log.write(f"\n=== starting redis-server on port {self.port} ===\n".encode())
+                log.write(f"\n=== starting {REDIS_SERVER} on port {self.port} ===\n".encode())
                 log.flush()
                 self.proc = subprocess.Popen(
                     [
@@ -86,8 +89,8 @@ class RedisServer:
         self.stop()
         state = f"exited with code {rc}" if rc is not None else f"did not answer PING within {START_TIMEOUT_S:.0f} s"
         pytest.fail(
-            f"redis-server with module {self.module} {state}.\n"
-            f"--- redis-server log ({self.log_path}) ---\n{self.log()}",
+            f"{SERVER_NAME} with module {self.module} {state}.\n"
+            f"--- {SERVER_NAME} log ({self.log_path}) ---\n{self.log()}",
             pytrace=False,
         )
 
@@ -134,7 +137,11 @@ def redis_server():
             pytrace=False,
         )
     if not (os.path.isfile(REDIS_SERVER) and os.access(REDIS_SERVER, os.X_OK)):
-        pytest.fail(f"redis-server not found at {REDIS_SERVER} (apt-get install redis-server)", pytrace=False)
+        pytest.fail(
+            f"{SERVER_NAME} not found at {REDIS_SERVER} (apt-get install redis-server, "
+            "or scripts/fetch-valkey for Valkey)",
+            pytrace=False,
+        )
     server = RedisServer(module)
     try:
         server.start()
@@ -161,7 +168,7 @@ def client(request, redis_server):
         log = redis_server.log()
         redis_server.stop()
         pytest.fail(
-            f"redis-server died during the test (exit code {rc}).\n"
-            f"--- redis-server log ({redis_server.log_path}) ---\n{log}",
+            f"{SERVER_NAME} died during the test (exit code {rc}).\n"
+            f"--- {SERVER_NAME} log ({redis_server.log_path}) ---\n{log}",
             pytrace=False,
         )

@@ -1,11 +1,17 @@
 //! Test harness: starts Debian's `redis-server` with the freshly built module on a free
 //! loopback port, hands out clients, and kills the server when dropped (also on panic).
+//!
+//! `$REDIS_SERVER` picks another server binary: Valkey's `valkey-server` (scripts/test runs
+//! the end-to-end tests against Debian's Redis 7.0 and then Valkey 8.1, from
+//! scripts/fetch-valkey), or a wrapper such as valgrind's. [`cli_binary`] and
+//! [`check_rdb_binary`] find the matching `redis-cli`/`valkey-cli` and `redis-check-rdb`.
 
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -41,6 +47,88 @@ pub fn workspace_root() -> PathBuf {
 
 fn redis_server_binary() -> String {
     std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+}
+
+/// The server binary the tests start: `$REDIS_SERVER`, else `redis-server` from PATH.
+pub fn server_binary() -> String {
+    redis_server_binary()
+}
+
+/// The first line of `<server> --version` (e.g. `Redis server v=7.0.15 ...` or
+/// `Valkey server v=8.1.8 ...`); empty if it cannot be run (a wrapper may not pass it on).
+pub fn server_version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        Command::new(redis_server_binary())
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// Whether the server under test is Valkey (from `--version`, or the binary's name).
+pub fn server_is_valkey() -> bool {
+    server_version().starts_with("Valkey")
+        || Path::new(&redis_server_binary())
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("valkey"))
+}
+
+/// A tool of the server's own installation: `NAME` beside `$REDIS_SERVER` (Valkey's
+/// `valkey-*` first when the server is Valkey), else the one found in PATH.
+fn server_tool(env: &str, valkey_name: &str, redis_name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return PathBuf::from(path);
+    }
+    if let Ok(server) = std::env::var("REDIS_SERVER") {
+        if let Some(dir) = Path::new(&server).parent() {
+            let names = if server_is_valkey() {
+                [valkey_name, redis_name]
+            } else {
+                [redis_name, valkey_name]
+            };
+            for name in names {
+                let candidate = dir.join(name);
+                if candidate.is_file() {
+                    return candidate;
+                }
+            }
+        }
+    }
+    PathBuf::from(if server_is_valkey() && which(valkey_name) {
+        valkey_name
+    } else {
+        redis_name
+    })
+}
+
+fn which(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+}
+
+/// The command-line client for the server under test: `$REDIS_CLI`, else `valkey-cli` or
+/// `redis-cli` beside `$REDIS_SERVER`, else from PATH. Debian's `redis-cli` 7.0 also
+/// drives Valkey 8 (`--cluster create` included): they speak the same protocol.
+pub fn cli_binary() -> PathBuf {
+    server_tool("REDIS_CLI", "valkey-cli", "redis-cli")
+}
+
+/// The RDB checker matching the server under test: `$REDIS_CHECK_RDB`, else
+/// `valkey-check-rdb` or `redis-check-rdb` beside `$REDIS_SERVER`, else from PATH. Debian's
+/// `redis-check-rdb` 7.0 refuses Valkey 8's files ("Can't handle RDB format version 11");
+/// Valkey's reads both.
+pub fn check_rdb_binary() -> PathBuf {
+    server_tool("REDIS_CHECK_RDB", "valkey-check-rdb", "redis-check-rdb")
 }
 
 /// How to start a server: module arguments and extra `redis-server` options.
@@ -95,7 +183,11 @@ impl Server {
     pub fn start_with(config: ServerConfig) -> Server {
         match Server::try_start(config) {
             Ok(server) => server,
-            Err(err) => panic!("redis-server did not start; its log:\n{}", err.log),
+            Err(err) => panic!(
+                "{} did not start; its log:\n{}",
+                redis_server_binary(),
+                err.log
+            ),
         }
     }
 
