@@ -501,6 +501,10 @@ fn timeout_and_missing_backend() {
     assert!(error_text(run_str(&mut b, "AI.SCRIPTDEL str")).starts_with("WRONGTYPE"));
     assert_eq!(
         error_text(run_str(&mut b, "AI.SCRIPTSTORE s CPU SOURCE x")),
+        "ERR wrong number of arguments for 'AI.SCRIPTSTORE' command"
+    );
+    assert_eq!(
+        error_text(run_str(&mut b, "AI.SCRIPTSTORE s CPU TAG t SOURCE x y")),
         "ERR Insufficient arguments, missing script entry points"
     );
     assert_eq!(
