@@ -105,14 +105,21 @@ fn build(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
         }
         section = section.field(field, backend.runtime_version.clone())?;
         if backend.name == "ONNX" {
-            // ONNX Runtime's allocator is the plugin's own: the core cannot count its
-            // bytes or calls, so these read 0. A run session is a queue thread.
+            // What ONNX Runtime holds now (all its variants), as the plugin counts it
+            // (0 when it cannot tell). RedisAI's allocator also counted its calls; this one does not, so
+            // the access count reads 0. A run session is a queue thread.
+            let held: u64 = loaded
+                .iter()
+                .filter(|other| other.name == "ONNX")
+                .filter_map(|other| other.memory_stats())
+                .map(|memory| memory.held_bytes)
+                .sum();
             let threads: usize = crate::exec::queue_stats()
                 .iter()
                 .map(|(_, queue)| queue.threads)
                 .sum();
             section = section
-                .field("onnxruntime_memory", "0".to_owned())?
+                .field("onnxruntime_memory", held.to_string())?
                 .field("onnxruntime_memory_access_num", "0".to_owned())?
                 .field(
                     "onnxruntime_maximum_run_sessions_number",
@@ -122,6 +129,19 @@ fn build(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
     }
     section = section.field("loaded", loaded.len().to_string())?;
     for backend in &loaded {
+        if let Some(memory) = backend.memory_stats() {
+            let limit = match memory.limit_bytes {
+                Some(bytes) => bytes.to_string(),
+                None => "none".to_owned(),
+            };
+            section = section.field(
+                &format!("{}_memory", info_key(backend)),
+                format!(
+                    "held={},peak={},limit={limit}",
+                    memory.held_bytes, memory.peak_bytes
+                ),
+            )?;
+        }
         section = section.field(
             &info_key(backend),
             format!(
