@@ -1,7 +1,8 @@
 // - The integration tests define symbols that clash with TensorFlow's bundled zlib (as
 //   redis-server does with `zcalloc`) and export them from the test executables, so the
 //   tests can check that TensorFlow, in its own link namespace, does not bind to them.
-// - src/ffi/threads_shim.c, the first object of TensorFlow's link namespace (it gives every
+// - src/ffi/threads_shim.c (with src/ffi/memory_shim.c, BACKEND_MEMORY_LIMIT's counting
+//   allocator), the first object of TensorFlow's link namespace (it gives every
 //   thread made there a stack of its own; see src/ffi/namespace.rs), is compiled into
 //   $OUT_DIR/libredisai_tf_threads.so with the C compiler (`CC`, else `cc`), and embedded
 //   in the plugin (include_bytes!): nothing more to ship beside it.
@@ -11,6 +12,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/ffi/threads_shim.c");
+    println!("cargo:rerun-if-changed=src/ffi/memory_shim.c");
     println!("cargo:rerun-if-env-changed=CC");
     println!("cargo:rustc-link-arg-tests=-Wl,--export-dynamic-symbol=zcalloc");
 
@@ -25,6 +27,7 @@ fn main() {
         .arg("-o")
         .arg(&library)
         .arg(&source)
+        .arg(source.with_file_name("memory_shim.c"))
         // glibc before 2.34 keeps dlsym and the thread functions in these; later ones
         // have stubs.
         .args(["-ldl", "-lpthread"])

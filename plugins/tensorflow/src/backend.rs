@@ -98,6 +98,23 @@ fn threads(value: i64) -> Option<u32> {
     u32::try_from(value).ok().filter(|&n| n > 0)
 }
 
+/// Tensor allocations BACKEND_MEMORY_LIMIT refused so far.
+fn memory_refusals() -> u64 {
+    ffi::memory().map_or(0, |m| m.refused)
+}
+
+/// The error of a failed load or run, saying so when the memory limit refused an
+/// allocation during it (TensorFlow then says "OOM when allocating tensor ...").
+fn memory_error(limit_mb: u64, refused_before: u64, message: String) -> Error {
+    let refused = memory_refusals() > refused_before;
+    if limit_mb > 0 && (refused || message.contains("OOM when allocating")) {
+        return Error::new(format!(
+            "TF memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is {limit_mb} MB): {message}"
+        ));
+    }
+    Error::new(message)
+}
+
 /// The run's limit: the smaller of the non-zero timeouts, or none.
 fn effective_timeout(config_ms: i64, run_ms: u64) -> Option<u64> {
     let config_ms = u64::try_from(config_ms).unwrap_or(0);
@@ -111,7 +128,8 @@ fn effective_timeout(config_ms: i64, run_ms: u64) -> Option<u64> {
 impl TfBackend {
     /// Opens the TensorFlow libraries (once per process) and makes a backend.
     pub fn new(config: impl Config) -> Result<TfBackend> {
-        let runtime = runtime::runtime()?;
+        let limit_mb = u64::try_from(config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
+        let runtime = runtime::runtime_with_memory_limit(limit_mb.saturating_mul(1_000_000))?;
         Ok(TfBackend {
             config: Box::new(config),
             runtime,
@@ -158,11 +176,13 @@ impl TfBackend {
         outputs: &[String],
         policy: bool,
     ) -> Result<TfModel> {
+        let limit_mb = self.refresh_memory_limit();
+        let refused = memory_refusals();
         let loaded = self
             .runtime
             .call(|| self.load_inner(blob, inputs, outputs, policy))
             .map_err(Error::new)?
-            .map_err(|err| Error::new(one_line(&err.0)))?;
+            .map_err(|err| memory_error(limit_mb, refused, one_line(&err.0)))?;
         Ok(TfModel {
             loaded: Some(loaded),
             runtime: self.runtime,
@@ -247,10 +267,27 @@ impl TfBackend {
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
         let model = model.loaded()?;
+        let limit_mb = self.refresh_memory_limit();
+        let refused = memory_refusals();
         self.runtime
             .call(|| self.run_inner(model, timeout_ms, cancel, inputs, n_outputs))
             .map_err(Error::new)?
-            .map_err(|err| Error::new(one_line(&err.0)))
+            .map_err(|err| memory_error(limit_mb, refused, one_line(&err.0)))
+    }
+
+    /// Applies BACKEND_MEMORY_LIMIT (MB, 10^6 bytes as in RedisAI; 0: none) as it is now
+    /// to TensorFlow's namespace (see `src/ffi/memory_shim.c`); read before each load and
+    /// run. Returns it.
+    fn refresh_memory_limit(&self) -> u64 {
+        let mb = u64::try_from(self.config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
+        ffi::set_memory_limit(mb.saturating_mul(1_000_000));
+        mb
+    }
+
+    /// What TensorFlow's namespace holds (bytes): now, the peak and the limit; None when
+    /// the namespace was made without the memory shim (then nothing is bounded).
+    pub fn memory_stats(&self) -> Option<ffi::NamespaceMemory> {
+        ffi::memory()
     }
 
     fn run_inner(

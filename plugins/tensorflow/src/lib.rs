@@ -97,8 +97,8 @@ pub mod runtime;
 use std::ffi::CStr;
 
 use redisai_plugin_api::sdk::{
-    DType, DeviceKind, Error, Host, ModelOptions, OwnedTensor, Plugin, Result, RunOptions,
-    TensorRef,
+    DType, DeviceKind, Error, Host, MemoryStats, ModelOptions, OwnedTensor, Plugin, Result,
+    RunOptions, TensorRef,
 };
 
 pub use backend::{Config, TfBackend, TfModel};
@@ -137,6 +137,15 @@ impl Plugin for TfPlugin {
     fn init(host: Host) -> Result<Self> {
         let backend = TfBackend::new(move |key| host.config(key))?;
         Ok(TfPlugin { backend })
+    }
+
+    fn memory_stats(&self) -> Option<MemoryStats> {
+        let memory = self.backend.memory_stats()?;
+        Some(MemoryStats {
+            held_bytes: memory.held,
+            peak_bytes: memory.peak,
+            limit_bytes: Some(memory.limit),
+        })
     }
 
     fn load_model(&self, options: &ModelOptions, blob: &[u8]) -> Result<TfModel> {

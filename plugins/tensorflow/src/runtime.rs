@@ -35,6 +35,18 @@ const ENVIRONMENT: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[(c"TF_CPP_MIN_LOG_L
 /// The process's runtime, opening the libraries on first use. A failure is not cached: a
 /// later call tries again (for example once the libraries have been put in place).
 pub fn runtime() -> Result<&'static Runtime> {
+    runtime_with_memory_limit(0)
+}
+
+/// As [`runtime`]; when this call opens the libraries and `limit_bytes` (BACKEND_MEMORY_LIMIT)
+/// is not 0, TensorFlow's oneDNN CPU allocator (a BFC arena, "mklcpu", which takes every
+/// tensor of 256 KiB and more) is capped at it (`TF_MKL_ALLOC_MAX_BYTES`, read once when
+/// the allocator is made). Without the cap the arena, refused a region, retries smaller
+/// ones down to what it needs, but keeps doubling its next region's size: after a refused
+/// 2 GB tensor it grabbed nearly all the limit for a 40 MB one, and every later small
+/// tensor (allocated outside the arena) was refused. The memory shim's limit
+/// (`ffi::set_memory_limit`) bounds everything together.
+pub fn runtime_with_memory_limit(limit_bytes: u64) -> Result<&'static Runtime> {
     if let Some(runtime) = RUNTIME.get() {
         return Ok(runtime);
     }
@@ -52,7 +64,12 @@ pub fn runtime() -> Result<&'static Runtime> {
             )));
         }
     }
-    let runtime = Runtime::open(&framework, &cc, ENVIRONMENT).map_err(Error::new)?;
+    let limit_text = std::ffi::CString::new(limit_bytes.to_string()).unwrap_or_default();
+    let mut environment = ENVIRONMENT.to_vec();
+    if limit_bytes > 0 {
+        environment.push((c"TF_MKL_ALLOC_MAX_BYTES", limit_text.as_c_str()));
+    }
+    let runtime = Runtime::open(&framework, &cc, &environment).map_err(Error::new)?;
     if !runtime.version().starts_with("2.") {
         return Err(Error::new(format!(
             "{} is TensorFlow {}, the backend needs TensorFlow 2 (it is tested with {TENSORFLOW_VERSION})",

@@ -83,6 +83,10 @@
 //!   system where a memfd cannot be mapped executable (`vm.memfd_noexec=2`), where the
 //!   namespace is made without the shim and only the stack size guards.
 //!   The cost of the stack size is address space, not memory.
+//! - BACKEND_MEMORY_LIMIT: the same first object (`memory_shim.c`, linked with the threads
+//!   shim) interposes `malloc` & co. for the namespace, counts what TensorFlow holds and
+//!   refuses the aligned allocations TensorFlow makes its tensors with past the limit (see
+//!   [`set_memory_limit`], [`memory`]). Without the shim nothing is counted or bounded.
 //! - glibc has room for 16 namespaces: the plugin makes one per process, reused when a
 //!   failed load is retried, and never closes it.
 //! - A `fork` (Redis's BGSAVE) runs only the host libc's fork handlers: the child must not
@@ -127,6 +131,31 @@ pub type PthreadDetach = unsafe extern "C" fn(libc::pthread_t) -> c_int;
 /// `redisai_tf_threads_counts` of the threads shim.
 type ShimCounts = unsafe extern "C" fn(*mut u64, *mut u64);
 
+/// `redisai_tf_memory_set_limit` of the memory shim (memory_shim.c).
+type ShimSetLimit = unsafe extern "C" fn(u64);
+/// `redisai_tf_memory_stats` of the memory shim: held, peak, limit, refused.
+type ShimMemoryStats = unsafe extern "C" fn(*mut u64, *mut u64, *mut u64, *mut u64);
+
+/// The memory shim's functions (see memory_shim.c): the namespace's counting allocator.
+#[derive(Clone, Copy)]
+struct MemoryShim {
+    set_limit: ShimSetLimit,
+    stats: ShimMemoryStats,
+}
+
+/// What the memory shim counts in TensorFlow's namespace (bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceMemory {
+    /// Bytes the namespace's allocations hold now.
+    pub held: u64,
+    /// The highest `held` so far.
+    pub peak: u64,
+    /// BACKEND_MEMORY_LIMIT in bytes (0: none).
+    pub limit: u64,
+    /// Tensor allocations the limit refused so far.
+    pub refused: u64,
+}
+
 /// The namespace TensorFlow lives in, and what its libc offers (`pthread_create` and
 /// `pthread_detach` are the threads shim's, when it is there).
 #[derive(Clone, Copy)]
@@ -135,6 +164,7 @@ pub struct Namespace {
     pub pthread_create: PthreadCreate,
     pub pthread_detach: PthreadDetach,
     shim_counts: Option<ShimCounts>,
+    memory: Option<MemoryShim>,
 }
 
 impl Namespace {
@@ -208,11 +238,63 @@ fn open_shim() -> Result<Handle, String> {
 
 static NAMESPACE: Mutex<Option<Namespace>> = Mutex::new(None);
 
+/// Sets BACKEND_MEMORY_LIMIT (bytes, 0: none) in the memory shim; false when there is no
+/// shim (no namespace yet, or one made without it), so nothing is bounded.
+pub fn set_memory_limit(bytes: u64) -> bool {
+    let namespace = *NAMESPACE.lock().unwrap_or_else(PoisonError::into_inner);
+    match namespace.and_then(|n| n.memory) {
+        Some(memory) => {
+            // SAFETY: the shim's function; a plain integer stored atomically.
+            unsafe { (memory.set_limit)(bytes) };
+            true
+        }
+        None => false,
+    }
+}
+
+/// What the memory shim counts now; None without it.
+pub fn memory() -> Option<NamespaceMemory> {
+    let namespace = *NAMESPACE.lock().unwrap_or_else(PoisonError::into_inner);
+    let memory = namespace?.memory?;
+    let (mut held, mut peak, mut limit, mut refused) = (0, 0, 0, 0);
+    // SAFETY: the shim's function, with four valid out-pointers; atomic loads only.
+    unsafe { (memory.stats)(&mut held, &mut peak, &mut limit, &mut refused) };
+    Some(NamespaceMemory {
+        held,
+        peak,
+        limit,
+        refused,
+    })
+}
+
 /// The threads shim's counts for the process's namespace (see [`Namespace::thread_stacks`]):
 /// None before the namespace is made or without the shim.
 pub fn thread_stacks() -> Option<(u64, u64)> {
     let namespace = *NAMESPACE.lock().unwrap_or_else(PoisonError::into_inner);
     namespace?.thread_stacks()
+}
+
+/// The memory shim's functions, when it found the allocator functions it wraps.
+fn memory_shim(handle: Handle) -> Option<MemoryShim> {
+    type Ready = unsafe extern "C" fn() -> c_int;
+    // SAFETY: each symbol is the shim's function of that name, and the type its C
+    // signature (one function pointer type transmuted to another of the same size).
+    unsafe {
+        let ready = std::mem::transmute::<*mut c_void, Ready>(
+            symbol(handle, c"redisai_tf_memory_ready").ok()?,
+        );
+        if ready() == 0 {
+            return None;
+        }
+        Some(MemoryShim {
+            set_limit: std::mem::transmute::<*mut c_void, ShimSetLimit>(
+                symbol(handle, c"redisai_tf_memory_set_limit").ok()?,
+            ),
+            stats: std::mem::transmute::<*mut c_void, ShimMemoryStats>(
+                symbol(handle, c"redisai_tf_memory_stats").ok()?,
+            ),
+        })
+    }
 }
 
 /// The text of the last dynamic-loader error of this thread.
@@ -272,6 +354,10 @@ pub fn namespace(environment: &[(&CStr, &CStr)]) -> Result<Namespace, String> {
                 .ok()
                 .map(|f| std::mem::transmute::<*mut c_void, ShimCounts>(f))
         },
+        Err(_) => None,
+    };
+    let memory = match shim {
+        Ok(_) => memory_shim(handle),
         Err(_) => None,
     };
     let mut id: libc::Lmid_t = 0;
@@ -338,6 +424,7 @@ pub fn namespace(environment: &[(&CStr, &CStr)]) -> Result<Namespace, String> {
         pthread_create,
         pthread_detach,
         shim_counts,
+        memory,
     };
     *slot = Some(namespace);
     Ok(namespace)

@@ -1,0 +1,147 @@
+//! BACKEND_MEMORY_LIMIT bounds TensorFlow's tensors (src/ffi/memory_shim.c, interposed in
+//! TensorFlow's link namespace): a run whose intermediate tensor is 2 GB (BroadcastTo of a
+//! one-element input to [2^29] floats, then Sum) fails under 256 MB with an error, the
+//! process lives and the memory comes back; the namespace's counters follow loads and
+//! frees. One test in its own binary, since the counters belong to the process.
+
+mod common;
+
+use common::graph_def::{attr_type, field_varint, graph, node, placeholder, DT_FLOAT};
+use common::{backend_with, f32s, le_bytes, views, Input, Settings};
+use redisai_plugin_api::sdk::DType;
+
+const DT_INT32: u64 = 3;
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// big = BroadcastTo(x, shape); y = Sum(big, axis).
+fn broadcast_sum() -> Vec<u8> {
+    graph(
+        &[
+            placeholder("x", DT_FLOAT),
+            placeholder("shape", DT_INT32),
+            placeholder("axis", DT_INT32),
+            node(
+                "big",
+                "BroadcastTo",
+                &["x", "shape"],
+                &[("T", attr_type(DT_FLOAT)), ("Tidx", attr_type(DT_INT32))],
+            ),
+            node(
+                "y",
+                "Sum",
+                &["big", "axis"],
+                &[
+                    ("T", attr_type(DT_FLOAT)),
+                    ("Tidx", attr_type(DT_INT32)),
+                    // AttrValue b (5) = false
+                    ("keep_dims", field_varint(5, 0)),
+                ],
+            ),
+        ],
+        &[],
+    )
+}
+
+fn inputs(n: i32) -> [Input; 3] {
+    [
+        Input::f32(&[1], &[1.0]),
+        Input::new(DType::Int32, &[1], le_bytes(&[n])),
+        Input::new(DType::Int32, &[1], le_bytes(&[0i32])),
+    ]
+}
+
+#[test]
+fn a_2gb_intermediate_is_refused_under_256_mb() {
+    let settings = Settings::default();
+    Settings::set(&settings.memory_mb, 256);
+    let backend = backend_with(settings.clone());
+    let before = backend
+        .memory_stats()
+        .expect("the memory shim is in the namespace");
+    eprintln!("before: {before:?}");
+
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let model = backend
+        .load(
+            &broadcast_sum(),
+            &names(&["x", "shape", "axis"]),
+            &names(&["y"]),
+        )
+        .map_err(|e| e.0)
+        .expect("load");
+    let loaded = backend.memory_stats().expect("stats");
+    eprintln!("loaded: {loaded:?}");
+    assert_eq!(loaded.limit, 256_000_000);
+
+    let rss_before = rss_bytes();
+    let err = backend
+        .run(&model, 0, &views(&inputs(1 << 29)), 1)
+        .expect_err("a 2 GB intermediate under 256 MB");
+    eprintln!("2 GB run: {}", err.0);
+    assert!(
+        err.0.starts_with(
+            "TF memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is 256 MB): "
+        ) && err.0.contains("OOM when allocating tensor"),
+        "{}",
+        err.0
+    );
+    let after = backend.memory_stats().expect("stats");
+    eprintln!(
+        "after the refused run: {after:?}, RSS {rss_before} -> {}",
+        rss_bytes()
+    );
+    // Refused by the oneDNN arena's cap (TF_MKL_ALLOC_MAX_BYTES) before it reached the
+    // shim, or by the shim: either way nothing of it was allocated.
+    assert!(after.peak < 256_000_000, "{after:?}");
+    assert!(rss_bytes() < rss_before + 100_000_000);
+
+    // 40 MB passes under the same limit. The oneDNN arena keeps the region it grew for it
+    // (64 MB): held, within the limit.
+    let out = backend
+        .run(&model, 0, &views(&inputs(10_000_000)), 1)
+        .map_err(|e| e.0)
+        .expect("a 40 MB intermediate");
+    assert_eq!(f32s(&out[0].data), vec![10_000_000.0]);
+    let ran = backend.memory_stats().expect("stats");
+    eprintln!("after the 40 MB run: {ran:?}");
+    assert!(ran.peak >= 40_000_000, "{ran:?}");
+    assert!(ran.held <= 256_000_000, "{ran:?}");
+
+    // A lower limit set later binds through the shim itself: the arena's next region
+    // (for an 80 MB tensor) is refused at posix_memalign, and TensorFlow reports OOM.
+    Settings::set(&settings.memory_mb, 100);
+    let err = backend
+        .run(&model, 0, &views(&inputs(20_000_000)), 1)
+        .expect_err("80 MB more over 100 MB");
+    eprintln!("100 MB limit: {}", err.0);
+    assert!(
+        err.0.starts_with(
+            "TF memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is 100 MB): "
+        ),
+        "{}",
+        err.0
+    );
+    let lowered = backend.memory_stats().expect("stats");
+    eprintln!("after the 100 MB refusal: {lowered:?}");
+    assert!(lowered.refused > ran.refused, "{lowered:?}");
+    assert!(lowered.held <= ran.held + 1_000_000, "{lowered:?}");
+    Settings::set(&settings.memory_mb, 256);
+
+    // The counters follow a model's load and free.
+    drop(model);
+    let freed = backend.memory_stats().expect("stats");
+    eprintln!("freed: {freed:?}");
+    assert!(freed.held < ran.held, "{ran:?} -> {freed:?}");
+    // And the server-side limit can be lifted.
+    Settings::set(&settings.memory_mb, 0);
+}
