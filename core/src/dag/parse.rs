@@ -100,7 +100,8 @@ fn is(arg: &[u8], keyword: &str) -> bool {
 
 /// Parses everything after the command name.
 pub fn parse_dag<'a>(args: &'a [&'a [u8]], flavor: DagFlavor) -> Result<DagArgs<'a>, ParseError> {
-    if args.is_empty() {
+    // AI.DAGRUN's shortest command is `AI.DAGRUN |> AI.TENSORGET key`.
+    if args.is_empty() || (flavor.deprecated && args.len() < 3) {
         return if flavor.deprecated {
             err(format!(
                 "ERR wrong number of arguments for '{}' command",
@@ -258,6 +259,12 @@ fn parse_op<'a>(
                 format,
             },
             Vec::new(),
+        ));
+    }
+    if flavor.deprecated && (is(command, "AI.MODELEXECUTE") || is(command, "AI.SCRIPTEXECUTE")) {
+        return err(format!(
+            "ERR {} cannot be used in a deprecated AI.DAGRUN command",
+            String::from_utf8_lossy(command).to_ascii_uppercase()
         ));
     }
     if is(command, "AI.MODELEXECUTE") {
@@ -478,6 +485,26 @@ mod tests {
             parse_dag(&[], EXECUTE).expect_err("empty").0,
             "ERR missing arguments for 'AI.DAGEXECUTE' command"
         );
+    }
+
+    #[test]
+    fn deprecated_dagrun_refuses_the_new_ops() {
+        for (text, expected) in [
+            (
+                "|> AI.MODELEXECUTE m INPUTS 1 a OUTPUTS 1 b",
+                "ERR AI.MODELEXECUTE cannot be used in a deprecated AI.DAGRUN command",
+            ),
+            (
+                "|> ai.scriptexecute s f INPUTS 1 a",
+                "ERR AI.SCRIPTEXECUTE cannot be used in a deprecated AI.DAGRUN command",
+            ),
+            (
+                "|>",
+                "ERR wrong number of arguments for 'AI.DAGRUN' command",
+            ),
+        ] {
+            assert_eq!(parse_dag(&words(text), RUN).expect_err(text).0, expected);
+        }
     }
 
     #[test]
