@@ -339,3 +339,13 @@ def test_debug_client_and_raw_replies(redis_server, capsys):
         assert ok in (b"OK", "OK") and meta[1] in (b"FLOAT", "FLOAT")
     finally:
         con.close()
+
+
+def test_error_texts_keep_utf8_and_tabs_and_lose_line_breaks(client):
+    # Client input quoted in an error comes back byte for byte (a character such as
+    # U+0600, whose low byte is 0, included), line breaks and NUL as spaces.
+    text = error_of(client, "AI.SCRIPTEXECUTE", "s", "bar", "INPUTS", 1, "a", "ü\u0600x\tq")
+    assert text == "Invalid AI.SCRIPTEXECUTE command. Unexpected argument: ü\u0600x\tq"
+    text = error_of(client, "AI.SCRIPTEXECUTE", "s", "bar", "INPUTS", 1, "a", b"a\r\nb\x00c")
+    assert text == "Invalid AI.SCRIPTEXECUTE command. Unexpected argument: a  b c"
+    assert client.ping()
