@@ -33,7 +33,7 @@ pub fn avoided(name: &str) -> bool {
 }
 
 /// One of `items` whose name (by `name`) is not [`avoided`] (any, if all are).
-fn pick_allowed<'a, T>(rng: &mut Rng, items: &'a [T], name: impl Fn(&T) -> &str) -> &'a T {
+pub fn pick_allowed<'a, T>(rng: &mut Rng, items: &'a [T], name: impl Fn(&T) -> &str) -> &'a T {
     for _ in 0..64 {
         let item = rng.pick(items);
         if !avoided(name(item)) {

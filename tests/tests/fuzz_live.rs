@@ -892,7 +892,9 @@ fn generate_case(rng: &mut Rng, kind: Kind) -> Case {
                                 let n = rng.below(12);
                                 rng.bytes(n)
                             }
-                            1..=3 => rng.pick(graphs::SCRIPT_COMMANDS).as_bytes().to_vec(),
+                            1..=3 => graphs::pick_allowed(rng, graphs::SCRIPT_COMMANDS, |c| c)
+                                .as_bytes()
+                                .to_vec(),
                             4 | 5 => rng.pick(graphs::LOCATIONS).as_bytes().to_vec(),
                             _ => rng.pick(RUN_KEYS).as_bytes().to_vec(),
                         });
