@@ -32,9 +32,9 @@ pub fn guarded(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> Redis
         Err(payload) => {
             let reason = panic_message(payload.as_ref());
             ctx.log_warning(&format!("internal error in {command}: {reason}"));
-            Err(RedisError::String(format!(
+            resp_safe_result(Err(RedisError::String(format!(
                 "ERR internal error in {command}: {reason}"
-            )))
+            ))))
         }
     }
 }
