@@ -54,7 +54,7 @@ const KNOWN: [&str; 5] = [
 
 /// Whether a command line (`AI.CONFIG sub ...`) names a sub-command that is not
 /// registered and should be routed to [`UNSUPPORTED`].
-pub fn needs_rerouting(command: &[u8], sub: &[u8]) -> bool {
+fn needs_rerouting(command: &[u8], sub: &[u8]) -> bool {
     command.eq_ignore_ascii_case(b"AI.CONFIG")
         && !KNOWN
             .iter()
@@ -201,19 +201,4 @@ pub fn register_config(ctx: &Context) -> Status {
         ctx.log_warning("cannot register the AI.CONFIG command filter");
     }
     Status::Ok
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_unknown_config_subcommands_are_rerouted() {
-        assert!(needs_rerouting(b"ai.config", b"HELP"));
-        assert!(needs_rerouting(b"AI.CONFIG", b"NOPE"));
-        assert!(needs_rerouting(b"AI.CONFIG", b"_unsupported"));
-        assert!(!needs_rerouting(b"AI.CONFIG", b"get"));
-        assert!(!needs_rerouting(b"AI.CONFIG", b"LoadBackend"));
-        assert!(!needs_rerouting(b"AI.CONFIX", b"NOPE"));
-    }
 }
