@@ -28,8 +28,14 @@ pub fn scriptset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
-    // RedisAI: AI.SCRIPTSTORE key device ENTRY_POINTS 1 ep SOURCE src, at least.
-    if args.len() < if legacy { 4 } else { 8 } {
+    // RedisAI: AI.SCRIPTSTORE key device ENTRY_POINTS 1 ep SOURCE src at least;
+    // AI.SCRIPTSET key device [TAG tag] SOURCE src exactly.
+    let arity_ok = if legacy {
+        matches!(args.len(), 5 | 7)
+    } else {
+        args.len() >= 8
+    };
+    if !arity_ok {
         return Err(RedisError::WrongArity);
     }
     let slices = arg_slices(&args[2..]);
