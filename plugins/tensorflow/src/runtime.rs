@@ -39,13 +39,15 @@ pub fn runtime() -> Result<&'static Runtime> {
 }
 
 /// As [`runtime`]; when this call opens the libraries and `limit_bytes` (BACKEND_MEMORY_LIMIT)
-/// is not 0, TensorFlow's oneDNN CPU allocator (a BFC arena, "mklcpu", which takes every
-/// tensor of 256 KiB and more) is capped at it (`TF_MKL_ALLOC_MAX_BYTES`, read once when
-/// the allocator is made). Without the cap the arena, refused a region, retries smaller
-/// ones down to what it needs, but keeps doubling its next region's size: after a refused
-/// 2 GB tensor it grabbed nearly all the limit for a 40 MB one, and every later small
-/// tensor (allocated outside the arena) was refused. The memory shim's limit
-/// (`ffi::set_memory_limit`) bounds everything together.
+/// is not 0, TensorFlow is started with `TF_ENABLE_ONEDNN_OPTS=0` (unless the server's
+/// environment says otherwise), which also gives it its plain CPU allocator: each tensor is
+/// allocated and freed on its own, through the memory shim, which bounds them all
+/// (`ffi::set_memory_limit`), and a refused allocation fails the run at once ("OOM when
+/// allocating tensor"). With oneDNN on, tensors of 256 KiB and more come from its BFC
+/// arena ("mklcpu"), which keeps what it grew (up to the limit) and, refused memory,
+/// waits 10 s for other runs to free some before it fails: past MODEL_EXECUTION_TIMEOUT
+/// the run then ends as a timeout. Without a limit at that time oneDNN stays on, and a
+/// limit set later still binds (through the shim) with those two drawbacks.
 pub fn runtime_with_memory_limit(limit_bytes: u64) -> Result<&'static Runtime> {
     if let Some(runtime) = RUNTIME.get() {
         return Ok(runtime);
@@ -64,10 +66,9 @@ pub fn runtime_with_memory_limit(limit_bytes: u64) -> Result<&'static Runtime> {
             )));
         }
     }
-    let limit_text = std::ffi::CString::new(limit_bytes.to_string()).unwrap_or_default();
     let mut environment = ENVIRONMENT.to_vec();
     if limit_bytes > 0 {
-        environment.push((c"TF_MKL_ALLOC_MAX_BYTES", limit_text.as_c_str()));
+        environment.push((c"TF_ENABLE_ONEDNN_OPTS", c"0"));
     }
     let runtime = Runtime::open(&framework, &cc, &environment).map_err(Error::new)?;
     if !runtime.version().starts_with("2.") {

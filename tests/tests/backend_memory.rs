@@ -1,0 +1,298 @@
+//! BACKEND_MEMORY_LIMIT bounds what each backend allocates while it runs: with
+//! `BACKEND_MEMORY_LIMIT 256` (MB) a run whose intermediate tensor is 2 GB fails with an
+//! error reply in ONNX (Expand then ReduceSum), TORCH (a script: expand, contiguous, sum)
+//! and TF (BroadcastTo then Sum), a 40 MB one passes, the server stays up and its RSS does
+//! not grow. Run as a non-admin user: a 10-byte argument must not buy 2 GB of memory.
+
+mod common;
+
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::{call, call_str, client, pong};
+use redisai_tests::redis::{self, Connection, Value};
+use redisai_tests::{error_text, Server, ServerConfig};
+
+const HUGE: i64 = 1 << 29; // 2^29 floats: 2 GiB
+const FITS: i64 = 10_000_000; // 40 MB
+
+fn plugin(name: &str) -> PathBuf {
+    redisai_tests::workspace_root().join(format!("dist/backends/{name}/{name}.so"))
+}
+
+// ---- a protobuf writer for the two graphs ----
+
+fn varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn int(field: u32, value: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    varint(&mut out, u64::from(field) << 3);
+    varint(&mut out, value);
+    out
+}
+
+fn bytes(field: u32, value: impl AsRef<[u8]>) -> Vec<u8> {
+    let value = value.as_ref();
+    let mut out = Vec::new();
+    varint(&mut out, u64::from(field) << 3 | 2);
+    varint(&mut out, value.len() as u64);
+    out.extend_from_slice(value);
+    out
+}
+
+/// ONNX ValueInfoProto: name, tensor of `elem` with shape [1].
+fn onnx_value(name: &str, elem: u64) -> Vec<u8> {
+    let dim = bytes(1, int(1, 1));
+    let tensor = [int(1, elem), bytes(2, dim)].concat();
+    [bytes(1, name), bytes(2, bytes(1, tensor))].concat()
+}
+
+fn onnx_node(op: &str, inputs: &[&str], output: &str) -> Vec<u8> {
+    let mut node = Vec::new();
+    for input in inputs {
+        node.extend(bytes(1, input));
+    }
+    [node, bytes(2, output), bytes(3, output), bytes(4, op)].concat()
+}
+
+/// y = ReduceSum(Expand(x, shape)): x FLOAT [1], shape INT64 [1], y FLOAT [1].
+fn onnx_expand_sum() -> Vec<u8> {
+    let graph = [
+        bytes(1, onnx_node("Expand", &["x", "shape"], "big")),
+        bytes(1, onnx_node("ReduceSum", &["big"], "y")),
+        bytes(2, "g"),
+        bytes(11, onnx_value("x", 1)),
+        bytes(11, onnx_value("shape", 7)),
+        bytes(12, onnx_value("y", 1)),
+    ]
+    .concat();
+    let opset = [bytes(1, ""), int(2, 17)].concat();
+    [int(1, 8), bytes(7, graph), bytes(8, opset)].concat()
+}
+
+fn tf_node(name: &str, op: &str, inputs: &[&str], attrs: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut node = [bytes(1, name), bytes(2, op)].concat();
+    for input in inputs {
+        node.extend(bytes(3, input));
+    }
+    for (key, value) in attrs {
+        node.extend(bytes(5, [bytes(1, key), bytes(2, value)].concat()));
+    }
+    node
+}
+
+/// y = Sum(BroadcastTo(x, shape), axis): x FLOAT, shape and axis INT32.
+fn tf_broadcast_sum() -> Vec<u8> {
+    let (float, int32) = (int(6, 1), int(6, 3));
+    let nodes = [
+        tf_node("x", "Placeholder", &[], &[("dtype", float.clone())]),
+        tf_node("shape", "Placeholder", &[], &[("dtype", int32.clone())]),
+        tf_node("axis", "Placeholder", &[], &[("dtype", int32.clone())]),
+        tf_node(
+            "big",
+            "BroadcastTo",
+            &["x", "shape"],
+            &[("T", float.clone()), ("Tidx", int32.clone())],
+        ),
+        tf_node(
+            "y",
+            "Sum",
+            &["big", "axis"],
+            &[("T", float), ("Tidx", int32), ("keep_dims", int(5, 0))],
+        ),
+    ];
+    nodes.iter().flat_map(|n| bytes(1, n)).collect()
+}
+
+const SCRIPT: &str = r#"
+def big(tensors: List[Tensor], keys: List[str], args: List[str]):
+    return tensors[0].expand([int(args[0])]).contiguous().sum().reshape([1])
+"#;
+
+// ---- the server ----
+
+fn memory_field(c: &mut Connection, name: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query(c)
+        .expect("INFO memory");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}:")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from INFO memory"))
+}
+
+/// Waits (up to 10 s, purging the allocator's caches) until RSS is within `slack` bytes
+/// of `baseline`; returns the last RSS seen.
+fn rss_settles(c: &mut Connection, baseline: u64, slack: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = call_str(c, "MEMORY PURGE");
+        let rss = memory_field(c, "used_memory_rss");
+        if rss <= baseline.saturating_add(slack) || Instant::now() > deadline {
+            return rss;
+        }
+        sleep(Duration::from_millis(200));
+    }
+}
+
+fn value_of(c: &mut Connection, key: &str) -> String {
+    let reply = call_str(c, &format!("AI.TENSORGET {key} VALUES")).expect("TENSORGET");
+    format!("{reply:?}")
+}
+
+#[test]
+fn a_2gb_intermediate_fails_under_256_mb_in_every_backend() {
+    for name in ["redisai_onnxruntime", "redisai_torch", "redisai_tensorflow"] {
+        assert!(
+            plugin(name).exists(),
+            "build the {name} plugin first (scripts/test)"
+        );
+    }
+    let server =
+        Server::start_with(ServerConfig::default().module_args(&["BACKEND_MEMORY_LIMIT", "256"]));
+    let mut admin = client(&server);
+    call_str(
+        &mut admin,
+        "ACL SETUSER app1 on >pw resetkeys ~app1:* +@all -@admin -@dangerous",
+    )
+    .expect("ACL");
+    let mut app = client(&server);
+    call_str(&mut app, "AUTH app1 pw").expect("AUTH");
+    let ok = |reply: redis::RedisResult<Value>, what: &str| {
+        assert_eq!(
+            reply.unwrap_or_else(|e| panic!("{what}: {e}")),
+            Value::Okay,
+            "{what}"
+        );
+    };
+
+    call_str(&mut app, "AI.TENSORSET app1:x FLOAT 1 VALUES 1").expect("x");
+    for (key, n) in [("huge", HUGE), ("fits", FITS)] {
+        ok(
+            call_str(
+                &mut app,
+                &format!("AI.TENSORSET app1:{key}64 INT64 1 VALUES {n}"),
+            ),
+            key,
+        );
+        ok(
+            call_str(
+                &mut app,
+                &format!("AI.TENSORSET app1:{key}32 INT32 1 VALUES {n}"),
+            ),
+            key,
+        );
+    }
+    call_str(&mut app, "AI.TENSORSET app1:axis INT32 1 VALUES 0").expect("axis");
+
+    // Store everything and run what fits once, so that the runtimes are loaded and warm.
+    let onnx = onnx_expand_sum();
+    ok(
+        call(
+            &mut app,
+            &[
+                b"AI.MODELSTORE",
+                b"app1:onnx",
+                b"ONNX",
+                b"CPU",
+                b"BLOB",
+                &onnx,
+            ],
+        ),
+        "ONNX MODELSTORE",
+    );
+    let tf = tf_broadcast_sum();
+    ok(
+        call(
+            &mut app,
+            &[
+                b"AI.MODELSTORE",
+                b"app1:tf",
+                b"TF",
+                b"CPU",
+                b"INPUTS",
+                b"3",
+                b"x",
+                b"shape",
+                b"axis",
+                b"OUTPUTS",
+                b"1",
+                b"y",
+                b"BLOB",
+                &tf,
+            ],
+        ),
+        "TF MODELSTORE",
+    );
+    ok(
+        call(
+            &mut app,
+            &[
+                b"AI.SCRIPTSTORE",
+                b"app1:s",
+                b"CPU",
+                b"ENTRY_POINTS",
+                b"1",
+                b"big",
+                b"SOURCE",
+                SCRIPT.as_bytes(),
+            ],
+        ),
+        "SCRIPTSTORE",
+    );
+    let onnx_run =
+        |n: &str| format!("AI.MODELEXECUTE app1:onnx INPUTS 2 app1:x app1:{n}64 OUTPUTS 1 app1:y1");
+    let tf_run = |n: &str| {
+        format!("AI.MODELEXECUTE app1:tf INPUTS 3 app1:x app1:{n}32 app1:axis OUTPUTS 1 app1:y2")
+    };
+    let torch_run = |n: i64| {
+        format!("AI.SCRIPTEXECUTE app1:s big INPUTS 1 app1:x ARGS 1 {n} OUTPUTS 1 app1:y3")
+    };
+    let warm = |app: &mut Connection| {
+        ok(call_str(app, &onnx_run("fits")), "ONNX 40 MB");
+        ok(call_str(app, &tf_run("fits")), "TF 40 MB");
+        ok(call_str(app, &torch_run(FITS)), "TORCH 40 MB");
+        for key in ["app1:y1", "app1:y2", "app1:y3"] {
+            let value = value_of(app, key);
+            assert!(value.contains("10000000"), "{key}: {value}");
+        }
+    };
+    warm(&mut app);
+    let baseline = rss_settles(&mut admin, 0, u64::MAX);
+
+    let onnx_err = error_text(call_str(&mut app, &onnx_run("huge")));
+    assert!(
+        onnx_err.contains("Onnxruntime memory limit exceeded") && onnx_err.contains("256 MB"),
+        "{onnx_err}"
+    );
+    let torch_err = error_text(call_str(&mut app, &torch_run(HUGE)));
+    assert!(
+        torch_err.contains("TORCH memory limit exceeded") && torch_err.contains("256 MB"),
+        "{torch_err}"
+    );
+    let tf_err = error_text(call_str(&mut app, &tf_run("huge")));
+    assert!(
+        tf_err.contains("TF memory limit exceeded") && tf_err.contains("OOM when allocating"),
+        "{tf_err}"
+    );
+    eprintln!("ONNX: {onnx_err}\nTORCH: {torch_err}\nTF: {tf_err}");
+
+    // The server lives, the backends still run what fits, and nothing was kept.
+    pong(&mut app);
+    warm(&mut app);
+    let rss = rss_settles(&mut admin, baseline, 50 << 20);
+    eprintln!("RSS: {baseline} warm, {rss} after the refused runs");
+    assert!(
+        rss <= baseline + (50 << 20),
+        "RSS {rss} did not stay within 50 MB of {baseline}"
+    );
+    pong(&mut app);
+}
