@@ -32,8 +32,11 @@ mod redisai_formats;
 #[cfg(not(test))]
 mod retained;
 
-/// Version of this module as Redis sees it (major * 10000 + minor * 100 + patch).
-pub const MODULE_VERSION: i32 = 10_000;
+/// Version of this module as Redis sees it (`MODULE LIST`; major * 10000 + minor * 100 +
+/// patch): RedisAI 1.2.7's number, the release whose commands and replies this module
+/// follows, since clients and dashboards compare it against RedisAI's. Our own version is
+/// INFO's `ai_version`.
+pub const MODULE_VERSION: i32 = 10_207;
 
 #[cfg(not(test))]
 mod registration {
