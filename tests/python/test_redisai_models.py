@@ -56,9 +56,9 @@ OUTPUTS_MISMATCH = "Number of keys given as OUTPUTS here does not match model de
 NOT_IN_TRANSACTION = "Cannot run RedisAI command within a transaction or a LUA script"
 TERMINATED = "Exiting due to terminate flag being set to true"
 
-# AI.INFO fields of RedisAI 1.2, and the latency percentiles this module adds (SPEC "Beyond").
+# AI.INFO fields of RedisAI 1.2, and the latency percentiles and backend memory (bytes) this module adds.
 INFO_FIELDS = {"key", "type", "backend", "device", "tag", "duration", "samples", "calls", "errors"}
-INFO_EXTRA_FIELDS = {"duration_p50", "duration_p99"}
+INFO_EXTRA_FIELDS = {"duration_p50", "duration_p99", "memory"}
 MODELGET_META_FIELDS = {"backend", "device", "tag", "batchsize", "minbatchsize", "inputs", "outputs", "minbatchtimeout"}
 
 

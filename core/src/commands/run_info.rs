@@ -53,6 +53,15 @@ pub fn info(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         count(stats.p50_us),
         field("duration_p99"),
         count(stats.p99_us),
+        // Bytes the backend holds for this model (weights, its own buffers), where the
+        // backend can tell; -1 where it cannot.
+        field("memory"),
+        model
+            .runtime
+            .as_ref()
+            .ok()
+            .and_then(|runtime| runtime.memory_bytes())
+            .map_or(RedisValue::Integer(-1), count),
     ]))
 }
 

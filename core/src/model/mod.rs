@@ -105,8 +105,16 @@ impl Model {
         })
     }
 
+    /// MEMORY USAGE: the stored blob and, where its backend can tell, what the backend
+    /// holds for the model (allocated by the runtime, outside Redis's allocator).
     pub fn memory_usage(&self) -> usize {
-        std::mem::size_of::<Model>() + self.blob.len() + self.tag.len()
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok()
+            .and_then(PluginModel::memory_bytes)
+            .map_or(0, |bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
+        (std::mem::size_of::<Model>() + self.blob.len() + self.tag.len()).saturating_add(runtime)
     }
 }
 
