@@ -24,7 +24,10 @@
 //!   bounds each run; a run that exceeds it is terminated and fails with an error that
 //!   says it timed out.
 //! - `BACKEND_MEMORY_LIMIT` (MB, 10^6 bytes as in RedisAI): see [`runtime`]: one CPU memory
-//!   arena with that `max_mem`, shared by all the sessions loaded while the limit is set.
+//!   arena with that `max_mem`, shared by all the sessions loaded while the limit is set,
+//!   and a load refused when the loaded models' weights would pass it. The plugin reports
+//!   what it holds (ABI 1.3 `memory_stats`: the weights, plus the arena's reservation when
+//!   ONNX Runtime reports it) and each model's weights (`model_memory`).
 //!
 //! # Outputs that are not tensors
 //! ONNX-ML classifiers (scikit-learn models converted with skl2onnx) end in a ZipMap, a

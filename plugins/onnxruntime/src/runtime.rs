@@ -13,10 +13,13 @@
 //! registers one CPU arena allocator with `max_mem` = limit on the environment
 //! (`CreateAndRegisterAllocator`) and every session loaded then uses it
 //! (`session.use_env_allocators`), so the limit bounds the memory that the runs of all
-//! those sessions allocate together: intermediate values and outputs. Not counted: the
-//! models' weights (ONNX Runtime allocates initializers outside the arena), input tensors
-//! (the host's memory, borrowed) and ONNX Runtime's own bookkeeping. The arena keeps what
-//! it has grown to for reuse, up to the limit.
+//! those sessions allocate together: intermediate values and outputs. The models' weights
+//! (initializers, which ONNX Runtime allocates outside the arena) are bounded apart: the
+//! backend counts the size of each loaded model's serialised form and refuses a load that
+//! would take that total past the limit (see `backend::WEIGHTS_HELD`), so weights and
+//! arena together stay under twice the limit. Not counted: input tensors (the host's
+//! memory, borrowed) and ONNX Runtime's own bookkeeping. The arena keeps what it has
+//! grown to for reuse, up to the limit.
 //! The limit is read at each model load; when it changed, the shared arena is replaced
 //! for the sessions loaded from then on (sessions already loaded keep the arena they
 //! were created with). With no limit (0), sessions use ONNX Runtime's default

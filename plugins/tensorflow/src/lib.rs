@@ -71,7 +71,16 @@
 //! - The host's cancel flag: a watcher thread closes the model's session when it is set,
 //!   which cancels the run (it fails with an error that says so); the next run makes a new
 //!   session on the same graph.
-//! - `BACKEND_MEMORY_LIMIT` has no TensorFlow counterpart and is ignored.
+//! - `BACKEND_MEMORY_LIMIT` (MB, 10^6 bytes; read before each load and run): the memory
+//!   shim in the namespace's first object (`src/ffi/memory_shim.c`) counts what
+//!   TensorFlow's `malloc` & co. hold and refuses the aligned allocations TensorFlow makes
+//!   its tensors with past the limit; TensorFlow fails the run with "OOM when allocating
+//!   tensor ...", reported as `TF memory limit exceeded, memory allocation failed
+//!   (BACKEND_MEMORY_LIMIT is N MB): ...`. Plain `malloc` (graphs, protobufs, Eigen's
+//!   scratch) is counted but never refused: a failed `operator new` would abort. With a
+//!   limit when TensorFlow is opened, oneDNN is turned off (`TF_ENABLE_ONEDNN_OPTS=0`, see
+//!   `runtime::runtime_with_memory_limit`). The plugin reports what it holds (ABI 1.3
+//!   `memory_stats`); TensorFlow cannot tell a model's own share.
 //!
 //! # Logging
 //! `TF_CPP_MIN_LOG_LEVEL=2` is set in TensorFlow's own environment (unless the server was

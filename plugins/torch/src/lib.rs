@@ -28,6 +28,17 @@
 //! the policy, e.g. `model uses a forbidden operation: aten::from_file (file access)`.
 //! The refused operators are also stubbed out of libtorch's registry at init.
 //!
+//! # BACKEND_MEMORY_LIMIT
+//! At init the shim puts a counting CPU allocator in front of libtorch's
+//! (`c10::SetAllocator`, shim/memory.cpp): every CPU tensor storage (weights at load,
+//! inputs copied in, intermediate values, outputs until the host releases them) is
+//! counted, and one that would take the total past the limit (MB, 10^6 bytes, read before
+//! each load and run) is refused with `c10::OutOfMemoryError`, which unwinds the operator
+//! and fails the run or load with `TORCH memory limit exceeded: ...`. Not counted:
+//! libtorch's small bookkeeping (graphs, IValues), buffers oneDNN and BLAS allocate for
+//! themselves, and CUDA memory. The plugin reports the count (ABI 1.3 `memory_stats`) and
+//! each model's parameters and buffers (`model_memory`).
+//!
 //! # GPU variant
 //! Built with the `cuda` feature, it is laid out as `backends/redisai_torch_gpu/` with
 //! libtorch's CUDA libraries and NVIDIA's beside it (scripts/build-backend-torch-gpu) and
