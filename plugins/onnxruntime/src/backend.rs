@@ -51,8 +51,9 @@ pub struct OnnxModel {
 /// Bytes of the weights of the loaded models: the size of their serialised forms, which
 /// bound the initializers ONNX Runtime keeps (it allocates them outside the arena).
 static WEIGHTS_HELD: AtomicU64 = AtomicU64::new(0);
-/// Highest [`OnnxBackend::memory_stats`] held count seen (sampled after loads and runs;
-/// the arena only grows, so its reservations during a run are still there after it).
+/// Highest [`OnnxBackend::memory_stats`] held count seen (sampled after each load and
+/// whenever the stats are read; the arena only grows, so what it reserved during a run
+/// is still there after it).
 static PEAK_HELD: AtomicU64 = AtomicU64::new(0);
 
 /// One model's share of [`WEIGHTS_HELD`], given back when the model is dropped.
@@ -283,20 +284,6 @@ impl OnnxBackend {
         self.run_cancellable(model, timeout_ms, None, inputs, n_outputs)
     }
 
-    /// Like [`OnnxBackend::run_cancellable`], then samples the memory for the peak.
-    fn run_sampled(
-        &self,
-        model: &OnnxModel,
-        timeout_ms: u64,
-        cancel: Option<CancelFlag>,
-        inputs: &[TensorRef<'_>],
-        n_outputs: usize,
-    ) -> Result<Vec<OwnedTensor>> {
-        let result = self.run_inner(model, timeout_ms, cancel, inputs, n_outputs);
-        self.memory_stats();
-        result
-    }
-
     /// Like [`OnnxBackend::run`], and the run is terminated once `cancel` is set.
     pub fn run_cancellable(
         &self,
@@ -306,7 +293,7 @@ impl OnnxBackend {
         inputs: &[TensorRef<'_>],
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
-        self.run_sampled(model, timeout_ms, cancel, inputs, n_outputs)
+        self.run_inner(model, timeout_ms, cancel, inputs, n_outputs)
     }
 
     fn run_inner(
