@@ -127,5 +127,12 @@ fn memory_limit_stops_a_2gb_intermediate_and_counters_follow_models() {
         freed.held_bytes <= before.held_bytes + 4_096,
         "{before:?} -> {freed:?}"
     );
+
+    // Weights count too: 4 MB of them do not load under 2 MB, and nothing is kept.
+    MEMORY_LIMIT_MB.store(2, Ordering::SeqCst);
+    let err = load(&blob).expect_err("4 MB of weights under 2 MB");
+    eprintln!("2 MB load: {err}");
+    assert!(err.contains("TORCH memory limit exceeded"), "{err}");
+    assert_eq!(stats().held_bytes, freed.held_bytes);
     MEMORY_LIMIT_MB.store(0, Ordering::SeqCst);
 }
