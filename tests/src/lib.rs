@@ -4,7 +4,8 @@
 //! `$REDIS_SERVER` picks another server binary: Valkey's `valkey-server` (scripts/test runs
 //! the end-to-end tests against Debian's Redis 7.0 and then Valkey 8.1, from
 //! scripts/fetch-valkey), or a wrapper such as valgrind's. [`cli_binary`] and
-//! [`check_rdb_binary`] find the matching `redis-cli`/`valkey-cli` and `redis-check-rdb`.
+//! [`check_rdb_binary`] find the matching `redis-cli`/`valkey-cli` and `redis-check-rdb`;
+//! `$REDIS_SERVER_ARGS` adds options to every server started (see [`extra_server_args`]).
 
 use std::fs;
 use std::net::TcpListener;
@@ -81,6 +82,15 @@ pub fn server_is_valkey() -> bool {
         || Path::new(&redis_server_binary())
             .file_name()
             .is_some_and(|name| name.to_string_lossy().starts_with("valkey"))
+}
+
+/// Options for every server the tests start, from `$REDIS_SERVER_ARGS` (words split on
+/// whitespace, e.g. `--lazyfree-lazy-user-flush no`); a test's own options come after
+/// them and so win.
+pub fn extra_server_args() -> Vec<String> {
+    std::env::var("REDIS_SERVER_ARGS")
+        .map(|args| args.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 /// A tool of the server's own installation: `NAME` beside `$REDIS_SERVER` (Valkey's
@@ -244,7 +254,8 @@ impl Server {
             .args(["--enable-module-command", "yes"])
             .arg("--loadmodule")
             .arg(&module)
-            .args(&self.config.module_args);
+            .args(&self.config.module_args)
+            .args(extra_server_args());
         for (name, values) in &self.config.options {
             command.arg(format!("--{name}")).args(values);
         }
