@@ -181,3 +181,102 @@ fn dl_error() -> String {
             .into_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redisai_plugin_api::abi::{
+        RaiError, RaiMemoryStats, RaiModel, RaiModelOptions, RaiRunOptions, RaiTensorOut,
+        RaiTensorView,
+    };
+    use std::ffi::{c_char, c_void};
+
+    unsafe extern "C" fn message(_: *const RaiError) -> *const c_char {
+        c"".as_ptr()
+    }
+    unsafe extern "C" fn free_error(_: *mut RaiError) {}
+    unsafe extern "C" fn load(
+        _: *const RaiModelOptions,
+        _: *const u8,
+        _: usize,
+        _: *mut *mut RaiModel,
+    ) -> *mut RaiError {
+        std::ptr::null_mut()
+    }
+    unsafe extern "C" fn free_model(_: *mut RaiModel) {}
+    unsafe extern "C" fn count(_: *const RaiModel) -> usize {
+        0
+    }
+    unsafe extern "C" fn name(_: *const RaiModel, _: usize) -> *const c_char {
+        std::ptr::null()
+    }
+    unsafe extern "C" fn run(
+        _: *mut RaiModel,
+        _: *const RaiRunOptions,
+        _: *const RaiTensorView,
+        _: usize,
+        _: *mut RaiTensorOut,
+        _: usize,
+    ) -> *mut RaiError {
+        std::ptr::null_mut()
+    }
+    unsafe extern "C" fn release(_: *mut c_void) {}
+    unsafe extern "C" fn stats(_: *mut RaiMemoryStats) {
+        panic!("a minor-2 table has no memory_stats");
+    }
+    unsafe extern "C" fn model_memory(_: *const RaiModel) -> u64 {
+        7
+    }
+
+    fn table(minor: u32, struct_size: usize) -> RaiPluginApi {
+        RaiPluginApi {
+            abi_major: RAI_PLUGIN_ABI_MAJOR,
+            abi_minor: minor,
+            struct_size,
+            name: c"FAKE".as_ptr(),
+            runtime_version: c"1".as_ptr(),
+            device_mask: 1,
+            dtype_mask: 1,
+            flags: 0,
+            init: None,
+            error_message: Some(message),
+            error_free: Some(free_error),
+            model_load: Some(load),
+            model_free: Some(free_model),
+            model_input_count: Some(count),
+            model_input_name: Some(name),
+            model_output_count: Some(count),
+            model_output_name: Some(name),
+            model_run: Some(run),
+            tensor_release: Some(release),
+            script_load: None,
+            script_free: None,
+            script_run: None,
+            // Past a minor-2 table's end: never read for one.
+            memory_stats: Some(stats),
+            model_memory: Some(model_memory),
+        }
+    }
+
+    #[test]
+    fn a_minor_2_table_loads_without_the_memory_functions() {
+        let old_size = std::mem::offset_of!(RaiPluginApi, memory_stats);
+        let old = Box::leak(Box::new(table(2, old_size)));
+        let api = check_table(old, "old.so").expect("a minor-2 plugin still loads");
+        assert!(api.memory_stats.is_none() && api.model_memory.is_none());
+        assert!(api.model_run.is_some());
+
+        let short = Box::leak(Box::new(table(3, old_size)));
+        let err = check_table(short, "short.so")
+            .err()
+            .expect("a minor-3 table too short");
+        assert!(err.0.contains("ABI 1.3 needs"), "{}", err.0);
+
+        let new = Box::leak(Box::new(table(3, std::mem::size_of::<RaiPluginApi>())));
+        let api = check_table(new, "new.so").expect("minor 3");
+        assert!(api.memory_stats.is_some());
+        let model_memory = api.model_memory.expect("model_memory");
+        // SAFETY: the fake ignores its argument.
+        assert_eq!(unsafe { model_memory(std::ptr::null()) }, 7);
+    }
+}
