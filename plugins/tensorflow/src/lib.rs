@@ -73,7 +73,7 @@
 //!   session on the same graph.
 //! - `BACKEND_MEMORY_LIMIT` (MB, 10^6 bytes; read before each load and run): the memory
 //!   shim in the namespace's first object (`src/ffi/memory_shim.c`) counts what
-//!   TensorFlow's `malloc` & co. hold and refuses the aligned allocations TensorFlow makes
+//!   TensorFlow's `malloc` & co. hold and refuses the `posix_memalign` TensorFlow makes
 //!   its tensors with past the limit; TensorFlow fails the run with "OOM when allocating
 //!   tensor ...", reported as `TF memory limit exceeded, memory allocation failed
 //!   (BACKEND_MEMORY_LIMIT is N MB): ...`. Plain `malloc` (graphs, protobufs, Eigen's

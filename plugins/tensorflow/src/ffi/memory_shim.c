@@ -6,13 +6,14 @@
  * (TensorFlow, its libstdc++'s operator new, protobuf, Eigen, oneDNN), and counts the
  * bytes they hold (malloc_usable_size of each block, at allocation and at free).
  *
- * The limit is enforced on the aligned functions only (posix_memalign, aligned_alloc,
- * memalign): they are what TensorFlow's CPU allocator (tsl::port::AlignedMalloc) calls for
- * every tensor buffer (weights of Const nodes, inputs, intermediate values, outputs), and
- * TensorFlow handles their failure: the kernel's allocate_output gets a null buffer and
- * the run fails with "OOM when allocating tensor ...". A failed plain malloc would reach
- * operator new, which throws std::bad_alloc through code built without exceptions in
- * mind: the process would abort. So malloc & co. are counted, never refused.
+ * The limit is enforced on posix_memalign and memalign only: posix_memalign is what
+ * TensorFlow's CPU allocator (tsl::port::AlignedMalloc) calls for every tensor buffer
+ * (weights of Const nodes, inputs, intermediate values, outputs), and TensorFlow handles
+ * its failure: the kernel's allocate_output gets a null buffer and the run fails with
+ * "OOM when allocating tensor ...". A failed malloc, calloc, realloc or aligned_alloc
+ * would reach operator new (libstdc++'s aligned new calls aligned_alloc), which throws
+ * std::bad_alloc through code built without exceptions in mind: the process would abort.
+ * So those are counted, never refused.
  *
  * Not seen: what the namespace's libc allocates for itself (strdup, fopen...: internal
  * calls do not go through these symbols) and what the dynamic loader allocates (the
@@ -196,7 +197,7 @@ EXPORT int posix_memalign(void **out, size_t alignment, size_t size) {
 }
 
 EXPORT void *aligned_alloc(size_t alignment, size_t size) {
-    if (!ready() || !real_aligned_alloc || over_limit(size)) {
+    if (!ready() || !real_aligned_alloc) {
         errno = ENOMEM;
         return NULL;
     }

@@ -85,7 +85,7 @@
 //!   The cost of the stack size is address space, not memory.
 //! - BACKEND_MEMORY_LIMIT: the same first object (`memory_shim.c`, linked with the threads
 //!   shim) interposes `malloc` & co. for the namespace, counts what TensorFlow holds and
-//!   refuses the aligned allocations TensorFlow makes its tensors with past the limit (see
+//!   refuses the `posix_memalign` TensorFlow makes its tensors with past the limit (see
 //!   [`set_memory_limit`], [`memory`]). Without the shim nothing is counted or bounded.
 //! - glibc has room for 16 namespaces: the plugin makes one per process, reused when a
 //!   failed load is retried, and never closes it.
