@@ -129,9 +129,15 @@ pub fn module_value(type_name: &str, encver: u64, fields: &[Field]) -> Vec<u8> {
 
 /// A `DUMP` payload for a value of RDB type `rdb_type`.
 pub fn dump_payload(rdb_type: u8, value: &[u8]) -> Vec<u8> {
+    dump_payload_of_version(rdb_type, value, RDB_VERSION)
+}
+
+/// A `DUMP` payload whose trailer names RDB version `rdb_version` (Valkey 8 writes 11;
+/// it restores payloads of older versions).
+pub fn dump_payload_of_version(rdb_type: u8, value: &[u8], rdb_version: u16) -> Vec<u8> {
     let mut out = vec![rdb_type];
     out.extend_from_slice(value);
-    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    out.extend_from_slice(&rdb_version.to_le_bytes());
     let crc = crc64(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
