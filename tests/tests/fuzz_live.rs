@@ -1053,6 +1053,15 @@ fn generated_graphs_and_scripts_never_crash_the_server() {
         if !generated.other_file_ops.is_empty() {
             if accepted {
                 tally.other_file_ops.1 += 1;
+                // The TF sandbox refuses every operation that reaches files (Save, SaveV2,
+                // RestoreV2, ImmutableConst, WholeFileReaderV2, PrintV2 to a file) too.
+                // (TorchScript drops a from_file call whose result is unused: counted only.)
+                if kind == Kind::Tf {
+                    violations.push(format!(
+                        "case {case} ({what}): a TF graph with {} was accepted",
+                        generated.other_file_ops.join(", ")
+                    ));
+                }
             } else {
                 tally.other_file_ops.0 += 1;
             }
