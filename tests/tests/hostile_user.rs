@@ -189,6 +189,31 @@ fn every_ai_command_through_redis_execute_keeps_redis_up() {
     );
     assert_eq!(values(&mut admin, "app1:o"), ints(&[3]));
 
+    // Redis's ACL check reads a command's keys where its key specs say they are: a
+    // command without its arguments used to crash Redis there. Arity comes first now.
+    for (args, expected) in [
+        (
+            &["ZUNION"][..],
+            "ERR wrong number of arguments for 'ZUNION' command (called from a script)",
+        ),
+        (
+            &["SET"][..],
+            "ERR wrong number of arguments for 'SET' command (called from a script)",
+        ),
+        (
+            &["LMPOP", "1"][..],
+            "ERR wrong number of arguments for 'LMPOP' command (called from a script)",
+        ),
+        (
+            &["NOSUCHCOMMAND"][..],
+            "ERR unknown command 'NOSUCHCOMMAND' (called from a script)",
+        ),
+    ] {
+        let err = error_text(script_call(&mut app, entry_for(args), &["app1:k"], args));
+        assert!(err.contains(expected), "{args:?}: {err}");
+        pong(&mut app);
+    }
+
     // Commands a script may call: they run, as the script's caller.
     let allowed: &[(&[&str], &[&str])] = &[
         (

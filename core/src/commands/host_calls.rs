@@ -118,11 +118,15 @@ impl Drop for Strings {
     }
 }
 
-/// Positions of the keys `argv` names, as Redis finds them; None when the command
-/// names no keys or Redis does not know it (RedisModule_Call then replies with the
-/// error). A Redis without RedisModule_GetCommandKeys (before 7.0) cannot tell, so
-/// scripts may not call commands there.
-fn key_positions(locked: &Locked, strings: &Strings) -> Result<Option<Vec<usize>>, String> {
+/// Positions of the keys `argv` names, as Redis finds them; None when the command names
+/// no keys. A command Redis does not know, or a keyed one with the wrong number of
+/// arguments, is an error (see below). A Redis without RedisModule_GetCommandKeys
+/// (before 7.0) cannot tell, so scripts may not call commands there.
+fn key_positions(
+    locked: &Locked,
+    strings: &Strings,
+    command: &str,
+) -> Result<Option<Vec<usize>>, String> {
     // SAFETY: the API table is filled at load time and only read afterwards.
     let (Some(get_keys), Some(free)) =
         (unsafe { (raw::RedisModule_GetCommandKeys, raw::RedisModule_Free) })
@@ -134,6 +138,8 @@ fn key_positions(locked: &Locked, strings: &Strings) -> Result<Option<Vec<usize>
         );
     };
     let mut count: c_int = 0;
+    // SAFETY: errno is this thread's; Redis sets it only on some of its paths.
+    unsafe { *libc::__errno_location() = 0 };
     // SAFETY: the context is locked; `argv` holds `items.len()` live strings.
     let positions = unsafe {
         get_keys(
@@ -144,7 +150,15 @@ fn key_positions(locked: &Locked, strings: &Strings) -> Result<Option<Vec<usize>
         )
     };
     if positions.is_null() {
-        return Ok(None);
+        // Redis checks a keyed command's arity here. The ACL check that comes next reads
+        // the keys where the command's key specs say they are, without checking the
+        // arguments are there (a `ZUNION` or `SET` without its arguments crashed Redis
+        // in `ACLCheckAllUserCommandPerm`): a command Redis does not know or that has
+        // the wrong number of arguments stops here.
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::EINVAL) => Err(errno_text(command)),
+            _ => Ok(None),
+        };
     }
     // SAFETY: Redis returned `count` integers at `positions`, freed below.
     let found = unsafe { std::slice::from_raw_parts(positions, count.max(0) as usize) }
@@ -282,7 +296,7 @@ fn run_command(run: &RunContext, args: Vec<Vec<u8>>) -> ReplyValue {
         Ok(strings) => strings,
         Err(reason) => return ReplyValue::Error(reason.into_bytes()),
     };
-    let positions = match key_positions(&locked, &strings) {
+    let positions = match key_positions(&locked, &strings, &command) {
         Ok(positions) => positions,
         Err(reason) => return ReplyValue::Error(reason.into_bytes()),
     };
