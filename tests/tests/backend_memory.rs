@@ -296,3 +296,84 @@ fn a_2gb_intermediate_fails_under_256_mb_in_every_backend() {
     );
     pong(&mut app);
 }
+
+/// `held=` of `ai_<backend>_memory` in INFO MODULES (0 before the backend is loaded).
+fn held(c: &mut Connection, backend: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("MODULES").query(c).expect("INFO");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("ai_{backend}_memory:held=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn memory_figures_follow_models_in_and_out() {
+    let server =
+        Server::start_with(ServerConfig::default().module_args(&["BACKEND_MEMORY_LIMIT", "256"]));
+    let mut c = client(&server);
+    let models = [
+        ("onnx", "ONNX", "onnx/mlp.onnx"),
+        ("torch", "TORCH", "torch/mlp.pt"),
+    ];
+    for (backend, name, file) in models {
+        let blob = std::fs::read(
+            redisai_tests::workspace_root()
+                .join("tests/models")
+                .join(file),
+        )
+        .expect("model");
+        // Load the backend with one model, then measure a second one in and out.
+        for key in ["first", "second"] {
+            let before = held(&mut c, backend);
+            let reply = call(
+                &mut c,
+                &[
+                    b"AI.MODELSTORE",
+                    key.as_bytes(),
+                    name.as_bytes(),
+                    b"CPU",
+                    b"BLOB",
+                    &blob,
+                ],
+            );
+            assert_eq!(reply.expect("MODELSTORE"), Value::Okay, "{name} {key}");
+            let after = held(&mut c, backend);
+            if key == "second" {
+                assert!(
+                    after > before,
+                    "{name}: held {before} -> {after} after a store"
+                );
+                // AI.INFO's figure is what the backend holds for the model, and MEMORY
+                // USAGE counts it besides the blob.
+                let info = call_str(&mut c, &format!("AI.INFO {key}")).expect("AI.INFO");
+                let Value::Array(fields) = info else {
+                    panic!("{info:?}")
+                };
+                let memory = fields
+                    .chunks(2)
+                    .find(|pair| {
+                        matches!(&pair[0], Value::SimpleString(s) if s == "memory")
+                            || matches!(&pair[0], Value::BulkString(s) if s == b"memory")
+                    })
+                    .map(|pair| pair[1].clone());
+                let Some(Value::Int(model_bytes)) = memory else {
+                    panic!("{name}: {fields:?}")
+                };
+                assert!(model_bytes > 0, "{name}: AI.INFO memory {model_bytes}");
+                let usage = call_str(&mut c, &format!("MEMORY USAGE {key}")).expect("MEMORY USAGE");
+                let Value::Int(usage) = usage else {
+                    panic!("{usage:?}")
+                };
+                assert!(
+                    usage as usize > blob.len() + model_bytes as usize - 1,
+                    "{name}: {usage}"
+                );
+                call_str(&mut c, &format!("AI.MODELDEL {key}")).expect("MODELDEL");
+                assert_eq!(held(&mut c, backend), before, "{name}: held after MODELDEL");
+            }
+        }
+        call_str(&mut c, "AI.MODELDEL first").expect("MODELDEL");
+    }
+    pong(&mut c);
+}
