@@ -41,6 +41,10 @@ pub struct Port {
     /// The dtype of the tensor the plugin takes or returns.
     pub dtype: DType,
     pub form: Form,
+    /// A tensor's declared shape as ONNX Runtime reports it (-1: a symbolic or unknown
+    /// dimension). [`crate::policy`] makes every model input declare one, so for an
+    /// input its length is the rank the model takes; empty for other outputs.
+    pub dims: Vec<i64>,
 }
 
 /// What an output is in the model, and so how it becomes a tensor (inputs are tensors).
@@ -137,11 +141,12 @@ pub fn type_text(ty: &ValueType) -> String {
 /// why the plugin cannot serve it.
 pub fn port_of(direction: &str, index: usize, name: &str, ty: &ValueType) -> Result<Port> {
     match ty {
-        ValueType::Tensor { ty, .. } => match dtype_of(*ty) {
+        ValueType::Tensor { ty, shape, .. } => match dtype_of(*ty) {
             Some(dtype) => Ok(Port {
                 name: name.to_owned(),
                 dtype,
                 form: Form::Tensor,
+                dims: shape.iter().copied().collect(),
             }),
             None => Err(Error::new(format!(
                 "model {direction} {index} ('{name}') has element type {}, which RedisAI tensors cannot hold",
@@ -163,6 +168,7 @@ pub fn output_port(index: usize, name: &str, ty: &ValueType) -> Result<Port> {
             name: name.to_owned(),
             dtype,
             form,
+            dims: Vec::new(),
         })
     };
     let refuse = |why: &str| {
@@ -229,6 +235,30 @@ pub fn input_value<'a>(
     if tensor.device.kind != DeviceKind::Cpu {
         return Err(Error::new(format!(
             "input {index} ('{name}') is not in CPU memory"
+        )));
+    }
+    // ONNX Runtime checks this too, before any kernel runs (in its words, which clients
+    // match); checked here as well, so a run never reaches ONNX Runtime with a rank the
+    // model does not declare.
+    if tensor.shape.len() != port.dims.len() {
+        return Err(Error::new(format!(
+            "Invalid rank for input: {name} Got: {} Expected: {} Please fix either the inputs/outputs or the model.",
+            tensor.shape.len(),
+            port.dims.len()
+        )));
+    }
+    let wrong: Vec<String> = tensor
+        .shape
+        .iter()
+        .zip(&port.dims)
+        .enumerate()
+        .filter(|(_, (&given, &declared))| declared >= 0 && given != declared)
+        .map(|(i, (given, declared))| format!("index: {i} Got: {given} Expected: {declared}"))
+        .collect();
+    if !wrong.is_empty() {
+        return Err(Error::new(format!(
+            "Got invalid dimensions for input: {name} for the following indices {} Please fix either the inputs or the model.",
+            wrong.join(" ")
         )));
     }
     let mut count: usize = 1;

@@ -60,6 +60,30 @@ pub const DENIED_OPS: &[(&str, &str, &str)] = &[
     ("com.microsoft", "ATen", "calls into PyTorch's ATen library"),
 ];
 
+/// Operators with variadic inputs, and the position where those start. ONNX writes an
+/// omitted optional input as the name `""`; ONNX's checker refuses it for a required
+/// single input, not in a variadic list, where ONNX Runtime's kernels take every input as
+/// present (`Mean(x, "")` crashes the server in the run). An empty name from that position
+/// on is refused. Domain `""` stands for `ai.onnx` too. Scan's first input is optional
+/// in opset 8 (`sequence_lens`), Loop's first two (`M`, `cond`) in every opset.
+pub const VARIADIC_OPS: &[(&str, &str, usize)] = &[
+    ("", "Concat", 0),
+    ("", "Einsum", 0),
+    ("", "Max", 0),
+    ("", "Mean", 0),
+    ("", "Min", 0),
+    ("", "Sum", 0),
+    ("", "SequenceConstruct", 0),
+    ("", "Loop", 2),
+    ("", "Scan", 1),
+    ("ai.onnx.ml", "FeatureVectorizer", 0),
+];
+
+/// Whether `domain` (from the model) is `listed` (`""` stands for `ai.onnx` too).
+fn domain_is(listed: &str, domain: &[u8]) -> bool {
+    listed.as_bytes() == domain || (listed.is_empty() && domain == b"ai.onnx")
+}
+
 /// How deep messages may nest (protobuf's own default recursion limit, which ONNX Runtime's
 /// parser keeps, is 100, so no model it loads is refused for this).
 pub const MAX_DEPTH: usize = 100;
@@ -78,7 +102,8 @@ pub fn check(blob: &[u8]) -> Result<(), String> {
     let domains = function_domains(blob).map_err(Refusal::text)?;
     Walk { domains: &domains }
         .model(blob)
-        .map_err(Refusal::text)
+        .map_err(Refusal::text)?;
+    declared_inputs(blob).map_err(Refusal::text)
 }
 
 /// Why a model is refused.
@@ -90,6 +115,11 @@ enum Refusal {
     ForbiddenOp {
         domain: String,
         op: String,
+        why: &'static str,
+    },
+    /// A graph input (not an initializer) without an element type and a rank.
+    Undeclared {
+        input: String,
         why: &'static str,
     },
 }
@@ -104,9 +134,15 @@ impl Refusal {
                 "the ONNX model is malformed: protobuf parsing failed (messages nested more than {MAX_DEPTH} deep)"
             ),
             Refusal::ExternalData => EXTERNAL_DATA.to_owned(),
+            Refusal::ForbiddenOp { domain, op, why } if domain.is_empty() => {
+                format!("model uses a forbidden operation: {op} ({why})")
+            }
             Refusal::ForbiddenOp { domain, op, why } => {
                 format!("model uses a forbidden operation: {domain}.{op} ({why})")
             }
+            Refusal::Undeclared { input, why } => format!(
+                "model input '{input}' has no declared shape: {why} (ONNX Runtime checks the rank of a declared input before the run; give the input a tensor type with a shape, whose dimensions may be symbolic)"
+            ),
         }
     }
 }
@@ -227,6 +263,127 @@ fn function_domains(model: &[u8]) -> Checked<HashSet<&[u8]>> {
     Ok(domains)
 }
 
+/// Every input of the main graph that is not an initializer must declare a tensor type
+/// with a shape (its rank; the dimensions may be symbolic or unknown), or be of a
+/// non-tensor type (a sequence, map or optional, which the backend refuses as an input
+/// anyway). With the rank declared, ONNX Runtime's shape inference checks each operator's
+/// rank rules when the model is loaded, and each run's inputs are checked against the
+/// declared rank and fixed dimensions before any kernel runs. Without it a kernel may index
+/// past an input's dimensions, which ONNX Runtime (built with GSL contract checks) answers
+/// with `std::terminate`: the server aborts.
+///
+/// Protobuf's merging is followed: the graph may be given more than once (its inputs and
+/// initializers add up), a `ValueInfoProto`'s last name counts, and its type occurrences
+/// merge (a later member of TypeProto's oneof clears an earlier one).
+fn declared_inputs(model: &[u8]) -> Checked {
+    let mut graphs = Vec::new();
+    each_bytes(model, |number, graph| {
+        if number == model::GRAPH {
+            graphs.push(graph);
+        }
+        Ok(())
+    })?;
+    let mut initializers: HashSet<&[u8]> = HashSet::new();
+    let mut inputs: Vec<&[u8]> = Vec::new();
+    for graph in &graphs {
+        each_bytes(graph, |number, inner| {
+            match number {
+                graph::INITIALIZER => {
+                    initializers.insert(last_bytes(inner, tensor::NAME)?);
+                }
+                graph::SPARSE_INITIALIZER => {
+                    let values = last_bytes(inner, sparse_tensor::VALUES)?;
+                    initializers.insert(last_bytes(values, tensor::NAME)?);
+                }
+                graph::INPUT => inputs.push(inner),
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    for input in inputs {
+        let name = last_bytes(input, value_info::NAME)?;
+        if initializers.contains(name) {
+            continue;
+        }
+        // The merged TypeProto: which member of the oneof, and whether it has a shape and
+        // an element type (tensor or sparse tensor).
+        #[derive(Clone, Copy, PartialEq)]
+        enum Kind {
+            None,
+            Tensor,
+            Other,
+        }
+        let mut kind = Kind::None;
+        let mut shape = false;
+        let mut elem = false;
+        let mut member = 0u32;
+        let mut fields = Fields::of(input);
+        while let Some((number, value)) = fields.next_field()? {
+            let (value_info::TYPE, Value::Bytes(type_proto)) = (number, value) else {
+                continue;
+            };
+            let mut type_fields = Fields::of(type_proto);
+            while let Some((number, value)) = type_fields.next_field()? {
+                let Value::Bytes(tensor_type) = value else {
+                    // A varint in TypeProto is `denotation`'s wrong wire type: skipped.
+                    continue;
+                };
+                match number {
+                    type_proto::TENSOR_TYPE | type_proto::SPARSE_TENSOR_TYPE => {
+                        if member != number {
+                            // Switching members clears the other one.
+                            shape = false;
+                            elem = false;
+                        }
+                        member = number;
+                        kind = Kind::Tensor;
+                        let mut t = Fields::of(tensor_type);
+                        while let Some((number, value)) = t.next_field()? {
+                            match (number, value) {
+                                (type_proto::ELEM_TYPE, Value::Varint(e)) => elem = e as u32 != 0,
+                                (type_proto::SHAPE, Value::Bytes(_)) => shape = true,
+                                _ => {}
+                            }
+                        }
+                    }
+                    // TypeProto.denotation (6) is a string, not a member of the oneof.
+                    6 => {}
+                    _ => {
+                        member = number;
+                        kind = Kind::Other;
+                        shape = false;
+                        elem = false;
+                    }
+                }
+            }
+        }
+        let why = match kind {
+            Kind::None => "it has no type",
+            Kind::Tensor if !elem => "its tensor type has no element type",
+            Kind::Tensor if !shape => "its tensor type has no shape (rank)",
+            _ => continue,
+        };
+        return Err(Refusal::Undeclared {
+            input: printable(name),
+            why,
+        });
+    }
+    Ok(())
+}
+
+/// The last length-delimited value of field `field` in `message` (`""` when none).
+fn last_bytes(message: &[u8], field: u32) -> Checked<&[u8]> {
+    let mut last: &[u8] = b"";
+    each_bytes(message, |number, bytes| {
+        if number == field {
+            last = bytes;
+        }
+        Ok(())
+    })?;
+    Ok(last)
+}
+
 /// Field numbers, from onnx.proto3.
 mod model {
     pub const GRAPH: u32 = 7;
@@ -236,9 +393,23 @@ mod model {
 mod graph {
     pub const NODE: u32 = 1;
     pub const INITIALIZER: u32 = 5;
+    pub const INPUT: u32 = 11;
     pub const SPARSE_INITIALIZER: u32 = 15;
 }
+mod value_info {
+    pub const NAME: u32 = 1;
+    pub const TYPE: u32 = 2;
+}
+/// TypeProto: a oneof of these (and others: sequence 4, map 5, optional 9, ...).
+mod type_proto {
+    pub const TENSOR_TYPE: u32 = 1;
+    pub const SPARSE_TENSOR_TYPE: u32 = 8;
+    /// TypeProto.Tensor (and SparseTensor).
+    pub const ELEM_TYPE: u32 = 1;
+    pub const SHAPE: u32 = 2;
+}
 mod node {
+    pub const INPUT: u32 = 1;
     pub const OP_TYPE: u32 = 4;
     pub const ATTRIBUTE: u32 = 5;
     pub const DOMAIN: u32 = 7;
@@ -252,6 +423,7 @@ mod attribute {
     pub const SPARSE_TENSORS: u32 = 23;
 }
 mod tensor {
+    pub const NAME: u32 = 8;
     pub const EXTERNAL_DATA: u32 = 13;
     pub const DATA_LOCATION: u32 = 14;
 }
@@ -326,8 +498,17 @@ impl Walk<'_> {
         let mut op: &[u8] = b"";
         let mut domain: &[u8] = b"";
         let mut forbidden: Option<&[u8]> = None;
+        // Positions of the inputs named "" (an omitted optional input).
+        let mut inputs = 0usize;
+        let mut first_empty: Option<usize> = None;
         each_bytes(bytes, |number, inner| {
             match number {
+                node::INPUT => {
+                    if inner.is_empty() && first_empty.is_none() {
+                        first_empty = Some(inputs);
+                    }
+                    inputs += 1;
+                }
                 node::OP_TYPE => op = inner,
                 node::DOMAIN => {
                     domain = inner;
@@ -347,6 +528,20 @@ impl Walk<'_> {
                 op: printable(op),
                 why: "custom operator domain",
             });
+        }
+        if let Some(position) = first_empty {
+            if let Some((_, _, from)) = VARIADIC_OPS
+                .iter()
+                .find(|(d, o, _)| domain_is(d, domain) && o.as_bytes() == op)
+            {
+                if position >= *from {
+                    return Err(Refusal::ForbiddenOp {
+                        domain: if domain == b"ai.onnx" { String::new() } else { printable(domain) },
+                        op: printable(op),
+                        why: "an empty input name in a variadic position: only an optional input may be omitted",
+                    });
+                }
+            }
         }
         if let Some((denied_domain, denied_op, why)) = DENIED_OPS
             .iter()
