@@ -46,6 +46,34 @@ pub struct OnnxModel {
     memory_limit_mb: u64,
     /// Counts the model's weights in [`WEIGHTS_HELD`] while it lives.
     weights: WeightsHeld,
+    /// For a model with inputs of any rank: the sessions for the ranks runs gave.
+    any_rank: Option<AnyRank>,
+}
+
+/// How many sessions (one per combination of ranks of its any-rank inputs) a model keeps.
+pub const ANY_RANK_SESSIONS: usize = 8;
+
+/// A model with inputs that declare no shape ([`policy::any_rank_inputs`]) runs with a
+/// session loaded from a copy of it that declares the ranks the run's inputs have
+/// ([`policy::declare_ranks`]): ONNX Runtime's shape inference then checks every operator
+/// against those ranks when that session is loaded, and a rank an operator cannot take
+/// fails the run with ONNX Runtime's load error instead of reaching a kernel (some call
+/// `std::terminate` on a rank they do not take). The last [`ANY_RANK_SESSIONS`]
+/// combinations keep their sessions, each counted as a copy of the model's weights.
+struct AnyRank {
+    blob: Vec<u8>,
+    settings: SessionSettings,
+    /// (ranks of the any-rank inputs in input order, session, its weights), most recent last.
+    sessions: Mutex<Vec<(Vec<usize>, Session, WeightsHeld)>>,
+}
+
+/// What a session is built with, as read at the model's load.
+#[derive(Clone, Copy)]
+struct SessionSettings {
+    gpu: Option<u32>,
+    intra: usize,
+    inter: usize,
+    limit_bytes: Option<u64>,
 }
 
 /// Bytes of the weights of the loaded models: the size of their serialised forms, which
@@ -216,44 +244,29 @@ impl OnnxBackend {
             }
         }
         let weights = WeightsHeld::take(blob_bytes);
+        let settings = SessionSettings {
+            gpu,
+            intra,
+            inter,
+            limit_bytes,
+        };
         let loaded = no_panic("model load", || {
-            let arena = self.runtime.arena_for(limit_bytes)?;
-            let mut builder = Session::builder(self.runtime.env())?;
-            if let Some(device_id) = gpu {
-                let dir = self
-                    .runtime
-                    .library()
-                    .parent()
-                    .unwrap_or(std::path::Path::new("/"));
-                cuda::prepare(dir, device_id)
-                    .and_then(|_| cuda::append_provider(&mut builder, device_id, limit_bytes))
-                    .map_err(|err| {
-                        Error::new(format!(
-                            "cannot run the model on GPU:{device_id}: {}",
-                            err.0
-                        ))
-                    })?;
-            }
-            if intra > 0 {
-                builder = builder.with_intra_threads(intra)?;
-            }
-            if inter > 0 {
-                builder = builder.with_inter_threads(inter)?;
-                if inter > 1 {
-                    builder = builder.with_parallel_execution(true)?;
-                }
-            }
-            if arena.use_env_allocators() {
-                builder = builder.with_env_allocators()?;
-            }
-            let session = builder.commit_from_memory(blob)?;
-            drop(arena);
-            let inputs = session
+            let session = self.session(blob, settings)?;
+            let any_rank_names = policy::any_rank_inputs(blob).map_err(Error::new)?;
+            let mut inputs = session
                 .inputs()
                 .iter()
                 .enumerate()
                 .map(|(i, outlet)| convert::port_of("input", i, outlet.name(), outlet.dtype()))
                 .collect::<Result<Vec<_>>>()?;
+            for port in &mut inputs {
+                port.any_rank = any_rank_names.contains(&port.name);
+            }
+            let any_rank = inputs.iter().any(|p| p.any_rank).then(|| AnyRank {
+                blob: blob.to_vec(),
+                settings,
+                sessions: Mutex::new(Vec::new()),
+            });
             let outputs = session
                 .outputs()
                 .iter()
@@ -266,10 +279,53 @@ impl OnnxBackend {
                 outputs,
                 memory_limit_mb: limit_mb,
                 weights,
+                any_rank,
             })
         });
         self.memory_stats();
         loaded
+    }
+
+    /// Builds a session from checked model bytes.
+    fn session(&self, blob: &[u8], settings: SessionSettings) -> Result<Session> {
+        let SessionSettings {
+            gpu,
+            intra,
+            inter,
+            limit_bytes,
+        } = settings;
+        let arena = self.runtime.arena_for(limit_bytes)?;
+        let mut builder = Session::builder(self.runtime.env())?;
+        if let Some(device_id) = gpu {
+            let dir = self
+                .runtime
+                .library()
+                .parent()
+                .unwrap_or(std::path::Path::new("/"));
+            cuda::prepare(dir, device_id)
+                .and_then(|_| cuda::append_provider(&mut builder, device_id, limit_bytes))
+                .map_err(|err| {
+                    Error::new(format!(
+                        "cannot run the model on GPU:{device_id}: {}",
+                        err.0
+                    ))
+                })?;
+        }
+        if intra > 0 {
+            builder = builder.with_intra_threads(intra)?;
+        }
+        if inter > 0 {
+            builder = builder.with_inter_threads(inter)?;
+            if inter > 1 {
+                builder = builder.with_parallel_execution(true)?;
+            }
+        }
+        if arena.use_env_allocators() {
+            builder = builder.with_env_allocators()?;
+        }
+        let session = builder.commit_from_memory(blob)?;
+        drop(arena);
+        Ok(session)
     }
 
     /// Runs a model; returns its outputs in the model's order. `timeout_ms` is the run's
@@ -325,7 +381,23 @@ impl OnnxBackend {
                 .enumerate()
                 .map(|(i, (tensor, port))| convert::input_value(i, port, tensor))
                 .collect::<Result<Vec<SessionInputValue<'_>>>>()?;
-            let mut session = model.session.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut main_session;
+            let mut any_rank_sessions;
+            let session: &mut Session = match &model.any_rank {
+                None => {
+                    main_session = model.session.lock().unwrap_or_else(PoisonError::into_inner);
+                    &mut main_session
+                }
+                Some(any_rank) => {
+                    any_rank_sessions = any_rank
+                        .sessions
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    let at =
+                        self.any_rank_session(model, any_rank, &mut any_rank_sessions, inputs)?;
+                    &mut any_rank_sessions[at].1
+                }
+            };
             if timeout.is_none() && cancel.is_none() {
                 let outputs = session
                     .run(values.as_slice())
@@ -380,6 +452,51 @@ impl OnnxBackend {
             };
             collect_outputs(model, &outputs)
         })
+    }
+}
+
+impl OnnxBackend {
+    /// The index in `sessions` of the session for the ranks `inputs` give the model's
+    /// any-rank inputs, loaded now if it is not there (see [`AnyRank`]).
+    fn any_rank_session(
+        &self,
+        model: &OnnxModel,
+        any_rank: &AnyRank,
+        sessions: &mut Vec<(Vec<usize>, Session, WeightsHeld)>,
+        inputs: &[TensorRef<'_>],
+    ) -> Result<usize> {
+        let ranked: Vec<(&str, usize)> = model
+            .inputs
+            .iter()
+            .zip(inputs)
+            .filter(|(port, _)| port.any_rank)
+            .map(|(port, tensor)| (port.name.as_str(), tensor.shape.len()))
+            .collect();
+        let ranks: Vec<usize> = ranked.iter().map(|(_, rank)| *rank).collect();
+        if let Some(at) = sessions.iter().position(|(r, _, _)| *r == ranks) {
+            let entry = sessions.remove(at);
+            sessions.push(entry);
+            return Ok(sessions.len() - 1);
+        }
+        let described = ranked
+            .iter()
+            .map(|(name, rank)| format!("'{name}' of rank {rank}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let blob = policy::declare_ranks(&any_rank.blob, &ranked).map_err(Error::new)?;
+        let session = self.session(&blob, any_rank.settings).map_err(|err| {
+            Error::new(format!(
+                "the model cannot run on these inputs ({described}; it declares no shape for them): {}",
+                err.0
+            ))
+        })?;
+        if sessions.len() >= ANY_RANK_SESSIONS {
+            sessions.remove(0);
+        }
+        let weights = WeightsHeld::take(any_rank.blob.len() as u64);
+        sessions.push((ranks, session, weights));
+        self.memory_stats();
+        Ok(sessions.len() - 1)
     }
 }
 

@@ -45,6 +45,9 @@ pub struct Port {
     /// dimension). [`crate::policy`] makes every model input declare one, so for an
     /// input its length is the rank the model takes; empty for other outputs.
     pub dims: Vec<i64>,
+    /// An input whose model declares no shape ([`crate::policy::any_rank_inputs`]): any
+    /// rank goes, the run's session declares it.
+    pub any_rank: bool,
 }
 
 /// What an output is in the model, and so how it becomes a tensor (inputs are tensors).
@@ -147,6 +150,7 @@ pub fn port_of(direction: &str, index: usize, name: &str, ty: &ValueType) -> Res
                 dtype,
                 form: Form::Tensor,
                 dims: shape.iter().copied().collect(),
+                any_rank: false,
             }),
             None => Err(Error::new(format!(
                 "model {direction} {index} ('{name}') has element type {}, which RedisAI tensors cannot hold",
@@ -169,6 +173,7 @@ pub fn output_port(index: usize, name: &str, ty: &ValueType) -> Result<Port> {
             dtype,
             form,
             dims: Vec::new(),
+            any_rank: false,
         })
     };
     let refuse = |why: &str| {
@@ -237,30 +242,6 @@ pub fn input_value<'a>(
             "input {index} ('{name}') is not in CPU memory"
         )));
     }
-    // ONNX Runtime checks this too, before any kernel runs (in its words, which clients
-    // match); checked here as well, so a run never reaches ONNX Runtime with a rank the
-    // model does not declare.
-    if tensor.shape.len() != port.dims.len() {
-        return Err(Error::new(format!(
-            "Invalid rank for input: {name} Got: {} Expected: {} Please fix either the inputs/outputs or the model.",
-            tensor.shape.len(),
-            port.dims.len()
-        )));
-    }
-    let wrong: Vec<String> = tensor
-        .shape
-        .iter()
-        .zip(&port.dims)
-        .enumerate()
-        .filter(|(_, (&given, &declared))| declared >= 0 && given != declared)
-        .map(|(i, (given, declared))| format!("index: {i} Got: {given} Expected: {declared}"))
-        .collect();
-    if !wrong.is_empty() {
-        return Err(Error::new(format!(
-            "Got invalid dimensions for input: {name} for the following indices {} Please fix either the inputs or the model.",
-            wrong.join(" ")
-        )));
-    }
     let mut count: usize = 1;
     for &dim in tensor.shape {
         let dim = usize::try_from(dim).map_err(|_| {
@@ -275,6 +256,33 @@ pub fn input_value<'a>(
                 tensor.shape
             ))
         })?;
+    }
+    // ONNX Runtime checks this too, before any kernel runs (in its words, which clients
+    // match); checked here as well, so a run never reaches ONNX Runtime with a rank the
+    // model does not declare.
+    if port.any_rank {
+        // The run's session declares the rank the run gives.
+    } else if tensor.shape.len() != port.dims.len() {
+        return Err(Error::new(format!(
+            "Invalid rank for input: {name} Got: {} Expected: {} Please fix either the inputs/outputs or the model.",
+            tensor.shape.len(),
+            port.dims.len()
+        )));
+    }
+    let declared: &[i64] = if port.any_rank { &[] } else { &port.dims };
+    let wrong: Vec<String> = tensor
+        .shape
+        .iter()
+        .zip(declared)
+        .enumerate()
+        .filter(|(_, (&given, &declared))| declared >= 0 && given != declared)
+        .map(|(i, (given, declared))| format!("index: {i} Got: {given} Expected: {declared}"))
+        .collect();
+    if !wrong.is_empty() {
+        return Err(Error::new(format!(
+            "Got invalid dimensions for input: {name} for the following indices {} Please fix either the inputs or the model.",
+            wrong.join(" ")
+        )));
     }
     let shape = tensor.shape.to_vec();
     let data = tensor.data;

@@ -103,7 +103,125 @@ pub fn check(blob: &[u8]) -> Result<(), String> {
     Walk { domains: &domains }
         .model(blob)
         .map_err(Refusal::text)?;
-    declared_inputs(blob).map_err(Refusal::text)
+    declared_inputs(blob).map_err(Refusal::text)?;
+    Ok(())
+}
+
+/// The model's inputs (not initializers) whose tensor type declares no shape, in graph
+/// order (call after [`check`]). ONNX Runtime loads such a model, but it cannot check the
+/// rank a run gives them, and some kernels given a rank they do not take call
+/// `std::terminate` (see [`declared_inputs`]). The backend runs such a model with a session
+/// for the ranks of the run's inputs, loaded from [`declare_ranks`]'s copy of the model, so
+/// ONNX Runtime's shape inference checks every operator against those ranks first.
+pub fn any_rank_inputs(blob: &[u8]) -> Result<Vec<String>, String> {
+    declared_inputs(blob)
+        .map(|names| {
+            names
+                .into_iter()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect()
+        })
+        .map_err(Refusal::text)
+}
+
+/// A copy of the model whose inputs named in `ranks` declare a shape of that rank, every
+/// dimension symbolic (its own name). Each of those inputs' `ValueInfoProto` gets one more
+/// `type { tensor_type { shape } }`, which protobuf merges into the type it has: the
+/// element type stays, the shape (absent before) is the new one. Every other byte of the
+/// model is kept as it is.
+pub fn declare_ranks(blob: &[u8], ranks: &[(&str, usize)]) -> Result<Vec<u8>, String> {
+    let rewrite = || -> Checked<Vec<u8>> {
+        let mut out = Vec::with_capacity(blob.len() + 64 * ranks.len());
+        each_raw(blob, |number, raw, value| {
+            match (number, value) {
+                (model::GRAPH, Value::Bytes(graph)) => {
+                    let mut g = Vec::with_capacity(graph.len() + 64 * ranks.len());
+                    each_raw(graph, |number, raw, value| {
+                        match (number, value) {
+                            (graph::INPUT, Value::Bytes(input)) => {
+                                let name = last_bytes(input, value_info::NAME)?;
+                                let name = String::from_utf8_lossy(name);
+                                match ranks.iter().position(|(n, _)| *n == name) {
+                                    Some(at) => {
+                                        let mut vi = input.to_vec();
+                                        put_bytes(
+                                            &mut vi,
+                                            value_info::TYPE,
+                                            &rank_type(at, ranks[at].1),
+                                        );
+                                        put_bytes(&mut g, graph::INPUT, &vi);
+                                    }
+                                    None => g.extend_from_slice(raw),
+                                }
+                            }
+                            _ => g.extend_from_slice(raw),
+                        }
+                        Ok(())
+                    })?;
+                    put_bytes(&mut out, model::GRAPH, &g);
+                }
+                _ => out.extend_from_slice(raw),
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    };
+    rewrite().map_err(Refusal::text)
+}
+
+/// `TypeProto { tensor_type { shape { dim { dim_param } x rank } } }`.
+fn rank_type(input: usize, rank: usize) -> Vec<u8> {
+    let mut shape = Vec::new();
+    for d in 0..rank {
+        let mut dim = Vec::new();
+        put_bytes(
+            &mut dim,
+            2,
+            format!("redisai_input{input}_dim{d}").as_bytes(),
+        );
+        put_bytes(&mut shape, 1, &dim);
+    }
+    let mut tensor = Vec::new();
+    put_bytes(&mut tensor, type_proto::SHAPE, &shape);
+    let mut ty = Vec::new();
+    put_bytes(&mut ty, type_proto::TENSOR_TYPE, &tensor);
+    ty
+}
+
+/// Appends a length-delimited field.
+fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    put_varint(out, (u64::from(field) << 3) | 2);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Calls `each` with every field of the message: its number, its bytes as written, and
+/// its value.
+fn each_raw<'a>(
+    message: &'a [u8],
+    mut each: impl FnMut(u32, &'a [u8], Value<'a>) -> Checked,
+) -> Checked {
+    let mut fields = Fields::of(message);
+    loop {
+        let before = fields.rest;
+        let Some((number, value)) = fields.next_field()? else {
+            return Ok(());
+        };
+        let raw = &before[..before.len() - fields.rest.len()];
+        each(number, raw, value)?;
+    }
 }
 
 /// Why a model is refused.
@@ -141,7 +259,7 @@ impl Refusal {
                 format!("model uses a forbidden operation: {domain}.{op} ({why})")
             }
             Refusal::Undeclared { input, why } => format!(
-                "model input '{input}' has no declared shape: {why} (ONNX Runtime checks the rank of a declared input before the run; give the input a tensor type with a shape, whose dimensions may be symbolic)"
+                "model input '{input}' has no declared type: {why}"
             ),
         }
     }
@@ -263,19 +381,19 @@ fn function_domains(model: &[u8]) -> Checked<HashSet<&[u8]>> {
     Ok(domains)
 }
 
-/// Every input of the main graph that is not an initializer must declare a tensor type
-/// with a shape (its rank; the dimensions may be symbolic or unknown), or be of a
-/// non-tensor type (a sequence, map or optional, which the backend refuses as an input
-/// anyway). With the rank declared, ONNX Runtime's shape inference checks each operator's
-/// rank rules when the model is loaded, and each run's inputs are checked against the
-/// declared rank and fixed dimensions before any kernel runs. Without it a kernel may index
-/// past an input's dimensions, which ONNX Runtime (built with GSL contract checks) answers
-/// with `std::terminate`: the server aborts.
+/// Every input of the main graph that is not an initializer must have a type; a tensor
+/// type, an element type. Returns the (dense) tensor inputs without a shape: the backend
+/// runs those with the run's ranks declared ([`any_rank_inputs`]). With the rank declared,
+/// ONNX Runtime's shape inference checks each operator's rank rules when the model is
+/// loaded, and each run's inputs are checked against the declared rank and fixed
+/// dimensions before any kernel runs. Without it a kernel may index past an input's
+/// dimensions, which ONNX Runtime (built with GSL contract checks) answers with
+/// `std::terminate`: the server aborts. A sparse tensor input must declare its shape.
 ///
 /// Protobuf's merging is followed: the graph may be given more than once (its inputs and
 /// initializers add up), a `ValueInfoProto`'s last name counts, and its type occurrences
 /// merge (a later member of TypeProto's oneof clears an earlier one).
-fn declared_inputs(model: &[u8]) -> Checked {
+fn declared_inputs(model: &[u8]) -> Checked<Vec<&[u8]>> {
     let mut graphs = Vec::new();
     each_bytes(model, |number, graph| {
         if number == model::GRAPH {
@@ -301,6 +419,7 @@ fn declared_inputs(model: &[u8]) -> Checked {
             Ok(())
         })?;
     }
+    let mut any_rank = Vec::new();
     for input in inputs {
         let name = last_bytes(input, value_info::NAME)?;
         if initializers.contains(name) {
@@ -361,7 +480,11 @@ fn declared_inputs(model: &[u8]) -> Checked {
         let why = match kind {
             Kind::None => "it has no type",
             Kind::Tensor if !elem => "its tensor type has no element type",
-            Kind::Tensor if !shape => "its tensor type has no shape (rank)",
+            Kind::Tensor if !shape && member == type_proto::TENSOR_TYPE => {
+                any_rank.push(name);
+                continue;
+            }
+            Kind::Tensor if !shape => "its sparse tensor type has no shape (rank)",
             _ => continue,
         };
         return Err(Refusal::Undeclared {
@@ -369,7 +492,7 @@ fn declared_inputs(model: &[u8]) -> Checked {
             why,
         });
     }
-    Ok(())
+    Ok(any_rank)
 }
 
 /// The last length-delimited value of field `field` in `message` (`""` when none).
