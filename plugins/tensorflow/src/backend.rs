@@ -34,12 +34,23 @@ pub struct TfBackend {
     runtime: &'static Runtime,
 }
 
-/// A graph input or output: its name as given at MODELSTORE, where it is in the graph and
-/// its dtype.
+/// A graph input or output: its name as given at MODELSTORE, where it is in the graph, its
+/// dtype and the shape the graph gives it (None: unknown rank; -1: a dimension of unknown
+/// size).
 struct Port {
     name: String,
     output: Output,
     dtype: DType,
+    shape: Option<Vec<i64>>,
+}
+
+/// A shape as `[2,?,3]` (-1: `?`).
+fn shape_text(dims: &[i64]) -> String {
+    let dims: Vec<String> = dims
+        .iter()
+        .map(|&d| if d < 0 { "?".to_owned() } else { d.to_string() })
+        .collect();
+    format!("[{}]", dims.join(","))
 }
 
 /// A loaded model: the graph, a session on it, and its inputs and outputs in the order
@@ -128,8 +139,7 @@ fn effective_timeout(config_ms: i64, run_ms: u64) -> Option<u64> {
 impl TfBackend {
     /// Opens the TensorFlow libraries (once per process) and makes a backend.
     pub fn new(config: impl Config) -> Result<TfBackend> {
-        let limit_mb = u64::try_from(config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
-        let runtime = runtime::runtime_with_memory_limit(limit_mb.saturating_mul(1_000_000))?;
+        let runtime = runtime::runtime()?;
         Ok(TfBackend {
             config: Box::new(config),
             runtime,
@@ -318,6 +328,19 @@ impl TfBackend {
                     convert::dtype_name(port.dtype)
                 )));
             }
+            if let Some(declared) = &port.shape {
+                // The rank only: a graph exported with a fixed batch size still takes
+                // others, as RedisAI allowed (the kernels check sizes).
+                if declared.len() != tensor.shape.len() {
+                    return Err(Error::new(format!(
+                        "input {i} ('{}') has shape {}, the graph declares {} (rank {})",
+                        port.name,
+                        shape_text(tensor.shape),
+                        shape_text(declared),
+                        declared.len()
+                    )));
+                }
+            }
             let value = convert::to_tf(self.runtime, tensor)
                 .map_err(|err| Error::new(format!("input {i} ('{}'): {}", port.name, err.0)))?;
             fed.push(value);
@@ -430,6 +453,7 @@ fn port(graph: &Graph, what: &str, name: &str) -> Result<Port> {
         name: name.to_owned(),
         output,
         dtype,
+        shape: graph.output_shape(output),
     })
 }
 
@@ -453,6 +477,12 @@ mod tests {
         assert_eq!(threads(-1), None);
         assert_eq!(threads(4), Some(4));
         assert_eq!(threads(i64::MAX), None);
+    }
+
+    #[test]
+    fn shape_texts() {
+        assert_eq!(shape_text(&[-1, 2, 3]), "[?,2,3]");
+        assert_eq!(shape_text(&[]), "[]");
     }
 
     #[test]

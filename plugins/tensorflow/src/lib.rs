@@ -53,11 +53,44 @@
 //! constants). Each run feeds the inputs in that order and fetches the outputs; an input
 //! whose dtype differs from the graph's is refused before the run.
 //!
+//! An input whose rank differs from the one the graph gives the fed tensor (a
+//! Placeholder's `shape` attribute) is refused before the run: `input 0 ('x') has shape
+//! [2,2], the graph declares [?,?,?,1] (rank 4)`. Sizes are left to the kernels (a graph
+//! exported with a fixed batch size takes others, as with RedisAI), and a placeholder of
+//! unknown rank takes any shape.
+//!
 //! Dtypes: FLOAT, DOUBLE, INT8, INT16, INT32, INT64, UINT8, UINT16, BOOL and STRING.
 //! STRING elements cross as TensorFlow 2's `TF_TString`s (written and read with the C API's
 //! `TF_String*` functions); an output element that contains a NUL byte (which RedisAI's
 //! NUL-separated STRING tensors cannot hold; a PNG is such a one) fails the run with an
 //! error that says so.
+//!
+//! # Stored graphs are run as they are
+//! Allowed operations can still reach code in TensorFlow that trusts the graph and
+//! aborts the process (a `CHECK`) or divides by zero where the kernels themselves would
+//! fail the run with an error. The live fuzzer found three; the backend avoids the code
+//! that had them, so such a graph either runs or its run fails with TensorFlow's error:
+//! - Graph optimisation is off for every session (`src/proto.rs`): grappler (the "meta
+//!   optimizer") and the classic optimizer's constant folding and CSE (`opt_level` L0).
+//!   Grappler's constant folding aborted on a Transpose whose `perm` folds to a scalar
+//!   (`perm must be rank 1, got shape []` now), and it divided by zero (SIGFPE) on a
+//!   ReverseV2 of axes `[3,1]` of an input of unknown shape. The kernels run the graph as
+//!   stored. Measured (`tests/hostile_runs.rs`, `run_times`, 2 shared cores, noisy): a
+//!   session's first run is faster without it (graph.pb ~1 ms instead of 2.5-6.7 ms, a
+//!   4-layer 3x3 convolution network 2.5 ms instead of ~11 ms); later runs of mlp.pb
+//!   (~40-90 µs), graph.pb (~40-100 µs) and the convolution networks differ within the
+//!   noise. Graphs that relied on grappler's fusions (Conv2D+BiasAdd+Relu, ...) run their
+//!   ops one by one.
+//! - oneDNN is off (`TF_ENABLE_ONEDNN_OPTS=0`, unless the server was started with a
+//!   value): its kernels (`_MklConv2D`, MatMul, pooling, batch norm, ... which TensorFlow
+//!   swaps in when it is on) check ranks with `CHECK`s: a Conv2D fed a rank-2 tensor
+//!   aborted. TensorFlow's own (Eigen) kernels fail the run (`input must be 4-dimensional`).
+//!   It costs convolution-heavy models: 3x3 convolutions of 64x64x32 ran in ~3.9-4.4 ms
+//!   instead of ~2.9-3.2 ms, of 112x112x64 in ~26-42 ms instead of ~19-28 ms (about 1.3-1.4
+//!   times slower); small dense models (mlp.pb, graph.pb) are unchanged. The guard is
+//!   general: an intermediate tensor's rank is known to no check before the run, and
+//!   every oneDNN kernel (convolutions, pooling, MatMul, batch norm, LRN, ...) is
+//!   replaced by TensorFlow's own.
 //!
 //! # Settings
 //! - `INTRA_OP_PARALLELISM`, `INTER_OP_PARALLELISM`: the session's `ConfigProto`
@@ -77,16 +110,16 @@
 //!   its tensors with past the limit; TensorFlow fails the run with "OOM when allocating
 //!   tensor ...", reported as `TF memory limit exceeded, memory allocation failed
 //!   (BACKEND_MEMORY_LIMIT is N MB): ...`. Plain `malloc` (graphs, protobufs, Eigen's
-//!   scratch) is counted but never refused: a failed `operator new` would abort. With a
-//!   limit when TensorFlow is opened, oneDNN is turned off (`TF_ENABLE_ONEDNN_OPTS=0`, see
-//!   `runtime::runtime_with_memory_limit`). The plugin reports what it holds (ABI 1.3
-//!   `memory_stats`); TensorFlow cannot tell a model's own share.
+//!   scratch) is counted but never refused: a failed `operator new` would abort. oneDNN is
+//!   off (see below), so each tensor is allocated and freed on its own and a refusal fails
+//!   the run at once. The plugin reports what it holds (ABI 1.3 `memory_stats`);
+//!   TensorFlow cannot tell a model's own share.
 //!
 //! # Logging
 //! `TF_CPP_MIN_LOG_LEVEL=2` is set in TensorFlow's own environment (unless the server was
 //! started with a value), so only TensorFlow's errors reach stderr (the Redis log).
-//! TensorFlow 2.21 still prints one line when its libraries load ("oneDNN custom operations
-//! are on ..."): it is written before any log setting is read.
+//! (TensorFlow 2.21 prints "oneDNN custom operations are on ..." when its libraries load
+//! with oneDNN on: not with the backend's setting.)
 
 // `unsafe` is allowed in the ffi module only (and for the exported entry point).
 #![deny(unsafe_code)]

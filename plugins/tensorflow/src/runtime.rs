@@ -30,25 +30,25 @@ static INIT: Mutex<()> = Mutex::new(());
 /// TensorFlow's logging from INFO and WARNING down is dropped (errors still reach stderr,
 /// that is the Redis log). Set in TensorFlow's own environment; a value the server was
 /// started with wins.
-const ENVIRONMENT: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[(c"TF_CPP_MIN_LOG_LEVEL", c"2")];
+///
+/// oneDNN is always off (`TF_ENABLE_ONEDNN_OPTS=0`): its kernels (`_MklConv2D` & co., which
+/// TensorFlow swaps in for Conv2D, MatMul, pooling, batch norm, ... when it is on) trust
+/// the ranks of their inputs and abort the process on a wrong one (a Conv2D fed a rank-2
+/// tensor), where TensorFlow's own (Eigen) kernels fail the run with an error. A stored
+/// model and its inputs are hostile input. It also gives TensorFlow its plain CPU allocator,
+/// which BACKEND_MEMORY_LIMIT bounds tensor by tensor (each tensor is allocated and freed on its own, through the memory shim, and a
+/// refused allocation fails the run at once, "OOM when allocating tensor"; oneDNN's BFC
+/// arena, "mklcpu", would keep what it grew and, refused memory, wait 10 s for other runs
+/// to free some).
+/// A server started with `TF_ENABLE_ONEDNN_OPTS=1` gets oneDNN back, and those aborts.
+const ENVIRONMENT: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
+    (c"TF_CPP_MIN_LOG_LEVEL", c"2"),
+    (c"TF_ENABLE_ONEDNN_OPTS", c"0"),
+];
 
 /// The process's runtime, opening the libraries on first use. A failure is not cached: a
 /// later call tries again (for example once the libraries have been put in place).
 pub fn runtime() -> Result<&'static Runtime> {
-    runtime_with_memory_limit(0)
-}
-
-/// As [`runtime`]; when this call opens the libraries and `limit_bytes` (BACKEND_MEMORY_LIMIT)
-/// is not 0, TensorFlow is started with `TF_ENABLE_ONEDNN_OPTS=0` (unless the server's
-/// environment says otherwise), which also gives it its plain CPU allocator: each tensor is
-/// allocated and freed on its own, through the memory shim, which bounds them all
-/// (`ffi::set_memory_limit`), and a refused allocation fails the run at once ("OOM when
-/// allocating tensor"). With oneDNN on, tensors of 256 KiB and more come from its BFC
-/// arena ("mklcpu"), which keeps what it grew (up to the limit) and, refused memory,
-/// waits 10 s for other runs to free some before it fails: past MODEL_EXECUTION_TIMEOUT
-/// the run then ends as a timeout. Without a limit at that time oneDNN stays on, and a
-/// limit set later still binds (through the shim) with those two drawbacks.
-pub fn runtime_with_memory_limit(limit_bytes: u64) -> Result<&'static Runtime> {
     if let Some(runtime) = RUNTIME.get() {
         return Ok(runtime);
     }
@@ -66,11 +66,7 @@ pub fn runtime_with_memory_limit(limit_bytes: u64) -> Result<&'static Runtime> {
             )));
         }
     }
-    let mut environment = ENVIRONMENT.to_vec();
-    if limit_bytes > 0 {
-        environment.push((c"TF_ENABLE_ONEDNN_OPTS", c"0"));
-    }
-    let runtime = Runtime::open(&framework, &cc, &environment).map_err(Error::new)?;
+    let runtime = Runtime::open(&framework, &cc, ENVIRONMENT).map_err(Error::new)?;
     if !runtime.version().starts_with("2.") {
         return Err(Error::new(format!(
             "{} is TensorFlow {}, the backend needs TensorFlow 2 (it is tested with {TENSORFLOW_VERSION})",

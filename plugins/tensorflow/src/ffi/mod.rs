@@ -122,6 +122,8 @@ api! {
     operation_num_outputs = c"TF_OperationNumOutputs": fn(Object) -> c_int;
     operation_output_type = c"TF_OperationOutputType": fn(Output) -> c_int;
     operation_op_type = c"TF_OperationOpType": fn(Object) -> *const c_char;
+    graph_tensor_num_dims = c"TF_GraphGetTensorNumDims": fn(Object, Output, Object) -> c_int;
+    graph_tensor_shape = c"TF_GraphGetTensorShape": fn(Object, Output, *mut i64, c_int, Object);
     new_session_options = c"TF_NewSessionOptions": fn() -> Object;
     delete_session_options = c"TF_DeleteSessionOptions": fn(Object);
     set_config = c"TF_SetConfig": fn(Object, *const c_void, usize, Object);
@@ -355,6 +357,37 @@ impl Graph {
     pub fn output_type(&self, output: Output) -> c_int {
         // SAFETY: `output` was found in this live graph.
         unsafe { (self.runtime.api.operation_output_type)(output) }
+    }
+
+    /// The shape the graph gives an output of this graph (a Placeholder's `shape`
+    /// attribute, or what TensorFlow's shape inference found at import): None when its
+    /// rank is unknown; -1 for a dimension of unknown size.
+    pub fn output_shape(&self, output: Output) -> Option<Vec<i64>> {
+        let api = &self.runtime.api;
+        let rank = self
+            .runtime
+            .with_status(|status| {
+                // SAFETY: `output` was found in this live graph; live status.
+                unsafe { (api.graph_tensor_num_dims)(self.raw, output, status) }
+            })
+            .ok()?;
+        let rank = usize::try_from(rank).ok()?;
+        let mut dims = vec![-1i64; rank];
+        self.runtime
+            .with_status(|status| {
+                // SAFETY: as above; `dims` holds `rank` values, the count passed.
+                unsafe {
+                    (api.graph_tensor_shape)(
+                        self.raw,
+                        output,
+                        dims.as_mut_ptr(),
+                        rank as c_int,
+                        status,
+                    )
+                }
+            })
+            .ok()?;
+        Some(dims)
     }
 
     /// The op type (e.g. "Placeholder") of the operation of an output of this graph.
