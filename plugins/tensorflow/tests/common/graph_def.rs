@@ -5,6 +5,7 @@
 /// tensorflow.DataType values.
 pub const DT_FLOAT: u64 = 1;
 pub const DT_STRING: u64 = 7;
+pub const DT_INT32: u64 = 3;
 
 fn varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
@@ -197,4 +198,147 @@ pub fn identity_in_a_function() -> Vec<u8> {
         ],
         &[function("passer", DT_STRING, &[body], "same:output:0")],
     )
+}
+
+// Graphs of allowed operations that crashed the process before (tests/hostile_runs.rs).
+
+/// TensorShapeProto: dim 2 (Dim: size 1), unknown_rank 3. None: unknown rank.
+pub fn shape_proto(dims: Option<&[i64]>) -> Vec<u8> {
+    match dims {
+        None => field_varint(3, 1),
+        Some(dims) => dims
+            .iter()
+            .flat_map(|&d| field_bytes(2, field_varint(1, d as u64)))
+            .collect(),
+    }
+}
+
+/// A Placeholder with a `shape` attribute (AttrValue `shape` = 7).
+pub fn placeholder_shaped(name: &str, dims: Option<&[i64]>) -> Vec<u8> {
+    node(
+        name,
+        "Placeholder",
+        &[],
+        &[
+            ("dtype", attr_type(DT_FLOAT)),
+            ("shape", field_bytes(7, shape_proto(dims))),
+        ],
+    )
+}
+
+/// A Const of `dtype` (AttrValue `tensor` = 8: TensorProto dtype 1, tensor_shape 2,
+/// float_val 5 / int_val 7, packed).
+pub fn constant(name: &str, dtype: u64, dims: &[i64], values: &[f64]) -> Vec<u8> {
+    let mut tensor = field_varint(1, dtype);
+    tensor.extend(field_bytes(2, shape_proto(Some(dims))));
+    if dtype == DT_FLOAT {
+        let packed: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect();
+        tensor.extend(field_bytes(5, packed));
+    } else {
+        let packed: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| field_varint(1, v as i64 as u64)[1..].to_vec())
+            .collect();
+        tensor.extend(field_bytes(7, packed));
+    }
+    node(
+        name,
+        "Const",
+        &[],
+        &[
+            ("dtype", attr_type(dtype)),
+            ("value", field_bytes(8, tensor)),
+        ],
+    )
+}
+
+/// AttrValue list of ints (ListValue `i` = 3, packed).
+pub fn attr_ints(values: &[i64]) -> Vec<u8> {
+    let packed: Vec<u8> = values
+        .iter()
+        .flat_map(|&v| field_varint(1, v as u64)[1..].to_vec())
+        .collect();
+    field_bytes(1, field_bytes(3, packed))
+}
+
+/// x transposed by `perm`, the nodes before it.
+pub fn transpose_graph(mut nodes: Vec<Vec<u8>>, x: &str, perm: &str) -> Vec<u8> {
+    nodes.push(node(
+        "t",
+        "Transpose",
+        &[x, perm],
+        &[("T", attr_type(DT_FLOAT)), ("Tperm", attr_type(DT_INT32))],
+    ));
+    graph(&nodes, &[])
+}
+
+pub fn reverse_graph() -> Vec<u8> {
+    graph(
+        &[
+            placeholder_shaped("x", None),
+            constant("axis", DT_INT32, &[2], &[3.0, 1.0]),
+            node(
+                "r",
+                "ReverseV2",
+                &["x", "axis"],
+                &[("T", attr_type(DT_FLOAT)), ("Tidx", attr_type(DT_INT32))],
+            ),
+        ],
+        &[],
+    )
+}
+
+/// x (NHWC, shape `x_dims`) convolved `layers` times with a 3x3 filter of `channels`
+/// channels in and out (SAME padding, stride 1).
+pub fn conv_graph(x_dims: Option<&[i64]>, channels: i64, layers: usize) -> Vec<u8> {
+    let mut nodes = vec![placeholder_shaped("x", x_dims)];
+    let count = (9 * channels * channels) as usize;
+    let weights: Vec<f64> = (0..count).map(|i| ((i % 7) as f64 - 3.0) / 64.0).collect();
+    nodes.push(constant(
+        "w",
+        DT_FLOAT,
+        &[3, 3, channels, channels],
+        &weights,
+    ));
+    let mut last = "x".to_owned();
+    for layer in 0..layers {
+        let name = format!("conv{layer}");
+        nodes.push(node(
+            &name,
+            "Conv2D",
+            &[&last, "w"],
+            &[
+                ("T", attr_type(DT_FLOAT)),
+                ("strides", attr_ints(&[1, 1, 1, 1])),
+                ("padding", field_bytes(2, "SAME")),
+            ],
+        ));
+        last = name;
+    }
+    nodes.push(node(
+        "y",
+        "Identity",
+        &[&last],
+        &[("T", attr_type(DT_FLOAT))],
+    ));
+    graph(&nodes, &[])
+}
+
+/// Transpose(x, Size(c)): a `perm` that is a scalar once folded (x of unknown shape):
+/// grappler's constant folding aborted the process on it.
+pub fn transpose_of_a_folded_scalar_perm() -> Vec<u8> {
+    let c = constant("c", DT_FLOAT, &[2], &[1.0, 2.0]);
+    let size = node(
+        "s",
+        "Size",
+        &["c"],
+        &[
+            ("T", attr_type(DT_FLOAT)),
+            ("out_type", attr_type(DT_INT32)),
+        ],
+    );
+    transpose_graph(vec![placeholder_shaped("x", None), c, size], "x", "s")
 }
