@@ -40,7 +40,25 @@
 //! # Policy
 //! Every model load (AI.MODELSTORE/MODELSET, RDB and AOF loads, replicas) first passes the
 //! model's bytes through [`policy::check`]: no external data, no operator domain that ONNX
-//! Runtime does not provide, no contrib operator that reaches outside the model.
+//! Runtime does not provide, no contrib operator that reaches outside the model, no empty
+//! input name in a variadic operator's inputs (`Mean(x, "")` crashes ONNX Runtime's
+//! kernel: `model uses a forbidden operation: Mean (an empty input name in a variadic
+//! position: ...)`), and no model input without a type or element type (`model input 'x'
+//! has no declared type: ...`).
+//!
+//! # Input ranks
+//! Some ONNX Runtime kernels given an input of a rank they do not take call
+//! `std::terminate` (GSL contract checks, on the calling thread: no exception to catch),
+//! which would abort the server. ONNX Runtime's shape inference refuses such a rank at
+//! load when the model declares it, and each run's inputs are checked against the declared
+//! rank and fixed dimensions before a kernel runs (the backend checks them first, in ONNX
+//! Runtime's words: `Invalid rank for input: x Got: 1 Expected: 2 ...`, `Got invalid
+//! dimensions for input: x for the following indices index: 1 Got: 5 Expected: 4 ...`).
+//! A model whose inputs declare no shape (any rank) runs with a session per combination
+//! of the ranks runs give those inputs, loaded from a copy of the model that declares them
+//! (`policy::declare_ranks`; the last 8 kept); a rank an operator cannot take fails the
+//! run: `the model cannot run on these inputs ('x' of rank 1; it declares no shape for
+//! them): <ONNX Runtime's load error>`.
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("tensor data crosses the plugin ABI as little-endian bytes: big-endian targets are not supported");

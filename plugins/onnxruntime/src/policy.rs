@@ -22,6 +22,12 @@
 //!   Runtime's own contrib operators) or the domain of one of the model's local functions,
 //!   and the few `com.microsoft` operators that reach outside the model (see
 //!   [`DENIED_OPS`]): `model uses a forbidden operation: <domain>.<op_type> (<why>)`.
+//! - an empty input name (an omitted optional input) where an operator's variadic inputs
+//!   are ([`VARIADIC_OPS`]): `model uses a forbidden operation: Mean (an empty input name
+//!   in a variadic position: only an optional input may be omitted)`.
+//! - a model input (not an initializer) without a type, without an element type, or a
+//!   sparse tensor without a shape: `model input 'x' has no declared type: <why>`. Dense
+//!   tensor inputs without a shape are listed by [`any_rank_inputs`] for the backend.
 //! - ONNX Runtime's own flatbuffer format (bytes 4..8 `ORTM`), which this reader cannot
 //!   check, and bytes that are not a well-formed protobuf message (ONNX Runtime would
 //!   refuse those too; the text keeps its "protobuf parsing failed").
@@ -110,7 +116,7 @@ pub fn check(blob: &[u8]) -> Result<(), String> {
 /// The model's inputs (not initializers) whose tensor type declares no shape, in graph
 /// order (call after [`check`]). ONNX Runtime loads such a model, but it cannot check the
 /// rank a run gives them, and some kernels given a rank they do not take call
-/// `std::terminate` (see [`declared_inputs`]). The backend runs such a model with a session
+/// `std::terminate` (see the crate docs, "Input ranks"). The backend runs such a model with a session
 /// for the ranks of the run's inputs, loaded from [`declare_ranks`]'s copy of the model, so
 /// ONNX Runtime's shape inference checks every operator against those ranks first.
 pub fn any_rank_inputs(blob: &[u8]) -> Result<Vec<String>, String> {
@@ -621,14 +627,14 @@ impl Walk<'_> {
         let mut op: &[u8] = b"";
         let mut domain: &[u8] = b"";
         let mut forbidden: Option<&[u8]> = None;
-        // Positions of the inputs named "" (an omitted optional input).
+        // The last position of an input named "" (an omitted optional input).
         let mut inputs = 0usize;
-        let mut first_empty: Option<usize> = None;
+        let mut last_empty: Option<usize> = None;
         each_bytes(bytes, |number, inner| {
             match number {
                 node::INPUT => {
-                    if inner.is_empty() && first_empty.is_none() {
-                        first_empty = Some(inputs);
+                    if inner.is_empty() {
+                        last_empty = Some(inputs);
                     }
                     inputs += 1;
                 }
@@ -652,7 +658,7 @@ impl Walk<'_> {
                 why: "custom operator domain",
             });
         }
-        if let Some(position) = first_empty {
+        if let Some(position) = last_empty {
             if let Some((_, _, from)) = VARIADIC_OPS
                 .iter()
                 .find(|(d, o, _)| domain_is(d, domain) && o.as_bytes() == op)
@@ -1141,6 +1147,119 @@ mod tests {
             assert!(text.contains(what), "{text}");
         }
         check(b"").expect("an empty message is a valid (empty) model here; the backend refuses it");
+    }
+
+    #[test]
+    fn empty_variadic_inputs_are_refused() {
+        let with = |op: &str, domain: &str, inputs: &[&str]| {
+            let mut n = Msg::default();
+            for i in inputs {
+                n = n.str(1, i);
+            }
+            model_of(graph_with(&[n.str(2, "y").str(4, op).str(7, domain)], &[]))
+        };
+        for op in [
+            "Mean",
+            "Sum",
+            "Max",
+            "Min",
+            "Concat",
+            "Einsum",
+            "SequenceConstruct",
+        ] {
+            assert_eq!(
+                refusal(&with(op, "", &["x", ""])),
+                format!("model uses a forbidden operation: {op} (an empty input name in a variadic position: only an optional input may be omitted)")
+            );
+            assert!(refusal(&with(op, "ai.onnx", &["", "x"])).contains(op));
+            check(&with(op, "", &["x", "x"])).expect("named inputs");
+        }
+        assert!(
+            refusal(&with("FeatureVectorizer", "ai.onnx.ml", &["", "x"]))
+                .contains("ai.onnx.ml.FeatureVectorizer")
+        );
+        // Loop's M and cond, Scan-8's sequence_lens, Resize's roi are optional.
+        check(&with("Loop", "", &["", "", "v"])).expect("Loop");
+        assert!(refusal(&with("Loop", "", &["", "", "v", ""])).contains("Loop"));
+        check(&with("Scan", "", &["", "s"])).expect("Scan-8");
+        check(&with("Resize", "", &["x", "", "scales"])).expect("Resize");
+        // The same name in another domain is another operator.
+        check(&with("Mean", "com.microsoft", &["x", ""])).expect("not ai.onnx");
+    }
+
+    fn input(name: &str, ty: Option<Msg>) -> Msg {
+        let vi = Msg::default().str(1, name);
+        match ty {
+            Some(ty) => vi.msg(2, ty),
+            None => vi,
+        }
+    }
+
+    fn tensor_type(elem: u64, shape: Option<&[u64]>) -> Msg {
+        let mut t = Msg::default().int(1, elem);
+        if let Some(dims) = shape {
+            t = t.msg(
+                2,
+                dims.iter()
+                    .fold(Msg::default(), |s, &d| s.msg(1, Msg::default().int(1, d))),
+            );
+        }
+        Msg::default().msg(1, t)
+    }
+
+    #[test]
+    fn inputs_declare_their_types_and_any_rank_ones_are_listed() {
+        let with_inputs = |inputs: &[Msg], inits: &[Msg]| {
+            let mut g = graph_with(&[node("Identity", "")], inits);
+            for i in inputs {
+                g = g.msg(11, i.clone());
+            }
+            model_of(g)
+        };
+        let bytes = with_inputs(
+            &[
+                input("a", Some(tensor_type(1, Some(&[2, 3])))),
+                input("b", Some(tensor_type(1, None))),
+                input("w", None),
+            ],
+            &[plain_tensor()],
+        );
+        check(&bytes).expect("w is an initializer");
+        assert_eq!(any_rank_inputs(&bytes).unwrap(), ["b"]);
+        assert_eq!(
+            refusal(&with_inputs(&[input("x", None)], &[])),
+            "model input 'x' has no declared type: it has no type"
+        );
+        assert_eq!(
+            refusal(&with_inputs(
+                &[input("x", Some(Msg::default().msg(1, Msg::default())))],
+                &[]
+            )),
+            "model input 'x' has no declared type: its tensor type has no element type"
+        );
+        // A later member of the oneof clears the shape (protobuf's merge).
+        let switched = Msg::default()
+            .msg(1, Msg::default().int(1, 1).msg(2, Msg::default()))
+            .msg(4, Msg::default())
+            .msg(1, Msg::default().int(1, 1));
+        let bytes = with_inputs(&[input("x", Some(switched))], &[]);
+        assert_eq!(any_rank_inputs(&bytes).unwrap(), ["x"]);
+        // Sequences are the backend's to refuse.
+        let seq = Msg::default().msg(4, Msg::default().msg(1, tensor_type(1, None)));
+        check(&with_inputs(&[input("s", Some(seq))], &[])).expect("a sequence");
+        // declare_ranks gives the listed inputs a shape of that rank; nothing else changes.
+        let bytes = with_inputs(
+            &[
+                input("a", Some(tensor_type(1, Some(&[2])))),
+                input("b", Some(tensor_type(7, None))),
+            ],
+            &[],
+        );
+        let declared = declare_ranks(&bytes, &[("b", 3)]).expect("rewrites");
+        check(&declared).expect("still passes");
+        assert!(any_rank_inputs(&declared).unwrap().is_empty());
+        assert!(declared.len() > bytes.len());
+        assert_eq!(declare_ranks(&bytes, &[]).unwrap(), bytes);
     }
 
     /// A small deterministic generator (xorshift64*).
