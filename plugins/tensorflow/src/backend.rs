@@ -330,8 +330,10 @@ impl TfBackend {
             }
             if let Some(declared) = &port.shape {
                 // The rank only: a graph exported with a fixed batch size still takes
-                // others, as RedisAI allowed (the kernels check sizes).
-                if declared.len() != tensor.shape.len() {
+                // others, as RedisAI allowed (the kernels check sizes). A declared scalar
+                // takes any shape: AI.TENSORSET makes no rank-0 tensors, so clients feed
+                // one as [1] (a `keep_prob`), which broadcasts.
+                if !declared.is_empty() && declared.len() != tensor.shape.len() {
                     return Err(Error::new(format!(
                         "input {i} ('{}') has shape {}, the graph declares {} (rank {})",
                         port.name,

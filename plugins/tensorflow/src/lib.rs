@@ -57,7 +57,8 @@
 //! Placeholder's `shape` attribute) is refused before the run: `input 0 ('x') has shape
 //! [2,2], the graph declares [?,?,?,1] (rank 4)`. Sizes are left to the kernels (a graph
 //! exported with a fixed batch size takes others, as with RedisAI), and a placeholder of
-//! unknown rank takes any shape.
+//! unknown rank, or a scalar one (AI.TENSORSET makes no rank-0 tensors: clients feed a
+//! scalar as `[1]`), takes any shape.
 //!
 //! Dtypes: FLOAT, DOUBLE, INT8, INT16, INT32, INT64, UINT8, UINT16, BOOL and STRING.
 //! STRING elements cross as TensorFlow 2's `TF_TString`s (written and read with the C API's

@@ -11,8 +11,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::graph_def::{
-    constant, conv_graph, reverse_graph, transpose_graph, transpose_of_a_folded_scalar_perm,
-    DT_FLOAT, DT_INT32,
+    attr_type, constant, conv_graph, graph, node, placeholder_shaped, reverse_graph,
+    transpose_graph, transpose_of_a_folded_scalar_perm, DT_FLOAT, DT_INT32,
 };
 use common::{backend, load, model_bytes, run, run_err, Input};
 use redisai_plugin_testkit::{f32s, ok};
@@ -125,6 +125,18 @@ fn inputs_are_checked_against_the_declared_ranks() {
     );
     let out = run(&backend, &model, &[Input::f32(&[3, 4], &[0.5; 12])], 1);
     assert_eq!(out[0].shape, [3, 3]);
+    // A declared scalar takes a [1] (clients cannot make rank-0 tensors).
+    let blob = graph(
+        &[
+            placeholder_shaped("x", Some(&[])),
+            constant("c", DT_FLOAT, &[2], &[1.0, 2.0]),
+            node("y", "Mul", &["x", "c"], &[("T", attr_type(DT_FLOAT))]),
+        ],
+        &[],
+    );
+    let model = load_blob(&backend, &blob, &["x"], &["y"]);
+    let out = run(&backend, &model, &[Input::f32(&[1], &[3.0])], 1);
+    assert_eq!(f32s(&out[0].data), [3.0, 6.0]);
 }
 
 fn time_runs(
