@@ -251,6 +251,7 @@ impl OnnxBackend {
             limit_bytes,
         };
         let loaded = no_panic("model load", || {
+            let blob = &policy::drop_trailing_empty_inputs(blob).map_err(Error::new)?;
             let session = self.session(blob, settings)?;
             let any_rank_names = policy::any_rank_inputs(blob).map_err(Error::new)?;
             let mut inputs = session

@@ -44,7 +44,10 @@
 //! input name in a variadic operator's inputs (`Mean(x, "")` crashes ONNX Runtime's
 //! kernel: `model uses a forbidden operation: Mean (an empty input name in a variadic
 //! position: ...)`), and no model input without a type or element type (`model input 'x'
-//! has no declared type: ...`).
+//! has no declared type: ...`). ONNX Runtime then loads a copy whose nodes leave out
+//! trailing omitted optional inputs (`LayerNormalization(x, scale, "")` becomes
+//! `LayerNormalization(x, scale)`, the same in ONNX; ONNX Runtime 1.32's optimizer
+//! crashes on the first form): [`policy::drop_trailing_empty_inputs`].
 //!
 //! # Input ranks
 //! Some ONNX Runtime kernels given an input of a rank they do not take call

@@ -175,6 +175,103 @@ pub fn declare_ranks(blob: &[u8], ranks: &[(&str, usize)]) -> Result<Vec<u8>, St
     rewrite().map_err(Refusal::text)
 }
 
+/// A copy of a checked model (call after [`check`]) whose nodes no longer name trailing
+/// omitted optional inputs: a node's inputs that are `""` from some position to the end
+/// are dropped, in the main graph, every subgraph (attributes `g` and `graphs`) and the
+/// local functions. ONNX gives both forms one meaning, but ONNX Runtime 1.32's level-2
+/// graph optimizations dereference the missing input of the `""` form
+/// (`LayerNormalization(x, scale, "")` crashes the server when the model is loaded).
+/// An empty name before a named input (Resize's `roi`) is kept. Every other byte is kept.
+pub fn drop_trailing_empty_inputs(blob: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(blob.len());
+    let rewritten = each_raw(blob, |number, raw, value| match (number, value) {
+        (model::GRAPH, Value::Bytes(graph)) => {
+            put_bytes(&mut out, number, &rewrite_graph(graph, 1)?);
+            Ok(())
+        }
+        (model::FUNCTIONS, Value::Bytes(function)) => {
+            let mut f = Vec::with_capacity(function.len());
+            each_raw(function, |number, raw, value| match (number, value) {
+                (function::NODE, Value::Bytes(node)) => {
+                    put_bytes(&mut f, number, &rewrite_node(node, 2)?);
+                    Ok(())
+                }
+                _ => {
+                    f.extend_from_slice(raw);
+                    Ok(())
+                }
+            })?;
+            put_bytes(&mut out, number, &f);
+            Ok(())
+        }
+        _ => {
+            out.extend_from_slice(raw);
+            Ok(())
+        }
+    });
+    rewritten.map_err(Refusal::text)?;
+    Ok(out)
+}
+
+fn rewrite_graph(graph: &[u8], depth: usize) -> Checked<Vec<u8>> {
+    let depth = deeper(depth)?;
+    let mut out = Vec::with_capacity(graph.len());
+    each_raw(graph, |number, raw, value| {
+        match (number, value) {
+            (graph::NODE, Value::Bytes(node)) => {
+                put_bytes(&mut out, number, &rewrite_node(node, depth)?)
+            }
+            _ => out.extend_from_slice(raw),
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn rewrite_node(node: &[u8], depth: usize) -> Checked<Vec<u8>> {
+    let depth = deeper(depth)?;
+    // Inputs from `keep` on (counting input occurrences) are all "".
+    let mut inputs = 0usize;
+    let mut keep = 0usize;
+    each_bytes(node, |number, inner| {
+        if number == node::INPUT {
+            inputs += 1;
+            if !inner.is_empty() {
+                keep = inputs;
+            }
+        }
+        Ok(())
+    })?;
+    let mut out = Vec::with_capacity(node.len());
+    let mut seen = 0usize;
+    each_raw(node, |number, raw, value| {
+        match (number, value) {
+            (node::INPUT, Value::Bytes(_)) => {
+                seen += 1;
+                if seen <= keep {
+                    out.extend_from_slice(raw);
+                }
+            }
+            (node::ATTRIBUTE, Value::Bytes(attr)) => {
+                let mut a = Vec::with_capacity(attr.len());
+                each_raw(attr, |number, raw, value| {
+                    match (number, value) {
+                        (attribute::G | attribute::GRAPHS, Value::Bytes(graph)) => {
+                            put_bytes(&mut a, number, &rewrite_graph(graph, depth)?)
+                        }
+                        _ => a.extend_from_slice(raw),
+                    }
+                    Ok(())
+                })?;
+                put_bytes(&mut out, number, &a);
+            }
+            _ => out.extend_from_slice(raw),
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// `TypeProto { tensor_type { shape { dim { dim_param } x rank } } }`.
 fn rank_type(input: usize, rank: usize) -> Vec<u8> {
     let mut shape = Vec::new();
@@ -1260,6 +1357,48 @@ mod tests {
         assert!(any_rank_inputs(&declared).unwrap().is_empty());
         assert!(declared.len() > bytes.len());
         assert_eq!(declare_ranks(&bytes, &[]).unwrap(), bytes);
+    }
+
+    #[test]
+    fn trailing_empty_inputs_are_dropped() {
+        let n = |inputs: &[&str]| {
+            inputs
+                .iter()
+                .fold(Msg::default(), |m, i| m.str(1, i))
+                .str(2, "y")
+                .str(4, "Op")
+        };
+        let before = model_of(graph_with(&[n(&["x", "s", ""]), n(&["x", "", "s"])], &[]));
+        let after = drop_trailing_empty_inputs(&before).expect("rewrites");
+        assert_eq!(
+            after,
+            model_of(graph_with(&[n(&["x", "s"]), n(&["x", "", "s"])], &[]))
+        );
+        // In a subgraph and in a local function.
+        let sub = |inputs: &[&str]| {
+            let attr = Msg::default()
+                .str(1, "body")
+                .int(20, 5)
+                .msg(6, graph_with(&[n(inputs)], &[]));
+            let function = Msg::default()
+                .str(1, "f")
+                .str(10, "local")
+                .msg(7, n(inputs));
+            Msg::default()
+                .msg(
+                    7,
+                    graph_with(&[Msg::default().str(4, "Loop").msg(5, attr)], &[]),
+                )
+                .msg(25, function)
+                .0
+        };
+        assert_eq!(
+            drop_trailing_empty_inputs(&sub(&["a", "", ""])).unwrap(),
+            sub(&["a"])
+        );
+        // Nothing to drop: the same bytes.
+        let plain = model_of(graph_with(&[node("Add", "")], &[plain_tensor()]));
+        assert_eq!(drop_trailing_empty_inputs(&plain).unwrap(), plain);
     }
 
     /// A small deterministic generator (xorshift64*).
