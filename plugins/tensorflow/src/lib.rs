@@ -92,6 +92,9 @@
 //!   general: an intermediate tensor's rank is known to no check before the run, and
 //!   every oneDNN kernel (convolutions, pooling, MatMul, batch norm, LRN, ...) is
 //!   replaced by TensorFlow's own.
+//! - Grappler's internal fusions (`_FusedConv2D`, `_FusedMatMul`, `_FusedBatchNormEx`)
+//!   are not on the allow-list: frozen graphs do not hold them (grappler makes them at run
+//!   time), and their kernels read a bias shorter than the output's channels past its end.
 //!
 //! # Settings
 //! - `INTRA_OP_PARALLELISM`, `INTER_OP_PARALLELISM`: the session's `ConfigProto`

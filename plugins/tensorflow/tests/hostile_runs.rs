@@ -5,14 +5,17 @@
 //!   of an input of unknown shape: the sessions run without it (src/proto.rs).
 //! - oneDNN's Conv2D kernel aborted on a rank-2 input: oneDNN is off (src/runtime.rs), and
 //!   an input whose rank the graph's placeholder contradicts is refused before the run.
+//! - grappler's internal fusions (`_FusedMatMul`, ...) read a short bias past its end: they
+//!   are refused at load (src/policy.rs).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::graph_def::{
-    attr_type, constant, conv_graph, graph, node, placeholder_shaped, reverse_graph,
-    transpose_graph, transpose_of_a_folded_scalar_perm, DT_FLOAT, DT_INT32,
+    attr_type, attr_type_list, constant, conv_graph, field_bytes, field_varint, graph, node,
+    placeholder_shaped, reverse_graph, transpose_graph, transpose_of_a_folded_scalar_perm,
+    DT_FLOAT, DT_INT32,
 };
 use common::{backend, load, model_bytes, run, run_err, Input};
 use redisai_plugin_testkit::{f32s, ok};
@@ -189,5 +192,39 @@ fn run_times() {
         let x = Input::f32(&[1, size, size, channels], &values);
         let (first, mean) = time_runs(&backend, &model, &[x], runs);
         println!("conv {layers}x3x3 {size}x{size}x{channels}: first {first:?}, then {mean:?}");
+    }
+}
+
+/// Grappler's internal fusions are refused at load: their kernels read a BiasAdd argument
+/// shorter than the output's channels past its end (a bias of [1] for 4096 columns came
+/// back as 4095 columns of TensorFlow's memory).
+#[test]
+fn grapplers_internal_fusions_are_refused() {
+    let backend = backend();
+    for op in ["_FusedMatMul", "_FusedConv2D", "_FusedBatchNormEx"] {
+        let blob = graph(
+            &[
+                placeholder_shaped("x", None),
+                constant("w", DT_FLOAT, &[2, 2], &[0.5; 4]),
+                constant("b", DT_FLOAT, &[1], &[0.25]),
+                node(
+                    "y",
+                    op,
+                    &["x", "w", "b"],
+                    &[
+                        ("T", attr_type(DT_FLOAT)),
+                        ("num_args", field_varint(3, 1)),
+                        ("fused_ops", field_bytes(1, field_bytes(2, "BiasAdd"))),
+                        ("TArgs", attr_type_list(&[DT_FLOAT])),
+                    ],
+                ),
+            ],
+            &[],
+        );
+        let err = common::load_err(&backend, &blob, &["x"], &["y"]);
+        assert_eq!(
+            err,
+            format!("model uses a forbidden operation: {op} (not on the allow-list)")
+        );
     }
 }
