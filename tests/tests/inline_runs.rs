@@ -83,7 +83,8 @@ fn every_backend_gives_the_same_outputs_inline() {
     // (key, backend, folder, file, INPUTS/OUTPUTS, whether its runs may go inline):
     // libtorch cannot stop a run at its deadline, so the TORCH plugin does not declare
     // RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN and its runs never hold the main thread.
-    let models: [(&str, &str, &str, &str, &[&str], bool); 4] = [
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [&'a str], bool);
+    let models: [Case; 4] = [
         ("onnx", "ONNX", "onnx", "mlp.onnx", &[], true),
         ("tflite", "TFLITE", "tflite", "mlp.tflite", &[], true),
         ("torch", "TORCH", "torch", "mlp.pt", &[], false),
