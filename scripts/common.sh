@@ -32,22 +32,22 @@ download_wheel() {
     [ -f "$wheel" ] && return 0
     mkdir -p "$wheel_dir"
     log "downloading $requirement from PyPI${size:+ ($(human_size "$size"))} into $wheel_dir"
-    local partial monitor="" rc=0 started=$SECONDS
+    local partial monitor rc=0 started=$SECONDS
     partial="$(mktemp -d "$wheel_dir/.partial-$file.XXXXXX")"
-    local progress=(--progress-bar on)
+    local progress=(--progress-bar on) report=1
     if [ ! -t 2 ]; then
         progress=(--progress-bar off)
-        watch_download "$partial" "$file" "$size" $$ >&2 &
-        monitor=$!
+    else
+        report=0   # pip's bar reports; the watcher only cleans up after a Ctrl-C
     fi
+    watch_download "$partial" "$file" "$size" $$ "$report" >&2 &
+    monitor=$!
     # pip does not fall back between platform tags on its own: the callers list several.
     TMPDIR="$partial" python3 -m pip download --disable-pip-version-check --no-deps \
         --only-binary=:all: "${progress[@]}" "${platforms[@]}" --python-version 3.11 \
         -d "$wheel_dir" "$requirement" >&2 || rc=$?
-    if [ -n "$monitor" ]; then
-        kill "$monitor" 2>/dev/null || true
-        wait "$monitor" 2>/dev/null || true
-    fi
+    kill "$monitor" 2>/dev/null || true
+    wait "$monitor" 2>/dev/null || true
     rm -rf "$partial"
     if [ "$rc" -ne 0 ]; then
         log "pip could not download $requirement (exit status $rc; is PyPI reachable?)"
@@ -71,15 +71,15 @@ download_wheel() {
 wheel_sha256_ok() { echo "$2  $1" | sha256sum --check --status; }
 
 # The progress lines of download_wheel off a terminal: the bytes under PARTIAL every
-# $REDISAI_PROGRESS_INTERVAL seconds, while PARENT (the script) lives; if it dies (Ctrl-C,
-# kill), PARTIAL is removed and the way to resume is printed.
+# $REDISAI_PROGRESS_INTERVAL seconds (unless REPORT is 0), while PARENT (the script)
+# lives; if it dies (Ctrl-C, kill), PARTIAL is removed and the way to resume is printed.
 watch_download() {
-    local partial="$1" file="$2" size="$3" parent="$4"
+    local partial="$1" file="$2" size="$3" parent="$4" report="${5:-1}"
     local interval="${REDISAI_PROGRESS_INTERVAL:-10}" ticks=0 got
     while kill -0 "$parent" 2>/dev/null; do
         sleep 1
         ticks=$((ticks + 1))
-        [ "$ticks" -ge "$interval" ] || continue
+        [ "$report" = 1 ] && [ "$ticks" -ge "$interval" ] || continue
         ticks=0
         got="$(find "$partial" -type f -printf '%s\n' 2>/dev/null | awk '{ n += $1 } END { print n + 0 }')"
         if [ -n "$size" ] && [ "$size" -gt 0 ]; then
