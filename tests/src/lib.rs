@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 pub mod graphs;
 pub mod hardening;
+pub mod protobuf;
 pub mod redisai_rdb;
 
 pub use redis;

@@ -7,10 +7,8 @@
 mod common;
 
 use std::path::PathBuf;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
-use common::{call, call_str, client, pong};
+use common::{call, call_str, client, pong, rss_settles};
 use redisai_tests::redis::{self, Connection, Value};
 use redisai_tests::{error_text, Server, ServerConfig};
 
@@ -115,33 +113,6 @@ const SCRIPT: &str = r#"
 def big(tensors: List[Tensor], keys: List[str], args: List[str]):
     return tensors[0].expand([int(args[0])]).contiguous().sum().reshape([1])
 "#;
-
-// ---- the server ----
-
-fn memory_field(c: &mut Connection, name: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query(c)
-        .expect("INFO memory");
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name}:")))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from INFO memory"))
-}
-
-/// Waits (up to 10 s, purging the allocator's caches) until RSS is within `slack` bytes
-/// of `baseline`; returns the last RSS seen.
-fn rss_settles(c: &mut Connection, baseline: u64, slack: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let _ = call_str(c, "MEMORY PURGE");
-        let rss = memory_field(c, "used_memory_rss");
-        if rss <= baseline.saturating_add(slack) || Instant::now() > deadline {
-            return rss;
-        }
-        sleep(Duration::from_millis(200));
-    }
-}
 
 fn value_of(c: &mut Connection, key: &str) -> String {
     let reply = call_str(c, &format!("AI.TENSORGET {key} VALUES")).expect("TENSORGET");

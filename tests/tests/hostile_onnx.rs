@@ -6,52 +6,14 @@
 //! written here, protobuf by hand (the ONNX backend's own tests show that ONNX Runtime
 //! alone does read such files).
 
+use redisai_tests::protobuf::Pb as Msg;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{error_text, run, run_str, Server};
 
 const EXTERNAL_DATA: &str = "ERR Initializer tensors with external data is not allowed.";
 
-/// A protobuf message under construction.
-#[derive(Default, Clone)]
-struct Msg(Vec<u8>);
-
-impl Msg {
-    fn varint(&mut self, mut v: u64) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.0.push(byte);
-                return;
-            }
-            self.0.push(byte | 0x80);
-        }
-    }
-
-    fn int(mut self, field: u64, v: u64) -> Msg {
-        self.varint(field << 3);
-        self.varint(v);
-        self
-    }
-
-    fn bytes(mut self, field: u64, data: &[u8]) -> Msg {
-        self.varint((field << 3) | 2);
-        self.varint(data.len() as u64);
-        self.0.extend_from_slice(data);
-        self
-    }
-
-    fn str(self, field: u64, s: &str) -> Msg {
-        self.bytes(field, s.as_bytes())
-    }
-
-    fn msg(self, field: u64, m: Msg) -> Msg {
-        self.bytes(field, &m.0)
-    }
-}
-
-const FLOAT: u64 = 1;
-const BOOL: u64 = 9;
+const FLOAT: i64 = 1;
+const BOOL: i64 = 9;
 
 /// TensorProto: FLOAT [4] named `name`, data in the file `location` (data_location
 /// EXTERNAL, external_data entries).
@@ -75,7 +37,7 @@ fn inline_tensor(name: &str) -> Msg {
         .bytes(9, &[0; 16])
 }
 
-fn value_info(name: &str, elem_type: u64, dims: &[u64]) -> Msg {
+fn value_info(name: &str, elem_type: i64, dims: &[i64]) -> Msg {
     let mut shape = Msg::default();
     for &d in dims {
         shape = shape.msg(1, Msg::default().int(1, d));

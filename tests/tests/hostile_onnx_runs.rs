@@ -3,43 +3,9 @@
 //! server keeps answering. The plugin's own tests (plugins/onnxruntime/tests/hostile_runs.rs)
 //! show that ONNX Runtime alone crashes on them.
 
+use redisai_tests::protobuf::Pb;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{error_text, run, run_str, Server};
-
-/// A protobuf message under construction.
-#[derive(Default, Clone)]
-struct Pb(Vec<u8>);
-
-impl Pb {
-    fn varint(&mut self, mut v: u64) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.0.push(byte);
-                return;
-            }
-            self.0.push(byte | 0x80);
-        }
-    }
-    fn int(mut self, field: u64, v: i64) -> Pb {
-        self.varint(field << 3);
-        self.varint(v as u64);
-        self
-    }
-    fn bytes(mut self, field: u64, data: &[u8]) -> Pb {
-        self.varint((field << 3) | 2);
-        self.varint(data.len() as u64);
-        self.0.extend_from_slice(data);
-        self
-    }
-    fn str(self, field: u64, s: &str) -> Pb {
-        self.bytes(field, s.as_bytes())
-    }
-    fn msg(self, field: u64, m: Pb) -> Pb {
-        self.bytes(field, &m.0)
-    }
-}
 
 const FLOAT: i64 = 1;
 const INT32: i64 = 6;

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{call, call_str, client, pong};
-use redisai_tests::redis::{self, Connection, Value};
+use common::{call, call_str, client, memory_field, pong, rss_settles};
+use redisai_tests::redis::Value;
 use redisai_tests::{error_text, Server, ServerConfig};
 
 const SCRIPT: &str = r#"
@@ -22,31 +22,6 @@ const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 fn torch_plugin() -> PathBuf {
     redisai_tests::workspace_root().join("dist/backends/redisai_torch/redisai_torch.so")
-}
-
-fn memory_field(c: &mut Connection, name: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query(c)
-        .expect("INFO memory");
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name}:")))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from INFO memory"))
-}
-
-/// Waits (up to 10 s, purging the allocator's caches) until RSS is within `slack` bytes
-/// of `baseline`; returns the last RSS seen.
-fn rss_settles(c: &mut Connection, baseline: u64, slack: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let _ = call_str(c, "MEMORY PURGE");
-        let rss = memory_field(c, "used_memory_rss");
-        if rss <= baseline + slack || Instant::now() > deadline {
-            return rss;
-        }
-        sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! the output's name and type. The models are written here, protobuf by hand (what
 //! skl2onnx writes for a classifier, in small), so no Python is needed.
 
+use redisai_tests::protobuf::Pb as Msg;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{error_text, run, run_str, Server};
 
@@ -12,44 +13,6 @@ use redisai_tests::{error_text, run, run_str, Server};
 const FLOAT: i64 = 1;
 const INT64: i64 = 7;
 const STRING: i64 = 8;
-
-/// A protobuf message under construction.
-#[derive(Default, Clone)]
-struct Msg(Vec<u8>);
-
-impl Msg {
-    fn varint(&mut self, mut v: u64) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.0.push(byte);
-                return;
-            }
-            self.0.push(byte | 0x80);
-        }
-    }
-
-    fn int(mut self, field: u64, v: i64) -> Msg {
-        self.varint(field << 3);
-        self.varint(v as u64);
-        self
-    }
-
-    fn str(mut self, field: u64, s: &str) -> Msg {
-        self.varint((field << 3) | 2);
-        self.varint(s.len() as u64);
-        self.0.extend_from_slice(s.as_bytes());
-        self
-    }
-
-    fn msg(mut self, field: u64, m: Msg) -> Msg {
-        self.varint((field << 3) | 2);
-        self.varint(m.0.len() as u64);
-        self.0.extend_from_slice(&m.0);
-        self
-    }
-}
 
 /// TypeProto of a tensor of `elem` whose dimensions are given (-1: symbolic) or not.
 fn tensor(elem: i64, dims: Option<&[i64]>) -> Msg {

@@ -234,3 +234,29 @@ pub fn models_persist_and_replicate(
 }
 
 pub use redisai_tests::wait_for_rewrite;
+
+/// A field of `INFO memory`, in bytes.
+pub fn memory_field(c: &mut Connection, name: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query(c)
+        .expect("INFO memory");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}:")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from INFO memory"))
+}
+
+/// Waits (up to 10 s, purging the allocator's caches) until RSS is within `slack` bytes
+/// of `baseline`; returns the last RSS seen.
+pub fn rss_settles(c: &mut Connection, baseline: u64, slack: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = call_str(c, "MEMORY PURGE");
+        let rss = memory_field(c, "used_memory_rss");
+        if rss <= baseline.saturating_add(slack) || std::time::Instant::now() > deadline {
+            return rss;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
