@@ -219,36 +219,29 @@ mod cpu {
 
     /// The process's, its children's and the calling (main) thread's CPU times.
     pub fn process_fields() -> Vec<(&'static str, String)> {
-        let na = || "N/A".to_owned();
-        let mut fields = Vec::new();
-        let own = usage(libc::RUSAGE_SELF);
-        fields.push((
-            "self_used_cpu_sys",
-            own.map_or_else(na, |u| seconds(u.ru_stime)),
-        ));
-        fields.push((
-            "self_used_cpu_user",
-            own.map_or_else(na, |u| seconds(u.ru_utime)),
-        ));
-        let children = usage(libc::RUSAGE_CHILDREN);
-        fields.push((
-            "children_used_cpu_sys",
-            children.map_or_else(na, |u| seconds(u.ru_stime)),
-        ));
-        fields.push((
-            "children_used_cpu_user",
-            children.map_or_else(na, |u| seconds(u.ru_utime)),
-        ));
         // INFO runs on Redis's main thread.
-        let main = usage(libc::RUSAGE_THREAD);
-        fields.push((
-            "main_thread_used_cpu_sys",
-            main.map_or_else(na, |u| seconds(u.ru_stime)),
-        ));
-        fields.push((
-            "main_thread_used_cpu_user",
-            main.map_or_else(na, |u| seconds(u.ru_utime)),
-        ));
+        let sources = [
+            (libc::RUSAGE_SELF, "self_used_cpu_sys", "self_used_cpu_user"),
+            (
+                libc::RUSAGE_CHILDREN,
+                "children_used_cpu_sys",
+                "children_used_cpu_user",
+            ),
+            (
+                libc::RUSAGE_THREAD,
+                "main_thread_used_cpu_sys",
+                "main_thread_used_cpu_user",
+            ),
+        ];
+        let mut fields = Vec::new();
+        for (who, sys, user) in sources {
+            let measured = usage(who);
+            let shown = |time: fn(&libc::rusage) -> libc::timeval| {
+                measured.map_or_else(|| "N/A".to_owned(), |u| seconds(time(&u)))
+            };
+            fields.push((sys, shown(|u| u.ru_stime)));
+            fields.push((user, shown(|u| u.ru_utime)));
+        }
         fields
     }
 
