@@ -222,6 +222,22 @@ impl OnnxBackend {
     /// with ONNX Runtime's CUDA execution provider on `GPU:n` (`gpu` Some(n); see
     /// [`crate::cuda`]). Operators the CUDA provider lacks fall back to the CPU, as ONNX
     /// Runtime places them.
+    /// The weights count against BACKEND_MEMORY_LIMIT too: the arena bounds what runs
+    /// allocate, this bounds what the loaded models (and their extra sessions) keep.
+    fn ensure_weights_fit(&self, bytes: u64) -> Result<()> {
+        let limit_mb = u64::try_from(self.config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
+        if limit_mb == 0 {
+            return Ok(());
+        }
+        let held = WEIGHTS_HELD.load(Ordering::SeqCst);
+        if held.saturating_add(bytes) > limit_mb.saturating_mul(1_000_000) {
+            return Err(Error::new(format!(
+                "Onnxruntime memory limit exceeded: a model of {bytes} bytes with {held} bytes of weights already loaded would pass BACKEND_MEMORY_LIMIT ({limit_mb} MB)"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn load_on(&self, blob: &[u8], gpu: Option<u32>) -> Result<OnnxModel> {
         if blob.is_empty() {
             return Err(Error::new("the ONNX model blob is empty"));
@@ -233,16 +249,7 @@ impl OnnxBackend {
         let limit_mb = u64::try_from(self.config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
         let limit_bytes = (limit_mb > 0).then(|| limit_mb.saturating_mul(1_000_000));
         let blob_bytes = blob.len() as u64;
-        if let Some(limit) = limit_bytes {
-            // The weights count against the limit too: the arena bounds what runs
-            // allocate, this bounds what the loaded models keep.
-            let held = WEIGHTS_HELD.load(Ordering::SeqCst);
-            if held.saturating_add(blob_bytes) > limit {
-                return Err(Error::new(format!(
-                    "Onnxruntime memory limit exceeded: a model of {blob_bytes} bytes with {held} bytes of weights already loaded would pass BACKEND_MEMORY_LIMIT ({limit_mb} MB)"
-                )));
-            }
-        }
+        self.ensure_weights_fit(blob_bytes)?;
         let weights = WeightsHeld::take(blob_bytes);
         let settings = SessionSettings {
             gpu,
@@ -484,6 +491,9 @@ impl OnnxBackend {
             .map(|(name, rank)| format!("'{name}' of rank {rank}"))
             .collect::<Vec<_>>()
             .join(", ");
+        // Each kept session is one more copy of the weights: a client feeding new ranks
+        // may not grow the backend past its limit.
+        self.ensure_weights_fit(any_rank.blob.len() as u64)?;
         let blob = policy::declare_ranks(&any_rank.blob, &ranked).map_err(Error::new)?;
         let session = self.session(&blob, any_rank.settings).map_err(|err| {
             Error::new(format!(

@@ -100,6 +100,35 @@ fn a_2gb_intermediate_is_refused_under_256_mb_and_counters_follow_models() {
     );
     assert_eq!(backend.memory_stats().weights, ran.weights);
 
+    // A model whose input declares no shape gets a session per rank it is fed, each one
+    // more copy of the weights: those count against the limit as well.
+    Settings::set(&settings.memory_mb, 3);
+    let any_rank = common::onnx::model_with_weights(
+        &[Node("Add", &["x", "w"], &["y"])],
+        &[("x", Ty::Tensor(elem::FLOAT, None))],
+        &[("y", Ty::Tensor(elem::FLOAT, None))],
+        &[common::onnx::Weight("w", &[500_000], &weights)],
+    );
+    let any_rank = backend.load(&any_rank).expect("2 MB of weights under 3 MB");
+    let x = [Input::f32(&[500_000], &weights)];
+    let refused = backend
+        .run(&any_rank, 0, &views(&x), 1)
+        .err()
+        .expect("a second copy of the weights under 3 MB");
+    assert!(
+        refused
+            .0
+            .starts_with("Onnxruntime memory limit exceeded: a model of"),
+        "{}",
+        refused.0
+    );
+    Settings::set(&settings.memory_mb, 256);
+    let out = backend
+        .run(&any_rank, 0, &views(&x), 1)
+        .expect("runs once the session fits");
+    assert_eq!(f32s(&out[0].data)[0], 1.0);
+    drop(any_rank);
+
     drop(model);
     let freed = backend.memory_stats();
     eprintln!("freed: {freed:?}");
