@@ -139,17 +139,23 @@ impl AclUser {
 
     /// Whether the user may run the command `argv` (name first).
     pub fn may_run(&self, argv: &[&[u8]]) -> bool {
-        // SAFETY: the API table is filled at load time and only read afterwards.
-        let Some(check) = (unsafe { raw::RedisModule_ACLCheckCommandPermissions }) else {
-            return true;
-        };
         let strings: Vec<RedisString> = argv
             .iter()
             .map(|arg| RedisString::create(None, *arg))
             .collect();
-        let mut ptrs: Vec<*mut raw::RedisModuleString> = strings.iter().map(|s| s.inner).collect();
-        // SAFETY: the user is live; `ptrs` holds live strings for the call.
-        let status = unsafe { check(self.as_ptr(), ptrs.as_mut_ptr(), ptrs.len() as i32) };
+        let ptrs: Vec<*mut raw::RedisModuleString> = strings.iter().map(|s| s.inner).collect();
+        self.may_run_strings(&ptrs)
+    }
+
+    /// [`AclUser::may_run`] of a command already made of Redis strings (live for the call;
+    /// Redis checks the arity of a keyed command first, see `host_calls::key_positions`).
+    pub fn may_run_strings(&self, argv: &[*mut raw::RedisModuleString]) -> bool {
+        // SAFETY: the API table is filled at load time and only read afterwards.
+        let Some(check) = (unsafe { raw::RedisModule_ACLCheckCommandPermissions }) else {
+            return true;
+        };
+        // SAFETY: the user is live; `argv` holds live strings, which Redis only reads.
+        let status = unsafe { check(self.as_ptr(), argv.as_ptr().cast_mut(), argv.len() as i32) };
         status == raw::Status::Ok as i32
     }
 

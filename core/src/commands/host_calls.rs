@@ -171,40 +171,17 @@ fn key_positions(
 }
 
 /// Checks the command against the caller's ACL user.
-fn acl_check(run: &RunContext, locked: &Locked, strings: &Strings) -> Result<(), String> {
+fn acl_check(run: &RunContext, strings: &Strings) -> Result<(), String> {
     let Some(name) = &run.user else {
         return Ok(());
     };
-    // SAFETY: the API table is filled at load time and only read afterwards.
-    let (Some(get_user), Some(check), Some(free_user)) = (unsafe {
-        (
-            raw::RedisModule_GetModuleUserFromUserName,
-            raw::RedisModule_ACLCheckCommandPermissions,
-            raw::RedisModule_FreeModuleUser,
-        )
-    }) else {
-        return Ok(());
-    };
-    let name_string = Strings::new(locked, std::slice::from_ref(name))?;
-    // SAFETY: the context is locked; the name is a live string.
-    let user = unsafe { get_user(name_string.items[0]) };
-    if user.is_null() {
-        return Err(format!(
+    let user = super::caller::AclUser::find(name).ok_or_else(|| {
+        format!(
             "NOPERM user '{}' no longer exists",
             String::from_utf8_lossy(name)
-        ));
-    }
-    // SAFETY: `user` is live until freed below; `argv` holds live strings.
-    let allowed = unsafe {
-        check(
-            user,
-            strings.items.as_ptr().cast_mut(),
-            strings.items.len() as c_int,
         )
-    } == raw::REDISMODULE_OK as c_int;
-    // SAFETY: `user` came from RedisModule_GetModuleUserFromUserName.
-    unsafe { free_user(user) };
-    if allowed {
+    })?;
+    if user.may_run_strings(&strings.items) {
         Ok(())
     } else {
         Err(
@@ -316,7 +293,7 @@ fn run_command(run: &RunContext, args: Vec<Vec<u8>>) -> ReplyValue {
             }
         }
     }
-    if let Err(reason) = acl_check(run, &locked, &strings) {
+    if let Err(reason) = acl_check(run, &strings) {
         return ReplyValue::Error(reason.into_bytes());
     }
     // SAFETY: the API table is filled at load time and only read afterwards.
