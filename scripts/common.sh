@@ -148,7 +148,7 @@ build_core() {
     local flag=()
     [ "$profile" = "release" ] && flag=(--release)
     log "building the core module ($profile)"
-    (cd "$REPO_ROOT" && cargo build -p redisai-core "${flag[@]}")
+    (cd "$REPO_ROOT" && cargo build -p redisai-module "${flag[@]}")
     mkdir -p "$REPO_ROOT/dist/backends"
     install -m 0755 "$REPO_ROOT/target/$profile/libredisai.so" "$REPO_ROOT/dist/redisai.so"
 }
@@ -221,7 +221,7 @@ build_edge() {
     log "building the edge bundle: core + TFLite backend (release)"
     # Two invocations, as build_core and build_backend_tflite do, so that the artifacts
     # (and feature resolution) are the same as dist/'s and cargo's cache is shared.
-    (cd "$REPO_ROOT" && cargo build -p redisai-core --release)
+    (cd "$REPO_ROOT" && cargo build -p redisai-module --release)
     (cd "$REPO_ROOT" && cargo build -p redisai-tflite --release)
     local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
     local out="$REPO_ROOT/dist-edge"
