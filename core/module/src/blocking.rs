@@ -193,10 +193,10 @@ unsafe extern "C" fn reply_callback(
     let result = result.unwrap_or_else(|payload| {
         Err(RedisError::String(format!(
             "ERR internal error while replying: {}",
-            crate::commands::panic_message(payload.as_ref())
+            crate::reply::panic_message(payload.as_ref())
         )))
     });
-    context.reply(crate::commands::resp_safe_result(result));
+    context.reply(crate::reply::resp_safe_result(result));
     raw::Status::Ok as c_int
 }
 

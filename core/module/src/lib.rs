@@ -10,6 +10,7 @@ mod events;
 mod host;
 mod info;
 mod persist;
+mod reply;
 mod retained;
 
 /// Version of this module as Redis sees it (`MODULE LIST`; major * 10000 + minor * 100 +

@@ -211,7 +211,7 @@ impl Completion for DagReply {
                 }
                 OpResult::Value(tensor, format) => tensor::reply_tensor(ctx, &tensor, format),
                 OpResult::Failed(reason) => {
-                    let text = CString::new(super::reply_bytes(&reason)).unwrap_or_default();
+                    let text = CString::new(crate::reply::reply_bytes(&reason)).unwrap_or_default();
                     raw::reply_with_error(raw_ctx, text.as_ptr().cast::<c_char>());
                 }
             }

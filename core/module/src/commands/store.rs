@@ -25,10 +25,10 @@ use redisai_engine::script::{Script, SharedScript};
 use redisai_engine::tensor::ByteSource;
 
 use super::keyspace::{self, key_name};
-use super::panic_message;
 use crate::blocking::{self, BlockedClient, Completion};
 use crate::persist::model_type::MODEL_TYPE;
 use crate::persist::script_type::SCRIPT_TYPE;
+use crate::reply::panic_message;
 use crate::retained::RetainedString;
 
 /// A value a store command writes: a model or a script.

@@ -35,7 +35,7 @@ pub fn callback<R>(what: &str, fallback: R, body: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(result) => result,
         Err(payload) => {
-            let reason = crate::commands::panic_message(payload.as_ref());
+            let reason = crate::reply::panic_message(payload.as_ref());
             redis_module::logging::log_warning(format!("internal error in {what}: {reason}"));
             fallback
         }
