@@ -9,7 +9,7 @@
 //! Scripts (encoding 100) have their own pair, `script-v100.rdb` / `.aof`, made by
 //! `write_script_fixtures` the same way (needs the TORCH plugin in `dist/`).
 //!
-//! When an encoding changes, bump it in `core/src/persist/`, add the new fixtures next to
+//! When an encoding changes, bump it in `core/module/src/persist/`, add the new fixtures next to
 //! the old ones (never replace them) and keep the old version's loader.
 
 use std::path::{Path, PathBuf};
