@@ -1,4 +1,4 @@
-//! Random graphs and scripts for the live fuzzer (`tests/tests/fuzz_live.rs`): ONNX
+//! Random graphs and scripts for the live fuzzer (`tests/tests/fuzz_live/`): ONNX
 //! `ModelProto`s and TensorFlow `GraphDef`s built from real operators by a small protobuf
 //! writer, TorchScript scripts that chain torch calls, and TorchScript scripts whose entry
 //! points call random commands through `redis.execute`. Each generated item says whether
