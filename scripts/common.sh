@@ -297,6 +297,10 @@ bench_machine() {
 bench_chart() {
     local name="$1" kind="$2" csv="$3" png="$4"
     shift 4
+    if [ ! -s "$csv" ]; then
+        log "chart $png skipped: no $csv (that part was not measured)"
+        return 0
+    fi
     if [ -z "$BENCH_PYTHON" ]; then
         log "chart $png skipped: $BENCH_NO_PYTHON_REASON (the table is in $csv)"
         return 0

@@ -15,7 +15,8 @@ sidecar file of "key: value" lines (CPU model, cores, RAM, kernel, server, date,
 commit, load average, note). `bar` and `line` need matplotlib (the bench venv, see
 bench_venv in scripts/common.sh); they read the CSV (first row: column names), keep the
 rows that match every --where, and draw: `bar` one group per row (labelled by the --x
-columns) with one bar per --y column and its value on top; `line` one line per --y
+columns) with one bar per --y column and its value on top, or, with --series, one group
+per --x label with one bar per value of the --series column; `line` one line per --y
 column and per value of --series, against the numeric --x column. Without matplotlib
 they exit with status 3 and say so, so that a script can keep the CSV and skip the chart.
 """
@@ -136,12 +137,12 @@ def read_rows(path, wheres):
     except OSError as err:
         sys.exit(f"plot_bench: cannot read the CSV: {err}")
     for where in wheres:
-        column, sep, value = where.partition("=")
+        column, sep, values = where.partition("=")
         if not sep:
             sys.exit(f"plot_bench: --where wants COLUMN=VALUE, got {where!r}")
         if rows and column not in rows[0]:
             sys.exit(f"plot_bench: {path} has no column {column!r} (has {list(rows[0])})")
-        rows = [row for row in rows if row[column] == value]
+        rows = [row for row in rows if row[column] in values.split("|")]
     if not rows:
         sys.exit(f"plot_bench: no rows to plot in {path} (after --where {wheres})")
     return rows
@@ -196,24 +197,41 @@ def finish(fig, ax, args):
     fig.savefig(args.out, dpi=DPI)
 
 
+def bar_groups(args, rows):
+    """The group labels and, per bar series, its name and one value per group (NaN where a
+    group has no row of that series)."""
+    xs, ys = columns(args.x), columns(args.y)
+    label_of = (lambda row: args.x_format.format(**row)) if args.x_format else (
+        lambda row: " / ".join(row[x] for x in xs))
+    labels = list(dict.fromkeys(label_of(row) for row in rows))
+    if not args.series:
+        return labels, [(y, [number(row, y, args.csv) for row in rows]) for y in ys]
+    if len(ys) != 1:
+        sys.exit("plot_bench: bar --series draws one --y column")
+    names = list(dict.fromkeys(row[args.series] for row in rows))
+    series = []
+    for name in names:
+        by_label = {label_of(row): number(row, ys[0], args.csv)
+                    for row in rows if row[args.series] == name}
+        series.append((name, [by_label.get(label, float("nan")) for label in labels]))
+    return labels, series
+
+
 def plot_bar(args):
     plt = import_pyplot()
     rows = read_rows(args.csv, args.where)
-    xs, ys = columns(args.x), columns(args.y)
-    labels = [args.x_format.format(**row) if args.x_format else " / ".join(row[x] for x in xs)
-              for row in rows]
+    labels, series = bar_groups(args, rows)
     fig, ax = new_figure(plt, args)
-    width = 0.8 / len(ys)
-    for i, y in enumerate(ys):
-        values = [number(row, y, args.csv) for row in rows]
-        positions = [g + (i - (len(ys) - 1) / 2) * width for g in range(len(rows))]
-        bars = ax.bar(positions, values, width, label=y)
-        ax.bar_label(bars, fmt=args.value_format, fontsize=7, padding=1)
-    ax.set_xticks(range(len(rows)))
+    width = 0.8 / len(series)
+    for i, (name, values) in enumerate(series):
+        positions = [g + (i - (len(series) - 1) / 2) * width for g in range(len(labels))]
+        bars = ax.bar(positions, values, width, label=name)
+        ax.bar_label(bars, fmt=args.value_format, fontsize=args.value_size, padding=1)
+    ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(
         labels, fontsize=8, rotation=args.rotate, ha="right" if args.rotate else "center"
     )
-    ax.set_xlabel(args.xlabel or " x ".join(xs))
+    ax.set_xlabel(args.xlabel or " x ".join(columns(args.x)))
     ax.margins(y=0.12)
     finish(fig, ax, args)
 
@@ -248,7 +266,7 @@ def chart_options(parser):
     parser.add_argument("--x", required=True, help="column(s) that label a bar group / the x axis")
     parser.add_argument("--y", required=True, help="comma-separated numeric columns to draw")
     parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
-                        help="keep only the rows with this value (repeatable)")
+                        help="keep only the rows with this value, or one of 'A|B' (repeatable)")
     parser.add_argument("--machine", help="the sidecar written by `machine`, for the footer")
     parser.add_argument("--title", default="")
     parser.add_argument("--xlabel")
@@ -272,7 +290,9 @@ def main():
 
     bar = sub.add_parser("bar", help="grouped bars, one group per row")
     chart_options(bar)
+    bar.add_argument("--series", help="column whose values are the bars of a group (one --y)")
     bar.add_argument("--value-format", default="%.2f", help="printf format of the bar labels")
+    bar.add_argument("--value-size", type=float, default=7, help="font size of the bar labels")
     bar.add_argument("--x-format", help="group label from the row, e.g. '{size} x{clients}'")
     bar.add_argument("--rotate", type=float, default=0, help="degrees to turn the group labels")
     bar.set_defaults(run=plot_bar)
