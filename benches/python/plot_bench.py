@@ -186,7 +186,15 @@ def new_figure(plt, args):
 def finish(fig, ax, args):
     if args.hline is not None:
         ax.axhline(args.hline, color="black", linewidth=0.8, linestyle="--")
-    ax.legend(fontsize=8, loc=args.legend)
+    if args.legend == "above":
+        # Between the title and the plot, in rows of up to 4, over no bar or line.
+        entries = len(ax.get_legend_handles_labels()[1])
+        rows = -(-entries // 4)
+        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                  ncol=min(entries, 4), frameon=False)
+        ax.set_title(args.title, fontsize=11, pad=6 + 15 * rows)
+    else:
+        ax.legend(fontsize=8, loc=args.legend)
     footer = footer_text(read_machine(args.machine))
     lines = textwrap.wrap(footer, width=int(args.width * 17)) if footer else []
     # Room at the bottom for the footer's lines (inches to a fraction of the height).
@@ -273,7 +281,8 @@ def chart_options(parser):
     parser.add_argument("--ylabel")
     parser.add_argument("--hline", type=float, help="a dashed reference line, e.g. 1 for ratios")
     parser.add_argument("--log-y", action="store_true")
-    parser.add_argument("--legend", default="best", help="matplotlib legend location")
+    parser.add_argument("--legend", default="above",
+                        help="matplotlib legend location, or 'above' (between title and plot)")
     parser.add_argument("--width", type=float, default=9.0, help="inches (at 100 dpi)")
     parser.add_argument("--height", type=float, default=5.0, help="inches (at 100 dpi)")
 
