@@ -6,7 +6,8 @@
 //! - [`settings`]: settings a test can change while a backend uses them.
 //! - [`host`]: a static host table ([`host::HOST`]) whose config values a test sets and
 //!   whose log it reads.
-//! - [`table`]: a driver over a plugin's exported C table, used the way the core uses it.
+//! - [`table`]: a driver over a plugin's exported C table, used the way the core uses it;
+//!   [`script`]: its scripts.
 //! - [`checks`]: checks every plugin's table passes (its facts, timeouts, cancellation).
 //! - [`protobuf`]: the protobuf writer ([`Pb`]) for the models tests build by hand, and
 //!   [`graph_def`]: TensorFlow GraphDefs built with it.
@@ -17,6 +18,7 @@ pub mod graph_def;
 pub mod host;
 pub mod protobuf;
 pub mod runtime;
+pub mod script;
 pub mod settings;
 pub mod table;
 pub mod tensors;

@@ -104,7 +104,7 @@ fn one_order() {
         assert_eq!(ffi::cuda_device_count(), 0);
     }
     cuda::load_backend(&dir).expect("libtorch_cuda.so loads from the runtime folder");
-    let result = cuda::prepare(&dir, 0).map_err(|err| err.0);
+    let result = cuda::prepare(&dir, 0).map_err(|err| err.to_string());
     eprintln!(
         "{order}: registered {}, prepare(GPU:0) {result:?}",
         ffi::cuda_backend_registered()
