@@ -69,22 +69,6 @@ pub enum MapKey {
     String,
 }
 
-/// RedisAI's name of a dtype.
-pub fn dtype_name(dtype: DType) -> &'static str {
-    match dtype {
-        DType::Float => "FLOAT",
-        DType::Double => "DOUBLE",
-        DType::Int8 => "INT8",
-        DType::Int16 => "INT16",
-        DType::Int32 => "INT32",
-        DType::Int64 => "INT64",
-        DType::Uint8 => "UINT8",
-        DType::Uint16 => "UINT16",
-        DType::Bool => "BOOL",
-        DType::String => "STRING",
-    }
-}
-
 /// The RedisAI dtype of an ONNX element type, if it has one.
 pub fn dtype_of(ty: TensorElementType) -> Option<DType> {
     Some(match ty {
@@ -112,7 +96,7 @@ pub fn onnx_type_name(ty: TensorElementType) -> String {
         TensorElementType::Complex64 => "COMPLEX64".to_owned(),
         TensorElementType::Complex128 => "COMPLEX128".to_owned(),
         other => match dtype_of(other) {
-            Some(dtype) => dtype_name(dtype).to_owned(),
+            Some(dtype) => dtype.name().to_owned(),
             None => other.to_string().to_uppercase(),
         },
     }
@@ -211,17 +195,6 @@ pub fn output_port(index: usize, name: &str, ty: &ValueType) -> Result<Port> {
     }
 }
 
-/// Size in bytes of one element of a numeric dtype (None for STRING).
-fn element_size(dtype: DType) -> Option<usize> {
-    Some(match dtype {
-        DType::Int8 | DType::Uint8 | DType::Bool => 1,
-        DType::Int16 | DType::Uint16 => 2,
-        DType::Float | DType::Int32 => 4,
-        DType::Double | DType::Int64 => 8,
-        DType::String => return None,
-    })
-}
-
 /// Builds the ort value for input `index` of a run. Numeric data is borrowed when it is
 /// aligned for its type (the host's tensors are), copied otherwise.
 pub fn input_value<'a>(
@@ -233,8 +206,8 @@ pub fn input_value<'a>(
     if tensor.dtype != port.dtype {
         return Err(Error::invalid_input(format!(
             "input {index} ('{name}') has dtype {}, the model expects {}",
-            dtype_name(tensor.dtype),
-            dtype_name(port.dtype)
+            tensor.dtype.name(),
+            port.dtype.name()
         )));
     }
     if tensor.device.kind != DeviceKind::Cpu {
@@ -288,13 +261,13 @@ pub fn input_value<'a>(
     let data = tensor.data;
     let wrap = |err: ort::Error| Error::invalid_input(format!("input {index} ('{name}'): {err}"));
 
-    if let Some(size) = element_size(tensor.dtype) {
+    if let Some(size) = tensor.dtype.element_size() {
         if count.checked_mul(size) != Some(data.len()) {
             return Err(Error::invalid_input(format!(
                 "input {index} ('{name}') has {} bytes of data, its shape {:?} of {} needs {}",
                 data.len(),
                 tensor.shape,
-                dtype_name(tensor.dtype),
+                tensor.dtype.name(),
                 count.saturating_mul(size)
             )));
         }
@@ -431,8 +404,8 @@ fn stacked(dtype: DType, value: &DynValue) -> Result<OwnedTensor> {
         if tensor.dtype != dtype {
             return Err(Error::new(format!(
                 "element {at} of the sequence is a {} tensor, the model declares {}",
-                dtype_name(tensor.dtype),
-                dtype_name(dtype)
+                tensor.dtype.name(),
+                dtype.name()
             )));
         }
         match &element_shape {
@@ -476,9 +449,9 @@ fn map_rows(dtype: DType, key: MapKey, value: &DynValue) -> Result<OwnedTensor> 
         if values.dtype != dtype || values.shape != [dim(keys.len())?] {
             return Err(row(Error::new(format!(
                 "its values are a {} tensor of shape {:?}, expected {} of shape [{}]",
-                dtype_name(values.dtype),
+                values.dtype.name(),
                 values.shape,
-                dtype_name(dtype),
+                dtype.name(),
                 keys.len()
             ))));
         }

@@ -68,7 +68,7 @@ pub mod policy;
 use std::ffi::CStr;
 
 use redisai_plugin_api::sdk::{
-    ConfigKey, DType, Device, DeviceKind, Error, Host, LogLevel, MemoryStats, ModelOptions,
+    Config, ConfigKey, DType, Device, DeviceKind, Error, Host, LogLevel, MemoryStats, ModelOptions,
     OwnedTensor, Plugin, Result, RunOptions, ScriptCall, ScriptConvention, TensorRef,
 };
 
@@ -86,8 +86,7 @@ impl TorchPlugin {
     /// Applies BACKEND_MEMORY_LIMIT (MB, 10^6 bytes as in RedisAI; 0: none) as it is now:
     /// read before each load and run, so `AI.CONFIG` changes take effect at the next one.
     fn refresh_memory_limit(&self) {
-        let mb = self.host.config(ConfigKey::BackendMemoryLimitMb).max(0) as u64;
-        ffi::set_memory_limit(mb.saturating_mul(1_000_000));
+        ffi::set_memory_limit(self.host.memory_limit_bytes().unwrap_or(0));
     }
 }
 
@@ -130,17 +129,7 @@ impl Plugin for TorchPlugin {
     const NAME: &'static CStr = c"TORCH";
     const RUNTIME_VERSION: &'static CStr = c"2.13.0";
     const DEVICES: &'static [DeviceKind] = DEVICE_KINDS;
-    const DTYPES: &'static [DType] = &[
-        DType::Float,
-        DType::Double,
-        DType::Int8,
-        DType::Int16,
-        DType::Int32,
-        DType::Int64,
-        DType::Uint8,
-        DType::Uint16,
-        DType::Bool,
-    ];
+    const DTYPES: &'static [DType] = DType::NUMERIC;
     const CONCURRENT_RUN: bool = true;
 
     fn init(host: Host) -> Result<Self> {

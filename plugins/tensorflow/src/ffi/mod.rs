@@ -19,7 +19,7 @@ use std::ptr;
 use std::sync::Arc;
 
 use namespace::Handle;
-pub use namespace::{memory, own_object_path, set_memory_limit, thread_stacks, NamespaceMemory};
+pub use namespace::{memory, set_memory_limit, thread_stacks, NamespaceMemory};
 use threads::Pool;
 pub use threads::{call_thread_ids, on_pool_thread};
 

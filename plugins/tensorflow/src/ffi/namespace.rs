@@ -92,9 +92,9 @@
 //! - A `fork` (Redis's BGSAVE) runs only the host libc's fork handlers: the child must not
 //!   call TensorFlow (the core's child never does).
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -610,30 +610,6 @@ pub unsafe fn symbol(handle: Handle, name: &CStr) -> Result<*mut c_void, String>
     Ok(address)
 }
 
-/// The path of the shared object (or executable) this code was loaded from.
-pub fn own_object_path() -> Option<PathBuf> {
-    let mut info = libc::Dl_info {
-        dli_fname: ptr::null(),
-        dli_fbase: ptr::null_mut(),
-        dli_sname: ptr::null(),
-        dli_saddr: ptr::null_mut(),
-    };
-    let address = own_object_path as fn() -> Option<PathBuf> as *const c_void;
-    // SAFETY: dladdr only inspects the address (a function of this object) and writes
-    // into `info`, which outlives the call.
-    let found = unsafe { libc::dladdr(address, &mut info) };
-    if found == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    // SAFETY: on success `dli_fname` is a NUL-terminated path owned by the dynamic loader,
-    // valid while the object is loaded; ours is, since its code is running. It is copied.
-    let name = unsafe { CStr::from_ptr(info.dli_fname) };
-    if name.to_bytes().is_empty() {
-        return None;
-    }
-    Some(PathBuf::from(OsStr::from_bytes(name.to_bytes())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,15 +684,5 @@ mod tests {
         assert_eq!(unsafe { (ns.pthread_detach)(last) }, 0);
         let (_, after) = ns.thread_stacks().expect("the threads shim is in use");
         assert!(after >= before + 4, "{before} -> {after}");
-    }
-
-    #[test]
-    fn finds_its_own_object() {
-        let own = own_object_path().expect("dladdr found this code");
-        let exe = std::env::current_exe().expect("current exe");
-        assert_eq!(
-            std::fs::canonicalize(own).expect("canonical"),
-            std::fs::canonicalize(exe).expect("canonical")
-        );
     }
 }
