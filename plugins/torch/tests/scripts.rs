@@ -8,7 +8,8 @@
 mod common;
 
 use common::{
-    load, load_script, model_bytes, register_model, run_script, run_script_positional, Tensor,
+    load, load_script, model_bytes, register_model, run_script, run_script_positional, Script,
+    Tensor,
 };
 
 const SCRIPT: &str = r#"
@@ -34,23 +35,24 @@ def helper(x: Tensor):
     return x
 "#;
 
+/// Runs `function` with no keys, no args and no host context.
+fn run_fn(
+    script: &Script,
+    function: &str,
+    inputs: &[Tensor],
+    max_outputs: usize,
+) -> Result<Vec<Tensor>, String> {
+    run_script(script, function, inputs, &[], &[], max_outputs, false)
+}
+
 #[test]
 fn script_functions_return_one_several_or_no_tensors() {
     let script = load_script(SCRIPT, &["add", "split", "pair", "nothing", "scaled"]).expect("load");
     let a = Tensor::f32(&[2], &[1.0, 2.0]);
     let b = Tensor::f32(&[2], &[10.0, 20.0]);
-    let out = run_script(&script, "add", &[a.clone(), b.clone()], &[], &[], 4, false).expect("add");
+    let out = run_fn(&script, "add", &[a.clone(), b.clone()], 4).expect("add");
     assert_eq!(out, [Tensor::f32(&[2], &[11.0, 22.0])]);
-    let out = run_script(
-        &script,
-        "split",
-        std::slice::from_ref(&a),
-        &[],
-        &[],
-        4,
-        false,
-    )
-    .expect("split");
+    let out = run_fn(&script, "split", std::slice::from_ref(&a), 4).expect("split");
     assert_eq!(
         out,
         [
@@ -58,18 +60,9 @@ fn script_functions_return_one_several_or_no_tensors() {
             Tensor::f32(&[2], &[3.0, 6.0])
         ]
     );
-    let out = run_script(
-        &script,
-        "pair",
-        std::slice::from_ref(&a),
-        &[],
-        &[],
-        2,
-        false,
-    )
-    .expect("pair");
+    let out = run_fn(&script, "pair", std::slice::from_ref(&a), 2).expect("pair");
     assert_eq!(out, [a.clone(), Tensor::f32(&[2], &[2.0, 3.0])]);
-    let out = run_script(&script, "nothing", &[], &[], &[], 1, false).expect("nothing");
+    let out = run_fn(&script, "nothing", &[], 1).expect("nothing");
     assert!(out.is_empty());
     let out = run_script(
         &script,
@@ -82,16 +75,7 @@ fn script_functions_return_one_several_or_no_tensors() {
     )
     .expect("scaled");
     assert_eq!(out, [Tensor::f32(&[2], &[2.5, 5.0])]);
-    let err = run_script(
-        &script,
-        "split",
-        std::slice::from_ref(&a),
-        &[],
-        &[],
-        1,
-        false,
-    )
-    .expect_err("too many");
+    let err = run_fn(&script, "split", std::slice::from_ref(&a), 1).expect_err("too many");
     assert!(err.contains("returned 2 tensors but 1"), "{err}");
 }
 
@@ -123,30 +107,11 @@ fn load_errors_use_redisai_texts() {
 fn run_errors_carry_torch_messages() {
     let script = load_script(SCRIPT, &[]).expect("load");
     let a = Tensor::f32(&[2], &[1.0, 2.0]);
-    let err = run_script(
-        &script,
-        "missing",
-        std::slice::from_ref(&a),
-        &[],
-        &[],
-        1,
-        false,
-    )
-    .expect_err("missing");
+    let err = run_fn(&script, "missing", std::slice::from_ref(&a), 1).expect_err("missing");
     assert_eq!(err, "Function missing does not exist in the given script.");
-    let err = run_script(
-        &script,
-        "fails",
-        &[a.clone(), a.clone()],
-        &[],
-        &[],
-        1,
-        false,
-    )
-    .expect_err("cat");
+    let err = run_fn(&script, "fails", &[a.clone(), a.clone()], 1).expect_err("cat");
     assert!(err.contains("Dimension out of range"), "{err}");
-    let err = run_script(&script, "add", std::slice::from_ref(&a), &[], &[], 1, false)
-        .expect_err("index");
+    let err = run_fn(&script, "add", std::slice::from_ref(&a), 1).expect_err("index");
     assert!(err.contains("out of range"), "{err}");
     let err = run_script(&script, "scaled", &[a], &[], &["x"], 1, false).expect_err("float('x')");
     assert!(err.contains("float(args[0])"), "{err}");
@@ -221,40 +186,24 @@ fn model_execute_runs_a_stored_model() {
     let script = load_script(EXTENSIONS, &["run_model"]).expect("load");
     let a = Tensor::f32(&[2], &[2.0, 3.0]);
     let b = Tensor::f32(&[2], &[4.0, 5.0]);
-    let out = run_script(
-        &script,
-        "run_model",
-        &[a.clone(), b.clone()],
-        &["m{1}"],
-        &[],
-        1,
-        true,
-    )
-    .expect("run_model");
+    let run_model = |key: &str, b: &Tensor| {
+        run_script(
+            &script,
+            "run_model",
+            &[a.clone(), b.clone()],
+            &[key],
+            &[],
+            1,
+            true,
+        )
+    };
     // (a + b) + (a * b)
+    let out = run_model("m{1}", &b).expect("run_model");
     assert_eq!(out, [Tensor::f32(&[2], &[14.0, 23.0])]);
-    let err = run_script(
-        &script,
-        "run_model",
-        &[a.clone(), b.clone()],
-        &["absent"],
-        &[],
-        1,
-        true,
-    )
-    .expect_err("missing model");
+    let err = run_model("absent", &b).expect_err("missing model");
     assert!(err.contains("ERR model key is empty"), "{err}");
     // The model's own error comes back through the host.
-    let err = run_script(
-        &script,
-        "run_model",
-        &[a, Tensor::f32(&[3], &[1.0; 3])],
-        &["m{1}"],
-        &[],
-        1,
-        true,
-    )
-    .expect_err("shape mismatch");
+    let err = run_model("m{1}", &Tensor::f32(&[3], &[1.0; 3])).expect_err("shape mismatch");
     assert!(err.contains("must match the size"), "{err}");
 }
 
@@ -364,41 +313,22 @@ fn scriptrun_errors_name_the_function_and_its_signature() {
 fn scriptexecute_still_needs_the_three_lists() {
     let script = load_script(LEGACY, &[]).expect("load");
     let a = f32s(&[1.0]);
-    let err = run_script(&script, "bar", &[a.clone(), a.clone()], &[], &[], 1, false)
-        .expect_err("old-style function");
+    let err = run_fn(&script, "bar", &[a.clone(), a.clone()], 1).expect_err("old-style function");
     assert_eq!(
         err,
         "Wrong number of inputs in function bar. Expected 3 but was 2"
     );
-    let err = run_script(
-        &script,
-        "two_lists",
-        std::slice::from_ref(&a),
-        &[],
-        &[],
-        1,
-        false,
-    )
-    .expect_err("wrong types");
+    let err = run_fn(&script, "two_lists", std::slice::from_ref(&a), 1).expect_err("wrong types");
     assert_eq!(
         err,
         "Wrong number of inputs in function two_lists. Expected 3 but was 2"
     );
-    let err = run_script(
-        &script,
-        "three",
-        std::slice::from_ref(&a),
-        &[],
-        &[],
-        1,
-        false,
-    )
-    .expect_err("three tensors");
+    let err = run_fn(&script, "three", std::slice::from_ref(&a), 1).expect_err("three tensors");
     assert_eq!(
         err,
         "Wrong inputs type in function three. Expected signature similar to: \
          def three(tensors: List[Tensor], keys: List[str], args: List[str])"
     );
-    let out = run_script(&script, "lists", &[a.clone(), a], &[], &[], 1, false).expect("lists");
+    let out = run_fn(&script, "lists", &[a.clone(), a], 1).expect("lists");
     assert_eq!(out, [f32s(&[0.0])]);
 }
