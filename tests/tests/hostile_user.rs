@@ -11,11 +11,9 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{call, call_str, client, info_modules, model_bytes, pong};
+use common::{call, call_str, client, info_modules, model_bytes, pong, APP_USER};
 use redisai_tests::redis::{self, Connection, Value};
 use redisai_tests::{error_text, wait_for_rewrite, Server, ServerConfig};
-
-const APP_USER: &str = "ACL SETUSER app1 on >pw resetkeys ~app1:* +@all -@admin -@dangerous";
 
 /// TorchScript entry points that make `redis.execute` calls with the script's ARGS.
 const SCRIPT: &str = r#"

@@ -11,6 +11,19 @@ use redisai_tests::{run, run_str, Server};
 /// stuck, and the test fails instead of waiting for ever.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The ACL user `app1` (password `pw`): every command but @admin and @dangerous, keys
+/// `app1:*` only. It may store models and scripts: what it sends is hostile input.
+pub const APP_USER: &str = "ACL SETUSER app1 on >pw resetkeys ~app1:* +@all -@admin -@dangerous";
+
+/// Creates [`APP_USER`] on `server`; a connection authenticated as it.
+pub fn app_user(server: &Server) -> Connection {
+    let mut admin = client(server);
+    call_str(&mut admin, APP_USER).expect("ACL SETUSER");
+    let mut app = client(server);
+    call_str(&mut app, "AUTH app1 pw").expect("AUTH");
+    app
+}
+
 /// A client whose replies time out after [`REPLY_TIMEOUT`].
 pub fn client(server: &Server) -> Connection {
     let c = server.client();
