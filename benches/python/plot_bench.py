@@ -1,14 +1,18 @@
 """Charts for the scripts/bench-* tables: a CSV in, a PNG out, the machine in the footer.
 
-Usage (the bench scripts call it; `--help` on each subcommand lists every option):
+Usage (`--help` on each subcommand lists every option). A bench script usually calls it
+through scripts/common.sh: `bench_venv` (sets $BENCH_PYTHON), `bench_machine NAME` and
+`bench_chart NAME bar|line CSV PNG OPTIONS...` (which adds --out and --machine, and says
+why when it skips the chart). Directly:
 
     python3 plot_bench.py machine --out docs/bench/NAME.machine.txt \
-        --server "$(redis-server --version)" [--note "what else ran meanwhile"]
-    $BENCH_PYTHON plot_bench.py bar docs/bench/NAME.csv --out docs/bench/NAME.png \
-        --x size,clients --y "SET ratio,GET ratio" --ylabel "tensor / plain" --hline 1 \
-        --machine docs/bench/NAME.machine.txt --title "..." [--where COLUMN=VALUE ...]
-    $BENCH_PYTHON plot_bench.py line docs/bench/NAME.csv --out docs/bench/NAME.png \
-        --x clients --y "ops/s" --series server --log-x --machine ... --title "..."
+        --server "redis-server 7.0.15" [--note "what else ran meanwhile"]
+    $BENCH_PYTHON plot_bench.py bar docs/bench/tensors.csv --out docs/bench/tensors.png \
+        --machine docs/bench/tensors.machine.txt --x size,clients \
+        --x-format '{size} x{clients}' --y "AI.TENSORSET / SET,AI.TENSORGET / GET" \
+        --ylabel "tensor / plain" --hline 1 --title "..." [--where COLUMN=VALUE|OTHER ...]
+    $BENCH_PYTHON plot_bench.py line docs/bench/batching.csv --out docs/bench/batching.png \
+        --x clients --log-x --y "batched / unbatched" --series "module args" --title "..."
 
 `machine` needs only the standard library (run it with any python3): it writes the
 sidecar file of "key: value" lines (CPU model, cores, RAM, kernel, server, date, git
