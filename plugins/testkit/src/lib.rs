@@ -12,6 +12,7 @@
 //! - [`checks`]: checks every plugin's table passes (its facts, timeouts, cancellation).
 //! - [`protobuf`]: the protobuf writer ([`Pb`]) for the models tests build by hand, and
 //!   [`graph_def`]: TensorFlow GraphDefs built with it.
+//! - [`rng`]: a deterministic generator for damaged copies of models.
 //! - [`ok`] and [`err`]: a backend call's value, or its error's text.
 
 pub mod checks;
@@ -19,6 +20,7 @@ pub mod fake_cuda;
 pub mod graph_def;
 pub mod host;
 pub mod protobuf;
+pub mod rng;
 pub mod runtime;
 pub mod script;
 pub mod settings;

@@ -8,6 +8,7 @@ use common::Model;
 use common::{load, model_bytes, plugin, run, Tensor};
 use redisai_plugin_api::abi::RAI_PLUGIN_FLAG_CONCURRENT_RUN;
 use redisai_plugin_api::sdk::DType;
+use redisai_plugin_testkit::rng::Rng;
 
 #[test]
 fn table_describes_the_backend() {
@@ -201,18 +202,6 @@ fn mlp_matches_its_weights_and_shape_errors_carry_torch_messages() {
     assert!(err.contains("needs 32 bytes of data, got 12"), "{err}");
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 #[test]
 fn corrupt_blobs_are_errors_not_aborts() {
     let err = load(b"").expect_err("empty");
@@ -227,13 +216,13 @@ fn corrupt_blobs_are_errors_not_aborts() {
         );
     }
     // Damaged copies either fail to load or load and run (or fail) cleanly.
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let (mut refused, mut loaded) = (0, 0);
     for _ in 0..60 {
         let mut damaged = blob.clone();
         for _ in 0..3 {
-            let at = (rng.next() % damaged.len() as u64) as usize;
-            damaged[at] ^= 1 << (rng.next() % 8);
+            let at = (rng.next_u64() % damaged.len() as u64) as usize;
+            damaged[at] ^= 1 << (rng.next_u64() % 8);
         }
         match load(&damaged) {
             Err(_) => refused += 1,
