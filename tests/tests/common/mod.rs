@@ -273,3 +273,71 @@ pub fn rss_settles(c: &mut Connection, baseline: u64, slack: u64) -> u64 {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+// ---- the GPU bundle (gpu.rs, torch_gpu.rs) ----
+
+/// The GPU bundle's module: `$REDISAI_GPU_MODULE`, else dist-gpu/redisai.so.
+pub fn gpu_module() -> PathBuf {
+    let path = std::env::var_os("REDISAI_GPU_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| redisai_tests::workspace_root().join("dist-gpu/redisai.so"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-gpu first",
+        path.display()
+    );
+    path
+}
+
+/// A server with `module` (a GPU bundle's) loaded.
+pub fn gpu_server(module: PathBuf) -> Server {
+    let config = redisai_tests::ServerConfig {
+        module: Some(module),
+        ..redisai_tests::ServerConfig::default()
+    };
+    Server::start_with(config)
+}
+
+/// AI.MODELSTORE of the test model `model` on `device`: ONNX for `*.onnx`, else TORCH.
+pub fn store_on(c: &mut Connection, key: &str, model: &str, device: &str) -> RedisResult<Value> {
+    let (kind, backend) = if model.ends_with(".onnx") {
+        ("onnx", "ONNX")
+    } else {
+        ("torch", "TORCH")
+    };
+    let blob = model_bytes(kind, model);
+    run(
+        c,
+        &[
+            b"AI.MODELSTORE",
+            key.as_bytes(),
+            backend.as_bytes(),
+            device.as_bytes(),
+            b"BLOB",
+            &blob,
+        ],
+    )
+}
+
+/// The numbers of a TENSORGET VALUES reply.
+pub fn values_f64(value: Value) -> Vec<f64> {
+    match value {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::BulkString(b) => String::from_utf8_lossy(&b).parse().expect("number"),
+                Value::Double(d) => d,
+                other => panic!("not a number: {other:?}"),
+            })
+            .collect(),
+        other => panic!("expected values, got {other:?}"),
+    }
+}
+
+/// Equal within a GPU's rounding (1e-3, relative above 1).
+pub fn close(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-3 * (1.0 + y.abs()))
+}
