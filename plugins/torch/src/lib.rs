@@ -188,7 +188,7 @@ impl Plugin for TorchPlugin {
         self.refresh_memory_limit();
         let device = torch_device(options.device, "model")?;
         archive_check::check(blob).map_err(Error::new)?;
-        Module::load_on(blob, device)
+        ffi::limit_aware(|| Module::load_on(blob, device))
     }
 
     fn input_names(&self, model: &Module) -> Vec<String> {
@@ -209,7 +209,7 @@ impl Plugin for TorchPlugin {
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
         self.refresh_memory_limit();
-        let outputs = model.forward(inputs)?;
+        let outputs = ffi::limit_aware(|| model.forward(inputs))?;
         if outputs.len() != n_outputs {
             return Err(Error::invalid_input(format!(
                 "the model returned {} tensors but {n_outputs} outputs were asked for",
@@ -222,7 +222,7 @@ impl Plugin for TorchPlugin {
     fn load_script(&self, device: Device, source: &str, entry_points: &[String]) -> Result<Script> {
         self.refresh_memory_limit();
         let device = torch_device(device, "script")?;
-        Script::load_on(source, entry_points, device)
+        ffi::limit_aware(|| Script::load_on(source, entry_points, device))
     }
 
     fn run_script(
@@ -235,14 +235,14 @@ impl Plugin for TorchPlugin {
         self.refresh_memory_limit();
         let outputs = {
             let _context = extensions::RunContext::enter(options.host_ctx);
-            match call.convention {
+            ffi::limit_aware(|| match call.convention {
                 ScriptConvention::Lists => {
-                    script.run(&call.function, &call.inputs, &call.keys, &call.args)?
+                    script.run(&call.function, &call.inputs, &call.keys, &call.args)
                 }
                 ScriptConvention::Positional { variadic } => {
-                    script.run_positional(&call.function, &call.inputs, variadic)?
+                    script.run_positional(&call.function, &call.inputs, variadic)
                 }
-            }
+            })?
         };
         if outputs.len() > max_outputs {
             self.host.log(

@@ -141,6 +141,7 @@ extern "C" {
     fn rt_memory_install() -> *mut c_char;
     fn rt_memory_set_limit(limit_bytes: u64);
     fn rt_memory_stats(held: *mut u64, peak: *mut u64, limit: *mut u64);
+    fn rt_memory_refusals() -> u64;
     fn rt_module_memory(module: *const RtModule) -> u64;
     fn rt_module_operations(
         module: *const RtModule,
@@ -273,6 +274,25 @@ pub fn memory_stats() -> (u64, u64, u64) {
     // SAFETY: three valid out-pointers; atomic loads only.
     unsafe { rt_memory_stats(&mut held, &mut peak, &mut limit) };
     (held, peak, limit)
+}
+
+/// Allocations BACKEND_MEMORY_LIMIT refused so far.
+pub fn memory_refusals() -> u64 {
+    // SAFETY: no arguments; an atomic load only.
+    unsafe { rt_memory_refusals() }
+}
+
+/// Runs `body` (a load or run); its error is [`Error::out_of_memory`] when
+/// BACKEND_MEMORY_LIMIT refused an allocation meanwhile (the text stays the limiter's).
+pub fn limit_aware<T>(body: impl FnOnce() -> Result<T>) -> Result<T> {
+    let refused_before = memory_refusals();
+    body().map_err(|err| {
+        if memory_refusals() > refused_before {
+            Error::out_of_memory(err.into_message())
+        } else {
+            err
+        }
+    })
 }
 
 /// libtorch's version, e.g. "2.13.0".
