@@ -80,8 +80,10 @@ def main():
         if not sep:
             parser.error(f"{entry}: expected NAME=MODEL.onnx")
         models[name] = Served(path, args.intra_op)
+    # The bench's connections idle while it measures the module: keep them open (uvicorn
+    # closes idle keep-alive connections after 5 s by default).
     uvicorn.run(make_app(models), host="127.0.0.1", port=args.port, workers=1,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, timeout_keep_alive=3600)
 
 
 if __name__ == "__main__":

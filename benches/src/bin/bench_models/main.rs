@@ -680,19 +680,23 @@ fn run(opts: &Options) -> Result<()> {
         );
         // One model failing (a runtime refusing an op, say) does not void the others.
         if let Err(err) = measure_model(opts, spec, &mut con, &mut backends, &mut report) {
-            let text = format!("{err:#}");
+            let text = short_error(&format!("{err:#}"));
             eprintln!("bench-models: {}: {text}", spec.name);
-            report.notes.push(format!(
-                "{}: not measured: {}",
-                spec.name,
-                short_error(&text)
-            ));
+            report
+                .notes
+                .push(format!("{}: not measured: {text}", spec.name));
             let _ = delete_keys(&mut con, &[&format!("bm:{}", spec.name)]);
             let _ = delete_keys(&mut con, &[&format!("bm:{}:batch", spec.name)]);
         }
     }
     if let Some(python) = &opts.server_python {
-        measure_server(opts, python, &models, &mut report)?;
+        if let Err(err) = measure_server(opts, python, &models, &mut report) {
+            let text = short_error(&format!("{err:#}"));
+            eprintln!("bench-models: the model server table: {text}");
+            report
+                .notes
+                .push(format!("the model server table is incomplete: {text}"));
+        }
     }
     report.print();
     if let Some(dir) = &opts.out {
