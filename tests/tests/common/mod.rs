@@ -24,6 +24,40 @@ pub fn app_user(server: &Server) -> Connection {
     app
 }
 
+/// Every dtype but STRING.
+pub const DTYPES: [&str; 9] = [
+    "FLOAT", "DOUBLE", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "BOOL",
+];
+
+/// `t:<dtype>` for each of [`DTYPES`] (shape [2, 3]) and `t:STRING` (three strings, one
+/// empty, one not UTF-8): the tensors of the persistence tests' data sets.
+pub fn set_every_dtype(c: &mut Connection) {
+    for (i, dtype) in DTYPES.iter().enumerate() {
+        run_str(
+            c,
+            &format!(
+                "AI.TENSORSET t:{dtype} {dtype} 2 3 VALUES 1 0 1 1 0 {}",
+                i % 2
+            ),
+        )
+        .expect("set");
+    }
+    run(
+        c,
+        &[
+            b"AI.TENSORSET",
+            b"t:STRING",
+            b"STRING",
+            b"3",
+            b"VALUES",
+            b"a",
+            b"",
+            b"\xff\xfe",
+        ],
+    )
+    .expect("strings");
+}
+
 /// A client whose replies time out after [`REPLY_TIMEOUT`].
 pub fn client(server: &Server) -> Connection {
     let c = server.client();
