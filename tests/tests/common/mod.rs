@@ -203,15 +203,6 @@ pub fn meta_field(meta: &[(String, Value)], name: &str) -> Value {
         .unwrap_or_else(|| panic!("no {name} in {meta:?}"))
 }
 
-pub fn names(values: &[&str]) -> Value {
-    Value::Array(
-        values
-            .iter()
-            .map(|v| Value::BulkString(v.as_bytes().to_vec()))
-            .collect(),
-    )
-}
-
 /// `MODELGET key META` and `MODELGET key BLOB` of each key.
 fn model_snapshot(c: &mut Connection, keys: &[&str]) -> Vec<(Vec<(String, Value)>, Value)> {
     keys.iter()
