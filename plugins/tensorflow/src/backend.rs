@@ -425,10 +425,26 @@ fn port(graph: &Graph, what: &str, name: &str) -> Result<Port> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redisai_plugin_api::sdk::ErrorCode;
 
     #[test]
     fn shape_texts() {
         assert_eq!(shape_text(&[-1, 2, 3]), "[?,2,3]");
         assert_eq!(shape_text(&[]), "[]");
+    }
+
+    #[test]
+    fn an_oom_under_the_limit_is_out_of_memory_and_keeps_its_text() {
+        let oom = memory_error(5, 0, Error::new("OOM when allocating tensor\n"));
+        assert_eq!(
+            oom,
+            Error::out_of_memory(
+                "TF memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is 5 MB): OOM when allocating tensor"
+            )
+        );
+        let unlimited = memory_error(0, 0, Error::new("OOM when allocating tensor"));
+        assert_eq!(unlimited.code(), ErrorCode::Failed);
+        let other = memory_error(5, 0, Error::invalid_input("input 0 ('x'): bad"));
+        assert_eq!(other, Error::invalid_input("input 0 ('x'): bad"));
     }
 }

@@ -396,4 +396,44 @@ mod tests {
             "model output 1 ('o') has element type FLOAT16, which RedisAI tensors cannot hold"
         );
     }
+    #[test]
+    fn inputs_that_do_not_fit_are_invalid_input() {
+        use redisai_plugin_api::sdk::{Device, ErrorCode};
+        let port = Port {
+            name: "x".to_owned(),
+            dtype: DType::Float,
+            form: Form::Tensor,
+            dims: vec![2],
+            any_rank: false,
+        };
+        let data = [0u8; 8];
+        let input = |dtype, shape: &'static [i64]| TensorRef {
+            dtype,
+            device: Device {
+                kind: DeviceKind::Cpu,
+                id: 0,
+            },
+            shape,
+            data: &data,
+        };
+        let refused = |tensor| match input_value(0, &port, &tensor) {
+            Ok(_) => panic!("the input was taken"),
+            Err(err) => (err.code(), err.into_message()),
+        };
+        assert_eq!(
+            refused(input(DType::Int32, &[2])),
+            (
+                ErrorCode::InvalidInput,
+                "input 0 ('x') has dtype INT32, the model expects FLOAT".to_owned()
+            )
+        );
+        assert_eq!(
+            refused(input(DType::Float, &[2, 1])).0,
+            ErrorCode::InvalidInput
+        );
+        assert_eq!(
+            refused(input(DType::Float, &[3])).0,
+            ErrorCode::InvalidInput
+        );
+    }
 }
