@@ -138,6 +138,10 @@ fn no_panic<T>(what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
 /// RedisAI's text for it, which clients may match).
 fn run_error(model: &OnnxModel, err: ort::Error) -> Error {
     let message = err.to_string();
+    // Only the text tells that the limit's BFC arena refused an allocation. An allocator
+    // of the plugin's own that counts its refusals cannot replace the arena: a C allocator
+    // refuses by returning null, and ONNX Runtime 1.32's kernels (Expand, for one) write
+    // through it (its own allocators throw instead, which C code cannot).
     if model.memory_limit_mb > 0 && message.contains("BFCArena") {
         return Error::out_of_memory(format!(
             "Onnxruntime memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is {} MB): {message}",
