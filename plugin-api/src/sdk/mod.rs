@@ -99,6 +99,24 @@ pub struct TensorRef<'a> {
 }
 
 impl<'a> TensorRef<'a> {
+    /// Checks that input `index` of a model (its input `name`) has the `expected` dtype
+    /// and lies in CPU memory; the error ([`ErrorCode::InvalidInput`]) says which is not so.
+    pub fn check_input(&self, index: usize, name: &str, expected: DType) -> Result<()> {
+        if self.dtype != expected {
+            return Err(Error::invalid_input(format!(
+                "input {index} ('{name}') has dtype {}, the model expects {}",
+                self.dtype.name(),
+                expected.name()
+            )));
+        }
+        if self.device.kind != DeviceKind::Cpu {
+            return Err(Error::invalid_input(format!(
+                "input {index} ('{name}') is not in CPU memory"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn element_count(&self) -> usize {
         self.shape.iter().map(|&d| d.max(0) as usize).product()
     }
