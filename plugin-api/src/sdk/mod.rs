@@ -3,6 +3,11 @@
 //! A plugin implements [`Plugin`] and invokes [`export_plugin!`](crate::export_plugin).
 //! The generated entry points catch every panic and turn it into an error (or, for
 //! functions that cannot report one, a log line), so nothing unwinds into the host.
+//!
+//! Besides the table: [`Error`] (a code and the client's message), what the built-in
+//! backends share ([`Config`] for the host's settings, [`RuntimeLibrary`] and
+//! [`RetryOnce`] for the runtime library, [`DType`]'s names and sizes) and
+//! [`cancel::watch`].
 
 use std::ffi::CStr;
 use std::sync::OnceLock;
@@ -16,6 +21,7 @@ mod library;
 mod once;
 mod settings;
 
+pub use error::{Error, ErrorCode};
 use ffi::*;
 pub use host::{Host, HostContext, Reply};
 pub use library::{own_object_path, RuntimeLibrary};
@@ -24,8 +30,6 @@ pub use settings::{effective_timeout, limit_bytes, thread_count, Config};
 
 use crate::abi::RaiDevice;
 pub use crate::abi::{RaiConfigKey as ConfigKey, RaiDType as DType, RaiDeviceKind as DeviceKind};
-
-pub use error::{Error, ErrorCode};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
