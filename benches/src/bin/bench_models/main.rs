@@ -322,14 +322,26 @@ fn measure_model(
         let before = memory::server_rss(con, pid)?;
         store_model(con, &key, spec, 0)?;
         let module = memory::server_rss(con, pid)?.saturating_sub(before);
-        let in_process =
-            memory::probe_in_fresh_process(&probe_args(opts), spec, opts.intra_op, opts.inter_op)?;
-        report.memory.push(MemoryRow {
-            model: spec.name.clone(),
-            blob: spec.blob_bytes,
-            module,
-            in_process,
-        });
+        match memory::probe_in_fresh_process(&probe_args(opts), spec, opts.intra_op, opts.inter_op)
+        {
+            Ok((in_process, warning)) => {
+                report
+                    .notes
+                    .extend(warning.map(|w| format!("{}: {w}", spec.name)));
+                report.memory.push(MemoryRow {
+                    model: spec.name.clone(),
+                    blob: spec.blob_bytes,
+                    module,
+                    in_process,
+                });
+            }
+            // The probe is another process: its failure leaves this one sound.
+            Err(err) => report.notes.push(format!(
+                "{}: no memory row: {}",
+                spec.name,
+                short_error(&format!("{err:#}"))
+            )),
+        }
     } else {
         store_model(con, &key, spec, 0)?;
     }
