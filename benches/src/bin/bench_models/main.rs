@@ -45,7 +45,7 @@ usage: bench-models --port P --models-dir DIR [options]
   --batch N             BATCHSIZE of the batched rows, and their client count
                         (default 16; 0: no batched rows)
   --seconds S           seconds per window (default 2)
-  --rounds R            windows per side and cell, alternating (default 2)
+  --rounds R            windows per side and cell, alternating (default 3)
   --threads-per-queue W the module's THREADS_PER_QUEUE: the in-process run queue's
                         workers (default 1)
   --intra-op N          the module's INTRA_OP_PARALLELISM (default 0)
@@ -95,7 +95,7 @@ fn parse_args() -> Result<Option<Options>> {
         clients: vec![1, 4, 16],
         batch: 16,
         window: Duration::from_secs(2),
-        rounds: 2,
+        rounds: 3,
         workers: 1,
         intra_op: 0,
         inter_op: 0,
