@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 pub mod graphs;
 pub mod hardening;
-pub mod protobuf;
 pub mod redisai_rdb;
 
 pub use redis;
 use redis::{Connection, RedisResult, Value};
+/// The protobuf writer the tests share with the plugins' tests.
+pub use redisai_plugin_testkit::protobuf;
 
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -461,6 +462,21 @@ pub fn run_nested(connection: &mut Connection, line: &str) -> RedisResult<Value>
         command.arg(word);
     }
     connection.req_packed_command(&command.get_packed_command())
+}
+
+/// An array reply of bulk strings (TENSORGET VALUES of floats, names, script outputs).
+pub fn bulk_array(items: &[&str]) -> Value {
+    Value::Array(
+        items
+            .iter()
+            .map(|item| Value::BulkString(item.as_bytes().to_vec()))
+            .collect(),
+    )
+}
+
+/// An array reply of integers.
+pub fn int_array(values: &[i64]) -> Value {
+    Value::Array(values.iter().map(|&v| Value::Int(v)).collect())
 }
 
 /// Runs a command that must fail and returns the full error text (`CODE detail`).

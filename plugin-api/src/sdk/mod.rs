@@ -3,35 +3,33 @@
 //! A plugin implements [`Plugin`] and invokes [`export_plugin!`](crate::export_plugin).
 //! The generated entry points catch every panic and turn it into an error (or, for
 //! functions that cannot report one, a log line), so nothing unwinds into the host.
+//!
+//! Besides the table: [`Error`] (a code and the client's message), what the built-in
+//! backends share ([`Config`] for the host's settings, [`RuntimeLibrary`] and
+//! [`RetryOnce`] for the runtime library, [`DType`]'s names and sizes) and
+//! [`cancel::watch`].
 
 use std::ffi::CStr;
 use std::sync::OnceLock;
 
 pub mod cancel;
+mod dtype;
+mod error;
 mod ffi;
 mod host;
+mod library;
+mod once;
+mod settings;
 
+pub use error::{Error, ErrorCode};
 use ffi::*;
 pub use host::{Host, HostContext, Reply};
+pub use library::{own_object_path, RuntimeLibrary};
+pub use once::RetryOnce;
+pub use settings::{effective_timeout, limit_bytes, thread_count, Config};
 
 use crate::abi::RaiDevice;
 pub use crate::abi::{RaiConfigKey as ConfigKey, RaiDType as DType, RaiDeviceKind as DeviceKind};
-
-/// An error a plugin returns; its message reaches the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(pub String);
-
-impl Error {
-    pub fn new(message: impl Into<String>) -> Error {
-        Error(message.into())
-    }
-}
-
-impl<T: std::fmt::Display> From<T> for Error {
-    fn from(err: T) -> Self {
-        Error(err.to_string())
-    }
-}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -105,6 +103,24 @@ pub struct TensorRef<'a> {
 }
 
 impl<'a> TensorRef<'a> {
+    /// Checks that input `index` of a model (its input `name`) has the `expected` dtype
+    /// and lies in CPU memory; the error ([`ErrorCode::InvalidInput`]) says which is not so.
+    pub fn check_input(&self, index: usize, name: &str, expected: DType) -> Result<()> {
+        if self.dtype != expected {
+            return Err(Error::invalid_input(format!(
+                "input {index} ('{name}') has dtype {}, the model expects {}",
+                self.dtype.name(),
+                expected.name()
+            )));
+        }
+        if self.device.kind != DeviceKind::Cpu {
+            return Err(Error::invalid_input(format!(
+                "input {index} ('{name}') is not in CPU memory"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn element_count(&self) -> usize {
         self.shape.iter().map(|&d| d.max(0) as usize).product()
     }
@@ -229,7 +245,7 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         _source: &str,
         _entry_points: &[String],
     ) -> Result<Self::Script> {
-        Err(Error(format!(
+        Err(Error::new(format!(
             "the {} backend does not support scripts",
             Self::NAME.to_string_lossy()
         )))
@@ -243,7 +259,7 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         _call: &ScriptCall<'_>,
         _max_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
-        Err(Error(format!(
+        Err(Error::new(format!(
             "the {} backend does not support scripts",
             Self::NAME.to_string_lossy()
         )))
@@ -320,6 +336,7 @@ pub const fn table<P: Instance>() -> crate::abi::RaiPluginApi {
         },
         memory_stats: Some(ffi_memory_stats::<P>),
         model_memory: Some(ffi_model_memory::<P>),
+        error_code: Some(ffi_error_code),
     }
 }
 

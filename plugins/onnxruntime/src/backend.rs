@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ort::session::{RunOptions as OrtRunOptions, Session, SessionInputValue};
-use redisai_plugin_api::sdk::{CancelFlag, ConfigKey, Error, OwnedTensor, Result, TensorRef};
+pub use redisai_plugin_api::sdk::Config;
+use redisai_plugin_api::sdk::{self, CancelFlag, Error, OwnedTensor, Result, TensorRef};
 
 use crate::convert::{self, Port};
 use crate::cuda;
@@ -14,21 +15,6 @@ use crate::policy;
 use crate::runtime::{self, Runtime};
 use crate::watchdog::WATCHDOG;
 use redisai_plugin_api::sdk::cancel::{self, CancelWatch};
-
-/// Where the backend reads its settings from (the host's `config_get` in the plugin).
-/// Values are read when used, so they may change between calls.
-pub trait Config: Send + Sync + 'static {
-    fn get(&self, key: ConfigKey) -> i64;
-}
-
-impl<F> Config for F
-where
-    F: Fn(ConfigKey) -> i64 + Send + Sync + 'static,
-{
-    fn get(&self, key: ConfigKey) -> i64 {
-        self(key)
-    }
-}
 
 /// The ONNX backend: loads sessions and runs them.
 pub struct OnnxBackend {
@@ -71,8 +57,8 @@ struct AnyRank {
 #[derive(Clone, Copy)]
 struct SessionSettings {
     gpu: Option<u32>,
-    intra: usize,
-    inter: usize,
+    intra: Option<u32>,
+    inter: Option<u32>,
     limit_bytes: Option<u64>,
 }
 
@@ -145,35 +131,19 @@ fn no_panic<T>(what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
             "ONNX backend failed during {what}: {text}"
         )))
     });
-    result.map_err(|err| Error::new(one_line(&err.0)))
-}
-
-/// `text` without line breaks or trailing blanks.
-fn one_line(text: &str) -> String {
-    text.trim_end().replace(['\r', '\n'], " ")
-}
-
-/// A thread count setting: 0 (or negative) leaves ONNX Runtime's default.
-fn threads(value: i64) -> usize {
-    usize::try_from(value).unwrap_or(0)
-}
-
-/// The run's deadline: the smaller of the non-zero timeouts, or none.
-fn effective_timeout(config_ms: i64, run_ms: u64) -> Option<u64> {
-    let config_ms = u64::try_from(config_ms).unwrap_or(0);
-    match (config_ms, run_ms) {
-        (0, 0) => None,
-        (0, ms) | (ms, 0) => Some(ms),
-        (a, b) => Some(a.min(b)),
-    }
+    result.map_err(Error::one_line)
 }
 
 /// The error of a failed run, saying so when the memory limit was the cause (with
 /// RedisAI's text for it, which clients may match).
 fn run_error(model: &OnnxModel, err: ort::Error) -> Error {
     let message = err.to_string();
+    // Only the text tells that the limit's BFC arena refused an allocation. An allocator
+    // of the plugin's own that counts its refusals cannot replace the arena: a C allocator
+    // refuses by returning null, and ONNX Runtime 1.32's kernels (Expand, for one) write
+    // through it (its own allocators throw instead, which C code cannot).
     if model.memory_limit_mb > 0 && message.contains("BFCArena") {
-        return Error::new(format!(
+        return Error::out_of_memory(format!(
             "Onnxruntime memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is {} MB): {message}",
             model.memory_limit_mb
         ));
@@ -225,13 +195,13 @@ impl OnnxBackend {
     /// The weights count against BACKEND_MEMORY_LIMIT too: the arena bounds what runs
     /// allocate, this bounds what the loaded models (and their extra sessions) keep.
     fn ensure_weights_fit(&self, bytes: u64) -> Result<()> {
-        let limit_mb = u64::try_from(self.config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
+        let limit_mb = self.config.memory_limit_mb();
         if limit_mb == 0 {
             return Ok(());
         }
         let held = WEIGHTS_HELD.load(Ordering::SeqCst);
         if held.saturating_add(bytes) > limit_mb.saturating_mul(1_000_000) {
-            return Err(Error::new(format!(
+            return Err(Error::out_of_memory(format!(
                 "Onnxruntime memory limit exceeded: a model of {bytes} bytes with {held} bytes of weights already loaded would pass BACKEND_MEMORY_LIMIT ({limit_mb} MB)"
             )));
         }
@@ -244,10 +214,10 @@ impl OnnxBackend {
         }
         // Before ONNX Runtime sees a byte of it (see crate::policy).
         no_panic("model check", || policy::check(blob).map_err(Error::new))?;
-        let intra = threads(self.config.get(ConfigKey::IntraOpParallelism));
-        let inter = threads(self.config.get(ConfigKey::InterOpParallelism));
-        let limit_mb = u64::try_from(self.config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
-        let limit_bytes = (limit_mb > 0).then(|| limit_mb.saturating_mul(1_000_000));
+        let intra = self.config.intra_op_threads();
+        let inter = self.config.inter_op_threads();
+        let limit_mb = self.config.memory_limit_mb();
+        let limit_bytes = sdk::limit_bytes(limit_mb);
         let blob_bytes = blob.len() as u64;
         self.ensure_weights_fit(blob_bytes)?;
         let weights = WeightsHeld::take(blob_bytes);
@@ -303,7 +273,7 @@ impl OnnxBackend {
             limit_bytes,
         } = settings;
         let arena = self.runtime.arena_for(limit_bytes)?;
-        let mut builder = Session::builder(self.runtime.env())?;
+        let mut builder = Session::builder(self.runtime.env()).map_err(Error::failed)?;
         if let Some(device_id) = gpu {
             let dir = self
                 .runtime
@@ -313,25 +283,28 @@ impl OnnxBackend {
             cuda::prepare(dir, device_id)
                 .and_then(|_| cuda::append_provider(&mut builder, device_id, limit_bytes))
                 .map_err(|err| {
-                    Error::new(format!(
-                        "cannot run the model on GPU:{device_id}: {}",
-                        err.0
-                    ))
+                    err.context(format_args!("cannot run the model on GPU:{device_id}"))
                 })?;
         }
-        if intra > 0 {
-            builder = builder.with_intra_threads(intra)?;
+        if let Some(intra) = intra {
+            builder = builder
+                .with_intra_threads(intra as usize)
+                .map_err(Error::failed)?;
         }
-        if inter > 0 {
-            builder = builder.with_inter_threads(inter)?;
+        if let Some(inter) = inter {
+            builder = builder
+                .with_inter_threads(inter as usize)
+                .map_err(Error::failed)?;
             if inter > 1 {
-                builder = builder.with_parallel_execution(true)?;
+                builder = builder
+                    .with_parallel_execution(true)
+                    .map_err(Error::failed)?;
             }
         }
         if arena.use_env_allocators() {
-            builder = builder.with_env_allocators()?;
+            builder = builder.with_env_allocators().map_err(Error::failed)?;
         }
-        let session = builder.commit_from_memory(blob)?;
+        let session = builder.commit_from_memory(blob).map_err(Error::failed)?;
         drop(arena);
         Ok(session)
     }
@@ -369,19 +342,16 @@ impl OnnxBackend {
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
         if inputs.len() != model.inputs.len() {
-            return Err(Error::new(
+            return Err(Error::invalid_input(
                 "Number of keys given as INPUTS here does not match model definition",
             ));
         }
         if n_outputs != model.outputs.len() {
-            return Err(Error::new(
+            return Err(Error::invalid_input(
                 "Number of keys given as OUTPUTS here does not match model definition",
             ));
         }
-        let timeout = effective_timeout(
-            self.config.get(ConfigKey::ModelExecutionTimeoutMs),
-            timeout_ms,
-        );
+        let timeout = self.config.run_timeout_ms(timeout_ms);
         no_panic("model run", || {
             let values = inputs
                 .iter()
@@ -412,7 +382,7 @@ impl OnnxBackend {
                     .map_err(|err| run_error(model, err))?;
                 return collect_outputs(model, &outputs);
             }
-            let options = Arc::new(OrtRunOptions::new()?);
+            let options = Arc::new(OrtRunOptions::new().map_err(Error::failed)?);
             let deadline = match timeout {
                 Some(ms) => {
                     let to_stop = Arc::clone(&options);
@@ -445,13 +415,13 @@ impl OnnxBackend {
             let outputs = match result {
                 Ok(outputs) => outputs,
                 Err(err) if cancelled => {
-                    return Err(Error::new(format!(
+                    return Err(Error::cancelled(format!(
                         "model run cancelled (the client went away or the server is shutting down): {err}"
                     )))
                 }
                 Err(err) => match timed_out {
                     Some((ms, true)) => {
-                        return Err(Error::new(format!(
+                        return Err(Error::timed_out(format!(
                             "model execution timed out after {ms} ms: {err}"
                         )))
                     }
@@ -496,9 +466,8 @@ impl OnnxBackend {
         self.ensure_weights_fit(any_rank.blob.len() as u64)?;
         let blob = policy::declare_ranks(&any_rank.blob, &ranked).map_err(Error::new)?;
         let session = self.session(&blob, any_rank.settings).map_err(|err| {
-            Error::new(format!(
-                "the model cannot run on these inputs ({described}; it declares no shape for them): {}",
-                err.0
+            err.context(format_args!(
+                "the model cannot run on these inputs ({described}; it declares no shape for them)"
             ))
         })?;
         if sessions.len() >= ANY_RANK_SESSIONS {
@@ -528,31 +497,4 @@ fn collect_outputs(
         .enumerate()
         .map(|(i, port)| convert::output_tensor(i, port, &outputs[i]))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_smaller_non_zero_timeout_wins() {
-        assert_eq!(effective_timeout(0, 0), None);
-        assert_eq!(effective_timeout(-5, 0), None);
-        assert_eq!(effective_timeout(100, 0), Some(100));
-        assert_eq!(effective_timeout(0, 70), Some(70));
-        assert_eq!(effective_timeout(100, 70), Some(70));
-        assert_eq!(effective_timeout(50, 70), Some(50));
-    }
-
-    #[test]
-    fn messages_are_one_line() {
-        assert_eq!(one_line("a\nb\r\nc\n"), "a b  c");
-    }
-
-    #[test]
-    fn thread_settings() {
-        assert_eq!(threads(0), 0);
-        assert_eq!(threads(-1), 0);
-        assert_eq!(threads(4), 4);
-    }
 }

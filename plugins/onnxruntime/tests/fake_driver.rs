@@ -10,42 +10,10 @@ use std::process::Command;
 
 use common::{backend, model_bytes};
 use redisai_onnxruntime::cuda;
-
-const FAKE_DRIVER: &str = r#"
-#include <stdlib.h>
-int cuInit(unsigned flags) {
-    const char *mode = getenv("FAKE_CUDA_MODE");
-    return (flags == 0 && mode && mode[0] == 'o') ? 0 : 100;
-}
-int cuDeviceGetCount(int *count) { *count = 1; return 0; }
-int cuGetErrorString(int error, const char **text) {
-    *text = error == 100 ? "no CUDA-capable device is detected" : "unknown error";
-    return 0;
-}
-"#;
+use redisai_plugin_testkit::fake_cuda;
 
 fn build_fake_driver() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("redisai-fake-cuda-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(dir.join("fake_cuda.c"), FAKE_DRIVER).expect("source");
-    let built = Command::new("cc")
-        .args([
-            "-shared",
-            "-fPIC",
-            "-Wl,-soname,libcuda.so.1",
-            "-o",
-            "libcuda.so.1",
-            "fake_cuda.c",
-        ])
-        .current_dir(&dir)
-        .output()
-        .expect("cc");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    dir
+    fake_cuda::build("onnx", "FAKE_CUDA_MODE", "one-device")
 }
 
 fn run_child(driver_dir: &Path, mode: &str) {
@@ -91,8 +59,8 @@ fn with_the_fake_driver() {
     let error = |device: u32| match backend.load_on(&blob, Some(device)) {
         Ok(_) => panic!("GPU:{device} cannot load with the CPU runtime"),
         Err(err) => {
-            eprintln!("GPU:{device} ({mode}): {}", err.0);
-            err.0
+            eprintln!("GPU:{device} ({mode}): {}", err);
+            err.to_string()
         }
     };
     match mode.as_str() {
@@ -104,7 +72,10 @@ fn with_the_fake_driver() {
             );
         }
         "one-device" => {
-            assert_eq!(cuda::driver_device_count().map_err(|e| e.0), Ok(1));
+            assert_eq!(
+                cuda::driver_device_count().map_err(|e| e.to_string()),
+                Ok(1)
+            );
             let err = error(1);
             assert!(
                 err.contains(

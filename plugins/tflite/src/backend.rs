@@ -3,27 +3,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use redisai_plugin_api::sdk::{CancelFlag, ConfigKey, Error, OwnedTensor, Result, TensorRef};
+pub use redisai_plugin_api::sdk::Config;
+use redisai_plugin_api::sdk::{CancelFlag, Error, OwnedTensor, Result, TensorRef};
 
 use crate::convert::{self, Port};
 use crate::ffi::{self, CompiledModel, Failure, Layout, RankedTensorType, Runtime};
 use crate::flatbuffer;
 use crate::runtime;
-
-/// Where the backend reads its settings from (the host's `config_get` in the plugin).
-/// Values are read when used, so they may change between calls.
-pub trait Config: Send + Sync + 'static {
-    fn get(&self, key: ConfigKey) -> i64;
-}
-
-impl<F> Config for F
-where
-    F: Fn(ConfigKey) -> i64 + Send + Sync + 'static,
-{
-    fn get(&self, key: ConfigKey) -> i64 {
-        self(key)
-    }
-}
 
 /// The TFLite backend: compiles models with LiteRT and runs them.
 pub struct TfliteBackend {
@@ -110,26 +96,6 @@ impl RunWatch {
     }
 }
 
-/// `text` without line breaks or trailing blanks: error texts end up in Redis replies.
-fn one_line(text: &str) -> String {
-    text.trim_end().replace(['\r', '\n'], " ")
-}
-
-/// A thread count setting: 0 (or negative) leaves LiteRT's default.
-fn threads(value: i64) -> Option<u32> {
-    u32::try_from(value).ok().filter(|&n| n > 0)
-}
-
-/// The run's deadline: the smaller of the non-zero timeouts, or none.
-fn effective_timeout(config_ms: i64, run_ms: u64) -> Option<u64> {
-    let config_ms = u64::try_from(config_ms).unwrap_or(0);
-    match (config_ms, run_ms) {
-        (0, 0) => None,
-        (0, ms) | (ms, 0) => Some(ms),
-        (a, b) => Some(a.min(b)),
-    }
-}
-
 fn port_of(direction: &str, index: usize, info: &ffi::TensorInfo) -> Result<Port> {
     let dtype = convert::dtype_of(info.element_type).ok_or_else(|| {
         Error::new(format!(
@@ -163,14 +129,13 @@ impl TfliteBackend {
 
     /// Compiles a .tflite model for the CPU.
     pub fn load(&self, blob: &[u8]) -> Result<TfliteModel> {
-        self.load_inner(blob)
-            .map_err(|err| Error::new(one_line(&err.0)))
+        self.load_inner(blob).map_err(Error::one_line)
     }
 
     fn load_inner(&self, blob: &[u8]) -> Result<TfliteModel> {
         flatbuffer::check_model(blob)?;
         let model = ffi::Model::from_bytes(self.runtime, blob)
-            .map_err(|err| redisai_text(&err.0, flatbuffer::NOT_A_MODEL))?;
+            .map_err(|err| redisai_text(err, flatbuffer::NOT_A_MODEL))?;
         let io = model.io()?;
         let inputs = io
             .inputs
@@ -184,12 +149,12 @@ impl TfliteBackend {
             .enumerate()
             .map(|(i, info)| port_of("output", i, info))
             .collect::<Result<Vec<_>>>()?;
-        let threads = threads(self.config.get(ConfigKey::IntraOpParallelism));
+        let threads = self.config.intra_op_threads();
         let mut compiled = {
             let _one_at_a_time = COMPILE.lock().unwrap_or_else(PoisonError::into_inner);
             // RedisAI's text when TFLite could not build an interpreter for the model.
             CompiledModel::new(model, threads)
-                .map_err(|err| redisai_text(&err.0, "Failed to construct interpreter"))?
+                .map_err(|err| redisai_text(err, "Failed to construct interpreter"))?
         };
         let watch = Arc::new(RunWatch::default());
         let check = Arc::clone(&watch);
@@ -225,12 +190,12 @@ impl TfliteBackend {
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
         if inputs.len() != model.inputs.len() {
-            return Err(Error::new(
+            return Err(Error::invalid_input(
                 "Number of keys given as INPUTS here does not match model definition",
             ));
         }
         if n_outputs != model.outputs.len() {
-            return Err(Error::new(
+            return Err(Error::invalid_input(
                 "Number of keys given as OUTPUTS here does not match model definition",
             ));
         }
@@ -240,16 +205,12 @@ impl TfliteBackend {
             .enumerate()
             .map(|(i, (tensor, port))| convert::input_dims(i, port, tensor))
             .collect::<Result<Vec<_>>>()?;
-        let timeout = effective_timeout(
-            self.config.get(ConfigKey::ModelExecutionTimeoutMs),
-            timeout_ms,
-        );
+        let timeout = self.config.run_timeout_ms(timeout_ms);
         let compiled = model
             .compiled
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        run_locked(model, &compiled, timeout, cancel, inputs, &dims)
-            .map_err(|err| Error::new(one_line(&err.0)))
+        run_locked(model, &compiled, timeout, cancel, inputs, &dims).map_err(Error::one_line)
     }
 }
 
@@ -270,7 +231,7 @@ fn run_locked(
         let current = compiled.input_layout(signature, port.signature_index)?;
         if current.dims() != dims.as_slice() {
             if dims.is_empty() || dims.contains(&0) {
-                return Err(Error::new(format!(
+                return Err(Error::invalid_input(format!(
                     "input {i} ('{}') has shape {dims:?}, the model's is {:?}: LiteRT resizes inputs only to shapes of rank 1 or more without zero dimensions",
                     port.name,
                     current.dims()
@@ -284,7 +245,9 @@ fn run_locked(
     }
     let layouts = compiled
         .output_layouts(signature, model.outputs.len(), resized)
-        .map_err(|f| Error::new(format!("the model cannot run with these input shapes: {f}")))?;
+        .map_err(|f| {
+            Error::invalid_input(format!("the model cannot run with these input shapes: {f}"))
+        })?;
 
     // Buffers in the signature's order, which is the order LiteRT's run takes them in.
     let mut input_buffers: Vec<Option<ffi::TensorBuffer<'_>>> =
@@ -337,10 +300,10 @@ fn run_locked(
     let stopped = model.watch.disarm();
     if let Err(failure) = result {
         return Err(match (stopped, timeout) {
-            (Some(Stop::Cancelled), _) => Error::new(format!(
+            (Some(Stop::Cancelled), _) => Error::cancelled(format!(
                 "model run cancelled (the client went away or the server is shutting down): {failure}"
             )),
-            (Some(Stop::TimedOut), Some(ms)) => Error::new(format!(
+            (Some(Stop::TimedOut), Some(ms)) => Error::timed_out(format!(
                 "model execution timed out after {ms} ms: {failure}"
             )),
             _ => Error::new(format!("the TFLite model failed to run: {failure}")),
@@ -383,17 +346,17 @@ fn run_locked(
 }
 
 /// RedisAI's fixed `text` for an ordinary LiteRT failure. A C++ exception the guard
-/// caught (where RedisAI's process would have aborted) keeps its own `detail`.
-fn redisai_text(detail: &str, text: &str) -> Error {
-    if detail.contains("threw a C++ exception") {
-        Error::new(one_line(detail))
+/// caught (where RedisAI's process would have aborted) keeps its own text.
+fn redisai_text(err: Error, text: &str) -> Error {
+    if err.message().contains("threw a C++ exception") {
+        err.one_line()
     } else {
-        Error::new(text)
+        Error::with_code(err.code(), text)
     }
 }
 
 fn input_error(index: usize, port: &Port, dims: &[i32], failure: Failure) -> Error {
-    Error::new(format!(
+    Error::invalid_input(format!(
         "input {index} ('{}') with shape {dims:?}: {failure}",
         port.name
     ))
@@ -402,29 +365,6 @@ fn input_error(index: usize, port: &Port, dims: &[i32], failure: Failure) -> Err
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_smaller_non_zero_timeout_wins() {
-        assert_eq!(effective_timeout(0, 0), None);
-        assert_eq!(effective_timeout(-5, 0), None);
-        assert_eq!(effective_timeout(100, 0), Some(100));
-        assert_eq!(effective_timeout(0, 70), Some(70));
-        assert_eq!(effective_timeout(100, 70), Some(70));
-        assert_eq!(effective_timeout(50, 70), Some(50));
-    }
-
-    #[test]
-    fn thread_settings() {
-        assert_eq!(threads(0), None);
-        assert_eq!(threads(-1), None);
-        assert_eq!(threads(4), Some(4));
-        assert_eq!(threads(i64::MAX), None);
-    }
-
-    #[test]
-    fn messages_are_one_line() {
-        assert_eq!(one_line("a\nb\r\nc\n"), "a b  c");
-    }
 
     #[test]
     fn the_watch_stops_on_deadline_and_stays_stopped() {

@@ -2,7 +2,7 @@
 
 use std::ffi::c_int;
 
-use redisai_plugin_api::sdk::{DType, DeviceKind, Error, Result, TensorRef};
+use redisai_plugin_api::sdk::{DType, Error, Result, TensorRef};
 
 use crate::ffi::MAX_RANK;
 
@@ -48,22 +48,6 @@ pub fn dtype_of(element_type: c_int) -> Option<DType> {
     })
 }
 
-/// RedisAI's name of a dtype.
-pub fn dtype_name(dtype: DType) -> &'static str {
-    match dtype {
-        DType::Float => "FLOAT",
-        DType::Double => "DOUBLE",
-        DType::Int8 => "INT8",
-        DType::Int16 => "INT16",
-        DType::Int32 => "INT32",
-        DType::Int64 => "INT64",
-        DType::Uint8 => "UINT8",
-        DType::Uint16 => "UINT16",
-        DType::Bool => "BOOL",
-        DType::String => "STRING",
-    }
-}
-
 /// TFLite's name of an element type, for messages.
 pub fn element_name(element_type: c_int) -> String {
     match element_type {
@@ -80,19 +64,9 @@ pub fn element_name(element_type: c_int) -> String {
         element::BFLOAT16 => "BFLOAT16".to_owned(),
         element::INT2 => "INT2".to_owned(),
         other => match dtype_of(other) {
-            Some(dtype) => dtype_name(dtype).to_owned(),
+            Some(dtype) => dtype.name().to_owned(),
             None => format!("element type {other}"),
         },
-    }
-}
-
-/// Size in bytes of one element of a dtype the backend serves.
-pub fn element_size(dtype: DType) -> usize {
-    match dtype {
-        DType::Int8 | DType::Uint8 | DType::Bool | DType::String => 1,
-        DType::Int16 | DType::Uint16 => 2,
-        DType::Float | DType::Int32 => 4,
-        DType::Double | DType::Int64 => 8,
     }
 }
 
@@ -106,23 +80,18 @@ pub struct Port {
     pub signature_index: usize,
 }
 
+/// Bytes of one element of a port's dtype. Ports are never STRING ([`dtype_of`] maps no
+/// LiteRT type to it), so every dtype here has a size.
+pub fn element_size(dtype: DType) -> usize {
+    dtype.element_size().unwrap_or(1)
+}
+
 /// Checks input `index` against the model's port and returns its shape as LiteRT dims.
 pub fn input_dims(index: usize, port: &Port, tensor: &TensorRef<'_>) -> Result<Vec<i32>> {
     let name = &port.name;
-    if tensor.dtype != port.dtype {
-        return Err(Error::new(format!(
-            "input {index} ('{name}') has dtype {}, the model expects {}",
-            dtype_name(tensor.dtype),
-            dtype_name(port.dtype)
-        )));
-    }
-    if tensor.device.kind != DeviceKind::Cpu {
-        return Err(Error::new(format!(
-            "input {index} ('{name}') is not in CPU memory"
-        )));
-    }
+    tensor.check_input(index, name, port.dtype)?;
     if tensor.shape.len() > MAX_RANK {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "input {index} ('{name}') has {} dimensions, TFLite takes at most {MAX_RANK}",
             tensor.shape.len()
         )));
@@ -131,13 +100,13 @@ pub fn input_dims(index: usize, port: &Port, tensor: &TensorRef<'_>) -> Result<V
     let mut dims = Vec::with_capacity(tensor.shape.len());
     for &dim in tensor.shape {
         let dim32 = i32::try_from(dim).ok().filter(|d| *d >= 0).ok_or_else(|| {
-            Error::new(format!(
+            Error::invalid_input(format!(
                 "input {index} ('{name}') has a dimension out of range in its shape {:?}",
                 tensor.shape
             ))
         })?;
         count = count.checked_mul(dim32 as usize).ok_or_else(|| {
-            Error::new(format!(
+            Error::invalid_input(format!(
                 "input {index} ('{name}') has too many elements (shape {:?})",
                 tensor.shape
             ))
@@ -146,16 +115,16 @@ pub fn input_dims(index: usize, port: &Port, tensor: &TensorRef<'_>) -> Result<V
     }
     let size = element_size(port.dtype);
     if count.checked_mul(size) != Some(tensor.data.len()) {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "input {index} ('{name}') has {} bytes of data, its shape {:?} of {} needs {}",
             tensor.data.len(),
             tensor.shape,
-            dtype_name(port.dtype),
+            port.dtype.name(),
             count.saturating_mul(size)
         )));
     }
     if port.dtype == DType::Bool && tensor.data.iter().any(|&b| b > 1) {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "input {index} ('{name}') is BOOL but has bytes other than 0 and 1"
         )));
     }
@@ -172,7 +141,7 @@ pub fn element_count(dims: &[i32]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redisai_plugin_api::sdk::Device;
+    use redisai_plugin_api::sdk::{Device, DeviceKind, ErrorCode};
 
     /// The LiteRT element type of a dtype the backend serves.
     pub fn element_of(dtype: DType) -> Option<c_int> {
@@ -190,22 +159,9 @@ mod tests {
         })
     }
 
-    const ALL: [DType; 10] = [
-        DType::Float,
-        DType::Double,
-        DType::Int8,
-        DType::Int16,
-        DType::Int32,
-        DType::Int64,
-        DType::Uint8,
-        DType::Uint16,
-        DType::Bool,
-        DType::String,
-    ];
-
     #[test]
     fn dtypes_round_trip() {
-        for dtype in ALL {
+        for &dtype in DType::ALL {
             match element_of(dtype) {
                 Some(element) => assert_eq!(dtype_of(element), Some(dtype)),
                 None => assert_eq!(dtype, DType::String),
@@ -244,25 +200,32 @@ mod tests {
         let p = port(DType::Float);
         let data = [0u8; 8];
         assert_eq!(
-            input_dims(0, &p, &tensor(DType::Float, &[2], &data)).map_err(|e| e.0),
+            input_dims(0, &p, &tensor(DType::Float, &[2], &data)).map_err(Error::into_message),
             Ok(vec![2])
         );
-        let err = input_dims(1, &p, &tensor(DType::Int32, &[2], &data)).map_err(|e| e.0);
+        let err =
+            input_dims(1, &p, &tensor(DType::Int32, &[2], &data)).map_err(Error::into_message);
         assert_eq!(
             err,
             Err("input 1 ('x') has dtype INT32, the model expects FLOAT".to_owned())
         );
-        let err = input_dims(0, &p, &tensor(DType::Float, &[3], &data)).map_err(|e| e.0);
+        let err =
+            input_dims(0, &p, &tensor(DType::Float, &[3], &data)).map_err(Error::into_message);
         assert!(err.is_err_and(|e| e.contains("needs 12")));
-        let err = input_dims(0, &p, &tensor(DType::Float, &[1 << 40], &data)).map_err(|e| e.0);
+        let err = input_dims(0, &p, &tensor(DType::Float, &[1 << 40], &data))
+            .map_err(Error::into_message);
         assert!(err.is_err_and(|e| e.contains("out of range")));
-        let err = input_dims(0, &p, &tensor(DType::Float, &[1; 9], &data)).map_err(|e| e.0);
+        let err =
+            input_dims(0, &p, &tensor(DType::Float, &[1; 9], &data)).map_err(Error::into_message);
         assert!(err.is_err_and(|e| e.contains("at most 8")));
+        let code = input_dims(0, &p, &tensor(DType::Float, &[3], &data)).map_err(|e| e.code());
+        assert_eq!(code, Err(ErrorCode::InvalidInput));
         let b = port(DType::Bool);
-        let err = input_dims(0, &b, &tensor(DType::Bool, &[2], &[1, 2])).map_err(|e| e.0);
+        let err =
+            input_dims(0, &b, &tensor(DType::Bool, &[2], &[1, 2])).map_err(Error::into_message);
         assert!(err.is_err_and(|e| e.contains("other than 0 and 1")));
         assert_eq!(
-            input_dims(0, &p, &tensor(DType::Float, &[], &data[..4])).map_err(|e| e.0),
+            input_dims(0, &p, &tensor(DType::Float, &[], &data[..4])).map_err(Error::into_message),
             Ok(vec![])
         );
     }

@@ -68,7 +68,7 @@ pub mod policy;
 use std::ffi::CStr;
 
 use redisai_plugin_api::sdk::{
-    ConfigKey, DType, Device, DeviceKind, Error, Host, LogLevel, MemoryStats, ModelOptions,
+    Config, ConfigKey, DType, Device, DeviceKind, Error, Host, LogLevel, MemoryStats, ModelOptions,
     OwnedTensor, Plugin, Result, RunOptions, ScriptCall, ScriptConvention, TensorRef,
 };
 
@@ -86,8 +86,7 @@ impl TorchPlugin {
     /// Applies BACKEND_MEMORY_LIMIT (MB, 10^6 bytes as in RedisAI; 0: none) as it is now:
     /// read before each load and run, so `AI.CONFIG` changes take effect at the next one.
     fn refresh_memory_limit(&self) {
-        let mb = self.host.config(ConfigKey::BackendMemoryLimitMb).max(0) as u64;
-        ffi::set_memory_limit(mb.saturating_mul(1_000_000));
+        ffi::set_memory_limit(self.host.memory_limit_bytes().unwrap_or(0));
     }
 }
 
@@ -102,7 +101,7 @@ fn torch_device(device: Device, what: &str) -> Result<TorchDevice> {
                 .map_err(|_| Error::new(format!("invalid GPU index {}", device.id)))?;
             cuda::own_dir()
                 .and_then(|dir| cuda::prepare(&dir, id))
-                .map_err(|err| Error::new(format!("cannot run the {what} on GPU:{id}: {}", err.0)))?;
+                .map_err(|err| err.context(format_args!("cannot run the {what} on GPU:{id}")))?;
             Ok(TorchDevice::Cuda(id))
         }
         DeviceKind::Gpu => Err(Error::new(
@@ -130,17 +129,7 @@ impl Plugin for TorchPlugin {
     const NAME: &'static CStr = c"TORCH";
     const RUNTIME_VERSION: &'static CStr = c"2.13.0";
     const DEVICES: &'static [DeviceKind] = DEVICE_KINDS;
-    const DTYPES: &'static [DType] = &[
-        DType::Float,
-        DType::Double,
-        DType::Int8,
-        DType::Int16,
-        DType::Int32,
-        DType::Int64,
-        DType::Uint8,
-        DType::Uint16,
-        DType::Bool,
-    ];
+    const DTYPES: &'static [DType] = DType::NUMERIC;
     const CONCURRENT_RUN: bool = true;
 
     fn init(host: Host) -> Result<Self> {
@@ -150,14 +139,13 @@ impl Plugin for TorchPlugin {
             host.log(
                 LogLevel::Warning,
                 &format!(
-                    "TORCH backend (GPU variant): libtorch's CUDA backend is not loaded, models and scripts on a GPU will be refused: {}",
-                    err.0
+                    "TORCH backend (GPU variant): libtorch's CUDA backend is not loaded, models and scripts on a GPU will be refused: {err}"
                 ),
             );
         }
         let version = torch_version();
         if version != TORCH_VERSION {
-            return Err(Error(format!(
+            return Err(Error::new(format!(
                 "the TORCH backend was built for libtorch {TORCH_VERSION} but loaded {version}"
             )));
         }
@@ -167,22 +155,17 @@ impl Plugin for TorchPlugin {
             host.log(
                 LogLevel::Warning,
                 &format!(
-                    "TORCH backend: could not set thread counts (intra {intra}, inter {inter}): {}",
-                    err.0
+                    "TORCH backend: could not set thread counts (intra {intra}, inter {inter}): {err}"
                 ),
             );
         }
-        extensions::register().map_err(|err| {
-            Error(format!(
-                "could not register the script extensions: {}",
-                err.0
-            ))
-        })?;
+        extensions::register()
+            .map_err(|err| err.context("could not register the script extensions"))?;
         // Before any model or script is loaded (see policy::install).
         policy::install()?;
         // BACKEND_MEMORY_LIMIT: every CPU tensor storage is counted from here on.
         ffi::install_memory_limit()
-            .map_err(|err| Error(format!("could not install the memory limit: {}", err.0)))?;
+            .map_err(|err| err.context("could not install the memory limit"))?;
         let plugin = TorchPlugin { host };
         plugin.refresh_memory_limit();
         Ok(plugin)
@@ -204,8 +187,8 @@ impl Plugin for TorchPlugin {
     fn load_model(&self, options: &ModelOptions, blob: &[u8]) -> Result<Module> {
         self.refresh_memory_limit();
         let device = torch_device(options.device, "model")?;
-        archive_check::check(blob).map_err(Error)?;
-        Module::load_on(blob, device)
+        archive_check::check(blob).map_err(Error::new)?;
+        ffi::limit_aware(|| Module::load_on(blob, device))
     }
 
     fn input_names(&self, model: &Module) -> Vec<String> {
@@ -226,9 +209,9 @@ impl Plugin for TorchPlugin {
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
         self.refresh_memory_limit();
-        let outputs = model.forward(inputs)?;
+        let outputs = ffi::limit_aware(|| model.forward(inputs))?;
         if outputs.len() != n_outputs {
-            return Err(Error(format!(
+            return Err(Error::invalid_input(format!(
                 "the model returned {} tensors but {n_outputs} outputs were asked for",
                 outputs.len()
             )));
@@ -239,7 +222,7 @@ impl Plugin for TorchPlugin {
     fn load_script(&self, device: Device, source: &str, entry_points: &[String]) -> Result<Script> {
         self.refresh_memory_limit();
         let device = torch_device(device, "script")?;
-        Script::load_on(source, entry_points, device)
+        ffi::limit_aware(|| Script::load_on(source, entry_points, device))
     }
 
     fn run_script(
@@ -252,14 +235,14 @@ impl Plugin for TorchPlugin {
         self.refresh_memory_limit();
         let outputs = {
             let _context = extensions::RunContext::enter(options.host_ctx);
-            match call.convention {
+            ffi::limit_aware(|| match call.convention {
                 ScriptConvention::Lists => {
-                    script.run(&call.function, &call.inputs, &call.keys, &call.args)?
+                    script.run(&call.function, &call.inputs, &call.keys, &call.args)
                 }
                 ScriptConvention::Positional { variadic } => {
-                    script.run_positional(&call.function, &call.inputs, variadic)?
+                    script.run_positional(&call.function, &call.inputs, variadic)
                 }
-            }
+            })?
         };
         if outputs.len() > max_outputs {
             self.host.log(
@@ -270,7 +253,7 @@ impl Plugin for TorchPlugin {
                     outputs.len()
                 ),
             );
-            return Err(Error(format!(
+            return Err(Error::new(format!(
                 "function {} returned {} tensors but {max_outputs} outputs were given",
                 call.function,
                 outputs.len()

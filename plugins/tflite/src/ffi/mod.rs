@@ -21,8 +21,7 @@
 mod compiled;
 mod model;
 
-use std::ffi::{c_char, c_int, c_void, CStr, OsStr};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::path::{Path, PathBuf};
 use std::ptr;
 
@@ -34,6 +33,8 @@ pub use model::{Model, TensorInfo};
 /// `LiteRtStatus`.
 pub type Status = c_int;
 pub const STATUS_OK: Status = 0;
+/// kLiteRtStatusErrorMemoryAllocationFailure.
+const STATUS_MEMORY_ALLOCATION_FAILURE: Status = 2;
 /// `kLiteRtStatusCancelled`: the cancellation function asked the run to stop.
 pub const STATUS_CANCELLED: Status = 100;
 /// Not a LiteRT status: the call threw a C++ exception.
@@ -201,7 +202,7 @@ pub fn status_name(status: Status) -> &'static str {
         STATUS_EXCEPTION => "C++ exception",
         0 => "Ok",
         1 => "ErrorInvalidArgument",
-        2 => "ErrorMemoryAllocationFailure",
+        STATUS_MEMORY_ALLOCATION_FAILURE => "ErrorMemoryAllocationFailure",
         3 => "ErrorRuntimeFailure",
         4 => "ErrorMissingInputTensor",
         5 => "ErrorUnsupported",
@@ -250,6 +251,17 @@ impl std::fmt::Display for Failure {
             write!(f, ": {details}")?;
         }
         Ok(())
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        let message = failure.to_string();
+        if failure.status == STATUS_MEMORY_ALLOCATION_FAILURE {
+            Error::out_of_memory(message)
+        } else {
+            Error::new(message)
+        }
     }
 }
 
@@ -422,31 +434,6 @@ impl Runtime {
     }
 }
 
-/// Path of the shared object (or executable) that contains this function.
-pub fn own_object_path() -> Option<PathBuf> {
-    let mut info = libc::Dl_info {
-        dli_fname: ptr::null(),
-        dli_fbase: ptr::null_mut(),
-        dli_sname: ptr::null(),
-        dli_saddr: ptr::null_mut(),
-    };
-    let address = own_object_path as fn() -> Option<PathBuf> as *const c_void;
-    // SAFETY: dladdr only inspects the address (a function of this object) and writes into
-    // `info`, which outlives the call.
-    let found = unsafe { libc::dladdr(address, &mut info) };
-    if found == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    // SAFETY: on success `dli_fname` is a NUL-terminated path owned by the dynamic loader,
-    // valid while the object is loaded; ours is, since its code is running. It is copied
-    // before returning.
-    let name = unsafe { CStr::from_ptr(info.dli_fname) };
-    if name.to_bytes().is_empty() {
-        return None;
-    }
-    Some(PathBuf::from(OsStr::from_bytes(name.to_bytes())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,17 +444,6 @@ mod tests {
         assert_eq!(layout.dims(), [2, -1, 3]);
         assert_eq!(Layout::new(&[]).expect("scalar").dims(), [] as [i32; 0]);
         assert!(Layout::new(&[1; 9]).is_none());
-    }
-
-    #[test]
-    fn finds_its_own_object() {
-        // In a test binary the code lives in the executable itself.
-        let own = own_object_path().expect("dladdr found this code");
-        let exe = std::env::current_exe().expect("current exe");
-        assert_eq!(
-            std::fs::canonicalize(own).expect("canonical"),
-            std::fs::canonicalize(exe).expect("canonical")
-        );
     }
 
     #[test]
