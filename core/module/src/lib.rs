@@ -6,6 +6,7 @@
 
 mod blocking;
 mod commands;
+mod error_text;
 mod events;
 mod host;
 mod info;

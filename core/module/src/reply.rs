@@ -1,8 +1,8 @@
 //! Error replies as Redis receives them, and panics turned into error text: shared by
-//! the command handlers, the blocked-client replies and the data type callbacks.
+//! the command handlers, the blocked-client replies and the data type callbacks. (The
+//! text of a failed run or store is `error_text.rs`'s.)
 
 use redis_module::{RedisError, RedisResult};
-
 /// The bytes of an error reply, as RedisAI gave them: line breaks (and NUL, which ends a
 /// C string) become spaces, as RedisAI's one-line error did; every other byte, tabs and
 /// UTF-8 included, stays as the backend or client wrote it.

@@ -55,8 +55,8 @@ pub fn load_plugin(path: &Path) -> Result<Backend, LoadError> {
     if let Some(init) = api.init {
         // SAFETY: `HOST_API` lives for the whole process, as the ABI requires.
         let error = unsafe { init(&HOST_API) };
-        if let Some(message) = backend.take_error(error) {
-            return Err(LoadError(format!("{path_text}: init failed: {message}")));
+        if let Some(error) = backend.take_error(error) {
+            return Err(LoadError(format!("{path_text}: init failed: {error}")));
         }
     }
     Ok(backend)
@@ -162,10 +162,10 @@ fn describe(api: &'static RaiPluginApi, path: PathBuf) -> Result<Backend, LoadEr
 /// Bytes of the plugin table as ABI minor `minor` defined it (the fields each later
 /// minor appended are absent from an older plugin's table).
 fn table_size_of_minor(minor: u32) -> usize {
-    if minor < 3 {
-        std::mem::offset_of!(RaiPluginApi, memory_stats)
-    } else {
-        std::mem::size_of::<RaiPluginApi>()
+    match minor {
+        0..=2 => std::mem::offset_of!(RaiPluginApi, memory_stats),
+        3 => std::mem::offset_of!(RaiPluginApi, error_code),
+        _ => std::mem::size_of::<RaiPluginApi>(),
     }
 }
 
@@ -185,6 +185,7 @@ fn dl_error() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::ErrorCode;
     use redisai_plugin_api::abi::{
         RaiError, RaiMemoryStats, RaiModel, RaiModelOptions, RaiRunOptions, RaiTensorOut,
         RaiTensorView,
@@ -273,11 +274,43 @@ mod tests {
             .expect("a minor-3 table too short");
         assert!(err.0.contains("ABI 1.3 needs"), "{}", err.0);
 
-        let new = Box::leak(Box::new(table(3, std::mem::size_of::<RaiPluginApi>())));
+        let minor_3_size = std::mem::offset_of!(RaiPluginApi, error_code);
+        let new = Box::leak(Box::new(table(3, minor_3_size)));
         let api = check_table(new, "new.so").expect("minor 3");
         assert!(api.memory_stats.is_some());
         let model_memory = api.model_memory.expect("model_memory");
         // SAFETY: the fake ignores its argument.
         assert_eq!(unsafe { model_memory(std::ptr::null()) }, 7);
+    }
+
+    unsafe extern "C" fn timed_out_code(_: *const RaiError) -> u32 {
+        ErrorCode::TimedOut as u32
+    }
+
+    #[test]
+    fn error_code_is_read_only_from_a_minor_4_table() {
+        // A minor-3 table ends before `error_code`: whatever lies past it is not read,
+        // and its errors count as failed.
+        let minor_3_size = std::mem::offset_of!(RaiPluginApi, error_code);
+        let mut old = table(3, minor_3_size);
+        old.error_code = Some(timed_out_code);
+        let api = check_table(Box::leak(Box::new(old)), "minor3.so").expect("minor 3");
+        assert!(api.error_code.is_none());
+
+        let mut new = table(4, std::mem::size_of::<RaiPluginApi>());
+        new.error_code = Some(timed_out_code);
+        let api = check_table(Box::leak(Box::new(new)), "minor4.so").expect("minor 4");
+        let error_code = api.error_code.expect("error_code");
+        // SAFETY: the fake ignores its argument.
+        assert_eq!(
+            unsafe { error_code(std::ptr::null()) },
+            ErrorCode::TimedOut as u32
+        );
+
+        let short = table(4, minor_3_size);
+        let err = check_table(Box::leak(Box::new(short)), "short.so")
+            .err()
+            .expect("a minor-4 table too short");
+        assert!(err.0.contains("ABI 1.4 needs"), "{}", err.0);
     }
 }

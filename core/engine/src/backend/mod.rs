@@ -1,6 +1,7 @@
 //! Backend plugins: loading them (with the ABI check), the services the core offers
 //! them, and safe wrappers around the models they create.
 
+mod error;
 pub mod host;
 pub mod host_services;
 mod loader;
@@ -9,6 +10,7 @@ mod plugin_script;
 pub mod registry;
 pub mod reply;
 
+pub use error::{BackendError, ErrorCode};
 pub use host::RunContext;
 pub use loader::{load_plugin, LoadError};
 pub use plugin_model::{tensor_view, ModelLoadOptions, PluginModel};
@@ -86,7 +88,12 @@ impl Backend {
         self.flags & RAI_PLUGIN_FLAG_INTERRUPTIBLE_RUN != 0
     }
 
-    /// Reads and frees a plugin error; `None` for success.
+    /// Whether the plugin says what kind of failure each error is (ABI minor 4
+    /// `error_code`); an older plugin's errors are all [`ErrorCode::Failed`].
+    pub fn reports_error_codes(&self) -> bool {
+        self.api.error_code.is_some()
+    }
+
     /// What the backend holds now and its peak, when the plugin can tell (ABI minor 3
     /// `memory_stats`); `None` for an older plugin or one whose runtime cannot count.
     pub fn memory_stats(&self) -> Option<BackendMemory> {
@@ -110,7 +117,9 @@ impl Backend {
         })
     }
 
-    fn take_error(&self, error: *mut RaiError) -> Option<String> {
+    /// Reads and frees a plugin error (its code, when the plugin reports codes, and its
+    /// message); `None` for success.
+    fn take_error(&self, error: *mut RaiError) -> Option<BackendError> {
         if error.is_null() {
             return None;
         }
@@ -127,14 +136,20 @@ impl Backend {
             },
             None => String::new(),
         };
+        let code = match self.api.error_code {
+            // SAFETY: as above; `error_code` only reads the live error.
+            Some(error_code) => ErrorCode::from_raw(unsafe { error_code(error) }),
+            None => ErrorCode::Failed,
+        };
         if let Some(free) = self.api.error_free {
             // SAFETY: each error is freed exactly once, here.
             unsafe { free(error) };
         }
-        Some(if message.is_empty() {
+        let message = if message.is_empty() {
             format!("backend {} reported an error without a message", self.name)
         } else {
             message
-        })
+        };
+        Some(BackendError { code, message })
     }
 }

@@ -9,7 +9,7 @@ use redisai_plugin_api::abi::{
     RaiTensorView, RAI_MEMORY_UNKNOWN,
 };
 
-use super::Backend;
+use super::{Backend, BackendError};
 use crate::device::{Device, DeviceKind};
 use crate::tensor::{AlignedBuffer, DType, Tensor};
 
@@ -84,8 +84,8 @@ impl Backend {
         let mut raw: *mut RaiModel = std::ptr::null_mut();
         // SAFETY: every pointer refers to data that outlives the call.
         let error = unsafe { load(&raw_options, blob.as_ptr(), blob.len(), &mut raw) };
-        if let Some(message) = self.take_error(error) {
-            return Err(message);
+        if let Some(error) = self.take_error(error) {
+            return Err(error.message);
         }
         if raw.is_null() {
             return Err(format!("backend {} returned no model", self.name));
@@ -151,7 +151,7 @@ impl PluginModel {
         n_outputs: usize,
         timeout_ms: u64,
         cancel: &AtomicU32,
-    ) -> Result<Vec<Tensor>, String> {
+    ) -> Result<Vec<Tensor>, BackendError> {
         let _guard = self
             .run_lock
             .as_ref()
@@ -166,7 +166,7 @@ impl PluginModel {
         inputs: &[&Tensor],
         n_outputs: usize,
         timeout_ms: u64,
-    ) -> Option<Result<Vec<Tensor>, String>> {
+    ) -> Option<Result<Vec<Tensor>, BackendError>> {
         let _guard = match self.run_lock.as_ref().map(Mutex::try_lock) {
             None => None,
             Some(Ok(guard)) => Some(guard),
@@ -183,7 +183,7 @@ impl PluginModel {
         n_outputs: usize,
         timeout_ms: u64,
         cancel: Option<&AtomicU32>,
-    ) -> Result<Vec<Tensor>, String> {
+    ) -> Result<Vec<Tensor>, BackendError> {
         let run = self
             .backend
             .api
@@ -191,11 +191,11 @@ impl PluginModel {
             .ok_or("the plugin cannot run models")?;
         for (index, input) in inputs.iter().enumerate() {
             if !self.backend.supports_dtype(input.dtype()) {
-                return Err(format!(
+                return Err(BackendError::failed(format!(
                     "input {index} has dtype {}, which backend {} does not support",
                     input.dtype(),
                     self.backend.name
-                ));
+                )));
             }
         }
         let views: Vec<RaiTensorView> = inputs.iter().map(|t| tensor_view(t)).collect();
@@ -219,16 +219,19 @@ impl PluginModel {
                 n_outputs,
             )
         };
-        if let Some(message) = self.backend.take_error(error) {
+        if let Some(error) = self.backend.take_error(error) {
             // On error the plugin keeps ownership of anything it produced.
-            return Err(message);
+            return Err(error);
         }
         let converted: Vec<Result<Tensor, String>> =
             outputs.iter().map(|out| self.to_tensor(out)).collect();
         for out in &outputs {
             self.release(out);
         }
-        converted.into_iter().collect()
+        converted
+            .into_iter()
+            .collect::<Result<_, String>>()
+            .map_err(BackendError::failed)
     }
 
     fn to_tensor(&self, out: &RawTensorOut) -> Result<Tensor, String> {

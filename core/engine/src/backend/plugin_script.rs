@@ -13,7 +13,7 @@ use redisai_plugin_api::abi::{
 use super::plugin_model::{
     output_to_tensor, rai_device, release_output, tensor_view, RawTensorOut,
 };
-use super::Backend;
+use super::{Backend, BackendError};
 use crate::device::Device;
 use crate::script::Calling;
 use crate::tensor::Tensor;
@@ -81,8 +81,8 @@ impl Backend {
                 &mut raw,
             )
         };
-        if let Some(message) = self.take_error(error) {
-            return Err(message);
+        if let Some(error) = self.take_error(error) {
+            return Err(error.message);
         }
         if raw.is_null() {
             return Err(format!("backend {} returned no script", self.name));
@@ -131,7 +131,7 @@ impl PluginScript {
         timeout_ms: u64,
         cancel: &AtomicU32,
         host_ctx: *mut c_void,
-    ) -> Result<Vec<Tensor>, String> {
+    ) -> Result<Vec<Tensor>, BackendError> {
         let run = self
             .backend
             .api
@@ -181,8 +181,8 @@ impl PluginScript {
                 &mut produced,
             )
         };
-        if let Some(message) = self.backend.take_error(error) {
-            return Err(message);
+        if let Some(error) = self.backend.take_error(error) {
+            return Err(error);
         }
         // A plugin claiming more outputs than there was room for is not trusted past
         // the room it had.
@@ -196,12 +196,12 @@ impl PluginScript {
         }
         let tensors = converted.into_iter().collect::<Result<Vec<_>, _>>()?;
         if call.n_outputs > 0 && tensors.len() != call.n_outputs {
-            return Err(format!(
+            return Err(BackendError::failed(format!(
                 "ERR function {} returned {} tensors but {} OUTPUTS were given",
                 call.function,
                 tensors.len(),
                 call.n_outputs
-            ));
+            )));
         }
         Ok(tensors)
     }

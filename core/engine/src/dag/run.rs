@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::plan::{OpKind, Plan};
 use crate::backend::RunContext;
-use crate::exec::{ModelRun, RunOutcome, ScriptRun, Work};
+use crate::exec::{Failure, ModelRun, Origin, RunOutcome, ScriptRun, Work};
 use crate::tensor::parse::GetFormat;
 use crate::tensor::Tensor;
 
@@ -18,7 +18,7 @@ pub enum OpResult {
     Done,
     /// An AI.TENSORGET result.
     Value(Arc<Tensor>, GetFormat),
-    Failed(String),
+    Failed(Failure),
 }
 
 pub enum DagOutcome {
@@ -144,9 +144,10 @@ impl DagRun {
                                     state.status[index] = Status::Succeeded;
                                 }
                                 None => {
-                                    state.results[index] = OpResult::Failed(
-                                        "ERR INPUT key cannot be found in DAG".into(),
-                                    );
+                                    state.results[index] = OpResult::Failed(Failure::new(
+                                        Origin::Dag,
+                                        "INPUT key cannot be found in DAG",
+                                    ));
                                     state.status[index] = Status::Failed;
                                 }
                             }
@@ -265,8 +266,8 @@ impl DagRun {
                 state.results[index] = OpResult::Done;
                 state.status[index] = Status::Succeeded;
             }
-            RunOutcome::Failed(reason) => {
-                state.results[index] = OpResult::Failed(reason);
+            RunOutcome::Failed(failure) => {
+                state.results[index] = OpResult::Failed(failure);
                 state.status[index] = Status::Failed;
             }
             RunOutcome::TimedOut => {

@@ -1,13 +1,14 @@
 //! Execution: run queues per device, and the jobs that run on them.
 
 mod batching;
-
+mod failure;
 pub mod inline;
 pub mod loader;
 mod model_run;
 mod queue;
 mod script_run;
 
+pub use failure::{Failure, Origin};
 pub use model_run::{run_inline, ModelRun, RunOutcome};
 pub use queue::{Job, QueueStats, RunQueue, Work};
 pub use script_run::ScriptRun;

@@ -4,13 +4,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::failure::{stopped_at_request_deadline, Failure, Origin};
+use crate::backend::BackendError;
 use crate::model::Model;
 use crate::tensor::Tensor;
 
 /// How a run ended.
 pub enum RunOutcome {
     Done(Vec<Tensor>),
-    Failed(String),
+    Failed(Failure),
     /// The deadline passed before the run started.
     TimedOut,
     /// The client went away before the run started.
@@ -28,7 +30,7 @@ pub struct ModelRun {
     pub finish: Box<dyn FnOnce(RunOutcome) + Send>,
 }
 
-pub const BATCH_SIZE_MISMATCH: &str = "ERR Model did not generate the expected batch size";
+pub const BATCH_SIZE_MISMATCH: &str = "Model did not generate the expected batch size";
 
 impl ModelRun {
     /// Whether the run should be finished without running: its client left or its
@@ -70,7 +72,7 @@ impl ModelRun {
 
     #[allow(clippy::boxed_local)] // as for `run`
     pub fn cancel(self: Box<Self>, reason: &str) {
-        (self.finish)(RunOutcome::Failed(reason.to_owned()));
+        (self.finish)(failed(reason));
     }
 
     fn execute(&self) -> RunOutcome {
@@ -79,18 +81,28 @@ impl ModelRun {
             return outcome;
         }
         let inputs: Vec<&Tensor> = self.inputs.iter().map(Arc::as_ref).collect();
+        let timeout_ms = self.time_left_ms(now);
         match run_model(
             &self.model,
             &inputs,
             self.n_outputs,
-            self.time_left_ms(now),
+            timeout_ms,
             &self.abandoned,
         ) {
             Ok(outputs) => RunOutcome::Done(outputs),
             // The backend was told to stop at the request's deadline: that is a timeout,
             // not a model error.
-            Err(_) if self.deadline_passed() => RunOutcome::TimedOut,
-            Err(reason) => RunOutcome::Failed(reason),
+            Err(error)
+                if stopped_at_request_deadline(
+                    reports_error_codes(&self.model),
+                    &error,
+                    timeout_ms,
+                    || self.deadline_passed(),
+                ) =>
+            {
+                RunOutcome::TimedOut
+            }
+            Err(error) => RunOutcome::Failed(Failure::new(Origin::ModelRun, error)),
         }
     }
 
@@ -120,9 +132,9 @@ impl ModelRun {
 
 /// Runs the batch and returns one outcome per run.
 fn guarded_batch(runs: &[Box<ModelRun>], now: Instant) -> Vec<RunOutcome> {
-    let failed_all = |reason: String| {
+    let failed_all = |error: BackendError| {
         runs.iter()
-            .map(|_| RunOutcome::Failed(reason.clone()))
+            .map(|_| RunOutcome::Failed(Failure::new(Origin::ModelRun, error.clone())))
             .collect()
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -134,7 +146,9 @@ fn guarded_batch(runs: &[Box<ModelRun>], now: Instant) -> Vec<RunOutcome> {
         let mut stacked = Vec::with_capacity(head.inputs.len());
         for index in 0..head.inputs.len() {
             let parts: Vec<&Tensor> = runs.iter().map(|run| run.inputs[index].as_ref()).collect();
-            stacked.push(Tensor::concat_rows(&parts).map_err(|err| err.to_string())?);
+            stacked.push(
+                Tensor::concat_rows(&parts).map_err(|err| BackendError::failed(err.to_string()))?,
+            );
         }
         let inputs: Vec<&Tensor> = stacked.iter().collect();
         let timeout = runs
@@ -154,21 +168,21 @@ fn guarded_batch(runs: &[Box<ModelRun>], now: Instant) -> Vec<RunOutcome> {
         let mut per_run: Vec<Vec<Tensor>> = runs.iter().map(|_| Vec::new()).collect();
         for output in outputs {
             if output.shape().is_empty() || output.rows() != total {
-                return Err(BATCH_SIZE_MISMATCH.to_owned());
+                return Err(BackendError::failed(BATCH_SIZE_MISMATCH));
             }
             let pieces = output
                 .split_rows(&rows)
-                .map_err(|_| BATCH_SIZE_MISMATCH.to_owned())?;
+                .map_err(|_| BackendError::failed(BATCH_SIZE_MISMATCH))?;
             for (slot, piece) in per_run.iter_mut().zip(pieces) {
                 slot.push(piece);
             }
         }
-        Ok::<_, String>(per_run)
+        Ok::<_, BackendError>(per_run)
     }));
     match result {
         Ok(Ok(per_run)) => per_run.into_iter().map(RunOutcome::Done).collect(),
-        Ok(Err(reason)) => failed_all(error_reply(&reason)),
-        Err(_) => failed_all(INTERNAL_ERROR.to_owned()),
+        Ok(Err(error)) => failed_all(error),
+        Err(_) => failed_all(BackendError::failed(INTERNAL_ERROR)),
     }
 }
 
@@ -179,12 +193,20 @@ fn run_model(
     n_outputs: usize,
     timeout_ms: u64,
     cancel: &AtomicU32,
-) -> Result<Vec<Tensor>, String> {
+) -> Result<Vec<Tensor>, BackendError> {
     let runtime = model.runtime()?;
     let started = Instant::now();
     let result = runtime.run(inputs, n_outputs, timeout_ms, cancel);
     record_run(model, inputs, started.elapsed(), result.is_err());
-    result.map_err(|reason| error_reply(&reason))
+    result
+}
+
+/// Whether the model's plugin reports error codes (a model without a runtime has no
+/// plugin to ask: the rule for older plugins applies).
+fn reports_error_codes(model: &Model) -> bool {
+    model
+        .runtime()
+        .is_ok_and(|runtime| runtime.backend().reports_error_codes())
 }
 
 /// Records a run in the model's statistics and inline gate.
@@ -238,35 +260,39 @@ pub fn run_inline(
     let result = match attempt {
         Ok(None) => return None,
         Ok(Some(result)) => result,
-        Err(_) => return Some(RunOutcome::Failed(INTERNAL_ERROR.to_owned())),
+        Err(_) => return Some(failed(INTERNAL_ERROR)),
     };
     let elapsed = started.elapsed();
-    if result.is_err() && elapsed >= Duration::from_millis(plugin_timeout_ms) {
-        model.inline_gate.close();
-        return None;
+    if let Err(error) = &result {
+        let stopped_at_cap = stopped_at_request_deadline(
+            runtime.backend().reports_error_codes(),
+            error,
+            plugin_timeout_ms,
+            || elapsed >= Duration::from_millis(plugin_timeout_ms),
+        );
+        if stopped_at_cap {
+            model.inline_gate.close();
+            return None;
+        }
     }
     record_run(model, &inputs, elapsed, result.is_err());
     Some(match result {
         Ok(outputs) => RunOutcome::Done(outputs),
-        Err(reason) => RunOutcome::Failed(error_reply(&reason)),
+        Err(error) => RunOutcome::Failed(Failure::new(Origin::ModelRun, error)),
     })
 }
 
 /// The longest an inline run may take before the plugin is told to stop it.
 pub const INLINE_RUN_CAP: Duration = Duration::from_millis(2);
 
-const INTERNAL_ERROR: &str = "ERR internal error while running the model";
+const INTERNAL_ERROR: &str = "internal error while running the model";
+
+/// A model run's failure with the engine's own message.
+fn failed(message: &str) -> RunOutcome {
+    RunOutcome::Failed(Failure::new(Origin::ModelRun, message))
+}
 
 fn guarded(body: impl FnOnce() -> RunOutcome) -> RunOutcome {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
-        .unwrap_or_else(|_| RunOutcome::Failed(INTERNAL_ERROR.to_owned()))
-}
-
-/// Backend messages become error replies; keep an error code if they carry one.
-fn error_reply(reason: &str) -> String {
-    if reason.starts_with("ERR ") {
-        reason.to_owned()
-    } else {
-        format!("ERR {reason}")
-    }
+        .unwrap_or_else(|_| failed(INTERNAL_ERROR))
 }

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::failure::{stopped_at_request_deadline, Failure, Origin};
 use super::{Job, RunOutcome};
 use crate::backend::{RunContext, ScriptCallArgs};
 use crate::script::{Calling, Script};
@@ -43,7 +44,7 @@ impl ScriptRun {
         });
         let runtime = match self.script.runtime() {
             Ok(runtime) => runtime,
-            Err(reason) => return RunOutcome::Failed(reason),
+            Err(reason) => return failed(&reason),
         };
         let inputs: Vec<&Tensor> = self.inputs.iter().map(Arc::as_ref).collect();
         let call = ScriptCallArgs {
@@ -62,14 +63,20 @@ impl ScriptRun {
             .record(started.elapsed(), 0, result.is_err());
         match result {
             Ok(outputs) => RunOutcome::Done(outputs),
-            Err(_)
-                if self
-                    .deadline
-                    .is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d) =>
+            Err(error)
+                if stopped_at_request_deadline(
+                    runtime.backend().reports_error_codes(),
+                    &error,
+                    timeout_ms,
+                    || {
+                        self.deadline
+                            .is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d)
+                    },
+                ) =>
             {
                 RunOutcome::TimedOut
             }
-            Err(reason) => RunOutcome::Failed(error_reply(reason)),
+            Err(error) => RunOutcome::Failed(Failure::new(Origin::ScriptRun, error)),
         }
     }
 }
@@ -77,42 +84,16 @@ impl ScriptRun {
 impl Job for ScriptRun {
     fn run(self: Box<Self>) {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.execute()))
-            .unwrap_or_else(|_| {
-                RunOutcome::Failed("ERR internal error while running the script".into())
-            });
+            .unwrap_or_else(|_| failed("internal error while running the script"));
         (self.finish)(outcome);
     }
 
     fn cancel(self: Box<Self>, reason: &str) {
-        (self.finish)(RunOutcome::Failed(reason.to_owned()));
+        (self.finish)(failed(reason));
     }
 }
 
-/// A backend message as an error reply: kept when it starts with an error code
-/// (`ERR`, `WRONGTYPE`, `NOPERM` ... as a script's Redis call may return), else
-/// prefixed with `ERR`.
-pub fn error_reply(reason: String) -> String {
-    let code = reason.split(' ').next().unwrap_or_default();
-    if code.len() >= 2 && code.bytes().all(|b| b.is_ascii_uppercase()) && reason.len() > code.len()
-    {
-        reason
-    } else {
-        format!("ERR {reason}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::error_reply;
-
-    #[test]
-    fn error_codes_are_kept() {
-        assert_eq!(error_reply("NOPERM no".into()), "NOPERM no");
-        assert_eq!(error_reply("ERR x".into()), "ERR x");
-        assert_eq!(
-            error_reply("Function f does not exist".into()),
-            "ERR Function f does not exist"
-        );
-        assert_eq!(error_reply("OOM".into()), "ERR OOM");
-    }
+/// A script call's failure with the engine's own message.
+fn failed(message: &str) -> RunOutcome {
+    RunOutcome::Failed(Failure::new(Origin::ScriptRun, message))
 }

@@ -210,8 +210,10 @@ impl Completion for DagReply {
                     raw::reply_with_simple_string(raw_ctx, c"NA".as_ptr());
                 }
                 OpResult::Value(tensor, format) => tensor::reply_tensor(ctx, &tensor, format),
-                OpResult::Failed(reason) => {
-                    let text = CString::new(crate::reply::reply_bytes(&reason)).unwrap_or_default();
+                OpResult::Failed(failure) => {
+                    let text =
+                        crate::reply::reply_bytes(&crate::error_text::failure_text(&failure));
+                    let text = CString::new(text).unwrap_or_default();
                     raw::reply_with_error(raw_ctx, text.as_ptr().cast::<c_char>());
                 }
             }

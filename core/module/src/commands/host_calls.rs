@@ -10,9 +10,12 @@ use std::time::Duration;
 use redis_module::raw;
 use redisai_engine::backend::host::{refusal, RunContext};
 use redisai_engine::backend::reply::{make_reply, ReplyValue};
+use redisai_engine::exec::{Failure, Origin};
 use redisai_engine::model::SharedModel;
 use redisai_engine::tensor::{AlignedBuffer, DType, Tensor};
 use redisai_plugin_api::abi::{RaiReply, RaiTensorOut, RaiTensorView};
+
+use crate::error_text::failure_text;
 
 fn error(text: impl Into<String>) -> *mut RaiReply {
     make_reply(ReplyValue::Error(text.into().into_bytes()))
@@ -486,13 +489,7 @@ pub unsafe extern "C" fn model_execute(
         model.stats.record(started.elapsed(), rows, result.is_err());
         let produced = match result {
             Ok(produced) => produced,
-            Err(reason) => {
-                return error(if reason.starts_with("ERR ") {
-                    reason
-                } else {
-                    format!("ERR {reason}")
-                })
-            }
+            Err(err) => return error(failure_text(&Failure::new(Origin::ModelRun, err))),
         };
         for (index, tensor) in produced.into_iter().enumerate().take(n_outputs) {
             let boxed = Box::new(tensor);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use redis_module::{Context, NotifyEvent, RedisError, RedisResult, RedisString, RedisValue};
 use redisai_engine::backend::registry;
 use redisai_engine::config::BackendKind;
-use redisai_engine::exec::{ModelRun, RunOutcome, Work};
+use redisai_engine::exec::{Failure, ModelRun, Origin, RunOutcome, Work};
 use redisai_engine::model::parse::{self, ExecuteArgs};
 use redisai_engine::model::{Model, ModelDefinition, SharedModel};
 use redisai_engine::tensor::Tensor;
@@ -15,6 +15,7 @@ use redisai_engine::tensor::Tensor;
 use super::keyspace::{self, key_name};
 use super::{arg_slices, key_specs, reply_error, store};
 use crate::blocking::{self, Completion};
+use crate::error_text::failure_text;
 use crate::persist::model_type::MODEL_TYPE;
 
 /// `AI.MODELSTORE key backend device [TAG t] [BATCHSIZE n [MINBATCHSIZE m
@@ -69,20 +70,9 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
     }
     // The backend loads the model off the main thread (see `commands::store`).
     store::load_then_store(ctx, args, move || {
-        Model::create(definition).map_err(backend_error)
+        Model::create(definition)
+            .map_err(|reason| failure_text(&Failure::new(Origin::ModelStore, reason)))
     })
-}
-
-/// A backend's message as the reply RedisAI gave: the text as the backend wrote it,
-/// `ERR ` added unless it already starts with an error code.
-fn backend_error(reason: String) -> String {
-    let code = reason.split(' ').next().unwrap_or_default();
-    if code.len() >= 2 && code.bytes().all(|b| b.is_ascii_uppercase()) && reason.len() > code.len()
-    {
-        reason
-    } else {
-        format!("ERR {reason}")
-    }
 }
 
 /// `AI.MODELGET key [META] [BLOB]`
@@ -287,7 +277,7 @@ impl Completion for WriteOutputs {
                 }
                 Ok(RedisValue::SimpleStringStatic("OK"))
             }
-            RunOutcome::Failed(reason) => Err(RedisError::String(reason)),
+            RunOutcome::Failed(failure) => Err(RedisError::String(failure_text(&failure))),
             RunOutcome::TimedOut => Ok(RedisValue::SimpleStringStatic("TIMEDOUT")),
             RunOutcome::Abandoned => Ok(RedisValue::NoReply),
         }

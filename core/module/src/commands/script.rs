@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue};
 use redisai_engine::backend::RunContext;
-use redisai_engine::exec::{ScriptRun, Work};
+use redisai_engine::exec::{Failure, Origin, ScriptRun, Work};
 use redisai_engine::script::parse::{self, ScriptExecuteArgs};
 use redisai_engine::script::{Script, ScriptDefinition, SharedScript};
 use redisai_engine::tensor::Tensor;
@@ -15,6 +15,7 @@ use super::keyspace::{self, key_name};
 use super::model::WriteOutputs;
 use super::{arg_slices, key_specs, reply_error, store};
 use crate::blocking;
+use crate::error_text::failure_text;
 use crate::persist::script_type::SCRIPT_TYPE;
 
 /// `AI.SCRIPTSTORE key device [TAG t] ENTRY_POINTS n fn... SOURCE src`
@@ -58,13 +59,8 @@ fn store(ctx: &Context, args: Vec<RedisString>, legacy: bool) -> RedisResult {
     }
     // The backend compiles the script off the main thread (see `commands::store`).
     store::load_then_store(ctx, args, move || {
-        Script::create(definition).map_err(|reason| {
-            if reason.starts_with("ERR ") {
-                reason
-            } else {
-                format!("ERR {reason}")
-            }
-        })
+        Script::create(definition)
+            .map_err(|reason| failure_text(&Failure::new(Origin::ScriptStore, reason)))
     })
 }
 
