@@ -1,6 +1,6 @@
 //! What a failed call into a plugin (or the engine's handling around it) reports: a
 //! kind and the message as written. The engine adds no reply prefix; the module turns a
-//! failure into the text a client reads (`core/module/src/reply.rs`).
+//! failure into the text a client reads (`core/module/src/error_text.rs`).
 
 use std::fmt;
 

@@ -4,7 +4,7 @@
 use crate::backend::{BackendError, ErrorCode};
 
 /// Where a failure happened. RedisAI's replies differ by origin, so the module's reply
-/// text (`core/module/src/reply.rs`) depends on it.
+/// text (`core/module/src/error_text.rs`) depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// A model run (AI.MODELEXECUTE, a DAG's model op, `redisAI.model_execute`).
