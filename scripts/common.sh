@@ -242,3 +242,73 @@ build_edge() {
     mv "$tmp" "$out"
     log "edge bundle ready: $out"
 }
+
+# Benchmark output: every scripts/bench-* writes its tables as CSV, a PNG chart of them and
+# the machine it ran on (NAME.machine.txt) into $BENCH_OUT_DIR (default docs/bench/).
+BENCH_OUT_DIR="${BENCH_OUT_DIR:-$REPO_ROOT/docs/bench}"
+PLOT_BENCH="$REPO_ROOT/benches/python/plot_bench.py"
+# The benchmarks' Python environment, $CACHE_DIR/bench-venv: matplotlib for the charts and
+# what the client-side services of the benches need (onnxruntime, numpy, redis-py;
+# hiredis: the C reply parser redis-py recommends, without which reading 1 MiB replies in
+# Python costs about a quarter of the client's throughput).
+BENCH_REQUIREMENTS=(matplotlib==3.11.2 onnxruntime==1.32.0 numpy "redis[hiredis]>=5")
+BENCH_PYTHON=""
+BENCH_NO_PYTHON_REASON="NO_PYTHON=1"
+
+# Makes the bench venv (again when BENCH_REQUIREMENTS change) and sets BENCH_PYTHON to its
+# python; unless NO_PYTHON=1. When it cannot (NO_PYTHON, pip or PyPI failing), leaves
+# BENCH_PYTHON empty, sets BENCH_NO_PYTHON_REASON, says why and returns 1: the benches
+# then write their CSVs without charts.
+bench_venv() {
+    local venv="$CACHE_DIR/bench-venv"
+    if [ "${NO_PYTHON:-0}" = 1 ]; then
+        log "NO_PYTHON=1: no bench venv (no charts)"
+        return 1
+    fi
+    if [ "$(cat "$venv/.requirements" 2>/dev/null)" != "${BENCH_REQUIREMENTS[*]}" ]; then
+        log "creating $venv with ${BENCH_REQUIREMENTS[*]}"
+        rm -rf "$venv"
+        if ! python3 -m venv "$venv" ||
+            ! "$venv/bin/pip" install --quiet --disable-pip-version-check "${BENCH_REQUIREMENTS[@]}" >&2; then
+            rm -rf "$venv"
+            BENCH_NO_PYTHON_REASON="pip could not install ${BENCH_REQUIREMENTS[*]} into $venv (is PyPI reachable?)"
+            log "$BENCH_NO_PYTHON_REASON"
+            return 1
+        fi
+        echo "${BENCH_REQUIREMENTS[*]}" >"$venv/.requirements"
+    fi
+    BENCH_PYTHON="$venv/bin/python"
+}
+
+# Writes $BENCH_OUT_DIR/NAME.machine.txt (CPU, cores, RAM, kernel, server, date, commit,
+# load, and NOTE or $BENCH_NOTE, e.g. what else ran) with the system python3:
+#   bench_machine NAME [NOTE]
+bench_machine() {
+    local note="${2:-${BENCH_NOTE:-}}"
+    mkdir -p "$BENCH_OUT_DIR"
+    python3 "$PLOT_BENCH" machine --out "$BENCH_OUT_DIR/$1.machine.txt" \
+        --server "$(redis-server --version | sed -n 's/^Redis server v=\([^ ]*\).*/redis-server \1/p')" \
+        ${note:+--note "$note"}
+}
+
+# Draws one chart of a bench's CSV, with NAME.machine.txt in its footer, or says why not:
+#   bench_chart NAME bar|line CSV PNG [plot_bench.py options...]
+# A chart that fails is reported, not fatal: the CSV is the result, the chart a view of it.
+bench_chart() {
+    local name="$1" kind="$2" csv="$3" png="$4"
+    shift 4
+    if [ ! -s "$csv" ]; then
+        log "chart $png skipped: no $csv (that part was not measured)"
+        return 0
+    fi
+    if [ -z "$BENCH_PYTHON" ]; then
+        log "chart $png skipped: $BENCH_NO_PYTHON_REASON (the table is in $csv)"
+        return 0
+    fi
+    if "$BENCH_PYTHON" "$PLOT_BENCH" "$kind" "$csv" --out "$png" \
+        --machine "$BENCH_OUT_DIR/$name.machine.txt" "$@"; then
+        log "wrote $png"
+    else
+        log "chart $png failed (exit $?); the table is in $csv"
+    fi
+}

@@ -1,4 +1,4 @@
-//! Helpers shared by bench-batching and bench-dag (included with `#[path]`): connections,
+//! Helpers shared by the bench binaries (included with `#[path]`): connections,
 //! reply checks, model and tensor setup, latency percentiles, option parsing.
 // Each binary uses a subset.
 #![allow(dead_code)]
@@ -192,7 +192,7 @@ pub fn f32_values(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-fn close_enough(a: f32, b: f32) -> bool {
+pub fn close_enough(a: f32, b: f32) -> bool {
     (a - b).abs() <= 1e-4 * (1.0 + a.abs().max(b.abs()))
 }
 
@@ -349,7 +349,7 @@ fn machine_busy_s() -> Option<(f64, f64)> {
 }
 
 /// CPU seconds this process has used (all its threads).
-fn own_cpu() -> Result<f64> {
+pub fn own_cpu() -> Result<f64> {
     // SAFETY: an all-zero rusage is a valid value; getrusage fills the one we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: RUSAGE_SELF with a valid pointer.

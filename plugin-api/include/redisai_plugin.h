@@ -47,7 +47,10 @@
  *
  * # Errors
  * Every fallible function returns a `RaiError *`: null on success, otherwise an error
- * the host reads with `error_message` and releases with `error_free`. A plugin must
+ * the host reads with `error_message` and releases with `error_free`. From minor 4 a
+ * plugin may also say what kind of failure it was through `error_code` (a
+ * `RaiErrorCode`); without it, or for a value the host does not know, an error counts
+ * as `RaiErrorCode::Failed`. The code never changes the message. A plugin must
  * never abort the process, throw a C++ exception or unwind a Rust panic across this
  * boundary.
  */
@@ -81,7 +84,7 @@ typedef struct RaiScript RaiScript;
 /**
  * Minor version of this ABI. A plugin with a newer minor is refused.
  */
-#define RAI_PLUGIN_ABI_MINOR 3
+#define RAI_PLUGIN_ABI_MINOR 4
 
 /**
  * The plugin's `model_run` may be called concurrently on the same model.
@@ -254,6 +257,45 @@ enum RaiConfigKey
 typedef enum RaiConfigKey RaiConfigKey;
 #else
 typedef uint32_t RaiConfigKey;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Minor 4: what kind of failure a `RaiError` reports, as `error_code` returns it. The
+ * host reads the value as a plain `uint32_t` and treats any value it does not know as
+ * `RaiErrorCode::Failed`, so later minors may add codes.
+ */
+enum RaiErrorCode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Any other failure (the only kind before minor 4).
+     */
+    RaiErrorCode_Failed = 0,
+    /**
+     * The inputs do not fit the model or script: count, shape, element type or size.
+     */
+    RaiErrorCode_InvalidInput = 1,
+    /**
+     * The run passed its `timeout_ms` and was stopped.
+     */
+    RaiErrorCode_TimedOut = 2,
+    /**
+     * The run was stopped because the host set its `cancel` flag.
+     */
+    RaiErrorCode_Cancelled = 3,
+    /**
+     * The backend refused an allocation (its BACKEND_MEMORY_LIMIT or the device's memory).
+     */
+    RaiErrorCode_OutOfMemory = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum RaiErrorCode RaiErrorCode;
+#else
+typedef uint32_t RaiErrorCode;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -543,6 +585,12 @@ typedef struct RaiPluginApi {
      * it), or `RAI_MEMORY_UNKNOWN`. Callable from any thread while the model lives.
      */
     uint64_t (*model_memory)(const RaiModel *model);
+    /**
+     * Optional: the `RaiErrorCode` of an error this plugin returned, as a plain
+     * integer; the host reads unknown values as `Failed`. Callable from any thread
+     * until the error's `error_free`.
+     */
+    uint32_t (*error_code)(const RaiError *error);
 } RaiPluginApi;
 
 /**

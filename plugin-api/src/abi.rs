@@ -37,7 +37,10 @@
 //!
 //! # Errors
 //! Every fallible function returns a `RaiError *`: null on success, otherwise an error
-//! the host reads with `error_message` and releases with `error_free`. A plugin must
+//! the host reads with `error_message` and releases with `error_free`. From minor 4 a
+//! plugin may also say what kind of failure it was through `error_code` (a
+//! [`RaiErrorCode`]); without it, or for a value the host does not know, an error counts
+//! as [`RaiErrorCode::Failed`]. The code never changes the message. A plugin must
 //! never abort the process, throw a C++ exception or unwind a Rust panic across this
 //! boundary.
 
@@ -46,7 +49,7 @@ use std::ffi::{c_char, c_void};
 /// Major version of this ABI. A plugin built for another major is refused.
 pub const RAI_PLUGIN_ABI_MAJOR: u32 = 1;
 /// Minor version of this ABI. A plugin with a newer minor is refused.
-pub const RAI_PLUGIN_ABI_MINOR: u32 = 3;
+pub const RAI_PLUGIN_ABI_MINOR: u32 = 4;
 
 /// Name of the one symbol a plugin exports.
 pub const RAI_PLUGIN_ENTRY_SYMBOL: &str = "redisai_plugin_entry";
@@ -125,6 +128,37 @@ pub struct RaiTensorView {
 pub struct RaiTensorOut {
     pub view: RaiTensorView,
     pub owner: *mut c_void,
+}
+
+/// Minor 4: what kind of failure a [`RaiError`] reports, as `error_code` returns it. The
+/// host reads the value as a plain `uint32_t` and treats any value it does not know as
+/// [`RaiErrorCode::Failed`], so later minors may add codes.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaiErrorCode {
+    /// Any other failure (the only kind before minor 4).
+    Failed = 0,
+    /// The inputs do not fit the model or script: count, shape, element type or size.
+    InvalidInput = 1,
+    /// The run passed its `timeout_ms` and was stopped.
+    TimedOut = 2,
+    /// The run was stopped because the host set its `cancel` flag.
+    Cancelled = 3,
+    /// The backend refused an allocation (its BACKEND_MEMORY_LIMIT or the device's memory).
+    OutOfMemory = 4,
+}
+
+impl RaiErrorCode {
+    /// The code a raw `error_code` value stands for: unknown values are `Failed`.
+    pub fn from_raw(raw: u32) -> RaiErrorCode {
+        match raw {
+            1 => RaiErrorCode::InvalidInput,
+            2 => RaiErrorCode::TimedOut,
+            3 => RaiErrorCode::Cancelled,
+            4 => RaiErrorCode::OutOfMemory,
+            _ => RaiErrorCode::Failed,
+        }
+    }
 }
 
 /// Opaque plugin-owned error.
@@ -410,6 +444,12 @@ pub struct RaiPluginApi {
     /// Optional: bytes held by one model (its weights and what its runtime keeps for
     /// it), or [`RAI_MEMORY_UNKNOWN`]. Callable from any thread while the model lives.
     pub model_memory: Option<unsafe extern "C" fn(model: *const RaiModel) -> u64>,
+
+    // Minor 4 (read only when `abi_minor` >= 4 and `struct_size` covers it).
+    /// Optional: the [`RaiErrorCode`] of an error this plugin returned, as a plain
+    /// integer; the host reads unknown values as `Failed`. Callable from any thread
+    /// until the error's `error_free`.
+    pub error_code: Option<unsafe extern "C" fn(error: *const RaiError) -> u32>,
 }
 
 /// Type of the exported entry symbol: returns the plugin's table (never null).

@@ -158,7 +158,9 @@ fn header_declares_the_abi() {
     let generated = generated();
     for needle in [
         "#define RAI_PLUGIN_ABI_MAJOR 1",
-        "#define RAI_PLUGIN_ABI_MINOR 3",
+        "#define RAI_PLUGIN_ABI_MINOR 4",
+        "RaiErrorCode_OutOfMemory = 4,",
+        "uint32_t (*error_code)(const RaiError *error);",
         "typedef struct RaiMemoryStats {",
         "#define RAI_SCRIPT_CALL_POSITIONAL 1",
         "typedef struct RaiReply {",

@@ -20,18 +20,21 @@
 
 /* ---- errors: heap objects, freed by error_free ---- */
 
+/* `code` is a RaiErrorCode: what kind of failure it is (ABI 1.4); the host reads it
+ * through error_code and treats a plugin without that function as always "failed". */
 struct RaiError {
+    uint32_t code;
     char *message;
 };
 
 /* Returned when an error cannot be allocated; error_free leaves it alone. */
 static char out_of_memory_text[] = "example plugin: out of memory";
-static RaiError out_of_memory = {out_of_memory_text};
+static RaiError out_of_memory = {RaiErrorCode_OutOfMemory, out_of_memory_text};
 
 #if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
+__attribute__((format(printf, 2, 3)))
 #endif
-static RaiError *error_new(const char *format, ...) {
+static RaiError *error_new(RaiErrorCode code, const char *format, ...) {
     va_list args;
     va_start(args, format);
     int length = vsnprintf(NULL, 0, format, args);
@@ -49,12 +52,17 @@ static RaiError *error_new(const char *format, ...) {
     va_start(args, format);
     vsnprintf(message, (size_t)length + 1, format, args);
     va_end(args);
+    error->code = code;
     error->message = message;
     return error;
 }
 
 static const char *error_message(const RaiError *error) {
     return error != NULL ? error->message : "";
+}
+
+static uint32_t error_code(const RaiError *error) {
+    return error != NULL ? error->code : RaiErrorCode_Failed;
 }
 
 static void error_free(RaiError *error) {
@@ -72,10 +80,10 @@ static const RaiHostApi *host;
 
 static RaiError *init(const RaiHostApi *host_api) {
     if (host_api == NULL) {
-        return error_new("example plugin: null host table");
+        return error_new(RaiErrorCode_Failed, "example plugin: null host table");
     }
     if (host_api->abi_major != RAI_PLUGIN_ABI_MAJOR) {
-        return error_new("example plugin: host ABI %u, plugin ABI %u",
+        return error_new(RaiErrorCode_Failed, "example plugin: host ABI %u, plugin ABI %u",
                          (unsigned)host_api->abi_major, (unsigned)RAI_PLUGIN_ABI_MAJOR);
     }
     host = host_api;
@@ -100,15 +108,15 @@ struct RaiModel {
 static RaiError *model_load(const RaiModelOptions *options, const uint8_t *blob, size_t blob_len,
                             RaiModel **out) {
     if (out == NULL) {
-        return error_new("example plugin: null output pointer");
+        return error_new(RaiErrorCode_Failed, "example plugin: null output pointer");
     }
     *out = NULL;
     if (options != NULL && options->device.kind != RaiDeviceKind_Cpu) {
-        return error_new("example plugin: only CPU is supported");
+        return error_new(RaiErrorCode_Failed, "example plugin: only CPU is supported");
     }
     static const char text[] = "add";
     if (blob == NULL || blob_len != sizeof text - 1 || memcmp(blob, text, blob_len) != 0) {
-        return error_new("example plugin: unknown model blob");
+        return error_new(RaiErrorCode_Failed, "example plugin: unknown model blob");
     }
     RaiModel *model = calloc(1, sizeof *model);
     if (model == NULL) {
@@ -159,28 +167,34 @@ static void tensor_release(void *owner) {
 /* Checks that `view` is a contiguous CPU FLOAT tensor; sets its element count. */
 static RaiError *check_input(const RaiTensorView *view, const char *name, size_t *count) {
     if (view->dtype != RaiDType_Float) {
-        return error_new("example plugin: input '%s' must be FLOAT", name);
+        return error_new(RaiErrorCode_InvalidInput,
+                         "example plugin: input '%s' must be FLOAT", name);
     }
     if (view->device.kind != RaiDeviceKind_Cpu) {
-        return error_new("example plugin: input '%s' is not on the CPU", name);
+        return error_new(RaiErrorCode_InvalidInput,
+                         "example plugin: input '%s' is not on the CPU", name);
     }
     if (view->ndim > 0 && view->shape == NULL) {
-        return error_new("example plugin: input '%s' has no shape", name);
+        return error_new(RaiErrorCode_InvalidInput,
+                         "example plugin: input '%s' has no shape", name);
     }
     /* Row-major: the stride of dimension i is the product of the later dimensions. */
     size_t elements = 1;
     for (size_t i = view->ndim; i-- > 0;) {
         int64_t dim = view->shape[i];
         if (dim < 0 || (elements > 0 && (uint64_t)dim > SIZE_MAX / sizeof(float) / elements)) {
-            return error_new("example plugin: input '%s' has a bad shape", name);
+            return error_new(RaiErrorCode_InvalidInput,
+                             "example plugin: input '%s' has a bad shape", name);
         }
         if (view->strides != NULL && dim > 1 && (uint64_t)view->strides[i] != elements) {
-            return error_new("example plugin: input '%s' is not contiguous", name);
+            return error_new(RaiErrorCode_InvalidInput,
+                             "example plugin: input '%s' is not contiguous", name);
         }
         elements *= (size_t)dim;
     }
     if (view->byte_len != elements * sizeof(float) || (elements > 0 && view->data == NULL)) {
-        return error_new("example plugin: input '%s' has %zu bytes for %zu FLOAT elements", name,
+        return error_new(RaiErrorCode_InvalidInput,
+                         "example plugin: input '%s' has %zu bytes for %zu FLOAT elements", name,
                          view->byte_len, elements);
     }
     *count = elements;
@@ -192,13 +206,15 @@ static RaiError *model_run(RaiModel *model, const RaiRunOptions *options,
                            size_t n_outputs) {
     (void)options; /* a run is too short to time out */
     if (model == NULL) {
-        return error_new("example plugin: null model");
+        return error_new(RaiErrorCode_Failed, "example plugin: null model");
     }
     if (n_inputs != N_INPUTS || inputs == NULL) {
-        return error_new("example plugin: expected 2 inputs, got %zu", n_inputs);
+        return error_new(RaiErrorCode_InvalidInput,
+                         "example plugin: expected 2 inputs, got %zu", n_inputs);
     }
     if (n_outputs != N_OUTPUTS || outputs == NULL) {
-        return error_new("example plugin: expected 1 output, got %zu", n_outputs);
+        return error_new(RaiErrorCode_InvalidInput,
+                         "example plugin: expected 1 output, got %zu", n_outputs);
     }
     const RaiTensorView *a = &inputs[0];
     const RaiTensorView *b = &inputs[1];
@@ -212,7 +228,8 @@ static RaiError *model_run(RaiModel *model, const RaiRunOptions *options,
     }
     if (a->ndim != b->ndim ||
         (a->ndim > 0 && memcmp(a->shape, b->shape, a->ndim * sizeof *a->shape) != 0)) {
-        return error_new("example plugin: inputs 'a' and 'b' have different shapes");
+        return error_new(RaiErrorCode_InvalidInput,
+                         "example plugin: inputs 'a' and 'b' have different shapes");
     }
 
     /* Never NULL, even for a scalar or an empty tensor. */
@@ -282,6 +299,10 @@ static const RaiPluginApi plugin_api = {
     .script_load = NULL,
     .script_free = NULL,
     .script_run = NULL,
+    /* No memory statistics (ABI 1.3). */
+    .memory_stats = NULL,
+    .model_memory = NULL,
+    .error_code = error_code,
 };
 
 RAI_PLUGIN_EXPORT const RaiPluginApi *redisai_plugin_entry(void) {

@@ -27,17 +27,19 @@
 
 #include "redisai_plugin.h"
 
+/* `code` is a RaiErrorCode (ABI 1.4), read by the host through error_code. */
 struct RaiError {
+    uint32_t code;
     char *message;
 };
 
 static char out_of_memory_text[] = "script_echo: out of memory";
-static RaiError out_of_memory = {out_of_memory_text};
+static RaiError out_of_memory = {RaiErrorCode_OutOfMemory, out_of_memory_text};
 
 #if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
+__attribute__((format(printf, 2, 3)))
 #endif
-static RaiError *error_new(const char *format, ...) {
+static RaiError *error_new(RaiErrorCode code, const char *format, ...) {
     va_list args;
     va_start(args, format);
     int length = vsnprintf(NULL, 0, format, args);
@@ -55,12 +57,17 @@ static RaiError *error_new(const char *format, ...) {
     va_start(args, format);
     vsnprintf(message, (size_t)length + 1, format, args);
     va_end(args);
+    error->code = code;
     error->message = message;
     return error;
 }
 
 static const char *error_message(const RaiError *error) {
     return error != NULL ? error->message : "";
+}
+
+static uint32_t error_code(const RaiError *error) {
+    return error != NULL ? error->code : RaiErrorCode_Failed;
 }
 
 static void error_free(RaiError *error) {
@@ -75,7 +82,7 @@ static const RaiHostApi *host;
 
 static RaiError *init(const RaiHostApi *host_api) {
     if (host_api == NULL || host_api->abi_major != RAI_PLUGIN_ABI_MAJOR) {
-        return error_new("script_echo: unusable host table");
+        return error_new(RaiErrorCode_Failed, "script_echo: unusable host table");
     }
     host = host_api;
     return NULL;
@@ -98,7 +105,7 @@ static RaiError *model_load(const RaiModelOptions *options, const uint8_t *blob,
     if (out != NULL) {
         *out = NULL;
     }
-    return error_new("script_echo: no models");
+    return error_new(RaiErrorCode_Failed, "script_echo: no models");
 }
 
 static void model_free(RaiModel *model) {
@@ -125,7 +132,7 @@ static RaiError *model_run(RaiModel *model, const RaiRunOptions *options,
     (void)n_inputs;
     (void)outputs;
     (void)n_outputs;
-    return error_new("script_echo: no models");
+    return error_new(RaiErrorCode_Failed, "script_echo: no models");
 }
 
 /* ---- tensors ---- */
@@ -211,14 +218,14 @@ static RaiError *script_load(RaiDevice device, const char *source,
                              const char *const *entry_points, size_t n_entry_points,
                              RaiScript **out) {
     if (out == NULL || source == NULL) {
-        return error_new("script_echo: null argument");
+        return error_new(RaiErrorCode_Failed, "script_echo: null argument");
     }
     *out = NULL;
     if (device.kind != RaiDeviceKind_Cpu) {
-        return error_new("script_echo: only CPU is supported");
+        return error_new(RaiErrorCode_Failed, "script_echo: only CPU is supported");
     }
     if (strstr(source, "syntax_error") != NULL) {
-        return error_new("script_echo: syntax error in the script source");
+        return error_new(RaiErrorCode_Failed, "script_echo: syntax error in the script source");
     }
     RaiScript *script = calloc(1, sizeof *script);
     if (script == NULL) {
@@ -259,17 +266,18 @@ static int declared(const RaiScript *script, const char *function) {
 static RaiError *command(void *ctx, const char *const *argv, size_t argc, RaiReply **reply_out) {
     size_t lens[16];
     if (argc > 16) {
-        return error_new("script_echo: too many arguments");
+        return error_new(RaiErrorCode_Failed, "script_echo: too many arguments");
     }
     for (size_t i = 0; i < argc; i++) {
         lens[i] = strlen(argv[i]);
     }
     RaiReply *reply = host->redis_command(ctx, argv, lens, argc);
     if (reply == NULL) {
-        return error_new("script_echo: redis_command returned null");
+        return error_new(RaiErrorCode_Failed, "script_echo: redis_command returned null");
     }
     if (reply->kind == RaiReplyKind_Error) {
-        RaiError *error = error_new("%s", reply->str != NULL ? reply->str : "");
+        RaiError *error =
+            error_new(RaiErrorCode_Failed, "%s", reply->str != NULL ? reply->str : "");
         host->reply_free(reply);
         return error;
     }
@@ -288,7 +296,7 @@ static RaiError *calling_out(const RaiScriptCall *call, RaiTensorOut *outputs,
         variadic = call->variadic;
     }
     if (max_outputs < 2) {
-        return error_new("script_echo: calling returns 2 outputs");
+        return error_new(RaiErrorCode_Failed, "script_echo: calling returns 2 outputs");
     }
     RaiError *error = int64_out(convention, &outputs[0]);
     if (error != NULL) {
@@ -307,16 +315,18 @@ static RaiError *script_run(RaiScript *script, const RaiRunOptions *options,
                             const RaiScriptCall *call, RaiTensorOut *outputs, size_t max_outputs,
                             size_t *n_outputs) {
     if (script == NULL || options == NULL || call == NULL || n_outputs == NULL) {
-        return error_new("script_echo: null argument");
+        return error_new(RaiErrorCode_Failed, "script_echo: null argument");
     }
     *n_outputs = 0;
     const char *function = call->function;
     if (!declared(script, function)) {
-        return error_new("Function %s does not exist in the given script.", function);
+        return error_new(RaiErrorCode_Failed, "Function %s does not exist in the given script.",
+                         function);
     }
     if (strcmp(function, "echo") == 0) {
         if (call->n_inputs > max_outputs) {
-            return error_new("script_echo: %zu inputs, room for %zu outputs", call->n_inputs,
+            return error_new(RaiErrorCode_InvalidInput,
+                             "script_echo: %zu inputs, room for %zu outputs", call->n_inputs,
                              max_outputs);
         }
         for (size_t i = 0; i < call->n_inputs; i++) {
@@ -335,25 +345,25 @@ static RaiError *script_run(RaiScript *script, const RaiRunOptions *options,
         struct timespec pause = {0, 1000000};
         for (int i = 0; i < 10000; i++) {
             if (options->cancel != NULL && __atomic_load_n(options->cancel, __ATOMIC_RELAXED)) {
-                return error_new("script_echo: cancelled");
+                return error_new(RaiErrorCode_Cancelled, "script_echo: cancelled");
             }
             nanosleep(&pause, NULL);
         }
-        return error_new("script_echo: never cancelled");
+        return error_new(RaiErrorCode_Failed, "script_echo: never cancelled");
     }
     if (strcmp(function, "calling") == 0) {
         return calling_out(call, outputs, max_outputs, n_outputs);
     }
     if (!host_has_services() || options->host_ctx == NULL) {
-        return error_new("script_echo: the host offers no script services");
+        return error_new(RaiErrorCode_Failed, "script_echo: the host offers no script services");
     }
     void *ctx = options->host_ctx;
     if (max_outputs < 1) {
-        return error_new("script_echo: no room for an output");
+        return error_new(RaiErrorCode_Failed, "script_echo: no room for an output");
     }
     if (strcmp(function, "incr") == 0 || strcmp(function, "len") == 0) {
         if (call->n_keys < 1) {
-            return error_new("script_echo: %s needs a key", function);
+            return error_new(RaiErrorCode_InvalidInput, "script_echo: %s needs a key", function);
         }
         RaiReply *reply = NULL;
         int64_t value = 0;
@@ -387,7 +397,7 @@ static RaiError *script_run(RaiScript *script, const RaiRunOptions *options,
     }
     if (strcmp(function, "exec") == 0) {
         if (call->n_args < 1) {
-            return error_new("script_echo: exec needs ARGS");
+            return error_new(RaiErrorCode_InvalidInput, "script_echo: exec needs ARGS");
         }
         RaiReply *reply = NULL;
         RaiError *error = command(ctx, call->args, call->n_args, &reply);
@@ -404,13 +414,14 @@ static RaiError *script_run(RaiScript *script, const RaiRunOptions *options,
     }
     if (strcmp(function, "model") == 0) {
         if (call->n_keys < 1 && call->n_args < 1) {
-            return error_new("script_echo: model needs a key");
+            return error_new(RaiErrorCode_InvalidInput, "script_echo: model needs a key");
         }
         const char *key = call->n_args > 0 ? call->args[0] : call->keys[0];
         RaiTensorOut result;
         RaiReply *failure = host->model_execute(ctx, key, call->inputs, call->n_inputs, &result, 1);
         if (failure != NULL) {
-            RaiError *error = error_new("%s", failure->str != NULL ? failure->str : "");
+            RaiError *error =
+                error_new(RaiErrorCode_Failed, "%s", failure->str != NULL ? failure->str : "");
             host->reply_free(failure);
             return error;
         }
@@ -421,7 +432,8 @@ static RaiError *script_run(RaiScript *script, const RaiRunOptions *options,
         }
         return error;
     }
-    return error_new("Function %s does not exist in the given script.", function);
+    return error_new(RaiErrorCode_Failed, "Function %s does not exist in the given script.",
+                     function);
 }
 
 /* build.rs also builds this file as a plugin of ABI 1.1 (before RaiScriptCall's
@@ -453,6 +465,10 @@ static const RaiPluginApi plugin_api = {
     .script_load = script_load,
     .script_free = script_free,
     .script_run = script_run,
+    .memory_stats = NULL,
+    .model_memory = NULL,
+    /* Read by the host only when abi_minor >= 4 (not for the ABI 1.1 build). */
+    .error_code = error_code,
 };
 
 RAI_PLUGIN_EXPORT const RaiPluginApi *redisai_plugin_entry(void) {

@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 pub mod graphs;
 pub mod hardening;
-pub mod protobuf;
 pub mod redisai_rdb;
 
 pub use redis;
 use redis::{Connection, RedisResult, Value};
+/// The protobuf writer the tests share with the plugins' tests.
+pub use redisai_plugin_testkit::protobuf;
 
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 

@@ -1,7 +1,7 @@
 //! Builds, byte by byte, what RedisAI 1.0-1.2 wrote for its data types (encoding
 //! versions 0 to 4): module values in Redis's RDB framing, `DUMP` payloads and whole
 //! RDB files. Independent of the module's own reader and writer, so the tests in
-//! `tests/tests/redisai_migration.rs` check the reader against the format itself.
+//! `tests/tests/redisai_migration/` check the reader against the format itself.
 //!
 //! Redis's framing (src/rdb.c, src/cluster.c of Redis 7.0):
 //! * a length is 1 byte `00xxxxxx` (< 64), 2 bytes `01xxxxxx xxxxxxxx` (< 16384),

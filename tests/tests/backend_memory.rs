@@ -9,6 +9,10 @@ mod common;
 use std::path::PathBuf;
 
 use common::{call, call_str, client, pong, rss_settles};
+use redisai_plugin_testkit::graph_def::{
+    attr_type, field_varint, graph, node, placeholder, DT_FLOAT, DT_INT32,
+};
+use redisai_plugin_testkit::Pb;
 use redisai_tests::redis::{self, Connection, Value};
 use redisai_tests::{error_text, Server, ServerConfig};
 
@@ -19,94 +23,62 @@ fn plugin(name: &str) -> PathBuf {
     redisai_tests::workspace_root().join(format!("dist/backends/{name}/{name}.so"))
 }
 
-// ---- a protobuf writer for the two graphs ----
-
-fn varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-fn int(field: u32, value: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    varint(&mut out, u64::from(field) << 3);
-    varint(&mut out, value);
-    out
-}
-
-fn bytes(field: u32, value: impl AsRef<[u8]>) -> Vec<u8> {
-    let value = value.as_ref();
-    let mut out = Vec::new();
-    varint(&mut out, u64::from(field) << 3 | 2);
-    varint(&mut out, value.len() as u64);
-    out.extend_from_slice(value);
-    out
-}
+// ---- the two graphs, on the tests' protobuf writer ----
 
 /// ONNX ValueInfoProto: name, tensor of `elem` with shape [1].
-fn onnx_value(name: &str, elem: u64) -> Vec<u8> {
-    let dim = bytes(1, int(1, 1));
-    let tensor = [int(1, elem), bytes(2, dim)].concat();
-    [bytes(1, name), bytes(2, bytes(1, tensor))].concat()
+fn onnx_value(name: &str, elem: i64) -> Pb {
+    let shape = Pb::default().msg(1, Pb::default().int(1, 1));
+    let tensor = Pb::default().int(1, elem).msg(2, shape);
+    Pb::default()
+        .str(1, name)
+        .msg(2, Pb::default().msg(1, tensor))
 }
 
-fn onnx_node(op: &str, inputs: &[&str], output: &str) -> Vec<u8> {
-    let mut node = Vec::new();
-    for input in inputs {
-        node.extend(bytes(1, input));
-    }
-    [node, bytes(2, output), bytes(3, output), bytes(4, op)].concat()
+fn onnx_node(op: &str, inputs: &[&str], output: &str) -> Pb {
+    let node = inputs
+        .iter()
+        .fold(Pb::default(), |node, input| node.str(1, input));
+    node.str(2, output).str(3, output).str(4, op)
 }
 
 /// y = ReduceSum(Expand(x, shape)): x FLOAT [1], shape INT64 [1], y FLOAT [1].
 fn onnx_expand_sum() -> Vec<u8> {
-    let graph = [
-        bytes(1, onnx_node("Expand", &["x", "shape"], "big")),
-        bytes(1, onnx_node("ReduceSum", &["big"], "y")),
-        bytes(2, "g"),
-        bytes(11, onnx_value("x", 1)),
-        bytes(11, onnx_value("shape", 7)),
-        bytes(12, onnx_value("y", 1)),
-    ]
-    .concat();
-    let opset = [bytes(1, ""), int(2, 17)].concat();
-    [int(1, 8), bytes(7, graph), bytes(8, opset)].concat()
-}
-
-fn tf_node(name: &str, op: &str, inputs: &[&str], attrs: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut node = [bytes(1, name), bytes(2, op)].concat();
-    for input in inputs {
-        node.extend(bytes(3, input));
-    }
-    for (key, value) in attrs {
-        node.extend(bytes(5, [bytes(1, key), bytes(2, value)].concat()));
-    }
-    node
+    let graph = Pb::default()
+        .msg(1, onnx_node("Expand", &["x", "shape"], "big"))
+        .msg(1, onnx_node("ReduceSum", &["big"], "y"))
+        .str(2, "g")
+        .msg(11, onnx_value("x", 1))
+        .msg(11, onnx_value("shape", 7))
+        .msg(12, onnx_value("y", 1));
+    let opset = Pb::default().str(1, "").int(2, 17);
+    Pb::default().int(1, 8).msg(7, graph).msg(8, opset).0
 }
 
 /// y = Sum(BroadcastTo(x, shape), axis): x FLOAT, shape and axis INT32.
 fn tf_broadcast_sum() -> Vec<u8> {
-    let (float, int32) = (int(6, 1), int(6, 3));
+    let (float, int32) = (attr_type(DT_FLOAT), attr_type(DT_INT32));
     let nodes = [
-        tf_node("x", "Placeholder", &[], &[("dtype", float.clone())]),
-        tf_node("shape", "Placeholder", &[], &[("dtype", int32.clone())]),
-        tf_node("axis", "Placeholder", &[], &[("dtype", int32.clone())]),
-        tf_node(
+        placeholder("x", DT_FLOAT),
+        placeholder("shape", DT_INT32),
+        placeholder("axis", DT_INT32),
+        node(
             "big",
             "BroadcastTo",
             &["x", "shape"],
             &[("T", float.clone()), ("Tidx", int32.clone())],
         ),
-        tf_node(
+        node(
             "y",
             "Sum",
             &["big", "axis"],
-            &[("T", float), ("Tidx", int32), ("keep_dims", int(5, 0))],
+            &[
+                ("T", float),
+                ("Tidx", int32),
+                ("keep_dims", field_varint(5, 0)),
+            ],
         ),
     ];
-    nodes.iter().flat_map(|n| bytes(1, n)).collect()
+    graph(&nodes, &[])
 }
 
 const SCRIPT: &str = r#"

@@ -4,16 +4,13 @@
 //! are refused at AI.MODELSTORE (and the deprecated AI.MODELSET) with the load policy's
 //! message; nothing is stored, and the server goes on answering.
 //!
-//! The graphs are built here (plugins/tensorflow/tests/common/graph_def.rs, a tiny GraphDef
-//! writer shared with the TF backend's own tests), not committed as files.
+//! The graphs are built here (`redisai_plugin_testkit::graph_def`, a tiny GraphDef writer
+//! shared with the TF backend's own tests), not committed as files.
 
 mod common;
 
-#[allow(dead_code)]
-#[path = "../../plugins/tensorflow/tests/common/graph_def.rs"]
-mod graph_def;
-
 use common::{call, call_str, get_f32, model_bytes, pong};
+use redisai_plugin_testkit::graph_def;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{error_text, run_str, Server};
 

@@ -1,20 +1,17 @@
 //! Stored TF graphs of allowed operations that crashed redis-server (found by the live
-//! fuzzer, tests/tests/fuzz_live.rs), inside a real server and as a non-admin user: each
+//! fuzzer, tests/tests/fuzz_live/), inside a real server and as a non-admin user: each
 //! run now fails with TensorFlow's error (or the backend's, for an input of the wrong rank),
 //! and the server goes on answering and running other models.
 //! - Transpose whose `perm` folds to a scalar: grappler's constant folding aborted.
 //! - Conv2D fed a rank-2 tensor: oneDNN's convolution kernel aborted.
 //!
-//! The graphs are built by plugins/tensorflow/tests/common/graph_def.rs, shared with the
+//! The graphs are built by `redisai_plugin_testkit::graph_def`, shared with the
 //! TF backend's own tests (plugins/tensorflow/tests/hostile_runs.rs).
 
 mod common;
 
-#[allow(dead_code)]
-#[path = "../../plugins/tensorflow/tests/common/graph_def.rs"]
-mod graph_def;
-
 use common::{call, get_f32, pong, set_f32};
+use redisai_plugin_testkit::graph_def;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{error_text, run_str, Server};
 

@@ -2,7 +2,7 @@
 //! services (`redis_command`, `model_execute`, `reply_free`, `host_tensor_release`)
 //! exercised through `script_echo.c`, a C plugin that calls itself TORCH. It checks the
 //! core's plumbing only; TorchScript behaviour is tested with the real plugin in
-//! `scripts.rs`.
+//! `scripts/`.
 
 use std::thread::sleep;
 use std::time::Duration;

@@ -7,6 +7,7 @@
 //! plain and tensor measurements of a cell are interleaved over several rounds,
 //! alternating which kind goes first, so that drift and noise hit both alike.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Barrier;
 use std::thread;
@@ -14,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use redis::{Cmd, Connection, ConnectionLike, Value};
+
+#[path = "../csv.rs"]
+mod csv;
+use csv::{num, CsvTable};
 
 const USAGE: &str = "\
 usage: bench-tensors --port P [options]
@@ -27,6 +32,7 @@ usage: bench-tensors --port P [options]
                     first in each round (default 12)
   --sizes LIST      payload sizes, e.g. 1K,64K,1M,8M (default 1K,64K,1M,8M)
   --clients LIST    client counts, e.g. 1,16 (default 1,16)
+  --csv-dir DIR     also write the table to DIR/tensors.csv (appended)
   -h, --help        print this help";
 
 /// The acceptance target: tensor rate / plain rate, in every cell and direction.
@@ -41,6 +47,7 @@ struct Options {
     rounds: u32,
     sizes: Vec<usize>,
     clients: Vec<usize>,
+    csv_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -317,6 +324,7 @@ fn parse_args() -> Result<Option<Options>> {
         rounds: 12,
         sizes: vec![1 << 10, 64 << 10, 1 << 20, 8 << 20],
         clients: vec![1, 16],
+        csv_dir: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -332,6 +340,7 @@ fn parse_args() -> Result<Option<Options>> {
             "--port" => opts.port = value.parse().with_context(bad)?,
             "--seconds" => opts.seconds = value.parse().with_context(bad)?,
             "--rounds" => opts.rounds = value.parse().with_context(bad)?,
+            "--csv-dir" => opts.csv_dir = Some(value.into()),
             "--sizes" => opts.sizes = parse_list(&value, parse_size).with_context(bad)?,
             "--clients" => {
                 opts.clients = parse_list(&value, |s| {
@@ -413,6 +422,21 @@ fn run(opts: &Options) -> Result<()> {
          | plain GET ops/s | tensor GET ops/s | ratio |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut csv = CsvTable::in_dir(
+        opts.csv_dir.as_deref(),
+        "tensors.csv",
+        &[
+            "size",
+            "bytes",
+            "clients",
+            "SET ops/s",
+            "AI.TENSORSET ops/s",
+            "AI.TENSORSET / SET",
+            "GET ops/s",
+            "AI.TENSORGET BLOB ops/s",
+            "AI.TENSORGET / GET",
+        ],
+    )?;
 
     let mut worst: Option<(f64, String)> = None;
     let mut cell = 0usize;
@@ -429,11 +453,13 @@ fn run(opts: &Options) -> Result<()> {
             let rates = run_cell(&mut conns[..clients], &payload, opts, plain_first)
                 .with_context(|| format!("{} with {clients} client(s)", format_size(size)))?;
             let mut row = format!("| {} | {clients} ", format_size(size));
+            let mut cells = vec![format_size(size), size.to_string(), clients.to_string()];
             for op in [Op::Write, Op::Read] {
                 let plain = rates[Kind::Plain.index()][op.index()];
                 let tensor = rates[Kind::Tensor.index()][op.index()];
                 let ratio = tensor / plain;
                 row += &format!("| {plain:.0} | {tensor:.0} | {ratio:.2} ");
+                cells.extend([num(plain, 0), num(tensor, 0), num(ratio, 3)]);
                 if worst.as_ref().is_none_or(|(w, _)| ratio < *w) {
                     let what = format!(
                         "{} {} x {clients}",
@@ -444,6 +470,7 @@ fn run(opts: &Options) -> Result<()> {
                 }
             }
             println!("{row}|");
+            csv.row(&cells)?;
         }
     }
 

@@ -13,12 +13,14 @@ use crate::abi::{
 
 /// The error object behind `RaiError *`.
 struct ErrorBox {
+    code: ErrorCode,
     message: CString,
 }
 
 fn error_ptr(err: Error) -> *mut RaiError {
-    let message = CString::new(err.0.replace('\0', " ")).unwrap_or_default();
-    Box::into_raw(Box::new(ErrorBox { message })).cast()
+    let code = err.code();
+    let message = CString::new(err.into_message().replace('\0', " ")).unwrap_or_default();
+    Box::into_raw(Box::new(ErrorBox { code, message })).cast()
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
@@ -34,7 +36,7 @@ fn guard(what: &str, body: impl FnOnce() -> Result<()>) -> *mut RaiError {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => std::ptr::null_mut(),
         Ok(Err(err)) => error_ptr(err),
-        Err(payload) => error_ptr(Error(format!(
+        Err(payload) => error_ptr(Error::new(format!(
             "panic in backend plugin during {what}: {}",
             panic_text(payload.as_ref())
         ))),
@@ -179,6 +181,14 @@ pub(super) unsafe extern "C" fn ffi_error_message(error: *const RaiError) -> *co
     match unsafe { error.cast::<ErrorBox>().as_ref() } {
         Some(error) => error.message.as_ptr(),
         None => c"".as_ptr(),
+    }
+}
+
+pub(super) unsafe extern "C" fn ffi_error_code(error: *const RaiError) -> u32 {
+    // SAFETY: errors handed to the host are `ErrorBox`es until `error_free`.
+    match unsafe { error.cast::<ErrorBox>().as_ref() } {
+        Some(error) => error.code as u32,
+        None => ErrorCode::Failed as u32,
     }
 }
 
@@ -342,7 +352,7 @@ pub(super) unsafe extern "C" fn ffi_model_run<P: Instance>(
         let inputs = unsafe { tensor_refs(inputs, n_inputs)? };
         let produced = plugin.run(&model.model, &options, &inputs, n_outputs)?;
         if produced.len() != n_outputs {
-            return Err(Error(format!(
+            return Err(Error::new(format!(
                 "the backend produced {} outputs, {n_outputs} were expected",
                 produced.len()
             )));
@@ -385,7 +395,7 @@ fn script_convention(call: &RaiScriptCall) -> Result<ScriptConvention> {
             let variadic = match usize::try_from(call.variadic) {
                 Ok(index) if index <= call.n_inputs => Some(index),
                 Ok(index) => {
-                    return Err(Error(format!(
+                    return Err(Error::new(format!(
                         "the variadic inputs start at {index}, past the {} inputs",
                         call.n_inputs
                     )))
@@ -394,7 +404,9 @@ fn script_convention(call: &RaiScriptCall) -> Result<ScriptConvention> {
             };
             Ok(ScriptConvention::Positional { variadic })
         }
-        other => Err(Error(format!("unknown script call convention {other}"))),
+        other => Err(Error::new(format!(
+            "unknown script call convention {other}"
+        ))),
     }
 }
 
@@ -518,7 +530,7 @@ pub(super) unsafe extern "C" fn ffi_script_run<P: Instance>(
         };
         let produced = plugin.run_script(script, &options, &call, max_outputs)?;
         if produced.len() > max_outputs {
-            return Err(Error(format!(
+            return Err(Error::new(format!(
                 "the script produced {} outputs, at most {max_outputs} were expected",
                 produced.len()
             )));
@@ -559,16 +571,26 @@ mod tests {
 
     #[test]
     fn errors_cross_as_boxes() {
-        let err = guard("test", || Err(Error::new("bad blob")));
+        let err = guard("test", || Err(Error::invalid_input("bad blob")));
         // SAFETY: `err` is a live error from `guard`.
         let message = unsafe { CStr::from_ptr(ffi_error_message(err)) };
         assert_eq!(message.to_str(), Ok("bad blob"));
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { ffi_error_code(err) },
+            ErrorCode::InvalidInput as u32
+        );
         // SAFETY: freed once.
         unsafe { ffi_error_free(err) };
         let panicked = guard("test", || panic!("boom"));
         // SAFETY: as above.
         let message = unsafe { CStr::from_ptr(ffi_error_message(panicked)) };
         assert!(message.to_string_lossy().contains("boom"));
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { ffi_error_code(panicked) },
+            ErrorCode::Failed as u32
+        );
         // SAFETY: freed once.
         unsafe { ffi_error_free(panicked) };
     }

@@ -94,7 +94,7 @@ impl Host {
         };
         // SAFETY: a non-null result is an error reply the host owns until `reply_free`.
         if let Some(reply) = unsafe { self.take_reply(raw) } {
-            return Err(Error(match reply {
+            return Err(Error::new(match reply {
                 Reply::Error(message) => message,
                 other => format!("model_execute failed: {other:?}"),
             }));

@@ -8,6 +8,7 @@ use std::ffi::CStr;
 use std::sync::OnceLock;
 
 pub mod cancel;
+mod error;
 mod ffi;
 mod host;
 
@@ -17,21 +18,7 @@ pub use host::{Host, HostContext, Reply};
 use crate::abi::RaiDevice;
 pub use crate::abi::{RaiConfigKey as ConfigKey, RaiDType as DType, RaiDeviceKind as DeviceKind};
 
-/// An error a plugin returns; its message reaches the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(pub String);
-
-impl Error {
-    pub fn new(message: impl Into<String>) -> Error {
-        Error(message.into())
-    }
-}
-
-impl<T: std::fmt::Display> From<T> for Error {
-    fn from(err: T) -> Self {
-        Error(err.to_string())
-    }
-}
+pub use error::{Error, ErrorCode};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -229,7 +216,7 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         _source: &str,
         _entry_points: &[String],
     ) -> Result<Self::Script> {
-        Err(Error(format!(
+        Err(Error::new(format!(
             "the {} backend does not support scripts",
             Self::NAME.to_string_lossy()
         )))
@@ -243,7 +230,7 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         _call: &ScriptCall<'_>,
         _max_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
-        Err(Error(format!(
+        Err(Error::new(format!(
             "the {} backend does not support scripts",
             Self::NAME.to_string_lossy()
         )))
@@ -320,6 +307,7 @@ pub const fn table<P: Instance>() -> crate::abi::RaiPluginApi {
         },
         memory_stats: Some(ffi_memory_stats::<P>),
         model_memory: Some(ffi_model_memory::<P>),
+        error_code: Some(ffi_error_code),
     }
 }
 

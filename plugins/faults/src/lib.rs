@@ -127,7 +127,7 @@ impl Plugin for FaultsPlugin {
         }
         let first = inputs
             .first()
-            .ok_or_else(|| Error::new("faults: needs one input"))?;
+            .ok_or_else(|| Error::invalid_input("faults: needs one input"))?;
         Ok((0..n_outputs)
             .map(|_| OwnedTensor {
                 dtype: first.dtype,
@@ -147,10 +147,10 @@ fn sleep(ms: u64, options: &RunOptions, honour_timeout: bool) -> Result<()> {
         .then(|| started + Duration::from_millis(options.timeout_ms));
     while Instant::now() < deadline {
         if options.cancel.is_some_and(|flag| flag.is_set()) {
-            return Err(Error::new("faults: cancelled"));
+            return Err(Error::cancelled("faults: cancelled"));
         }
         if timeout.is_some_and(|t| Instant::now() >= t) {
-            return Err(Error::new("faults: timed out"));
+            return Err(Error::timed_out("faults: timed out"));
         }
         std::thread::sleep(
             Duration::from_millis(1).min(deadline.saturating_duration_since(Instant::now())),
@@ -164,12 +164,12 @@ fn first_int64(inputs: &[TensorRef<'_>]) -> Result<u64> {
     let first = inputs
         .first()
         .filter(|t| t.dtype == DType::Int64)
-        .ok_or_else(|| Error::new("faults: sleep-input needs an INT64 input"))?;
+        .ok_or_else(|| Error::invalid_input("faults: sleep-input needs an INT64 input"))?;
     let bytes: [u8; 8] = first
         .data
         .get(..8)
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Error::new("faults: sleep-input needs a value"))?;
+        .ok_or_else(|| Error::invalid_input("faults: sleep-input needs a value"))?;
     Ok(u64::try_from(i64::from_ne_bytes(bytes)).unwrap_or(0))
 }
 

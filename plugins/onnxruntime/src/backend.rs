@@ -145,7 +145,7 @@ fn no_panic<T>(what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
             "ONNX backend failed during {what}: {text}"
         )))
     });
-    result.map_err(|err| Error::new(one_line(&err.0)))
+    result.map_err(|err| err.map_message(|message| one_line(&message)))
 }
 
 /// `text` without line breaks or trailing blanks.
@@ -173,7 +173,7 @@ fn effective_timeout(config_ms: i64, run_ms: u64) -> Option<u64> {
 fn run_error(model: &OnnxModel, err: ort::Error) -> Error {
     let message = err.to_string();
     if model.memory_limit_mb > 0 && message.contains("BFCArena") {
-        return Error::new(format!(
+        return Error::out_of_memory(format!(
             "Onnxruntime memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is {} MB): {message}",
             model.memory_limit_mb
         ));
@@ -231,7 +231,7 @@ impl OnnxBackend {
         }
         let held = WEIGHTS_HELD.load(Ordering::SeqCst);
         if held.saturating_add(bytes) > limit_mb.saturating_mul(1_000_000) {
-            return Err(Error::new(format!(
+            return Err(Error::out_of_memory(format!(
                 "Onnxruntime memory limit exceeded: a model of {bytes} bytes with {held} bytes of weights already loaded would pass BACKEND_MEMORY_LIMIT ({limit_mb} MB)"
             )));
         }
@@ -303,7 +303,7 @@ impl OnnxBackend {
             limit_bytes,
         } = settings;
         let arena = self.runtime.arena_for(limit_bytes)?;
-        let mut builder = Session::builder(self.runtime.env())?;
+        let mut builder = Session::builder(self.runtime.env()).map_err(Error::failed)?;
         if let Some(device_id) = gpu {
             let dir = self
                 .runtime
@@ -313,25 +313,24 @@ impl OnnxBackend {
             cuda::prepare(dir, device_id)
                 .and_then(|_| cuda::append_provider(&mut builder, device_id, limit_bytes))
                 .map_err(|err| {
-                    Error::new(format!(
-                        "cannot run the model on GPU:{device_id}: {}",
-                        err.0
-                    ))
+                    err.context(format_args!("cannot run the model on GPU:{device_id}"))
                 })?;
         }
         if intra > 0 {
-            builder = builder.with_intra_threads(intra)?;
+            builder = builder.with_intra_threads(intra).map_err(Error::failed)?;
         }
         if inter > 0 {
-            builder = builder.with_inter_threads(inter)?;
+            builder = builder.with_inter_threads(inter).map_err(Error::failed)?;
             if inter > 1 {
-                builder = builder.with_parallel_execution(true)?;
+                builder = builder
+                    .with_parallel_execution(true)
+                    .map_err(Error::failed)?;
             }
         }
         if arena.use_env_allocators() {
-            builder = builder.with_env_allocators()?;
+            builder = builder.with_env_allocators().map_err(Error::failed)?;
         }
-        let session = builder.commit_from_memory(blob)?;
+        let session = builder.commit_from_memory(blob).map_err(Error::failed)?;
         drop(arena);
         Ok(session)
     }
@@ -369,12 +368,12 @@ impl OnnxBackend {
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
         if inputs.len() != model.inputs.len() {
-            return Err(Error::new(
+            return Err(Error::invalid_input(
                 "Number of keys given as INPUTS here does not match model definition",
             ));
         }
         if n_outputs != model.outputs.len() {
-            return Err(Error::new(
+            return Err(Error::invalid_input(
                 "Number of keys given as OUTPUTS here does not match model definition",
             ));
         }
@@ -412,7 +411,7 @@ impl OnnxBackend {
                     .map_err(|err| run_error(model, err))?;
                 return collect_outputs(model, &outputs);
             }
-            let options = Arc::new(OrtRunOptions::new()?);
+            let options = Arc::new(OrtRunOptions::new().map_err(Error::failed)?);
             let deadline = match timeout {
                 Some(ms) => {
                     let to_stop = Arc::clone(&options);
@@ -445,13 +444,13 @@ impl OnnxBackend {
             let outputs = match result {
                 Ok(outputs) => outputs,
                 Err(err) if cancelled => {
-                    return Err(Error::new(format!(
+                    return Err(Error::cancelled(format!(
                         "model run cancelled (the client went away or the server is shutting down): {err}"
                     )))
                 }
                 Err(err) => match timed_out {
                     Some((ms, true)) => {
-                        return Err(Error::new(format!(
+                        return Err(Error::timed_out(format!(
                             "model execution timed out after {ms} ms: {err}"
                         )))
                     }
@@ -496,9 +495,8 @@ impl OnnxBackend {
         self.ensure_weights_fit(any_rank.blob.len() as u64)?;
         let blob = policy::declare_ranks(&any_rank.blob, &ranked).map_err(Error::new)?;
         let session = self.session(&blob, any_rank.settings).map_err(|err| {
-            Error::new(format!(
-                "the model cannot run on these inputs ({described}; it declares no shape for them): {}",
-                err.0
+            err.context(format_args!(
+                "the model cannot run on these inputs ({described}; it declares no shape for them)"
             ))
         })?;
         if sessions.len() >= ANY_RANK_SESSIONS {

@@ -231,27 +231,27 @@ pub fn input_value<'a>(
 ) -> Result<SessionInputValue<'a>> {
     let name = &port.name;
     if tensor.dtype != port.dtype {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "input {index} ('{name}') has dtype {}, the model expects {}",
             dtype_name(tensor.dtype),
             dtype_name(port.dtype)
         )));
     }
     if tensor.device.kind != DeviceKind::Cpu {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "input {index} ('{name}') is not in CPU memory"
         )));
     }
     let mut count: usize = 1;
     for &dim in tensor.shape {
         let dim = usize::try_from(dim).map_err(|_| {
-            Error::new(format!(
+            Error::invalid_input(format!(
                 "input {index} ('{name}') has a negative dimension in its shape {:?}",
                 tensor.shape
             ))
         })?;
         count = count.checked_mul(dim).ok_or_else(|| {
-            Error::new(format!(
+            Error::invalid_input(format!(
                 "input {index} ('{name}') has too many elements (shape {:?})",
                 tensor.shape
             ))
@@ -263,7 +263,7 @@ pub fn input_value<'a>(
     if port.any_rank {
         // The run's session declares the rank the run gives.
     } else if tensor.shape.len() != port.dims.len() {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "Invalid rank for input: {name} Got: {} Expected: {} Please fix either the inputs/outputs or the model.",
             tensor.shape.len(),
             port.dims.len()
@@ -279,18 +279,18 @@ pub fn input_value<'a>(
         .map(|(i, (given, declared))| format!("index: {i} Got: {given} Expected: {declared}"))
         .collect();
     if !wrong.is_empty() {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "Got invalid dimensions for input: {name} for the following indices {} Please fix either the inputs or the model.",
             wrong.join(" ")
         )));
     }
     let shape = tensor.shape.to_vec();
     let data = tensor.data;
-    let wrap = |err: ort::Error| Error::new(format!("input {index} ('{name}'): {err}"));
+    let wrap = |err: ort::Error| Error::invalid_input(format!("input {index} ('{name}'): {err}"));
 
     if let Some(size) = element_size(tensor.dtype) {
         if count.checked_mul(size) != Some(data.len()) {
-            return Err(Error::new(format!(
+            return Err(Error::invalid_input(format!(
                 "input {index} ('{name}') has {} bytes of data, its shape {:?} of {} needs {}",
                 data.len(),
                 tensor.shape,
@@ -311,7 +311,7 @@ pub fn input_value<'a>(
         DType::Bool => match bytemuck::checked::try_cast_slice::<u8, bool>(data) {
             Ok(elements) => OrtTensorRef::from_array_view((shape, elements)).map(Into::into),
             Err(_) => {
-                return Err(Error::new(format!(
+                return Err(Error::invalid_input(format!(
                     "input {index} ('{name}') is BOOL but has bytes other than 0 and 1"
                 )))
             }
@@ -366,7 +366,7 @@ fn string_input(
 /// Copies output `index` of a run into a tensor the host can take.
 pub fn output_tensor(index: usize, port: &Port, value: &DynValue) -> Result<OwnedTensor> {
     let name = &port.name;
-    let context = |err: Error| Error::new(format!("output {index} ('{name}'): {}", err.0));
+    let context = |err: Error| err.context(format_args!("output {index} ('{name}')"));
     match port.form {
         Form::Tensor => tensor_copy(value).map_err(context),
         Form::TensorSequence => stacked(port.dtype, value).map_err(context),
@@ -427,7 +427,7 @@ fn stacked(dtype: DType, value: &DynValue) -> Result<OwnedTensor> {
     for at in 0..count {
         let element = element_of(value, at, &allocator)?;
         let tensor = tensor_copy(&element)
-            .map_err(|err| Error::new(format!("element {at} of the sequence: {}", err.0)))?;
+            .map_err(|err| err.context(format_args!("element {at} of the sequence")))?;
         if tensor.dtype != dtype {
             return Err(Error::new(format!(
                 "element {at} of the sequence is a {} tensor, the model declares {}",
@@ -461,7 +461,7 @@ fn map_rows(dtype: DType, key: MapKey, value: &DynValue) -> Result<OwnedTensor> 
     let mut first_keys: Option<Keys> = None;
     let mut data = Vec::new();
     for at in 0..count {
-        let row = |err: Error| Error::new(format!("map {at} of the sequence: {}", err.0));
+        let row = |err: Error| err.context(format_args!("map {at} of the sequence"));
         let map = element_of(value, at, &allocator).map_err(row)?;
         let entries = container_len(&map, ONNXType::ONNX_TYPE_MAP, "map").map_err(row)?;
         if entries != 2 {
@@ -622,7 +622,7 @@ mod tests {
     }
 
     fn refusal(ty: &ValueType) -> String {
-        output_port(1, "o", ty).expect_err("refused").0
+        output_port(1, "o", ty).expect_err("refused").into_message()
     }
 
     #[test]

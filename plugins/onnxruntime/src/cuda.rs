@@ -223,9 +223,10 @@ mod tests {
         assert!(check_device(0, 1).is_ok());
         let err = check_device(2, 2).expect_err("GPU:2 of 2");
         assert!(
-            err.0.contains("GPU:2 does not exist") && err.0.contains("GPU:0 to GPU:1"),
+            err.message().contains("GPU:2 does not exist")
+                && err.message().contains("GPU:0 to GPU:1"),
             "{}",
-            err.0
+            err.message()
         );
     }
 
@@ -236,12 +237,12 @@ mod tests {
         std::fs::write(dir.join("libcudart.so.13"), b"").expect("file");
         let err = check_folder(&dir).expect_err("incomplete");
         assert!(
-            err.0.contains("libonnxruntime_providers_cuda.so")
-                && err.0.contains("libcublas.so.13")
-                && !err.0.contains("libcudart.so.13")
-                && !err.0.contains("libcudnn"),
+            err.message().contains("libonnxruntime_providers_cuda.so")
+                && err.message().contains("libcublas.so.13")
+                && !err.message().contains("libcudart.so.13")
+                && !err.message().contains("libcudnn"),
             "{}",
-            err.0
+            err.message()
         );
         for name in PROVIDER_LIBS
             .iter()
@@ -259,9 +260,9 @@ mod tests {
         match driver_device_count() {
             Ok(count) => assert!(count > 0),
             Err(err) => assert!(
-                err.0.contains("NVIDIA driver") || err.0.contains("GPU"),
+                err.message().contains("NVIDIA driver") || err.message().contains("GPU"),
                 "{}",
-                err.0
+                err.message()
             ),
         }
     }

@@ -46,7 +46,7 @@ fn onnx_runtime_alone_reads_relative_external_data_from_the_working_directory() 
             }
             match backend.load(&model) {
                 Ok(_) => panic!("{name}, {location}: the backend loaded it"),
-                Err(err) => assert_eq!(err.0, EXTERNAL_DATA, "{name}, {location}"),
+                Err(err) => assert_eq!(err.to_string(), EXTERNAL_DATA, "{name}, {location}"),
             }
         }
     }

@@ -91,8 +91,8 @@ fn with_the_fake_driver() {
     let error = |device: u32| match backend.load_on(&blob, Some(device)) {
         Ok(_) => panic!("GPU:{device} cannot load with the CPU runtime"),
         Err(err) => {
-            eprintln!("GPU:{device} ({mode}): {}", err.0);
-            err.0
+            eprintln!("GPU:{device} ({mode}): {}", err);
+            err.to_string()
         }
     };
     match mode.as_str() {
@@ -104,7 +104,10 @@ fn with_the_fake_driver() {
             );
         }
         "one-device" => {
-            assert_eq!(cuda::driver_device_count().map_err(|e| e.0), Ok(1));
+            assert_eq!(
+                cuda::driver_device_count().map_err(|e| e.to_string()),
+                Ok(1)
+            );
             let err = error(1);
             assert!(
                 err.contains(

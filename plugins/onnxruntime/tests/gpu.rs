@@ -16,7 +16,7 @@ fn a_gpu_model_without_a_usable_gpu_is_a_clear_error() {
     for device in [0, 3] {
         let err = match backend.load_on(&blob, Some(device)) {
             Ok(_) => panic!("GPU:{device} cannot load with the CPU runtime"),
-            Err(err) => err.0,
+            Err(err) => err.to_string(),
         };
         eprintln!("GPU:{device}: {err}");
         assert!(

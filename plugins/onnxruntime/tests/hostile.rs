@@ -11,7 +11,7 @@ use common::hostile::{
     constant, constant_model, custom_domain_model, function_model, if_model, initializer_model,
     inline_tensor, model, node, ort_output, value_info,
 };
-use common::onnx::{elem, Msg};
+use common::onnx::{elem, Pb};
 use common::{backend, f32s, load, views, Input};
 use redisai_onnxruntime::policy::EXTERNAL_DATA;
 use redisai_onnxruntime::OnnxBackend;
@@ -20,7 +20,7 @@ use redisai_plugin_api::sdk::DType;
 fn refused(backend: &OnnxBackend, bytes: &[u8]) -> String {
     match backend.load(bytes) {
         Ok(_) => panic!("the model was loaded"),
-        Err(err) => err.0,
+        Err(err) => err.to_string(),
     }
 }
 
@@ -56,12 +56,12 @@ fn the_backend_refuses_custom_operator_domains() {
     );
     // ONNX Runtime alone refuses it too, for want of the operator.
     assert!(ort_output(&custom_domain_model()).is_err());
-    let graph = Msg::default()
+    let graph = Pb::default()
         .msg(1, node("EPContext", "com.microsoft", &["x"], &["y"]))
         .str(2, "g")
         .msg(11, value_info("x", elem::FLOAT, &[4]))
         .msg(12, value_info("y", elem::FLOAT, &[4]));
-    let extra = Msg::default().msg(8, Msg::default().str(1, "com.microsoft").int(2, 1));
+    let extra = Pb::default().msg(8, Pb::default().str(1, "com.microsoft").int(2, 1));
     let text = refused(&backend, &model(graph, extra));
     assert!(
         text.starts_with("model uses a forbidden operation: com.microsoft.EPContext ("),
@@ -75,48 +75,51 @@ fn models_with_inline_data_still_load_and_run() {
     // The If model with its then-branch's tensor inline, and a local function.
     let graph_if = {
         let branch = |name: &str| {
-            let g = Msg::default()
+            let g = Pb::default()
                 .msg(1, constant(inline_tensor("w"), &format!("{name}_out")))
                 .str(2, name)
                 .msg(12, value_info(&format!("{name}_out"), elem::FLOAT, &[4]));
-            Msg::default().str(1, name).int(20, 5).msg(6, g)
+            Pb::default().str(1, name).int(20, 5).msg(6, g)
         };
         let if_node = node("If", "", &["cond"], &["y"])
             .msg(5, branch("then_branch"))
             .msg(5, branch("else_branch"));
-        Msg::default()
+        Pb::default()
             .msg(1, if_node)
             .str(2, "g")
             .msg(11, value_info("cond", elem::BOOL, &[]))
             .msg(12, value_info("y", elem::FLOAT, &[4]))
     };
     let m = backend
-        .load(&model(graph_if, Msg::default()))
-        .map_err(|e| e.0)
+        .load(&model(graph_if, Pb::default()))
+        .map_err(|e| e.to_string())
         .expect("If with inline branches");
     let out = backend
         .run(&m, 0, &views(&[Input::new(DType::Bool, &[], vec![1])]), 1)
-        .map_err(|e| e.0)
+        .map_err(|e| e.to_string())
         .expect("run");
     assert_eq!(f32s(&out[0].data), [0.0; 4]);
-    let function = Msg::default()
+    let function = Pb::default()
         .str(1, "Zero")
         .str(5, "out")
         .msg(7, constant(inline_tensor("w"), "out"))
-        .msg(9, Msg::default().str(1, "").int(2, 17))
+        .msg(9, Pb::default().str(1, "").int(2, 17))
         .str(10, "local.fn");
-    let graph = Msg::default()
+    let graph = Pb::default()
         .msg(1, node("Zero", "local.fn", &[], &["y"]))
         .str(2, "g")
         .msg(12, value_info("y", elem::FLOAT, &[4]));
-    let extra = Msg::default()
-        .msg(8, Msg::default().str(1, "local.fn").int(2, 1))
+    let extra = Pb::default()
+        .msg(8, Pb::default().str(1, "local.fn").int(2, 1))
         .msg(25, function);
     let m = backend
         .load(&model(graph, extra))
-        .map_err(|e| e.0)
+        .map_err(|e| e.to_string())
         .expect("a model with a local function in its own domain");
-    let out = backend.run(&m, 0, &[], 1).map_err(|e| e.0).expect("run");
+    let out = backend
+        .run(&m, 0, &[], 1)
+        .map_err(|e| e.to_string())
+        .expect("run");
     assert_eq!(f32s(&out[0].data), [0.0; 4]);
 }
 
@@ -149,12 +152,13 @@ fn every_test_and_reference_model_passes_the_check() {
                 // maps), never by the policy.
                 if let Err(err) = backend.load(&bytes) {
                     assert!(
-                        !err.0.contains("external data") && !err.0.contains("forbidden"),
+                        !err.to_string().contains("external data")
+                            && !err.to_string().contains("forbidden"),
                         "{}: {}",
                         path.display(),
-                        err.0
+                        err
                     );
-                    eprintln!("{}: {}", path.display(), err.0);
+                    eprintln!("{}: {}", path.display(), err);
                 }
                 checked += 1;
             }

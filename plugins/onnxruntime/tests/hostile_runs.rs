@@ -8,78 +8,72 @@
 mod common;
 
 use common::hostile::{node, value_info};
-use common::onnx::{elem, Msg};
+use common::onnx::{elem, Pb};
 use common::{backend, views, Input};
 use redisai_onnxruntime::OnnxBackend;
 
 /// An INT64 or FLOAT initializer.
-fn init_i64(name: &str, dims: &[i64], values: &[i64]) -> Msg {
+fn init_i64(name: &str, dims: &[i64], values: &[i64]) -> Pb {
     let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     dims.iter()
-        .fold(Msg::default(), |m, &d| m.int(1, d))
+        .fold(Pb::default(), |m, &d| m.int(1, d))
         .int(2, elem::INT64)
         .str(8, name)
         .bytes(9, &raw)
 }
 
-fn init_f32(name: &str, dims: &[i64], values: &[f32]) -> Msg {
+fn init_f32(name: &str, dims: &[i64], values: &[f32]) -> Pb {
     let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     dims.iter()
-        .fold(Msg::default(), |m, &d| m.int(1, d))
+        .fold(Pb::default(), |m, &d| m.int(1, d))
         .int(2, elem::FLOAT)
         .str(8, name)
         .bytes(9, &raw)
 }
 
 /// Input `x` (FLOAT): no shape (`None`), or these dims (-1 symbolic).
-fn input_x(dims: Option<&[i64]>) -> Msg {
-    let mut tensor = Msg::default().int(1, elem::FLOAT);
+fn input_x(dims: Option<&[i64]>) -> Pb {
+    let mut tensor = Pb::default().int(1, elem::FLOAT);
     if let Some(dims) = dims {
-        let shape = dims.iter().enumerate().fold(Msg::default(), |s, (i, &d)| {
+        let shape = dims.iter().enumerate().fold(Pb::default(), |s, (i, &d)| {
             s.msg(
                 1,
                 if d < 0 {
-                    Msg::default().str(2, &format!("d{i}"))
+                    Pb::default().str(2, &format!("d{i}"))
                 } else {
-                    Msg::default().int(1, d)
+                    Pb::default().int(1, d)
                 },
             )
         });
         tensor = tensor.msg(2, shape);
     }
-    Msg::default()
+    Pb::default()
         .str(1, "x")
-        .msg(2, Msg::default().msg(1, tensor))
+        .msg(2, Pb::default().msg(1, tensor))
 }
 
 /// One node `op(inputs) -> y`, with initializers; output `y` of `out_elem`, no shape.
-fn model_of(
-    op: Msg,
-    initializers: &[Msg],
-    x: Option<&[i64]>,
-    out_elem: i64,
-    opset: i64,
-) -> Vec<u8> {
-    let mut graph = Msg::default().msg(1, op).str(2, "g");
+fn model_of(op: Pb, initializers: &[Pb], x: Option<&[i64]>, out_elem: i64, opset: i64) -> Vec<u8> {
+    let mut graph = Pb::default().msg(1, op).str(2, "g");
     for t in initializers {
         graph = graph.msg(5, t.clone());
     }
-    let out = Msg::default()
+    let out = Pb::default()
         .str(1, "y")
-        .msg(2, Msg::default().msg(1, Msg::default().int(1, out_elem)));
+        .msg(2, Pb::default().msg(1, Pb::default().int(1, out_elem)));
     graph = graph.msg(11, input_x(x)).msg(12, out);
-    Msg::default()
+    Pb::default()
         .int(1, 8)
         .str(2, "redisai-onnxruntime-tests")
         .msg(7, graph)
-        .msg(8, Msg::default().str(1, "").int(2, opset))
+        .msg(8, Pb::default().str(1, "").int(2, opset))
         .0
 }
 
 struct Case {
     name: &'static str,
-    node: Msg,
-    initializers: Vec<Msg>,
+    node: Pb,
+    initializers: Vec<Pb>,
     out_elem: i64,
     opset: i64,
     /// The rank the operator needs.
@@ -135,7 +129,7 @@ fn cases() -> Vec<Case> {
 fn refused(backend: &OnnxBackend, bytes: &[u8]) -> String {
     match backend.load(bytes) {
         Ok(_) => panic!("the model was loaded"),
-        Err(err) => err.0,
+        Err(err) => err.to_string(),
     }
 }
 
@@ -155,7 +149,7 @@ fn an_undeclared_input_shape_fails_the_run_with_a_wrong_rank() {
         );
         let model = backend
             .load(&bytes)
-            .unwrap_or_else(|err| panic!("{}: {}", case.name, err.0));
+            .unwrap_or_else(|err| panic!("{}: {}", case.name, err));
         let rank = case.wrong.shape.len();
         for _ in 0..2 {
             let err = backend
@@ -163,12 +157,12 @@ fn an_undeclared_input_shape_fails_the_run_with_a_wrong_rank() {
                 .err()
                 .unwrap_or_else(|| panic!("{}: the run succeeded", case.name));
             assert!(
-                err.0.starts_with(&format!(
+                err.to_string().starts_with(&format!(
                     "the model cannot run on these inputs ('x' of rank {rank}; it declares no shape for them): "
                 )),
                 "{}: {}",
                 case.name,
-                err.0
+                err
             );
         }
     }
@@ -206,26 +200,25 @@ fn an_undeclared_input_shape_fails_the_run_with_a_wrong_rank() {
             let shape = vec![1i64; rank];
             let out = backend
                 .run(&model, 0, &views(&[Input::f32(&shape, &[7.0])]), 1)
-                .unwrap_or_else(|err| panic!("round {round} rank {rank}: {}", err.0));
+                .unwrap_or_else(|err| panic!("round {round} rank {rank}: {}", err));
             assert_eq!(out[0].shape, shape);
         }
     }
     // No type at all, or no element type: refused.
-    let graph = Msg::default()
+    let graph = Pb::default()
         .msg(1, node("Identity", "", &["x"], &["y"]))
-        .msg(11, Msg::default().str(1, "x"))
+        .msg(11, Pb::default().str(1, "x"))
         .msg(12, value_info("y", elem::FLOAT, &[4]));
-    let text = refused(&backend, &common::hostile::model(graph, Msg::default()));
+    let text = refused(&backend, &common::hostile::model(graph, Pb::default()));
     assert_eq!(text, "model input 'x' has no declared type: it has no type");
-    let untyped = Msg::default().str(1, "x").msg(
-        2,
-        Msg::default().msg(1, Msg::default().msg(2, Msg::default())),
-    );
-    let graph = Msg::default()
+    let untyped = Pb::default()
+        .str(1, "x")
+        .msg(2, Pb::default().msg(1, Pb::default().msg(2, Pb::default())));
+    let graph = Pb::default()
         .msg(1, node("Identity", "", &["x"], &["y"]))
         .msg(11, untyped)
         .msg(12, value_info("y", elem::FLOAT, &[4]));
-    let text = refused(&backend, &common::hostile::model(graph, Msg::default()));
+    let text = refused(&backend, &common::hostile::model(graph, Pb::default()));
     assert_eq!(
         text,
         "model input 'x' has no declared type: its tensor type has no element type"
@@ -246,17 +239,18 @@ fn a_wrong_rank_fails_the_run_or_the_load() {
         let model = match backend.load(&bytes) {
             Ok(model) => model,
             // Shape inference may refuse it (Resize: scales for rank 1, input of rank 1 is fine).
-            Err(err) => panic!("{}: declared model refused: {}", case.name, err.0),
+            Err(err) => panic!("{}: declared model refused: {}", case.name, err),
         };
         let err = backend
             .run(&model, 0, &views(&[case.wrong]), 1)
             .err()
             .unwrap_or_else(|| panic!("{}: the run succeeded", case.name));
         assert!(
-            err.0.starts_with("Invalid rank for input: x Got: "),
+            err.to_string()
+                .starts_with("Invalid rank for input: x Got: "),
             "{}: {}",
             case.name,
-            err.0
+            err
         );
     }
     // A declared rank the operator cannot take is refused by shape inference at load.
@@ -274,7 +268,7 @@ fn a_wrong_rank_fails_the_run_or_the_load() {
             panic!(
                 "{}: loaded with the rank the operator cannot take; run: {:?}",
                 case.name,
-                result.map(|_| ()).map_err(|e| e.0)
+                result.map(|_| ()).map_err(|e| e.to_string())
             );
         }
     }
@@ -295,7 +289,7 @@ fn fixed_dimensions_are_checked_before_the_run() {
         .run(&model, 0, &views(&[Input::f32(&[1, 5], &[0.0; 5])]), 1)
         .expect_err("the run fails");
     assert_eq!(
-        err.0,
+        err.to_string(),
         "Got invalid dimensions for input: x for the following indices index: 1 Got: 5 Expected: 4 Please fix either the inputs or the model."
     );
     let ok = backend
@@ -367,7 +361,7 @@ const LAYER_NORM: &str = "LayerNormalization(x, scale, \"\")";
 /// the model is loaded (SIGSEGV; found by the fuzzer, seed 3 case 19123).
 fn layer_norm_model() -> Vec<u8> {
     let ln = node("LayerNormalization", "", &["x", "scale", ""], &["y"])
-        .msg(5, Msg::default().str(1, "axis").int(3, -1).int(20, 2));
+        .msg(5, Pb::default().str(1, "axis").int(3, -1).int(20, 2));
     model_of(
         ln,
         &[init_f32("scale", &[4], &[2.0; 4])],
@@ -469,7 +463,7 @@ fn onnx_runtime_alone_crashes_on_them() {
     for (i, (name, bytes, shape)) in crashing_models().iter().enumerate() {
         let model = backend.load(bytes);
         if name == LAYER_NORM {
-            model.unwrap_or_else(|err| panic!("{name}: {}", err.0));
+            model.unwrap_or_else(|err| panic!("{name}: {}", err));
         } else if let Ok(model) = model {
             let n: i64 = shape.iter().product();
             let x = Input::f32(shape, &vec![0.25; n as usize]);

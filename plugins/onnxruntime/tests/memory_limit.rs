@@ -17,7 +17,7 @@ fn memory_limit_bounds_the_sessions_loaded_under_it() {
     let check_ok = |model: &OnnxModel| {
         let out = backend
             .run(model, 0, &views(&state()), 1)
-            .map_err(|e| e.0)
+            .map_err(|e| e.to_string())
             .expect("run");
         let values = f32s(&out[0].data);
         assert_eq!(values.len(), 262_144);
@@ -28,18 +28,18 @@ fn memory_limit_bounds_the_sessions_loaded_under_it() {
     Settings::set(&settings.memory_mb, 1);
     let small = backend
         .load(&blob)
-        .map_err(|e| e.0)
+        .map_err(|e| e.to_string())
         .expect("the model itself is tiny");
     let err = backend
         .run(&small, 0, &views(&state()), 1)
         .expect_err("the run needs more than 1 MB");
-    eprintln!("1 MB limit: {}", err.0);
+    eprintln!("1 MB limit: {}", err);
     assert!(
-        err.0.starts_with(
+        err.to_string().starts_with(
             "Onnxruntime memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is 1 MB): "
         ),
         "{}",
-        err.0
+        err
     );
 
     // Weights count against the limit as well: 2 MB of them do not load under 1 MB.
@@ -52,20 +52,27 @@ fn memory_limit_bounds_the_sessions_loaded_under_it() {
     );
     let err = backend.load(&heavy).err().expect("weights are counted");
     assert!(
-        err.0.contains("would pass BACKEND_MEMORY_LIMIT (1 MB)"),
+        err.to_string()
+            .contains("would pass BACKEND_MEMORY_LIMIT (1 MB)"),
         "{}",
-        err.0
+        err
     );
 
     // A model loaded under a larger limit runs; the earlier one keeps its small arena.
     Settings::set(&settings.memory_mb, 64);
-    let large = backend.load(&blob).map_err(|e| e.0).expect("load");
+    let large = backend
+        .load(&blob)
+        .map_err(|e| e.to_string())
+        .expect("load");
     check_ok(&large);
     assert!(backend.run(&small, 0, &views(&state()), 1).is_err());
 
     // Without a limit, sessions use their own default arenas again.
     Settings::set(&settings.memory_mb, 0);
-    let free = backend.load(&blob).map_err(|e| e.0).expect("load");
+    let free = backend
+        .load(&blob)
+        .map_err(|e| e.to_string())
+        .expect("load");
     check_ok(&free);
     check_ok(&large);
 }

@@ -246,7 +246,7 @@ fn every_dtype_both_ways() {
     let backend = backend();
     let model = backend
         .load(&blob)
-        .map_err(|e| e.0)
+        .map_err(|e| e.to_string())
         .expect("identity model loads");
     let shape = [2i64, 3];
     let data = |dtype: DType| -> Vec<u8> {
@@ -298,7 +298,7 @@ fn every_dtype_both_ways() {
         .collect();
     let out = backend
         .run(&model, 0, &shifted, types.len())
-        .map_err(|e| e.0)
+        .map_err(|e| e.to_string())
         .expect("run");
     for (view, output) in shifted.iter().zip(&out) {
         assert_eq!(output.data, view.data, "{:?}", view.dtype);
@@ -391,7 +391,7 @@ fn bad_bool_bytes_are_refused() {
     let backend = backend();
     let model = backend
         .load(&blob)
-        .map_err(|e| e.0)
+        .map_err(|e| e.to_string())
         .expect("Not model loads");
     let out = run(
         &backend,
@@ -423,13 +423,13 @@ fn corrupt_blobs_are_errors() {
         match backend.load(&blob) {
             Ok(_) => panic!("a corrupt blob loaded"),
             Err(err) => {
-                eprintln!("corrupt blob: {}", err.0);
-                assert!(!err.0.is_empty());
+                eprintln!("corrupt blob: {}", err);
+                assert!(!err.to_string().is_empty());
             }
         }
     }
     let err = backend.load(&[]).err().expect("an empty blob is refused");
-    assert_eq!(err.0, "the ONNX model blob is empty");
+    assert_eq!(err.to_string(), "the ONNX model blob is empty");
 }
 
 #[test]
@@ -442,7 +442,7 @@ fn unsupported_element_types_are_refused_at_load() {
     let backend = backend();
     let err = backend.load(&blob).err().expect("FLOAT16 is refused");
     assert_eq!(
-        err.0,
+        err.to_string(),
         "model input 0 ('x') has element type FLOAT16, which RedisAI tensors cannot hold"
     );
 }
@@ -452,16 +452,17 @@ fn assert_times_out(result: Result<Vec<OwnedTensor>, redisai_plugin_api::sdk::Er
         Ok(_) => panic!("the endless loop finished"),
         Err(err) => {
             assert!(
-                err.0.contains(&format!("timed out after {ms} ms")),
+                err.to_string()
+                    .contains(&format!("timed out after {ms} ms")),
                 "{}",
-                err.0
+                err
             );
             // RedisAI's clients match ONNX Runtime's own text.
             assert!(
-                err.0
+                err.to_string()
                     .contains("Exiting due to terminate flag being set to true"),
                 "{}",
-                err.0
+                err
             );
         }
     }
@@ -506,7 +507,7 @@ fn model_execution_timeout_applies_and_the_smaller_wins() {
                 &views(&[Input::f32(&[1], &[1.0]), Input::f32(&[1], &[2.0])]),
                 1,
             )
-            .map_err(|e| e.0)
+            .map_err(|e| e.to_string())
             .expect("run");
         assert_eq!(f32s(&out[0].data), [3.0]);
     }

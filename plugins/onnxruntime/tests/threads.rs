@@ -23,10 +23,13 @@ fn sessions_get_the_threads_asked_for() {
         Settings::set(&settings.intra, intra);
         Settings::set(&settings.inter, inter);
         let before = thread_count();
-        let model = backend.load(&blob).map_err(|e| e.0).expect("load");
+        let model = backend
+            .load(&blob)
+            .map_err(|e| e.to_string())
+            .expect("load");
         let out = backend
             .run(&model, 0, &views(&input), 2)
-            .map_err(|e| e.0)
+            .map_err(|e| e.to_string())
             .expect("run");
         assert_eq!(f32s(&out[1].data), [1.0, 4.0]);
         let added = thread_count() - before;

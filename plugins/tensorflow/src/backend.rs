@@ -116,14 +116,15 @@ fn memory_refusals() -> u64 {
 
 /// The error of a failed load or run, saying so when the memory limit refused an
 /// allocation during it (TensorFlow then says "OOM when allocating tensor ...").
-fn memory_error(limit_mb: u64, refused_before: u64, message: String) -> Error {
+fn memory_error(limit_mb: u64, refused_before: u64, err: Error) -> Error {
+    let err = err.map_message(|message| one_line(&message));
     let refused = memory_refusals() > refused_before;
-    if limit_mb > 0 && (refused || message.contains("OOM when allocating")) {
-        return Error::new(format!(
-            "TF memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is {limit_mb} MB): {message}"
+    if limit_mb > 0 && (refused || err.message().contains("OOM when allocating")) {
+        return Error::out_of_memory(format!(
+            "TF memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is {limit_mb} MB): {err}"
         ));
     }
-    Error::new(message)
+    err
 }
 
 /// The run's limit: the smaller of the non-zero timeouts, or none.
@@ -192,7 +193,7 @@ impl TfBackend {
             .runtime
             .call(|| self.load_inner(blob, inputs, outputs, policy))
             .map_err(Error::new)?
-            .map_err(|err| memory_error(limit_mb, refused, one_line(&err.0)))?;
+            .map_err(|err| memory_error(limit_mb, refused, err))?;
         Ok(TfModel {
             loaded: Some(loaded),
             runtime: self.runtime,
@@ -282,7 +283,7 @@ impl TfBackend {
         self.runtime
             .call(|| self.run_inner(model, timeout_ms, cancel, inputs, n_outputs))
             .map_err(Error::new)?
-            .map_err(|err| memory_error(limit_mb, refused, one_line(&err.0)))
+            .map_err(|err| memory_error(limit_mb, refused, err))
     }
 
     /// Applies BACKEND_MEMORY_LIMIT (MB, 10^6 bytes as in RedisAI; 0: none) as it is now
@@ -309,19 +310,19 @@ impl TfBackend {
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
         if inputs.len() != model.inputs.len() {
-            return Err(Error::new(
+            return Err(Error::invalid_input(
                 "Number of keys given as INPUTS here does not match model definition",
             ));
         }
         if n_outputs != model.outputs.len() {
-            return Err(Error::new(
+            return Err(Error::invalid_input(
                 "Number of keys given as OUTPUTS here does not match model definition",
             ));
         }
         let mut fed = Vec::with_capacity(inputs.len());
         for (i, (tensor, port)) in inputs.iter().zip(&model.inputs).enumerate() {
             if tensor.dtype != port.dtype {
-                return Err(Error::new(format!(
+                return Err(Error::invalid_input(format!(
                     "input {i} ('{}') has dtype {}, the graph expects {}",
                     port.name,
                     convert::dtype_name(tensor.dtype),
@@ -334,7 +335,7 @@ impl TfBackend {
                 // takes any shape: AI.TENSORSET makes no rank-0 tensors, so clients feed
                 // one as [1] (a `keep_prob`), which broadcasts.
                 if !declared.is_empty() && declared.len() != tensor.shape.len() {
-                    return Err(Error::new(format!(
+                    return Err(Error::invalid_input(format!(
                         "input {i} ('{}') has shape {}, the graph declares {} (rank {})",
                         port.name,
                         shape_text(tensor.shape),
@@ -343,8 +344,9 @@ impl TfBackend {
                     )));
                 }
             }
-            let value = convert::to_tf(self.runtime, tensor)
-                .map_err(|err| Error::new(format!("input {i} ('{}'): {}", port.name, err.0)))?;
+            let value = convert::to_tf(self.runtime, tensor).map_err(|err| {
+                Error::invalid_input(format!("input {i} ('{}'): {err}", port.name))
+            })?;
             fed.push(value);
         }
         let timeout = effective_timeout(
@@ -396,7 +398,7 @@ impl TfBackend {
         drop(slot);
         let fetched = result.map_err(|failure| match (cancelled, failure.code, timeout) {
             (true, ffi::CODE_CANCELLED, _) => cancelled_error(&failure.to_string()),
-            (_, ffi::CODE_DEADLINE_EXCEEDED, Some(ms)) => Error::new(format!(
+            (_, ffi::CODE_DEADLINE_EXCEEDED, Some(ms)) => Error::timed_out(format!(
                 "model execution timed out after {ms} ms: {failure}"
             )),
             _ => Error::new(failure.message),
@@ -407,7 +409,7 @@ impl TfBackend {
             .enumerate()
             .map(|(j, (tensor, port))| {
                 convert::from_tf(tensor, port.dtype)
-                    .map_err(|err| Error::new(format!("output {j} ('{}'): {}", port.name, err.0)))
+                    .map_err(|err| err.context(format_args!("output {j} ('{}')", port.name)))
             })
             .collect::<Result<Vec<_>>>();
         // Fetched tensors may share buffers with fed ones (an Identity of an input):
@@ -420,7 +422,7 @@ impl TfBackend {
 }
 
 fn cancelled_error(detail: &str) -> Error {
-    Error::new(format!(
+    Error::cancelled(format!(
         "model run cancelled (the client went away or the server is shutting down): {detail}"
     ))
 }

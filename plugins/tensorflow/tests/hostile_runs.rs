@@ -1,5 +1,5 @@
 //! Stored graphs of allowed operations that used to crash the process (found by the live
-//! fuzzer, tests/tests/fuzz_live.rs): each now runs, or fails its run with an error.
+//! fuzzer, tests/tests/fuzz_live/): each now runs, or fails its run with an error.
 //! - grappler (TensorFlow's graph optimiser, on a session's first run) aborted on a
 //!   Transpose whose `perm` is a scalar, and divided by zero on a ReverseV2 of axes [3,1]
 //!   of an input of unknown shape: the sessions run without it (src/proto.rs).
@@ -12,12 +12,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::graph_def::{
+use common::{backend, load, model_bytes, run, run_err, Input};
+use redisai_plugin_testkit::graph_def::{
     attr_type, attr_type_list, constant, conv_graph, field_bytes, field_varint, graph, node,
     placeholder_shaped, reverse_graph, transpose_graph, transpose_of_a_folded_scalar_perm,
     DT_FLOAT, DT_INT32,
 };
-use common::{backend, load, model_bytes, run, run_err, Input};
 use redisai_plugin_testkit::{f32s, ok};
 
 fn names(list: &[&str]) -> Vec<String> {

@@ -6,9 +6,11 @@
 
 mod common;
 
-use common::graph_def::{attr_type, field_bytes, field_varint, graph, node, placeholder, DT_FLOAT};
 use common::{backend_with, f32s, le_bytes, views, Input, Settings};
 use redisai_plugin_api::sdk::DType;
+use redisai_plugin_testkit::graph_def::{
+    attr_type, field_bytes, field_varint, graph, node, placeholder, DT_FLOAT,
+};
 
 const DT_INT32: u64 = 3;
 
@@ -77,7 +79,7 @@ fn a_2gb_intermediate_is_refused_under_256_mb() {
             &names(&["x", "shape", "axis"]),
             &names(&["y"]),
         )
-        .map_err(|e| e.0)
+        .map_err(|e| e.to_string())
         .expect("load");
     let loaded = backend.memory_stats().expect("stats");
     eprintln!("loaded: {loaded:?}");
@@ -87,13 +89,13 @@ fn a_2gb_intermediate_is_refused_under_256_mb() {
     let err = backend
         .run(&model, 0, &views(&inputs(1 << 29)), 1)
         .expect_err("a 2 GB intermediate under 256 MB");
-    eprintln!("2 GB run: {}", err.0);
+    eprintln!("2 GB run: {}", err);
     assert!(
-        err.0.starts_with(
+        err.to_string().starts_with(
             "TF memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is 256 MB): "
-        ) && err.0.contains("OOM when allocating tensor"),
+        ) && err.to_string().contains("OOM when allocating tensor"),
         "{}",
-        err.0
+        err
     );
     let after = backend.memory_stats().expect("stats");
     eprintln!(
@@ -102,9 +104,9 @@ fn a_2gb_intermediate_is_refused_under_256_mb() {
     );
     assert!(after.refused > before.refused, "{after:?}");
     assert!(
-        err.0.contains("by allocator cpu"),
+        err.to_string().contains("by allocator cpu"),
         "the plain CPU allocator: {}",
-        err.0
+        err
     );
     assert!(after.peak < 256_000_000, "{after:?}");
     assert!(rss_bytes() < rss_before + 100_000_000);
@@ -112,7 +114,7 @@ fn a_2gb_intermediate_is_refused_under_256_mb() {
     // 40 MB passes under the same limit, and what it allocated is freed after it.
     let out = backend
         .run(&model, 0, &views(&inputs(10_000_000)), 1)
-        .map_err(|e| e.0)
+        .map_err(|e| e.to_string())
         .expect("a 40 MB intermediate");
     assert_eq!(f32s(&out[0].data), vec![10_000_000.0]);
     let ran = backend.memory_stats().expect("stats");
@@ -125,13 +127,13 @@ fn a_2gb_intermediate_is_refused_under_256_mb() {
     let err = backend
         .run(&model, 0, &views(&inputs(25_000_000)), 1)
         .expect_err("100 MB more over 100 MB");
-    eprintln!("100 MB limit: {}", err.0);
+    eprintln!("100 MB limit: {}", err);
     assert!(
-        err.0.starts_with(
+        err.to_string().starts_with(
             "TF memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is 100 MB): "
         ),
         "{}",
-        err.0
+        err
     );
     let lowered = backend.memory_stats().expect("stats");
     eprintln!("after the 100 MB refusal: {lowered:?}");
@@ -161,7 +163,7 @@ fn a_2gb_intermediate_is_refused_under_256_mb() {
     let before_load = backend.memory_stats().expect("stats");
     let heavy = backend
         .load(&heavy, &[], &names(&["w"]))
-        .map_err(|e| e.0)
+        .map_err(|e| e.to_string())
         .expect("load 10 MB of weights");
     let held = backend.memory_stats().expect("stats");
     drop(heavy);

@@ -352,7 +352,7 @@ fn timeouts_stop_a_long_loop() {
     let err = backend
         .run(&model, 200, &views(&forever), 1)
         .expect_err("times out")
-        .0;
+        .to_string();
     assert!(
         err.starts_with("model execution timed out after 200 ms"),
         "{err}"
@@ -369,7 +369,7 @@ fn timeouts_stop_a_long_loop() {
     let err = backend
         .run(&model, 0, &views(&forever), 1)
         .expect_err("x")
-        .0;
+        .to_string();
     assert!(
         err.starts_with("model execution timed out after 100 ms"),
         "{err}"
@@ -377,7 +377,7 @@ fn timeouts_stop_a_long_loop() {
     let err = backend
         .run(&model, 5000, &views(&forever), 1)
         .expect_err("x")
-        .0;
+        .to_string();
     assert!(
         err.starts_with("model execution timed out after 100 ms"),
         "{err}"

@@ -14,7 +14,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{backend, graph_def, load, run, Input};
+use common::{backend, load, run, Input};
+use redisai_plugin_testkit::graph_def;
 use redisai_tensorflow::runtime::thread_stacks;
 
 const JEMALLOC: &[&str] = &[

@@ -8,15 +8,20 @@
 //!   whose log it reads.
 //! - [`table`]: a driver over a plugin's exported C table, used the way the core uses it.
 //! - [`checks`]: checks every plugin's table passes (its facts, timeouts, cancellation).
+//! - [`protobuf`]: the protobuf writer ([`Pb`]) for the models tests build by hand, and
+//!   [`graph_def`]: TensorFlow GraphDefs built with it.
 //! - [`ok`] and [`err`]: a backend call's value, or its error's text.
 
 pub mod checks;
+pub mod graph_def;
 pub mod host;
+pub mod protobuf;
 pub mod runtime;
 pub mod settings;
 pub mod table;
 pub mod tensors;
 
+pub use protobuf::Pb;
 pub use settings::Settings;
 pub use tensors::{f32s, i64s, le_bytes, values, views, Input, Plain};
 
@@ -26,7 +31,7 @@ use redisai_plugin_api::sdk::Error;
 pub fn ok<T>(result: Result<T, Error>, what: &str) -> T {
     match result {
         Ok(value) => value,
-        Err(err) => panic!("{what}: {}", err.0),
+        Err(err) => panic!("{what}: {}", err),
     }
 }
 
@@ -34,6 +39,6 @@ pub fn ok<T>(result: Result<T, Error>, what: &str) -> T {
 pub fn err<T>(result: Result<T, Error>, what: &str) -> String {
     match result {
         Ok(_) => panic!("{what}"),
-        Err(err) => err.0,
+        Err(err) => err.to_string(),
     }
 }

@@ -164,13 +164,13 @@ impl TfliteBackend {
     /// Compiles a .tflite model for the CPU.
     pub fn load(&self, blob: &[u8]) -> Result<TfliteModel> {
         self.load_inner(blob)
-            .map_err(|err| Error::new(one_line(&err.0)))
+            .map_err(|err| err.map_message(|message| one_line(&message)))
     }
 
     fn load_inner(&self, blob: &[u8]) -> Result<TfliteModel> {
         flatbuffer::check_model(blob)?;
         let model = ffi::Model::from_bytes(self.runtime, blob)
-            .map_err(|err| redisai_text(&err.0, flatbuffer::NOT_A_MODEL))?;
+            .map_err(|err| redisai_text(err, flatbuffer::NOT_A_MODEL))?;
         let io = model.io()?;
         let inputs = io
             .inputs
@@ -189,7 +189,7 @@ impl TfliteBackend {
             let _one_at_a_time = COMPILE.lock().unwrap_or_else(PoisonError::into_inner);
             // RedisAI's text when TFLite could not build an interpreter for the model.
             CompiledModel::new(model, threads)
-                .map_err(|err| redisai_text(&err.0, "Failed to construct interpreter"))?
+                .map_err(|err| redisai_text(err, "Failed to construct interpreter"))?
         };
         let watch = Arc::new(RunWatch::default());
         let check = Arc::clone(&watch);
@@ -225,12 +225,12 @@ impl TfliteBackend {
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
         if inputs.len() != model.inputs.len() {
-            return Err(Error::new(
+            return Err(Error::invalid_input(
                 "Number of keys given as INPUTS here does not match model definition",
             ));
         }
         if n_outputs != model.outputs.len() {
-            return Err(Error::new(
+            return Err(Error::invalid_input(
                 "Number of keys given as OUTPUTS here does not match model definition",
             ));
         }
@@ -249,7 +249,7 @@ impl TfliteBackend {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         run_locked(model, &compiled, timeout, cancel, inputs, &dims)
-            .map_err(|err| Error::new(one_line(&err.0)))
+            .map_err(|err| err.map_message(|message| one_line(&message)))
     }
 }
 
@@ -270,7 +270,7 @@ fn run_locked(
         let current = compiled.input_layout(signature, port.signature_index)?;
         if current.dims() != dims.as_slice() {
             if dims.is_empty() || dims.contains(&0) {
-                return Err(Error::new(format!(
+                return Err(Error::invalid_input(format!(
                     "input {i} ('{}') has shape {dims:?}, the model's is {:?}: LiteRT resizes inputs only to shapes of rank 1 or more without zero dimensions",
                     port.name,
                     current.dims()
@@ -284,7 +284,9 @@ fn run_locked(
     }
     let layouts = compiled
         .output_layouts(signature, model.outputs.len(), resized)
-        .map_err(|f| Error::new(format!("the model cannot run with these input shapes: {f}")))?;
+        .map_err(|f| {
+            Error::invalid_input(format!("the model cannot run with these input shapes: {f}"))
+        })?;
 
     // Buffers in the signature's order, which is the order LiteRT's run takes them in.
     let mut input_buffers: Vec<Option<ffi::TensorBuffer<'_>>> =
@@ -337,10 +339,10 @@ fn run_locked(
     let stopped = model.watch.disarm();
     if let Err(failure) = result {
         return Err(match (stopped, timeout) {
-            (Some(Stop::Cancelled), _) => Error::new(format!(
+            (Some(Stop::Cancelled), _) => Error::cancelled(format!(
                 "model run cancelled (the client went away or the server is shutting down): {failure}"
             )),
-            (Some(Stop::TimedOut), Some(ms)) => Error::new(format!(
+            (Some(Stop::TimedOut), Some(ms)) => Error::timed_out(format!(
                 "model execution timed out after {ms} ms: {failure}"
             )),
             _ => Error::new(format!("the TFLite model failed to run: {failure}")),
@@ -383,17 +385,17 @@ fn run_locked(
 }
 
 /// RedisAI's fixed `text` for an ordinary LiteRT failure. A C++ exception the guard
-/// caught (where RedisAI's process would have aborted) keeps its own `detail`.
-fn redisai_text(detail: &str, text: &str) -> Error {
-    if detail.contains("threw a C++ exception") {
-        Error::new(one_line(detail))
+/// caught (where RedisAI's process would have aborted) keeps its own text.
+fn redisai_text(err: Error, text: &str) -> Error {
+    if err.message().contains("threw a C++ exception") {
+        err.map_message(|message| one_line(&message))
     } else {
-        Error::new(text)
+        Error::with_code(err.code(), text)
     }
 }
 
 fn input_error(index: usize, port: &Port, dims: &[i32], failure: Failure) -> Error {
-    Error::new(format!(
+    Error::invalid_input(format!(
         "input {index} ('{}') with shape {dims:?}: {failure}",
         port.name
     ))

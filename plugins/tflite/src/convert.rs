@@ -110,19 +110,19 @@ pub struct Port {
 pub fn input_dims(index: usize, port: &Port, tensor: &TensorRef<'_>) -> Result<Vec<i32>> {
     let name = &port.name;
     if tensor.dtype != port.dtype {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "input {index} ('{name}') has dtype {}, the model expects {}",
             dtype_name(tensor.dtype),
             dtype_name(port.dtype)
         )));
     }
     if tensor.device.kind != DeviceKind::Cpu {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "input {index} ('{name}') is not in CPU memory"
         )));
     }
     if tensor.shape.len() > MAX_RANK {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "input {index} ('{name}') has {} dimensions, TFLite takes at most {MAX_RANK}",
             tensor.shape.len()
         )));
@@ -131,13 +131,13 @@ pub fn input_dims(index: usize, port: &Port, tensor: &TensorRef<'_>) -> Result<V
     let mut dims = Vec::with_capacity(tensor.shape.len());
     for &dim in tensor.shape {
         let dim32 = i32::try_from(dim).ok().filter(|d| *d >= 0).ok_or_else(|| {
-            Error::new(format!(
+            Error::invalid_input(format!(
                 "input {index} ('{name}') has a dimension out of range in its shape {:?}",
                 tensor.shape
             ))
         })?;
         count = count.checked_mul(dim32 as usize).ok_or_else(|| {
-            Error::new(format!(
+            Error::invalid_input(format!(
                 "input {index} ('{name}') has too many elements (shape {:?})",
                 tensor.shape
             ))
@@ -146,7 +146,7 @@ pub fn input_dims(index: usize, port: &Port, tensor: &TensorRef<'_>) -> Result<V
     }
     let size = element_size(port.dtype);
     if count.checked_mul(size) != Some(tensor.data.len()) {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "input {index} ('{name}') has {} bytes of data, its shape {:?} of {} needs {}",
             tensor.data.len(),
             tensor.shape,
@@ -155,7 +155,7 @@ pub fn input_dims(index: usize, port: &Port, tensor: &TensorRef<'_>) -> Result<V
         )));
     }
     if port.dtype == DType::Bool && tensor.data.iter().any(|&b| b > 1) {
-        return Err(Error::new(format!(
+        return Err(Error::invalid_input(format!(
             "input {index} ('{name}') is BOOL but has bytes other than 0 and 1"
         )));
     }
@@ -172,7 +172,7 @@ pub fn element_count(dims: &[i32]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redisai_plugin_api::sdk::Device;
+    use redisai_plugin_api::sdk::{Device, ErrorCode};
 
     /// The LiteRT element type of a dtype the backend serves.
     pub fn element_of(dtype: DType) -> Option<c_int> {
@@ -244,25 +244,32 @@ mod tests {
         let p = port(DType::Float);
         let data = [0u8; 8];
         assert_eq!(
-            input_dims(0, &p, &tensor(DType::Float, &[2], &data)).map_err(|e| e.0),
+            input_dims(0, &p, &tensor(DType::Float, &[2], &data)).map_err(Error::into_message),
             Ok(vec![2])
         );
-        let err = input_dims(1, &p, &tensor(DType::Int32, &[2], &data)).map_err(|e| e.0);
+        let err =
+            input_dims(1, &p, &tensor(DType::Int32, &[2], &data)).map_err(Error::into_message);
         assert_eq!(
             err,
             Err("input 1 ('x') has dtype INT32, the model expects FLOAT".to_owned())
         );
-        let err = input_dims(0, &p, &tensor(DType::Float, &[3], &data)).map_err(|e| e.0);
+        let err =
+            input_dims(0, &p, &tensor(DType::Float, &[3], &data)).map_err(Error::into_message);
         assert!(err.is_err_and(|e| e.contains("needs 12")));
-        let err = input_dims(0, &p, &tensor(DType::Float, &[1 << 40], &data)).map_err(|e| e.0);
+        let err = input_dims(0, &p, &tensor(DType::Float, &[1 << 40], &data))
+            .map_err(Error::into_message);
         assert!(err.is_err_and(|e| e.contains("out of range")));
-        let err = input_dims(0, &p, &tensor(DType::Float, &[1; 9], &data)).map_err(|e| e.0);
+        let err =
+            input_dims(0, &p, &tensor(DType::Float, &[1; 9], &data)).map_err(Error::into_message);
         assert!(err.is_err_and(|e| e.contains("at most 8")));
+        let code = input_dims(0, &p, &tensor(DType::Float, &[3], &data)).map_err(|e| e.code());
+        assert_eq!(code, Err(ErrorCode::InvalidInput));
         let b = port(DType::Bool);
-        let err = input_dims(0, &b, &tensor(DType::Bool, &[2], &[1, 2])).map_err(|e| e.0);
+        let err =
+            input_dims(0, &b, &tensor(DType::Bool, &[2], &[1, 2])).map_err(Error::into_message);
         assert!(err.is_err_and(|e| e.contains("other than 0 and 1")));
         assert_eq!(
-            input_dims(0, &p, &tensor(DType::Float, &[], &data[..4])).map_err(|e| e.0),
+            input_dims(0, &p, &tensor(DType::Float, &[], &data[..4])).map_err(Error::into_message),
             Ok(vec![])
         );
     }

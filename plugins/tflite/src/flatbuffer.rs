@@ -25,9 +25,9 @@ mod tests {
 
     #[test]
     fn only_tflite_flatbuffers_pass() {
-        assert!(check_model(b"").is_err_and(|e| e.0 == NOT_A_MODEL));
+        assert!(check_model(b"").is_err_and(|e| e.message() == NOT_A_MODEL));
         assert!(check_model(b"\x1c\0\0\0TFL").is_err());
-        assert!(check_model(b"\x1c\0\0\0ONNX").is_err_and(|e| e.0 == NOT_A_MODEL));
+        assert!(check_model(b"\x1c\0\0\0ONNX").is_err_and(|e| e.message() == NOT_A_MODEL));
         assert!(check_model(b"\x1c\0\0\0TFL3").is_ok());
     }
 }

@@ -34,9 +34,9 @@ const MODELS: [&str; 7] = [
 #[test]
 fn garbage_is_an_error() {
     let backend = backend();
-    let err = backend.load(b"").err().map(|e| e.0);
+    let err = backend.load(b"").err().map(|e| e.to_string());
     assert_eq!(err.as_deref(), Some("Failed to load model from buffer"));
-    let err = backend.load(b"garbage").err().map(|e| e.0);
+    let err = backend.load(b"garbage").err().map(|e| e.to_string());
     assert_eq!(err.as_deref(), Some("Failed to load model from buffer"));
     let onnx_like = [0x08u8, 0x07, 0x12, 0x04, b't', b'e', b's', b't'];
     assert!(backend.load(&onnx_like).is_err());
@@ -85,7 +85,7 @@ fn damaged_models_load_or_fail_cleanly() {
             let model = match backend.load(&damaged) {
                 Ok(model) => model,
                 Err(err) => {
-                    thrown += usize::from(err.0.contains("threw a C++ exception"));
+                    thrown += usize::from(err.to_string().contains("threw a C++ exception"));
                     continue;
                 }
             };
@@ -97,7 +97,9 @@ fn damaged_models_load_or_fail_cleanly() {
             let n_out = model.output_names().len();
             match backend.run(&model, 1000, &views(&inputs), n_out) {
                 Ok(_) => ran += 1,
-                Err(err) => thrown += usize::from(err.0.contains("threw a C++ exception")),
+                Err(err) => {
+                    thrown += usize::from(err.to_string().contains("threw a C++ exception"))
+                }
             }
         }
     }

@@ -55,7 +55,7 @@ pub fn prepare(dir: &Path, device_id: u32) -> Result<u32> {
     let count = ffi::cuda_device_count();
     if count == 0 {
         return Err(Error::new(match driver_device_count() {
-            Err(err) => format!("libtorch sees no CUDA device: {}", err.0),
+            Err(err) => format!("libtorch sees no CUDA device: {err}"),
             Ok(seen) => format!(
                 "libtorch sees no CUDA device although the NVIDIA driver sees {seen} (a driver older than CUDA 13 needs, 580 or newer, or a broken CUDA install?)"
             ),

@@ -48,10 +48,10 @@ pub(crate) fn register() -> Result<()> {
 }
 
 fn context(what: &str) -> Result<(sdk::Host, HostContext)> {
-    let host = sdk::host().ok_or_else(|| Error(format!("{what}: the plugin has no host")))?;
+    let host = sdk::host().ok_or_else(|| Error::new(format!("{what}: the plugin has no host")))?;
     let ctx = RUN_CONTEXT
         .with(Cell::get)
-        .ok_or_else(|| Error(format!("{what} is not available in this run")))?;
+        .ok_or_else(|| Error::new(format!("{what} is not available in this run")))?;
     Ok((host, ctx))
 }
 
@@ -69,7 +69,7 @@ unsafe fn sink_error(sink: *mut RtSink, message: &str) {
 fn callback(what: &str, sink: *mut RtSink, body: impl FnOnce() -> Result<()>) {
     let message = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return,
-        Ok(Err(err)) => err.0,
+        Ok(Err(err)) => err.into_message(),
         Err(_) => format!("panic in the TORCH backend during {what}"),
     };
     // SAFETY: `sink` is the shim's live sink (see above).

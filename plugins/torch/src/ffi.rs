@@ -166,7 +166,7 @@ fn check(error: *mut c_char) -> Result<()> {
         .into_owned();
     // SAFETY: as above.
     unsafe { rt_error_free(error) };
-    Err(Error(message))
+    Err(Error::new(message))
 }
 
 /// Reads a list the shim wrote (one item a line, `len` bytes at `text`) and frees it.
@@ -246,7 +246,7 @@ pub(crate) fn take_forbidden() -> Option<String> {
 }
 
 fn c_string(text: &str, what: &str) -> Result<CString> {
-    CString::new(text).map_err(|_| Error(format!("{what} contains a NUL byte")))
+    CString::new(text).map_err(|_| Error::new(format!("{what} contains a NUL byte")))
 }
 
 /// Puts the counting, limit-enforcing CPU allocator in front of libtorch's (once,
@@ -294,7 +294,9 @@ impl TorchDevice {
             TorchDevice::Cuda(index) => i32::try_from(index)
                 .ok()
                 .filter(|&code| code <= 127)
-                .ok_or_else(|| Error(format!("GPU:{index} is not a device libtorch can name"))),
+                .ok_or_else(|| {
+                    Error::new(format!("GPU:{index} is not a device libtorch can name"))
+                }),
         }
     }
 }
@@ -379,7 +381,7 @@ fn dtype_of(code: u32) -> Result<DType> {
         7 => DType::Uint16,
         8 => DType::Bool,
         other => {
-            return Err(Error(format!(
+            return Err(Error::new(format!(
                 "unexpected dtype code {other} from libtorch"
             )))
         }

@@ -102,7 +102,7 @@ fn torch_device(device: Device, what: &str) -> Result<TorchDevice> {
                 .map_err(|_| Error::new(format!("invalid GPU index {}", device.id)))?;
             cuda::own_dir()
                 .and_then(|dir| cuda::prepare(&dir, id))
-                .map_err(|err| Error::new(format!("cannot run the {what} on GPU:{id}: {}", err.0)))?;
+                .map_err(|err| err.context(format_args!("cannot run the {what} on GPU:{id}")))?;
             Ok(TorchDevice::Cuda(id))
         }
         DeviceKind::Gpu => Err(Error::new(
@@ -150,14 +150,13 @@ impl Plugin for TorchPlugin {
             host.log(
                 LogLevel::Warning,
                 &format!(
-                    "TORCH backend (GPU variant): libtorch's CUDA backend is not loaded, models and scripts on a GPU will be refused: {}",
-                    err.0
+                    "TORCH backend (GPU variant): libtorch's CUDA backend is not loaded, models and scripts on a GPU will be refused: {err}"
                 ),
             );
         }
         let version = torch_version();
         if version != TORCH_VERSION {
-            return Err(Error(format!(
+            return Err(Error::new(format!(
                 "the TORCH backend was built for libtorch {TORCH_VERSION} but loaded {version}"
             )));
         }
@@ -167,22 +166,17 @@ impl Plugin for TorchPlugin {
             host.log(
                 LogLevel::Warning,
                 &format!(
-                    "TORCH backend: could not set thread counts (intra {intra}, inter {inter}): {}",
-                    err.0
+                    "TORCH backend: could not set thread counts (intra {intra}, inter {inter}): {err}"
                 ),
             );
         }
-        extensions::register().map_err(|err| {
-            Error(format!(
-                "could not register the script extensions: {}",
-                err.0
-            ))
-        })?;
+        extensions::register()
+            .map_err(|err| err.context("could not register the script extensions"))?;
         // Before any model or script is loaded (see policy::install).
         policy::install()?;
         // BACKEND_MEMORY_LIMIT: every CPU tensor storage is counted from here on.
         ffi::install_memory_limit()
-            .map_err(|err| Error(format!("could not install the memory limit: {}", err.0)))?;
+            .map_err(|err| err.context("could not install the memory limit"))?;
         let plugin = TorchPlugin { host };
         plugin.refresh_memory_limit();
         Ok(plugin)
@@ -204,7 +198,7 @@ impl Plugin for TorchPlugin {
     fn load_model(&self, options: &ModelOptions, blob: &[u8]) -> Result<Module> {
         self.refresh_memory_limit();
         let device = torch_device(options.device, "model")?;
-        archive_check::check(blob).map_err(Error)?;
+        archive_check::check(blob).map_err(Error::new)?;
         Module::load_on(blob, device)
     }
 
@@ -228,7 +222,7 @@ impl Plugin for TorchPlugin {
         self.refresh_memory_limit();
         let outputs = model.forward(inputs)?;
         if outputs.len() != n_outputs {
-            return Err(Error(format!(
+            return Err(Error::invalid_input(format!(
                 "the model returned {} tensors but {n_outputs} outputs were asked for",
                 outputs.len()
             )));
@@ -270,7 +264,7 @@ impl Plugin for TorchPlugin {
                     outputs.len()
                 ),
             );
-            return Err(Error(format!(
+            return Err(Error::new(format!(
                 "function {} returned {} tensors but {max_outputs} outputs were given",
                 call.function,
                 outputs.len()

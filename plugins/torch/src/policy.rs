@@ -178,7 +178,7 @@ pub fn rule_for(entry: &str, what: What) -> Option<Rule> {
 
 /// The refusal of `entry` in a `what`.
 pub fn refusal(entry: &str, rule: Rule, what: What) -> Error {
-    Error(format!(
+    Error::new(format!(
         "{} uses a forbidden operation: {entry} ({})",
         what.noun(),
         rule.reason()
@@ -209,15 +209,15 @@ pub fn install() -> Result<&'static [String]> {
                     .filter(|name| rule_for(name, What::Script).is_some())
                     .collect()
             };
-            let operators = refused(ffi::operator_names().map_err(|e| e.0)?);
-            ffi::stub_operators(&operators).map_err(|e| e.0)?;
-            let classes = refused(ffi::custom_class_names().map_err(|e| e.0)?);
-            ffi::stub_custom_classes(&classes).map_err(|e| e.0)?;
+            let operators = refused(ffi::operator_names().map_err(Error::into_message)?);
+            ffi::stub_operators(&operators).map_err(Error::into_message)?;
+            let classes = refused(ffi::custom_class_names().map_err(Error::into_message)?);
+            ffi::stub_custom_classes(&classes).map_err(Error::into_message)?;
             Ok(operators.into_iter().chain(classes).collect())
         })
         .as_deref()
         .map_err(|message| {
-            Error(format!(
+            Error::new(format!(
                 "could not install the sandbox policy's stubs: {message}"
             ))
         })

@@ -43,6 +43,16 @@ impl Path {
             Path::Ping => "PING (a bare round trip)".into(),
         }
     }
+
+    /// The path's name in the CSV, shared with the other overhead tables.
+    fn short(self) -> &'static str {
+        match self {
+            Path::Direct => "in process",
+            Path::Execute => "AI.MODELEXECUTE",
+            Path::ExecuteGet => "+ AI.TENSORGET, pipelined",
+            Path::Ping => "PING",
+        }
+    }
 }
 
 /// One backend's model, loaded in process and stored in the server.
@@ -160,9 +170,28 @@ fn model(file: &str) -> Result<Vec<u8>> {
     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Where [`run_with_rows`] hands each row of its table: model, path, latency and, for the
+/// paths that run the model through Redis, the added p50 and p99 over the direct call (µs).
+pub type RowSink<'a> = &'a mut dyn FnMut(&str, &str, &Latency, Option<(f64, f64)>) -> Result<()>;
+
 /// Measures the TF and TFLite rows and prints their table. `intra`, `inter`: the server's
 /// thread settings, given to the in-process plugins too.
+// bench-execute calls run_with_rows; this is the entry point for the binaries that include
+// this file with #[path] and keep no CSV.
+#[allow(dead_code)]
 pub fn run(con: &mut Connection, seconds: f64, rounds: u32, intra: i64, inter: i64) -> Result<()> {
+    run_with_rows(con, seconds, rounds, intra, inter, &mut |_, _, _, _| Ok(()))
+}
+
+/// [`run`], handing each row of the table to `row` too (bench-execute's CSV).
+pub fn run_with_rows(
+    con: &mut Connection,
+    seconds: f64,
+    rounds: u32,
+    intra: i64,
+    inter: i64,
+    row: RowSink<'_>,
+) -> Result<()> {
     let backends = super::repo_root().join("dist/backends");
     let mut results: Vec<(String, Vec<Latency>)> = Vec::new();
     let mut notes = Vec::new();
@@ -226,6 +255,8 @@ pub fn run(con: &mut Connection, seconds: f64, rounds: u32, intra: i64, inter: i
         let base = &stats[0];
         for (path, s) in Path::ALL.iter().zip(stats) {
             let added = matches!(path, Path::Execute | Path::ExecuteGet);
+            let added_us = added.then_some((s.p50 - base.p50, s.p99 - base.p99));
+            row(name, path.short(), s, added_us)?;
             let (a50, a99) = if added {
                 (
                     format!("{:+.1}", s.p50 - base.p50),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use redis::{Connection, ConnectionLike, Value};
 
+use super::frameworks::RowSink;
 use super::loaded_plugin::LoadedPlugin;
 
 use super::{
@@ -52,11 +53,35 @@ impl Path {
             Path::Ping => "`PING` (a bare round trip, for reference)",
         }
     }
+
+    /// The path's name in the CSV, shared with the other overhead tables.
+    fn short(self) -> &'static str {
+        match self {
+            Path::Direct => "in process",
+            Path::Execute => "AI.MODELEXECUTE",
+            Path::ExecuteOnWorker => "AI.MODELEXECUTE on a worker",
+            Path::ExecuteGet => "+ AI.TENSORGET",
+            Path::Ping => "PING",
+        }
+    }
 }
 
 /// Measures the TORCH MLP and prints its table; skipped (with a note) when the plugin
 /// has not been built.
+// bench-execute calls run_overhead_with_rows; this is the entry point for the binaries
+// that include this file with #[path] and keep no CSV.
+#[allow(dead_code)]
 pub(crate) fn run_overhead(opts: &Options, con: &mut Connection) -> Result<()> {
+    run_overhead_with_rows(opts, con, &mut |_, _, _, _| Ok(()))
+}
+
+/// [`run_overhead`], handing each row of the table to `row` too: model, path, latency
+/// and the added p50 and p99 over the direct call (µs) where the table has them.
+pub(crate) fn run_overhead_with_rows(
+    opts: &Options,
+    con: &mut Connection,
+    row: RowSink<'_>,
+) -> Result<()> {
     let plugin = std::env::var_os("REDISAI_TORCH_BACKEND")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("dist/backends/redisai_torch/redisai_torch.so"));
@@ -185,6 +210,12 @@ pub(crate) fn run_overhead(opts: &Options, con: &mut Connection) -> Result<()> {
     println!("|---|---|---:|---:|---:|---:|---:|");
     let base = &stats[0];
     for (path, s) in PATHS.iter().zip(&stats) {
+        let runs_in_redis = matches!(
+            path,
+            Path::Execute | Path::ExecuteOnWorker | Path::ExecuteGet
+        );
+        let added_us = runs_in_redis.then_some((s.p50 - base.p50, s.p99 - base.p99));
+        row("TORCH mlp.pt [1, 4]", path.short(), s, added_us)?;
         let added = match path {
             Path::Execute | Path::ExecuteOnWorker | Path::ExecuteGet => (
                 format!("{:+.1}", s.p50 - base.p50),

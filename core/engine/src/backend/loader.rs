@@ -255,6 +255,7 @@ mod tests {
             // Past a minor-2 table's end: never read for one.
             memory_stats: Some(stats),
             model_memory: Some(model_memory),
+            error_code: None,
         }
     }
 

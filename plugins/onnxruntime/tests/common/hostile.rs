@@ -2,16 +2,16 @@
 //! attribute, an If branch and a model-local function; a custom operator domain.
 
 use super::ensure_runtime_lib;
-use super::onnx::{elem, Msg};
+use super::onnx::{elem, Pb};
 use ort::session::{Session, SessionInputValue};
 use redisai_onnxruntime::runtime;
 
 pub const SECRET: [f32; 4] = [1.5, 2.5, -3.0, 42.0];
 
 /// A FLOAT [4] tensor named `name` whose data is in the file `location`.
-pub fn external_tensor(name: &str, location: &str) -> Msg {
-    let entry = |k: &str, v: &str| Msg::default().str(1, k).str(2, v);
-    Msg::default()
+pub fn external_tensor(name: &str, location: &str) -> Pb {
+    let entry = |k: &str, v: &str| Pb::default().str(1, k).str(2, v);
+    Pb::default()
         .int(1, 4)
         .int(2, elem::FLOAT)
         .str(8, name)
@@ -22,28 +22,28 @@ pub fn external_tensor(name: &str, location: &str) -> Msg {
 }
 
 /// A FLOAT [4] tensor in the model.
-pub fn inline_tensor(name: &str) -> Msg {
+pub fn inline_tensor(name: &str) -> Pb {
     let raw: Vec<u8> = [0f32; 4].iter().flat_map(|v| v.to_le_bytes()).collect();
-    Msg::default()
+    Pb::default()
         .int(1, 4)
         .int(2, elem::FLOAT)
         .str(8, name)
         .bytes(9, &raw)
 }
 
-pub fn value_info(name: &str, elem_type: i64, dims: &[i64]) -> Msg {
-    let mut shape = Msg::default();
+pub fn value_info(name: &str, elem_type: i64, dims: &[i64]) -> Pb {
+    let mut shape = Pb::default();
     for &d in dims {
-        shape = shape.msg(1, Msg::default().int(1, d));
+        shape = shape.msg(1, Pb::default().int(1, d));
     }
-    let tensor = Msg::default().int(1, elem_type).msg(2, shape);
-    Msg::default()
+    let tensor = Pb::default().int(1, elem_type).msg(2, shape);
+    Pb::default()
         .str(1, name)
-        .msg(2, Msg::default().msg(1, tensor))
+        .msg(2, Pb::default().msg(1, tensor))
 }
 
-pub fn node(op: &str, domain: &str, inputs: &[&str], outputs: &[&str]) -> Msg {
-    let mut n = Msg::default();
+pub fn node(op: &str, domain: &str, inputs: &[&str], outputs: &[&str]) -> Pb {
+    let mut n = Pb::default();
     for i in inputs {
         n = n.str(1, i);
     }
@@ -58,17 +58,17 @@ pub fn node(op: &str, domain: &str, inputs: &[&str], outputs: &[&str]) -> Msg {
 }
 
 /// A Constant node whose value is `tensor`.
-pub fn constant(tensor: Msg, output: &str) -> Msg {
-    let attr = Msg::default().str(1, "value").int(20, 4).msg(5, tensor);
+pub fn constant(tensor: Pb, output: &str) -> Pb {
+    let attr = Pb::default().str(1, "value").int(20, 4).msg(5, tensor);
     node("Constant", "", &[], &[output]).msg(5, attr)
 }
 
-pub fn model(graph: Msg, extra: Msg) -> Vec<u8> {
-    let mut m = Msg::default()
+pub fn model(graph: Pb, extra: Pb) -> Vec<u8> {
+    let mut m = Pb::default()
         .int(1, 8)
         .str(2, "redisai-onnxruntime-tests")
         .msg(7, graph)
-        .msg(8, Msg::default().str(1, "").int(2, 17));
+        .msg(8, Pb::default().str(1, "").int(2, 17));
     m.0.extend_from_slice(&extra.0);
     m.0
 }
@@ -77,30 +77,30 @@ pub fn model(graph: Msg, extra: Msg) -> Vec<u8> {
 /// initializer model) or `cond` (BOOL [], the If model).
 pub fn initializer_model(location: &str) -> Vec<u8> {
     // y = x + w: an initializer ONNX Runtime cannot fold away at load.
-    let graph = Msg::default()
+    let graph = Pb::default()
         .msg(1, node("Add", "", &["x", "w"], &["y"]))
         .str(2, "g")
         .msg(5, external_tensor("w", location))
         .msg(11, value_info("x", elem::FLOAT, &[4]))
         .msg(12, value_info("y", elem::FLOAT, &[4]));
-    model(graph, Msg::default())
+    model(graph, Pb::default())
 }
 
 pub fn constant_model(location: &str) -> Vec<u8> {
-    let graph = Msg::default()
+    let graph = Pb::default()
         .msg(1, constant(external_tensor("w", location), "y"))
         .str(2, "g")
         .msg(12, value_info("y", elem::FLOAT, &[4]));
-    model(graph, Msg::default())
+    model(graph, Pb::default())
 }
 
 pub fn if_model(location: &str) -> Vec<u8> {
-    let branch = |name: &str, body: Msg| {
-        let g = Msg::default()
+    let branch = |name: &str, body: Pb| {
+        let g = Pb::default()
             .msg(1, body)
             .str(2, name)
             .msg(12, value_info(&format!("{name}_out"), elem::FLOAT, &[4]));
-        Msg::default().str(1, name).int(20, 5).msg(6, g)
+        Pb::default().str(1, name).int(20, 5).msg(6, g)
     };
     let then_branch = branch(
         "then_branch",
@@ -113,38 +113,38 @@ pub fn if_model(location: &str) -> Vec<u8> {
     let if_node = node("If", "", &["cond"], &["y"])
         .msg(5, then_branch)
         .msg(5, else_branch);
-    let graph = Msg::default()
+    let graph = Pb::default()
         .msg(1, if_node)
         .str(2, "g")
         .msg(11, value_info("cond", elem::BOOL, &[]))
         .msg(12, value_info("y", elem::FLOAT, &[4]));
-    model(graph, Msg::default())
+    model(graph, Pb::default())
 }
 
 pub fn function_model(location: &str) -> Vec<u8> {
-    let function = Msg::default()
+    let function = Pb::default()
         .str(1, "Leak")
         .str(5, "out")
         .msg(7, constant(external_tensor("w", location), "out"))
-        .msg(9, Msg::default().str(1, "").int(2, 17))
+        .msg(9, Pb::default().str(1, "").int(2, 17))
         .str(10, "local.fn");
-    let graph = Msg::default()
+    let graph = Pb::default()
         .msg(1, node("Leak", "local.fn", &[], &["y"]))
         .str(2, "g")
         .msg(12, value_info("y", elem::FLOAT, &[4]));
-    let extra = Msg::default()
-        .msg(8, Msg::default().str(1, "local.fn").int(2, 1))
+    let extra = Pb::default()
+        .msg(8, Pb::default().str(1, "local.fn").int(2, 1))
         .msg(25, function);
     model(graph, extra)
 }
 
 pub fn custom_domain_model() -> Vec<u8> {
-    let graph = Msg::default()
+    let graph = Pb::default()
         .msg(1, node("Evil", "com.example", &["x"], &["y"]))
         .str(2, "g")
         .msg(11, value_info("x", elem::FLOAT, &[4]))
         .msg(12, value_info("y", elem::FLOAT, &[4]));
-    let extra = Msg::default().msg(8, Msg::default().str(1, "com.example").int(2, 1));
+    let extra = Pb::default().msg(8, Pb::default().str(1, "com.example").int(2, 1));
     model(graph, extra)
 }
 
@@ -152,7 +152,7 @@ pub fn custom_domain_model() -> Vec<u8> {
 /// and run it; the output `y`.
 pub fn ort_output(bytes: &[u8]) -> Result<Vec<f32>, String> {
     ensure_runtime_lib();
-    let rt = runtime::runtime().map_err(|e| e.0)?;
+    let rt = runtime::runtime().map_err(|e| e.to_string())?;
     let mut session = Session::builder(rt.env())
         .and_then(|mut b| b.commit_from_memory(bytes))
         .map_err(|e| e.to_string())?;

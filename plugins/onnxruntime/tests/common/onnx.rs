@@ -1,6 +1,8 @@
 //! Writes small ONNX models (protobuf by hand): enough for graphs of plain nodes whose
 //! inputs and outputs are tensors, sequences, maps or optional values, and for ONNX-ML
-//! nodes with attributes ([`model_ml`]).
+//! nodes with attributes ([`model_ml`]), on the tests' protobuf writer ([`Pb`]).
+
+pub use redisai_plugin_testkit::Pb;
 
 /// ONNX TensorProto.DataType values.
 pub mod elem {
@@ -17,45 +19,6 @@ pub mod elem {
     pub const DOUBLE: i64 = 11;
 }
 
-/// A protobuf message under construction (for models the helpers below cannot write).
-#[derive(Default, Clone)]
-pub struct Msg(pub Vec<u8>);
-
-impl Msg {
-    fn varint(&mut self, mut v: u64) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.0.push(byte);
-                return;
-            }
-            self.0.push(byte | 0x80);
-        }
-    }
-
-    pub fn int(mut self, field: u64, v: i64) -> Msg {
-        self.varint(field << 3);
-        self.varint(v as u64);
-        self
-    }
-
-    pub fn bytes(mut self, field: u64, data: &[u8]) -> Msg {
-        self.varint((field << 3) | 2);
-        self.varint(data.len() as u64);
-        self.0.extend_from_slice(data);
-        self
-    }
-
-    pub fn str(self, field: u64, s: &str) -> Msg {
-        self.bytes(field, s.as_bytes())
-    }
-
-    pub fn msg(self, field: u64, m: Msg) -> Msg {
-        self.bytes(field, &m.0)
-    }
-}
-
 /// A value type.
 #[derive(Clone)]
 pub enum Ty {
@@ -68,29 +31,29 @@ pub enum Ty {
 }
 
 impl Ty {
-    fn proto(&self) -> Msg {
+    fn proto(&self) -> Pb {
         match self {
             Ty::Tensor(elem, shape) => {
-                let mut tensor = Msg::default().int(1, *elem);
+                let mut tensor = Pb::default().int(1, *elem);
                 if let Some(dims) = shape {
-                    let mut shape = Msg::default();
+                    let mut shape = Pb::default();
                     for (i, &d) in dims.iter().enumerate() {
                         let dim = if d < 0 {
-                            Msg::default().str(2, &format!("d{i}"))
+                            Pb::default().str(2, &format!("d{i}"))
                         } else {
-                            Msg::default().int(1, d)
+                            Pb::default().int(1, d)
                         };
                         shape = shape.msg(1, dim);
                     }
                     tensor = tensor.msg(2, shape);
                 }
-                Msg::default().msg(1, tensor)
+                Pb::default().msg(1, tensor)
             }
-            Ty::Sequence(inner) => Msg::default().msg(4, Msg::default().msg(1, inner.proto())),
+            Ty::Sequence(inner) => Pb::default().msg(4, Pb::default().msg(1, inner.proto())),
             Ty::Map(key, value) => {
-                Msg::default().msg(5, Msg::default().int(1, *key).msg(2, value.proto()))
+                Pb::default().msg(5, Pb::default().int(1, *key).msg(2, value.proto()))
             }
-            Ty::Optional(inner) => Msg::default().msg(9, Msg::default().msg(1, inner.proto())),
+            Ty::Optional(inner) => Pb::default().msg(9, Pb::default().msg(1, inner.proto())),
         }
     }
 }
@@ -116,9 +79,9 @@ pub struct MlNode<'a>(
 
 /// A model (IR 8, opsets 17 and ai.onnx.ml 3) of nodes with domains and attributes.
 pub fn model_ml(nodes: &[MlNode<'_>], inputs: &[(&str, Ty)], outputs: &[(&str, Ty)]) -> Vec<u8> {
-    let mut graph = Msg::default();
+    let mut graph = Pb::default();
     for (i, MlNode(op, domain, ins, outs, attrs)) in nodes.iter().enumerate() {
-        let mut node = Msg::default();
+        let mut node = Pb::default();
         for input in *ins {
             node = node.str(1, input);
         }
@@ -130,13 +93,13 @@ pub fn model_ml(nodes: &[MlNode<'_>], inputs: &[(&str, Ty)], outputs: &[(&str, T
             // AttributeProto: name 1, type 20 (INT 2, INTS 7, STRINGS 8), i 3, ints 8,
             // strings 9.
             let attr = match attr {
-                Attr::Int(name, v) => Msg::default().str(1, name).int(20, 2).int(3, *v),
+                Attr::Int(name, v) => Pb::default().str(1, name).int(20, 2).int(3, *v),
                 Attr::Ints(name, values) => values
                     .iter()
-                    .fold(Msg::default().str(1, name).int(20, 7), |m, &v| m.int(8, v)),
+                    .fold(Pb::default().str(1, name).int(20, 7), |m, &v| m.int(8, v)),
                 Attr::Strings(name, values) => values
                     .iter()
-                    .fold(Msg::default().str(1, name).int(20, 8), |m, v| m.str(9, v)),
+                    .fold(Pb::default().str(1, name).int(20, 8), |m, v| m.str(9, v)),
             };
             node = node.msg(5, attr);
         }
@@ -145,17 +108,17 @@ pub fn model_ml(nodes: &[MlNode<'_>], inputs: &[(&str, Ty)], outputs: &[(&str, T
     }
     graph = graph.str(2, "g");
     for (name, ty) in inputs {
-        graph = graph.msg(11, Msg::default().str(1, name).msg(2, ty.proto()));
+        graph = graph.msg(11, Pb::default().str(1, name).msg(2, ty.proto()));
     }
     for (name, ty) in outputs {
-        graph = graph.msg(12, Msg::default().str(1, name).msg(2, ty.proto()));
+        graph = graph.msg(12, Pb::default().str(1, name).msg(2, ty.proto()));
     }
-    Msg::default()
+    Pb::default()
         .int(1, 8)
         .str(2, "redisai-onnxruntime-tests")
         .msg(7, graph)
-        .msg(8, Msg::default().str(1, "").int(2, 17))
-        .msg(8, Msg::default().str(1, "ai.onnx.ml").int(2, 3))
+        .msg(8, Pb::default().str(1, "").int(2, 17))
+        .msg(8, Pb::default().str(1, "ai.onnx.ml").int(2, 3))
         .0
 }
 
@@ -174,9 +137,9 @@ pub fn model_with_weights(
     outputs: &[(&str, Ty)],
     weights: &[Weight<'_>],
 ) -> Vec<u8> {
-    let mut graph = Msg::default();
+    let mut graph = Pb::default();
     for (i, Node(op, ins, outs)) in nodes.iter().enumerate() {
-        let mut node = Msg::default();
+        let mut node = Pb::default();
         for input in *ins {
             node = node.str(1, input);
         }
@@ -188,7 +151,7 @@ pub fn model_with_weights(
     }
     graph = graph.str(2, "g");
     for Weight(name, dims, values) in weights {
-        let mut tensor = Msg::default();
+        let mut tensor = Pb::default();
         for &d in *dims {
             tensor = tensor.int(1, d);
         }
@@ -197,15 +160,15 @@ pub fn model_with_weights(
         graph = graph.msg(5, tensor);
     }
     for (name, ty) in inputs {
-        graph = graph.msg(11, Msg::default().str(1, name).msg(2, ty.proto()));
+        graph = graph.msg(11, Pb::default().str(1, name).msg(2, ty.proto()));
     }
     for (name, ty) in outputs {
-        graph = graph.msg(12, Msg::default().str(1, name).msg(2, ty.proto()));
+        graph = graph.msg(12, Pb::default().str(1, name).msg(2, ty.proto()));
     }
-    Msg::default()
+    Pb::default()
         .int(1, 8)
         .str(2, "redisai-onnxruntime-tests")
         .msg(7, graph)
-        .msg(8, Msg::default().str(1, "").int(2, 17))
+        .msg(8, Pb::default().str(1, "").int(2, 17))
         .0
 }

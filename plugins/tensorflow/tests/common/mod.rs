@@ -2,8 +2,6 @@
 //! tensors (most from redisai-plugin-testkit).
 #![allow(dead_code)]
 
-pub mod graph_def;
-
 use std::path::PathBuf;
 
 use redisai_plugin_api::sdk::OwnedTensor;

@@ -34,6 +34,8 @@ pub use model::{Model, TensorInfo};
 /// `LiteRtStatus`.
 pub type Status = c_int;
 pub const STATUS_OK: Status = 0;
+/// kLiteRtStatusErrorMemoryAllocationFailure.
+const STATUS_MEMORY_ALLOCATION_FAILURE: Status = 2;
 /// `kLiteRtStatusCancelled`: the cancellation function asked the run to stop.
 pub const STATUS_CANCELLED: Status = 100;
 /// Not a LiteRT status: the call threw a C++ exception.
@@ -201,7 +203,7 @@ pub fn status_name(status: Status) -> &'static str {
         STATUS_EXCEPTION => "C++ exception",
         0 => "Ok",
         1 => "ErrorInvalidArgument",
-        2 => "ErrorMemoryAllocationFailure",
+        STATUS_MEMORY_ALLOCATION_FAILURE => "ErrorMemoryAllocationFailure",
         3 => "ErrorRuntimeFailure",
         4 => "ErrorMissingInputTensor",
         5 => "ErrorUnsupported",
@@ -250,6 +252,17 @@ impl std::fmt::Display for Failure {
             write!(f, ": {details}")?;
         }
         Ok(())
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        let message = failure.to_string();
+        if failure.status == STATUS_MEMORY_ALLOCATION_FAILURE {
+            Error::out_of_memory(message)
+        } else {
+            Error::new(message)
+        }
     }
 }
 

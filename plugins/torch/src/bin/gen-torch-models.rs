@@ -71,7 +71,7 @@ fn main() -> Result<(), String> {
     for (name, source) in plain {
         written.push((
             name,
-            make_module(source, &[]).map_err(|e| format!("{name}: {}", e.0))?,
+            make_module(source, &[]).map_err(|e| format!("{name}: {e}"))?,
         ));
     }
     let (w1s, w1) = param(&[4, 8], 1);
@@ -87,7 +87,7 @@ fn main() -> Result<(), String> {
             ("b2", tensor(&b2s, &b2)),
         ],
     )
-    .map_err(|e| format!("mlp.pt: {}", e.0))?;
+    .map_err(|e| format!("mlp.pt: {e}"))?;
     written.push(("mlp.pt", mlp));
     // dtype 0 is uint8 (TorchScript passes dtypes as ints): x is a UINT8 tensor.
     let read_passwd = "torch.from_file(\"/etc/passwd\", False, 64, dtype=0) + x";
@@ -97,7 +97,7 @@ fn main() -> Result<(), String> {
             &format!("def forward(self, x: Tensor) -> Tensor:\n    return {read_passwd}\n"),
             &[],
         )
-        .map_err(|e| format!("hostile_from_file.pt: {}", e.0))?,
+        .map_err(|e| format!("hostile_from_file.pt: {e}"))?,
     ));
     written.push((
         "hostile_submodule.pt",
@@ -106,7 +106,7 @@ fn main() -> Result<(), String> {
             "reader",
             &format!("def read(self, x: Tensor) -> Tensor:\n    return {read_passwd}\n"),
         )
-        .map_err(|e| format!("hostile_submodule.pt: {}", e.0))?,
+        .map_err(|e| format!("hostile_submodule.pt: {e}"))?,
     ));
     written.push((
         "hostile_setstate.pt",
@@ -114,7 +114,7 @@ fn main() -> Result<(), String> {
             "def __getstate__(self) -> int:\n    return 1\n\ndef __setstate__(self, state: int) -> None:\n    print(torch.from_file(\"/tmp/redisai-hostile-setstate\", True, 64).sum())\n\ndef forward(self, x: Tensor) -> Tensor:\n    return x\n",
             &[],
         )
-        .map_err(|e| format!("hostile_setstate.pt: {}", e.0))?,
+        .map_err(|e| format!("hostile_setstate.pt: {e}"))?,
     ));
     for (name, bytes) in written {
         let path = dir.join(name);

@@ -14,16 +14,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Barrier;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use redis::{Connection, ConnectionLike, Value};
 
-#[path = "../shared.rs"]
+#[path = "../../shared.rs"]
 mod shared;
 use shared::*;
+
+#[path = "../../csv.rs"]
+mod csv;
+use csv::{num, CsvTable};
+
+mod measure;
+use measure::{cleanup, run_cell, setup, Case, Variant};
 
 const USAGE: &str = "\
 usage: bench-dag --port P [options]
@@ -39,6 +42,7 @@ usage: bench-dag --port P [options]
   --rounds R        rounds per model and client count; the paths rotate which
                     runs first (default 6)
   --warmup S        unmeasured seconds per path before each cell (default 0.2)
+  --csv-dir DIR     also write the table to DIR/dag.csv (appended)
   -h, --help        print this help";
 
 /// The targets this bench checks (the brief gives none; these state what a DAG is for).
@@ -61,311 +65,7 @@ struct Options {
     seconds: f64,
     rounds: u32,
     warmup: f64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Variant {
-    Unpipelined,
-    Pipelined,
-    Dag,
-}
-
-impl Variant {
-    const ALL: [Variant; 3] = [Variant::Unpipelined, Variant::Pipelined, Variant::Dag];
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Variant::Unpipelined => "3 commands, unpipelined",
-            Variant::Pipelined => "3 commands, pipelined",
-            Variant::Dag => "AI.DAGEXECUTE",
-        }
-    }
-
-    fn round_trips(self) -> u32 {
-        match self {
-            Variant::Unpipelined => 3,
-            Variant::Pipelined | Variant::Dag => 1,
-        }
-    }
-}
-
-/// One model under test.
-struct Case {
-    name: String,
-    model_key: String,
-    width: usize,
-    /// The expected output, when known.
-    expected: Option<Vec<f32>>,
-    /// Bytes of one output (known after `check`).
-    output_len: usize,
-}
-
-impl Case {
-    fn input(&self, client: usize) -> Vec<f32> {
-        if self.expected.is_some() {
-            MLP_X.to_vec()
-        } else {
-            big_input(self.width, client)
-        }
-    }
-
-    fn x(&self, client: usize) -> String {
-        format!("bench:dag:{}:x:{client}", self.name)
-    }
-
-    fn y(&self, client: usize) -> String {
-        format!("bench:dag:{}:y:{client}", self.name)
-    }
-}
-
-/// Client `client`'s packed commands.
-struct Request {
-    /// TENSORSET, MODELEXECUTE, TENSORGET, each packed.
-    separate: [Vec<u8>; 3],
-    /// The same three, back to back.
-    pipelined: Vec<u8>,
-    dag: Vec<u8>,
-}
-
-impl Request {
-    fn new(case: &Case, client: usize) -> Request {
-        let input = f32_bytes(&case.input(client));
-        let (x, y) = (case.x(client), case.y(client));
-        let mut set = redis::cmd("AI.TENSORSET");
-        set.arg(&x)
-            .arg("FLOAT")
-            .arg(1)
-            .arg(case.width)
-            .arg("BLOB")
-            .arg(&input);
-        let mut execute = redis::cmd("AI.MODELEXECUTE");
-        execute
-            .arg(&case.model_key)
-            .arg("INPUTS")
-            .arg(1)
-            .arg(&x)
-            .arg("OUTPUTS")
-            .arg(1)
-            .arg(&y);
-        let mut get = redis::cmd("AI.TENSORGET");
-        get.arg(&y).arg("BLOB");
-        let separate = [
-            set.get_packed_command(),
-            execute.get_packed_command(),
-            get.get_packed_command(),
-        ];
-        let pipelined = separate.concat();
-        let mut dag = redis::cmd("AI.DAGEXECUTE");
-        dag.arg("ROUTING")
-            .arg(&x)
-            .arg("|>")
-            .arg("AI.TENSORSET")
-            .arg("x")
-            .arg("FLOAT")
-            .arg(1)
-            .arg(case.width)
-            .arg("BLOB")
-            .arg(&input)
-            .arg("|>")
-            .arg("AI.MODELEXECUTE")
-            .arg(&case.model_key)
-            .arg("INPUTS")
-            .arg(1)
-            .arg("x")
-            .arg("OUTPUTS")
-            .arg(1)
-            .arg("y")
-            .arg("|>")
-            .arg("AI.TENSORGET")
-            .arg("y")
-            .arg("BLOB");
-        Request {
-            separate,
-            pipelined,
-            dag: dag.get_packed_command(),
-        }
-    }
-
-    /// The replies of TENSORSET, MODELEXECUTE and TENSORGET (or of the DAG's three ops):
-    /// OK, OK, the output's blob, which is returned. `len` None: any length.
-    fn check(replies: Vec<Value>, len: Option<usize>) -> Result<Vec<u8>> {
-        let [set, execute, get]: [Value; 3] = replies
-            .try_into()
-            .map_err(|r: Vec<Value>| anyhow::anyhow!("expected 3 replies, got {}", r.len()))?;
-        expect_ok(set).context("TENSORSET")?;
-        expect_ok(execute).context("MODELEXECUTE")?;
-        match len {
-            Some(len) => expect_blob(get, len).context("TENSORGET"),
-            None => match get.extract_error()? {
-                Value::BulkString(bytes) => Ok(bytes),
-                other => bail!("TENSORGET: expected a blob, got {other:?}"),
-            },
-        }
-    }
-
-    /// Runs the request once along `variant`; returns the output's bytes.
-    fn once(&self, con: &mut Connection, variant: Variant, len: Option<usize>) -> Result<Vec<u8>> {
-        let replies = match variant {
-            Variant::Unpipelined => self
-                .separate
-                .iter()
-                .map(|cmd| con.req_packed_command(cmd))
-                .collect::<redis::RedisResult<Vec<Value>>>()?,
-            Variant::Pipelined => con.req_packed_commands(&self.pipelined, 0, 3)?,
-            Variant::Dag => match con.req_packed_command(&self.dag)?.extract_error()? {
-                Value::Array(items) => items,
-                other => bail!("AI.DAGEXECUTE: expected an array, got {other:?}"),
-            },
-        };
-        Self::check(replies, len).with_context(|| variant.label())
-    }
-}
-
-/// Stores the model and checks, for every client, that the three paths agree (and give
-/// the known output where there is one); notes the output's size.
-fn setup(case: &mut Case, conns: &mut [Connection], blob: &[u8]) -> Result<Vec<Request>> {
-    store_onnx_model(&mut conns[0], &case.model_key, &[], blob)?;
-    let mut requests = Vec::new();
-    for (client, con) in conns.iter_mut().enumerate() {
-        let request = Request::new(case, client);
-        let mut outputs = Vec::new();
-        for variant in Variant::ALL {
-            outputs.push(f32_values(&request.once(con, variant, None)?));
-        }
-        let reference = case.expected.clone().unwrap_or_else(|| outputs[0].clone());
-        for (variant, output) in Variant::ALL.iter().zip(&outputs) {
-            ensure!(
-                !output.is_empty() && all_close(output, &reference),
-                "{} (client {client}): output {:?}..., expected {:?}...",
-                variant.label(),
-                &output[..output.len().min(4)],
-                &reference[..reference.len().min(4)]
-            );
-        }
-        case.output_len = reference.len() * 4;
-        requests.push(request);
-    }
-    Ok(requests)
-}
-
-/// Every client runs `variant` in a loop for `duration`.
-fn measure(
-    conns: &mut [Connection],
-    requests: &[Request],
-    variant: Variant,
-    len: usize,
-    duration: Duration,
-) -> Result<Vec<ClientRun>> {
-    let barrier = Barrier::new(conns.len());
-    thread::scope(|scope| {
-        let handles: Vec<_> = conns
-            .iter_mut()
-            .zip(requests)
-            .enumerate()
-            .map(|(client, (con, request))| {
-                let barrier = &barrier;
-                scope.spawn(move || -> Result<ClientRun> {
-                    let mut latencies = Vec::with_capacity(4096);
-                    barrier.wait();
-                    let start = Instant::now();
-                    loop {
-                        let t0 = Instant::now();
-                        request
-                            .once(con, variant, Some(len))
-                            .with_context(|| format!("client {client}"))?;
-                        latencies.push(t0.elapsed().as_nanos() as u64);
-                        let elapsed = start.elapsed();
-                        if elapsed >= duration {
-                            let ops = latencies.len() as u64;
-                            return Ok(ClientRun {
-                                ops,
-                                rate: ops as f64 / elapsed.as_secs_f64(),
-                                latencies,
-                            });
-                        }
-                    }
-                })
-            })
-            .collect();
-        join_all(handles)
-    })
-}
-
-#[derive(Default)]
-struct Totals {
-    rate_sum: f64,
-    rounds: u32,
-    latencies: Vec<u64>,
-    ops: u64,
-    wall_s: f64,
-    server_cpu_s: f64,
-    /// What other work took meanwhile.
-    others: OtherLoad,
-}
-
-impl Totals {
-    fn rate(&self) -> f64 {
-        self.rate_sum / f64::from(self.rounds.max(1))
-    }
-}
-
-/// Measures the three paths at `clients` clients, rotating their order.
-fn run_cell(
-    case: &Case,
-    conns: &mut [Connection],
-    requests: &[Request],
-    cell: usize,
-    opts: &Options,
-) -> Result<Vec<Totals>> {
-    let len = case.output_len;
-    if opts.warmup > 0.0 {
-        for variant in Variant::ALL {
-            measure(
-                conns,
-                requests,
-                variant,
-                len,
-                Duration::from_secs_f64(opts.warmup),
-            )?;
-        }
-    }
-    let per_round = Duration::from_secs_f64(opts.seconds / f64::from(opts.rounds));
-    let mut totals: Vec<Totals> = Variant::ALL.iter().map(|_| Totals::default()).collect();
-    for round in 0..opts.rounds as usize {
-        for i in 0..Variant::ALL.len() {
-            let variant = Variant::ALL[(i + round + cell) % Variant::ALL.len()];
-            let cpu_before = CpuSnapshot::take(&mut conns[0])?;
-            let start = Instant::now();
-            let runs = measure(conns, requests, variant, len, per_round)?;
-            let wall_s = start.elapsed().as_secs_f64();
-            let cpu_after = CpuSnapshot::take(&mut conns[0])?;
-            let t = &mut totals[variant.index()];
-            t.wall_s += wall_s;
-            t.server_cpu_s += cpu_after.server_s - cpu_before.server_s;
-            t.others.add(cpu_after.others_since(&cpu_before));
-            t.ops += runs.iter().map(|r| r.ops).sum::<u64>();
-            t.rate_sum += runs.iter().map(|r| r.rate).sum::<f64>();
-            t.rounds += 1;
-            for run in runs {
-                t.latencies.extend(run.latencies);
-            }
-        }
-    }
-    Ok(totals)
-}
-
-fn cleanup(case: &Case, con: &mut Connection, clients: usize) -> Result<()> {
-    let mut del = redis::cmd("DEL");
-    del.arg(&case.model_key);
-    for client in 0..clients {
-        del.arg(case.x(client)).arg(case.y(client));
-    }
-    del.query::<i64>(con).context("DEL of the bench keys")?;
-    Ok(())
+    csv_dir: Option<PathBuf>,
 }
 
 /// `None` means `--help` was asked for.
@@ -379,6 +79,7 @@ fn parse_args() -> Result<Option<Options>> {
         seconds: 3.0,
         rounds: 6,
         warmup: 0.2,
+        csv_dir: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -393,6 +94,7 @@ fn parse_args() -> Result<Option<Options>> {
             "--host" => opts.host = value.clone(),
             "--port" => opts.port = parse_positive(&value).with_context(bad)?,
             "--mlp" => opts.mlp = value.into(),
+            "--csv-dir" => opts.csv_dir = Some(value.into()),
             "--mlp-big" if value == "none" => opts.mlp_big = None,
             "--mlp-big" => opts.mlp_big = Some(value.into()),
             "--clients" => opts.clients = parse_list(&value).with_context(bad)?,
@@ -477,6 +179,24 @@ fn run(opts: &Options) -> Result<()> {
          | p50 ÷ unpipelined | server CPU µs/op | other load (cores): procs + steal |"
     );
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut csv = CsvTable::in_dir(
+        opts.csv_dir.as_deref(),
+        "dag.csv",
+        &[
+            "model",
+            "clients",
+            "path",
+            "round trips",
+            "ops/s",
+            "p50 us",
+            "p99 us",
+            "ops/s / unpipelined",
+            "p50 / unpipelined",
+            "server CPU us/op",
+            "other procs (cores)",
+            "steal (cores)",
+        ],
+    )?;
 
     // (ratio, where) of the worst cell, for each target.
     let mut worst_unpipelined: Option<(f64, String)> = None;
@@ -504,6 +224,23 @@ fn run(opts: &Options) -> Result<()> {
             let base = Variant::Unpipelined.index();
             for variant in Variant::ALL {
                 let i = variant.index();
+                let t = &totals[i];
+                let server_cpu_us = t.server_cpu_s * 1e6 / t.ops.max(1) as f64;
+                let wall_s = t.wall_s.max(1e-9);
+                csv.row(&[
+                    format!("{} [1, {}]", case.name, case.width),
+                    clients.to_string(),
+                    variant.label().to_string(),
+                    variant.round_trips().to_string(),
+                    num(t.rate(), 0),
+                    num(lat[i].p50, 1),
+                    num(lat[i].p99, 1),
+                    num(t.rate() / totals[base].rate(), 3),
+                    num(lat[i].p50 / lat[base].p50, 3),
+                    num(server_cpu_us, 1),
+                    num(t.others.procs_s / wall_s, 2),
+                    num(t.others.steal_s / wall_s, 2),
+                ])?;
                 println!(
                     "| {} [1, {}] | {clients} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} \
                      | {:.0} | {} |",
@@ -516,7 +253,7 @@ fn run(opts: &Options) -> Result<()> {
                     lat[i].p99,
                     totals[i].rate() / totals[base].rate(),
                     lat[i].p50 / lat[base].p50,
-                    totals[i].server_cpu_s * 1e6 / totals[i].ops.max(1) as f64,
+                    server_cpu_us,
                     totals[i].others.cell(totals[i].wall_s)
                 );
             }

@@ -1,34 +1,21 @@
 //! A tiny GraphDef writer for tests (protobuf wire format by hand, field numbers of
 //! tensorflow/core/framework/{graph,node_def,attr_value,function,op_def}.proto), for graphs
-//! that must not be committed as files: the hostile ones the load policy refuses.
+//! that must not be committed as files: the hostile ones the load policy refuses. Used by
+//! the TF plugin's tests and the end-to-end tests.
+
+use crate::protobuf::Pb;
 
 /// tensorflow.DataType values.
 pub const DT_FLOAT: u64 = 1;
 pub const DT_STRING: u64 = 7;
 pub const DT_INT32: u64 = 3;
 
-fn varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
 pub fn field_varint(number: u32, value: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    varint(&mut out, u64::from(number) << 3);
-    varint(&mut out, value);
-    out
+    Pb::default().int(number, value as i64).0
 }
 
 pub fn field_bytes(number: u32, value: impl AsRef<[u8]>) -> Vec<u8> {
-    let value = value.as_ref();
-    let mut out = Vec::new();
-    varint(&mut out, u64::from(number) << 3 | 2);
-    varint(&mut out, value.len() as u64);
-    out.extend_from_slice(value);
-    out
+    Pb::default().bytes(number, value.as_ref()).0
 }
 
 /// AttrValue with `type` (6).
@@ -48,11 +35,8 @@ pub fn attr_func(name: &str) -> Vec<u8> {
 
 /// AttrValue with `list` (1) of types (`type` = 6 in ListValue, packed).
 pub fn attr_type_list(dtypes: &[u64]) -> Vec<u8> {
-    let mut packed = Vec::new();
-    for &t in dtypes {
-        varint(&mut packed, t);
-    }
-    field_bytes(1, field_bytes(6, packed))
+    let dtypes: Vec<i64> = dtypes.iter().map(|&t| t as i64).collect();
+    field_bytes(1, Pb::default().packed_ints(6, &dtypes).0)
 }
 
 /// NodeDef: name 1, op 2, input 3, attr 5 (map<string, AttrValue>).

@@ -1,5 +1,5 @@
-//! A small protobuf writer for the model files the tests build by hand (ONNX ModelProto,
-//! TensorFlow GraphDef).
+//! The one protobuf writer of the tests: the model files they build by hand (ONNX
+//! ModelProto, TensorFlow GraphDef), in the plugins' tests and the end-to-end tests.
 
 /// A protobuf message under construction (fields in the order written).
 #[derive(Debug, Default, Clone)]
@@ -32,6 +32,7 @@ impl Pb {
         self
     }
 
+    /// A length-delimited field (bytes, string, embedded message).
     pub fn bytes(mut self, field: u32, data: &[u8]) -> Pb {
         self.key(field, 2);
         self.varint(data.len() as u64);
@@ -60,5 +61,28 @@ impl Pb {
     pub fn packed_floats(self, field: u32, values: &[f32]) -> Pb {
         let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.bytes(field, &data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_written_in_the_wire_format() {
+        assert_eq!(Pb::default().int(1, 150).0, [0x08, 0x96, 0x01]);
+        assert_eq!(Pb::default().int(2, -1).0.len(), 11, "10-byte varint");
+        assert_eq!(Pb::default().str(2, "ab").0, [0x12, 2, b'a', b'b']);
+        assert_eq!(Pb::default().float(3, 1.0).0, [0x1d, 0, 0, 0x80, 0x3f]);
+        let inner = Pb::default().int(1, 1);
+        assert_eq!(Pb::default().msg(4, inner).0, [0x22, 2, 0x08, 1]);
+        assert_eq!(
+            Pb::default().packed_ints(5, &[1, 300]).0,
+            [0x2a, 3, 1, 0xac, 0x02]
+        );
+        assert_eq!(
+            Pb::default().packed_floats(6, &[0.0]).0,
+            [0x32, 4, 0, 0, 0, 0]
+        );
     }
 }
