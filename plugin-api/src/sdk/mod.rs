@@ -11,9 +11,11 @@ pub mod cancel;
 mod error;
 mod ffi;
 mod host;
+mod output;
 
 use ffi::*;
 pub use host::{Host, HostContext, Reply};
+pub use output::OutputBuffer;
 
 use crate::abi::RaiDevice;
 pub use crate::abi::{RaiConfigKey as ConfigKey, RaiDType as DType, RaiDeviceKind as DeviceKind};
@@ -111,8 +113,9 @@ impl<'a> TensorRef<'a> {
 pub struct OwnedTensor {
     pub dtype: DType,
     pub shape: Vec<i64>,
-    /// Raw bytes in the same layout as [`TensorRef::data`].
-    pub data: Vec<u8>,
+    /// Raw bytes in the same layout as [`TensorRef::data`], in memory the host lent
+    /// for the run when the plugin asked for it ([`OutputBuffer`]).
+    pub data: OutputBuffer,
 }
 
 impl OwnedTensor {
@@ -126,7 +129,7 @@ impl OwnedTensor {
         OwnedTensor {
             dtype: DType::String,
             shape,
-            data,
+            data: data.into(),
         }
     }
 }

@@ -12,6 +12,7 @@ use redisai_plugin_api::abi::{
 };
 use redisai_plugin_api::sdk::DType;
 
+use crate::host::LentCall;
 use crate::tensors::Input;
 
 /// The CPU.
@@ -33,11 +34,21 @@ pub struct Plugin {
 }
 
 /// An output copied out of the plugin.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Output {
     pub dtype: DType,
     pub shape: Vec<i64>,
     pub data: Vec<u8>,
+    /// The plugin wrote it into memory the host lent ([`crate::host::LentCall`]), which
+    /// the core adopts without a copy.
+    pub lent: bool,
+}
+
+/// Outputs are equal by their tensors, wherever the plugin wrote them.
+impl PartialEq for Output {
+    fn eq(&self, other: &Output) -> bool {
+        (self.dtype, &self.shape, &self.data) == (other.dtype, &other.shape, &other.data)
+    }
 }
 
 /// What a run gets besides its tensors.
@@ -199,6 +210,7 @@ impl Model {
             host_ctx: ptr::null_mut(),
         };
         let model_run = api.model_run.expect("the table has model_run");
+        let lent = LentCall::enter();
         // SAFETY: `self.raw` is a live model of this plugin; the views point into
         // `inputs`, alive for the call; `outputs` has room for `n_outputs`; the cancel
         // flag outlives the call. (`empty`'s dangling view is never read: the plugin
@@ -238,6 +250,7 @@ impl Model {
                     dtype: v.dtype,
                     shape,
                     data,
+                    lent: lent.was_lent(v.data, v.byte_len),
                 }
             })
             .collect())

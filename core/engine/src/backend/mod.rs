@@ -3,6 +3,7 @@
 
 pub mod host;
 pub mod host_services;
+mod lent;
 mod loader;
 mod plugin_model;
 mod plugin_script;
