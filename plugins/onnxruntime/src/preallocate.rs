@@ -29,6 +29,10 @@ use crate::convert::{dtype_of, Form, Port};
 /// ONNX Runtime's error when a pre-allocated output does not have the run's shape.
 const SHAPE_MISMATCH: &str = "re-use buffer";
 
+/// Below this many bytes of planned outputs a run does not pre-allocate: copying them
+/// once costs less than handing ONNX Runtime the buffers (run options, values).
+const MIN_BYTES: usize = 64 << 10;
+
 /// Where one dimension of a planned output comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dim {
@@ -79,29 +83,37 @@ impl OutputPlan {
     }
 
     /// Lent buffers for the planned outputs of a run on `inputs`; `None` when the plan
-    /// was given up or no output of this run can be planned.
+    /// was given up or this run's planned outputs are none or small ([`MIN_BYTES`]).
     pub fn lend(&self, inputs: &[TensorRef<'_>]) -> Result<Option<Lent>> {
         if !self.enabled.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        let mut selector = OutputSelector::default();
-        let mut buffers = Vec::with_capacity(self.outputs.len());
-        let mut any = false;
-        for planned in &self.outputs {
-            let lent = match planned {
-                Some((name, ty, dims)) => match shape_of(dims, inputs) {
-                    Some(shape) => lend_one(*ty, &shape)?.map(|(buffer, value)| {
-                        selector = std::mem::take(&mut selector).preallocate(name, value);
-                        (shape, buffer)
-                    }),
-                    None => None,
-                },
-                None => None,
-            };
-            any |= lent.is_some();
-            buffers.push(lent);
+        let sized: Vec<_> = self
+            .outputs
+            .iter()
+            .map(|planned| {
+                let (name, ty, dims) = planned.as_ref()?;
+                let shape = shape_of(dims, inputs)?;
+                let len = byte_len(*ty, &shape)?;
+                Some((name, *ty, shape, len))
+            })
+            .collect();
+        if sized.iter().flatten().map(|(.., len)| len).sum::<usize>() < MIN_BYTES {
+            return Ok(None);
         }
-        Ok(any.then_some(Lent { selector, buffers }))
+        let mut selector = OutputSelector::default();
+        let mut buffers = Vec::with_capacity(sized.len());
+        for output in sized {
+            buffers.push(match output {
+                Some((name, ty, shape, len)) => {
+                    let (buffer, value) = lend_one(ty, &shape, len)?;
+                    selector = selector.preallocate(name, value);
+                    Some((shape, buffer))
+                }
+                None => None,
+            });
+        }
+        Ok(Some(Lent { selector, buffers }))
     }
 
     /// Whether `err` is ONNX Runtime refusing a planned shape; if so the model stops
@@ -171,23 +183,28 @@ fn shape_of(dims: &[Dim], inputs: &[TensorRef<'_>]) -> Option<Vec<i64>> {
         .collect()
 }
 
-/// A lent buffer for an output of `ty` and `shape`, with the ONNX Runtime value over it;
-/// `None` for an empty output (ONNX Runtime makes those itself).
-fn lend_one(ty: TensorElementType, shape: &[i64]) -> Result<Option<(OutputBuffer, DynValue)>> {
+/// Bytes of an output of `ty` (a numeric type) and `shape`; `None` when empty (ONNX
+/// Runtime makes those itself) or past `usize`.
+fn byte_len(ty: TensorElementType, shape: &[i64]) -> Option<usize> {
     let element = match ty {
         TensorElementType::Bool | TensorElementType::Int8 | TensorElementType::Uint8 => 1,
         TensorElementType::Int16 | TensorElementType::Uint16 => 2,
         TensorElementType::Float32 | TensorElementType::Int32 => 4,
         _ => 8,
     };
-    let len = shape.iter().try_fold(element, |len: usize, &dim| {
-        usize::try_from(dim)
-            .ok()
-            .and_then(|dim| len.checked_mul(dim))
-    });
-    let Some(len) = len.filter(|&len| len > 0) else {
-        return Ok(None);
-    };
+    shape
+        .iter()
+        .try_fold(element, |len: usize, &dim| {
+            usize::try_from(dim)
+                .ok()
+                .and_then(|dim| len.checked_mul(dim))
+        })
+        .filter(|&len| len > 0)
+}
+
+/// A lent buffer of `len` bytes for an output of `ty` and `shape`, with the ONNX Runtime
+/// value over it.
+fn lend_one(ty: TensorElementType, shape: &[i64], len: usize) -> Result<(OutputBuffer, DynValue)> {
     // SAFETY: ONNX Runtime writes every element of a pre-allocated output when the run
     // succeeds; when it fails the buffer is dropped unread.
     let mut buffer = unsafe { OutputBuffer::uninit(len) };
@@ -215,7 +232,7 @@ fn lend_one(ty: TensorElementType, shape: &[i64]) -> Result<Option<(OutputBuffer
     // SAFETY: `raw` is a new tensor value this call owns; releasing it (on drop) leaves
     // the data, which it does not own, alone.
     let value = unsafe { DynValue::from_ptr(raw, Some(&Allocator::default())) };
-    Ok(Some((buffer, value)))
+    Ok((buffer, value))
 }
 
 #[cfg(test)]
@@ -233,6 +250,14 @@ mod tests {
             shape,
             data: &[],
         }
+    }
+
+    #[test]
+    fn byte_lengths() {
+        assert_eq!(byte_len(TensorElementType::Float32, &[2, 3]), Some(24));
+        assert_eq!(byte_len(TensorElementType::Int64, &[]), Some(8));
+        assert_eq!(byte_len(TensorElementType::Uint8, &[4, 0]), None);
+        assert_eq!(byte_len(TensorElementType::Float64, &[1 << 62, 4]), None);
     }
 
     #[test]
