@@ -1,14 +1,18 @@
 """Charts for the scripts/bench-* tables: a CSV in, a PNG out, the machine in the footer.
 
-Usage (the bench scripts call it; `--help` on each subcommand lists every option):
+Usage (`--help` on each subcommand lists every option). A bench script usually calls it
+through scripts/common.sh: `bench_venv` (sets $BENCH_PYTHON), `bench_machine NAME` and
+`bench_chart NAME bar|line CSV PNG OPTIONS...` (which adds --out and --machine, and says
+why when it skips the chart). Directly:
 
     python3 plot_bench.py machine --out docs/bench/NAME.machine.txt \
-        --server "$(redis-server --version)" [--note "what else ran meanwhile"]
-    $BENCH_PYTHON plot_bench.py bar docs/bench/NAME.csv --out docs/bench/NAME.png \
-        --x size,clients --y "SET ratio,GET ratio" --ylabel "tensor / plain" --hline 1 \
-        --machine docs/bench/NAME.machine.txt --title "..." [--where COLUMN=VALUE ...]
-    $BENCH_PYTHON plot_bench.py line docs/bench/NAME.csv --out docs/bench/NAME.png \
-        --x clients --y "ops/s" --series server --log-x --machine ... --title "..."
+        --server "redis-server 7.0.15" [--note "what else ran meanwhile"]
+    $BENCH_PYTHON plot_bench.py bar docs/bench/tensors.csv --out docs/bench/tensors.png \
+        --machine docs/bench/tensors.machine.txt --x size,clients \
+        --x-format '{size} x{clients}' --y "AI.TENSORSET / SET,AI.TENSORGET / GET" \
+        --ylabel "tensor / plain" --hline 1 --title "..." [--where COLUMN=VALUE|OTHER ...]
+    $BENCH_PYTHON plot_bench.py line docs/bench/batching.csv --out docs/bench/batching.png \
+        --x clients --log-x --y "batched / unbatched" --series "module args" --title "..."
 
 `machine` needs only the standard library (run it with any python3): it writes the
 sidecar file of "key: value" lines (CPU model, cores, RAM, kernel, server, date, git
@@ -186,7 +190,15 @@ def new_figure(plt, args):
 def finish(fig, ax, args):
     if args.hline is not None:
         ax.axhline(args.hline, color="black", linewidth=0.8, linestyle="--")
-    ax.legend(fontsize=8, loc=args.legend)
+    if args.legend == "above":
+        # Between the title and the plot, in rows of up to 4, over no bar or line.
+        entries = len(ax.get_legend_handles_labels()[1])
+        rows = -(-entries // 4)
+        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                  ncol=min(entries, 4), frameon=False)
+        ax.set_title(args.title, fontsize=11, pad=6 + 15 * rows)
+    else:
+        ax.legend(fontsize=8, loc=args.legend)
     footer = footer_text(read_machine(args.machine))
     lines = textwrap.wrap(footer, width=int(args.width * 17)) if footer else []
     # Room at the bottom for the footer's lines (inches to a fraction of the height).
@@ -273,7 +285,8 @@ def chart_options(parser):
     parser.add_argument("--ylabel")
     parser.add_argument("--hline", type=float, help="a dashed reference line, e.g. 1 for ratios")
     parser.add_argument("--log-y", action="store_true")
-    parser.add_argument("--legend", default="best", help="matplotlib legend location")
+    parser.add_argument("--legend", default="above",
+                        help="matplotlib legend location, or 'above' (between title and plot)")
     parser.add_argument("--width", type=float, default=9.0, help="inches (at 100 dpi)")
     parser.add_argument("--height", type=float, default=5.0, help="inches (at 100 dpi)")
 

@@ -157,12 +157,12 @@ mod tests {
         assert!(check_device(0, 1, "the NVIDIA driver").is_ok());
         let err = check_device(1, 1, "the NVIDIA driver").expect_err("GPU:1 of 1");
         assert_eq!(
-            err.0,
+            err.message(),
             "device GPU:1 does not exist: the NVIDIA driver sees 1 GPU (GPU:0 to GPU:0)"
         );
         let err = check_device(2, 2, "libtorch").expect_err("GPU:2 of 2");
         assert_eq!(
-            err.0,
+            err.message(),
             "device GPU:2 does not exist: libtorch sees 2 GPUs (GPU:0 to GPU:1)"
         );
     }
@@ -172,10 +172,10 @@ mod tests {
         let path = Path::new("/nonexistent/libnothing.so");
         let err = open_global(path, "the CUDA library").expect_err("no such file");
         assert!(
-            err.0
+            err.message()
                 .starts_with("could not load the CUDA library /nonexistent/libnothing.so: "),
             "{}",
-            err.0
+            err.message()
         );
     }
 
@@ -183,7 +183,7 @@ mod tests {
     fn the_driver_reports_devices_or_why_not() {
         match driver_device_count() {
             Ok(count) => assert!(count > 0),
-            Err(err) => assert!(err.0.contains("NVIDIA driver"), "{}", err.0),
+            Err(err) => assert!(err.message().contains("NVIDIA driver"), "{}", err.message()),
         }
     }
 }

@@ -3,7 +3,7 @@
 //   tests can check that TensorFlow, in its own link namespace, does not bind to them.
 // - src/ffi/threads_shim.c (with src/ffi/memory_shim.c, BACKEND_MEMORY_LIMIT's counting
 //   allocator), the first object of TensorFlow's link namespace (it gives every
-//   thread made there a stack of its own; see src/ffi/namespace.rs), is compiled into
+//   thread made there a stack of its own; see src/ffi/namespace/), is compiled into
 //   $OUT_DIR/libredisai_tf_threads.so with the C compiler (`CC`, else `cc`), and embedded
 //   in the plugin (include_bytes!): nothing more to ship beside it.
 use std::path::PathBuf;

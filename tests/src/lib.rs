@@ -464,6 +464,21 @@ pub fn run_nested(connection: &mut Connection, line: &str) -> RedisResult<Value>
     connection.req_packed_command(&command.get_packed_command())
 }
 
+/// An array reply of bulk strings (TENSORGET VALUES of floats, names, script outputs).
+pub fn bulk_array(items: &[&str]) -> Value {
+    Value::Array(
+        items
+            .iter()
+            .map(|item| Value::BulkString(item.as_bytes().to_vec()))
+            .collect(),
+    )
+}
+
+/// An array reply of integers.
+pub fn int_array(values: &[i64]) -> Value {
+    Value::Array(values.iter().map(|&v| Value::Int(v)).collect())
+}
+
 /// Runs a command that must fail and returns the full error text (`CODE detail`).
 pub fn error_text(result: RedisResult<Value>) -> String {
     match result {

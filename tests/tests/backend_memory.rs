@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{call, call_str, client, pong, rss_settles};
+use common::{app_user, call, call_str, client, pong, rss_settles};
 use redisai_plugin_testkit::graph_def::{
     attr_type, field_varint, graph, node, placeholder, DT_FLOAT, DT_INT32,
 };
@@ -102,13 +102,7 @@ fn a_2gb_intermediate_fails_under_256_mb_in_every_backend() {
     let server =
         Server::start_with(ServerConfig::default().module_args(&["BACKEND_MEMORY_LIMIT", "256"]));
     let mut admin = client(&server);
-    call_str(
-        &mut admin,
-        "ACL SETUSER app1 on >pw resetkeys ~app1:* +@all -@admin -@dangerous",
-    )
-    .expect("ACL");
-    let mut app = client(&server);
-    call_str(&mut app, "AUTH app1 pw").expect("AUTH");
+    let mut app = app_user(&server);
     let ok = |reply: redis::RedisResult<Value>, what: &str| {
         assert_eq!(
             reply.unwrap_or_else(|e| panic!("{what}: {e}")),

@@ -7,6 +7,7 @@ use redisai_example_c_plugins::{
     BAD_ABI_PLUGIN, EXAMPLE_ADD_BACKEND, EXAMPLE_ADD_PLUGIN, NEWER_MINOR_PLUGIN,
 };
 use redisai_plugin_api::abi::{RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};
+use redisai_tests::bulk_array as floats;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{digest, error_text, run_str, Server, ServerConfig};
 
@@ -16,15 +17,6 @@ fn load_example(c: &mut Connection) {
         &format!("AI.CONFIG LOADBACKEND {EXAMPLE_ADD_BACKEND} {EXAMPLE_ADD_PLUGIN}"),
     );
     assert_eq!(reply.expect("LOADBACKEND"), Value::Okay);
-}
-
-fn floats(values: &[&str]) -> Value {
-    Value::Array(
-        values
-            .iter()
-            .map(|v| Value::BulkString(v.as_bytes().to_vec()))
-            .collect(),
-    )
 }
 
 fn server_with_example() -> (Server, Connection) {

@@ -8,6 +8,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use redisai_tests::bulk_array as floats;
 use redisai_tests::hardening::{backend_built, model_bytes, wait_until};
 use redisai_tests::redis::{self, Connection, ConnectionLike, RedisResult, Value};
 use redisai_tests::{Server, ServerConfig};
@@ -164,15 +165,6 @@ fn error_code(result: RedisResult<Value>) -> String {
         Err(err) => err.code().unwrap_or_default().to_owned(),
         Ok(other) => panic!("expected an error, got {other:?}"),
     }
-}
-
-fn floats(values: &[&str]) -> Value {
-    Value::Array(
-        values
-            .iter()
-            .map(|v| Value::BulkString(v.as_bytes().to_vec()))
-            .collect(),
-    )
 }
 
 const SCRIPT: &str = r#"

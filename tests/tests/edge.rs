@@ -11,10 +11,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
-use std::time::Duration;
 
 use redisai_plugin_api::abi::{RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};
-use redisai_tests::redis::{self, Connection, RedisResult, Value};
+mod common;
+
+use common::{client, get, get_f32, model_bytes, pong, replied, set_blob, set_f32};
+use redisai_tests::redis::{self, Connection, Value};
 use redisai_tests::{error_text, run, run_str, Server, ServerConfig};
 
 /// Environment variables that could make the server find a library outside the bundle.
@@ -111,15 +113,6 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// The models are tiny: a reply that takes longer than this means the server is stuck,
 /// and the test fails instead of waiting for ever.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn client(server: &Server) -> Connection {
-    let c = server.client();
-    c.set_read_timeout(Some(REPLY_TIMEOUT))
-        .expect("read timeout");
-    c
-}
-
 /// A server running the bundle's copy, checked to have none of [`FOREIGN_ENV`].
 fn edge_server(copy: &EdgeCopy) -> Server {
     clean_environment();
@@ -151,25 +144,6 @@ fn server_pid(server: &Server) -> u32 {
         .unwrap_or_else(|| panic!("no process_id in INFO server:\n{info}"))
 }
 
-fn model_bytes(dir: &str, name: &str) -> Vec<u8> {
-    let path = redisai_tests::workspace_root()
-        .join("tests/models")
-        .join(dir)
-        .join(name);
-    fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
-
-/// Fails at once, with a message that says so, when the server did not reply in time.
-fn replied(reply: RedisResult<Value>, what: &str) -> RedisResult<Value> {
-    if let Err(err) = &reply {
-        assert!(
-            !err.is_timeout() && err.kind() != redis::ErrorKind::IoError,
-            "{what}: no reply (the server is stuck past {REPLY_TIMEOUT:?}, or gone): {err}"
-        );
-    }
-    reply
-}
-
 fn store_tflite(c: &mut Connection, key: &str, model: &str) {
     let blob = model_bytes("tflite", model);
     let reply = run(
@@ -185,57 +159,6 @@ fn store_tflite(c: &mut Connection, key: &str, model: &str) {
     );
     let reply = replied(reply, &format!("MODELSTORE {key} TFLITE ({model})"));
     assert_eq!(reply.expect("MODELSTORE"), Value::Okay, "{model}");
-}
-
-fn set_blob(c: &mut Connection, key: &str, dtype: &str, shape: &[usize], blob: Vec<u8>) {
-    let mut args: Vec<Vec<u8>> = vec![b"AI.TENSORSET".to_vec(), key.into(), dtype.into()];
-    args.extend(shape.iter().map(|d| d.to_string().into_bytes()));
-    args.push(b"BLOB".to_vec());
-    args.push(blob);
-    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-    assert_eq!(run(c, &refs).expect("TENSORSET"), Value::Okay, "{key}");
-}
-
-fn f32_blob(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-/// The tensor's shape and blob.
-fn get(c: &mut Connection, key: &str) -> (Vec<i64>, Vec<u8>) {
-    let Value::Array(reply) = run_str(c, &format!("AI.TENSORGET {key} META BLOB")).expect("get")
-    else {
-        panic!("TENSORGET {key}: not an array")
-    };
-    let Value::Array(dims) = &reply[3] else {
-        panic!("shape of {key}: {reply:?}")
-    };
-    let shape = dims
-        .iter()
-        .map(|d| match d {
-            Value::Int(n) => *n,
-            other => panic!("dim {other:?}"),
-        })
-        .collect();
-    let Value::BulkString(blob) = &reply[5] else {
-        panic!("blob of {key}: {reply:?}")
-    };
-    (shape, blob.clone())
-}
-
-fn get_f32(c: &mut Connection, key: &str) -> (Vec<i64>, Vec<f32>) {
-    let (shape, blob) = get(c, key);
-    let values = blob
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (shape, values)
-}
-
-fn pong(c: &mut Connection) {
-    assert_eq!(
-        run_str(c, "PING").expect("the server answers"),
-        Value::SimpleString("PONG".into())
-    );
 }
 
 fn info_modules(c: &mut Connection) -> String {
@@ -296,27 +219,15 @@ fn float_and_quantized_tflite_models_run_from_a_copy_of_the_bundle() {
     let litert = copy.root.join("backends/redisai_tflite/libLiteRt.so");
     assert_eq!(mapped(&server, "libLiteRt"), [litert.display().to_string()]);
 
-    set_blob(&mut c, "a", "FLOAT", &[2], f32_blob(&[1.0, 2.0]));
-    set_blob(&mut c, "b", "FLOAT", &[2], f32_blob(&[3.0, 4.0]));
+    set_f32(&mut c, "a", &[2], &[1.0, 2.0]);
+    set_f32(&mut c, "b", &[2], &[3.0, 4.0]);
     assert_eq!(
         run_str(&mut c, "AI.MODELEXECUTE add INPUTS 2 a b OUTPUTS 1 c").expect("run add"),
         Value::Okay
     );
     assert_eq!(get_f32(&mut c, "c"), (vec![2], vec![4.0, 6.0]));
-    set_blob(
-        &mut c,
-        "a",
-        "FLOAT",
-        &[2, 2],
-        f32_blob(&[1.0, 2.0, 3.0, 4.0]),
-    );
-    set_blob(
-        &mut c,
-        "b",
-        "FLOAT",
-        &[2, 2],
-        f32_blob(&[10.0, 20.0, 30.0, 40.0]),
-    );
+    set_f32(&mut c, "a", &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    set_f32(&mut c, "b", &[2, 2], &[10.0, 20.0, 30.0, 40.0]);
     run_str(&mut c, "AI.MODELEXECUTE add INPUTS 2 a b OUTPUTS 1 c").expect("run add 2x2");
     assert_eq!(
         get_f32(&mut c, "c"),
@@ -325,12 +236,11 @@ fn float_and_quantized_tflite_models_run_from_a_copy_of_the_bundle() {
 
     // mlp.tflite: two FULLY_CONNECTED, a batch of two rows; exact in float32.
     store_tflite(&mut c, "mlp", "mlp.tflite");
-    set_blob(
+    set_f32(
         &mut c,
         "x",
-        "FLOAT",
         &[2, 4],
-        f32_blob(&[1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 0.0, 2.0]),
+        &[1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 0.0, 2.0],
     );
     run_str(&mut c, "AI.MODELEXECUTE mlp INPUTS 1 x OUTPUTS 1 y").expect("run mlp");
     assert_eq!(
@@ -349,19 +259,22 @@ fn float_and_quantized_tflite_models_run_from_a_copy_of_the_bundle() {
         "q",
         "INT8",
         &[2, 4],
-        x.iter().map(|v| *v as u8).collect(),
+        &x.iter().map(|v| *v as u8).collect::<Vec<u8>>(),
     );
     run_str(&mut c, "AI.MODELEXECUTE fc INPUTS 1 q OUTPUTS 1 r").expect("run fc_int8");
-    let (shape, blob) = get(&mut c, "r");
+    let (_, shape, blob) = get(&mut c, "r");
     let r: Vec<i8> = blob.iter().map(|b| *b as i8).collect();
     assert_eq!((shape, r), (vec![2, 3], vec![21, 43, 15, -39, 127, 58]));
 
     // add_uint8.tflite: quantized ADD of tensors with different scales.
     store_tflite(&mut c, "addq", "add_uint8.tflite");
-    set_blob(&mut c, "ua", "UINT8", &[4], vec![10, 12, 30, 200]);
-    set_blob(&mut c, "ub", "UINT8", &[4], vec![0, 4, 8, 255]);
+    set_blob(&mut c, "ua", "UINT8", &[4], &[10, 12, 30, 200]);
+    set_blob(&mut c, "ub", "UINT8", &[4], &[0, 4, 8, 255]);
     run_str(&mut c, "AI.MODELEXECUTE addq INPUTS 2 ua ub OUTPUTS 1 uc").expect("run add_uint8");
-    assert_eq!(get(&mut c, "uc"), (vec![4], vec![20, 22, 32, 179]));
+    assert_eq!(
+        get(&mut c, "uc"),
+        ("UINT8".to_owned(), vec![4], vec![20, 22, 32, 179])
+    );
 
     assert!(
         mapped(&server, "onnxruntime").is_empty(),
@@ -399,8 +312,8 @@ fn other_backends_fail_cleanly_and_tflite_still_works() {
 
     // The TFLite backend loads after the failure and runs.
     store_tflite(&mut c, "add", "add.tflite");
-    set_blob(&mut c, "a", "FLOAT", &[2], f32_blob(&[1.0, 2.0]));
-    set_blob(&mut c, "b", "FLOAT", &[2], f32_blob(&[3.0, 4.0]));
+    set_f32(&mut c, "a", &[2], &[1.0, 2.0]);
+    set_f32(&mut c, "b", &[2], &[3.0, 4.0]);
     run_str(&mut c, "AI.MODELEXECUTE add INPUTS 2 a b OUTPUTS 1 c").expect("run add");
     assert_eq!(get_f32(&mut c, "c"), (vec![2], vec![4.0, 6.0]));
 

@@ -7,88 +7,18 @@
 //! Torch: when the Torch plugin has a GPU variant (backends/redisai_torch_gpu/), its GPU
 //! tests belong in tests/tests/torch_gpu.rs, which scripts/test-gpu runs when present.
 
-use std::path::PathBuf;
+mod common;
 
-use redisai_tests::redis::{self, Connection, Value};
-use redisai_tests::{error_text, run, run_nested, run_str, Server, ServerConfig};
-
-/// The bundle's module: `$REDISAI_GPU_MODULE`, else dist-gpu/redisai.so.
-fn gpu_module() -> PathBuf {
-    let path = std::env::var_os("REDISAI_GPU_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| redisai_tests::workspace_root().join("dist-gpu/redisai.so"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/build-gpu first",
-        path.display()
-    );
-    path
-}
-
-fn gpu_server() -> Server {
-    let config = ServerConfig {
-        module: Some(gpu_module()),
-        ..ServerConfig::default()
-    };
-    Server::start_with(config)
-}
-
-fn model_bytes(name: &str) -> Vec<u8> {
-    let path = redisai_tests::workspace_root()
-        .join("tests/models/onnx")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
-
-fn store(c: &mut Connection, key: &str, model: &str, device: &str) -> redis::RedisResult<Value> {
-    let blob = model_bytes(model);
-    run(
-        c,
-        &[
-            b"AI.MODELSTORE",
-            key.as_bytes(),
-            b"ONNX",
-            device.as_bytes(),
-            b"BLOB",
-            &blob,
-        ],
-    )
-}
-
-fn values_f64(value: Value) -> Vec<f64> {
-    match value {
-        Value::Array(items) => items
-            .into_iter()
-            .map(|item| match item {
-                Value::BulkString(b) => String::from_utf8_lossy(&b).parse().expect("number"),
-                Value::Double(d) => d,
-                other => panic!("not a number: {other:?}"),
-            })
-            .collect(),
-        other => panic!("expected values, got {other:?}"),
-    }
-}
-
-fn info_modules(c: &mut Connection) -> String {
-    redis::cmd("INFO")
-        .arg("modules")
-        .query(c)
-        .expect("INFO MODULES")
-}
-
-fn close(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| (x - y).abs() <= 1e-3 * (1.0 + y.abs()))
-}
+use common::{close, gpu_module, gpu_server, info_modules, store_on, values_f64};
+use redisai_tests::redis::Value;
+use redisai_tests::{error_text, run_nested, run_str};
 
 #[test]
 #[ignore = "needs dist-gpu/ (scripts/build-gpu); run by scripts/test-gpu (--no-gpu on a machine without a GPU)"]
 fn gpu_variant_runs_on_gpu0_or_says_why_not() {
-    let server = gpu_server();
+    let server = gpu_server(gpu_module());
     let mut c = server.client();
-    match store(&mut c, "g", "mlp.onnx", "GPU:0") {
+    match store_on(&mut c, "g", "mlp.onnx", "GPU:0") {
         Ok(reply) => {
             assert_eq!(reply, Value::Okay);
             run_str(&mut c, "AI.TENSORSET x FLOAT 1 4 VALUES 1 2 3 4").expect("x");
@@ -111,7 +41,7 @@ fn gpu_variant_runs_on_gpu0_or_says_why_not() {
     }
     // The GPU variant serves CPU models too, and Redis stays healthy either way.
     assert_eq!(
-        store(&mut c, "c", "mlp.onnx", "CPU").expect("CPU store"),
+        store_on(&mut c, "c", "mlp.onnx", "CPU").expect("CPU store"),
         Value::Okay
     );
     let info = info_modules(&mut c);
@@ -128,11 +58,11 @@ fn gpu_variant_runs_on_gpu0_or_says_why_not() {
 #[test]
 #[ignore = "needs an NVIDIA GPU and dist-gpu/ (scripts/build-gpu); run by scripts/test-gpu"]
 fn onnx_models_on_gpu_match_the_cpu() {
-    let server = gpu_server();
+    let server = gpu_server(gpu_module());
     let mut c = server.client();
     for (key, device) in [("cpu", "CPU"), ("gpu", "GPU"), ("gpu0", "GPU:0")] {
         assert_eq!(
-            store(&mut c, key, "mlp.onnx", device).expect(device),
+            store_on(&mut c, key, "mlp.onnx", device).expect(device),
             Value::Okay
         );
     }
@@ -169,21 +99,21 @@ fn onnx_models_on_gpu_match_the_cpu() {
     );
     assert!(info.contains("ai_count:2"), "{info}");
     // A device the machine does not have is an error that names it.
-    let text = error_text(store(&mut c, "nope", "mlp.onnx", "GPU:99999"));
+    let text = error_text(store_on(&mut c, "nope", "mlp.onnx", "GPU:99999"));
     assert!(text.contains("GPU:99999 does not exist"), "{text}");
 }
 
 #[test]
 #[ignore = "needs an NVIDIA GPU and dist-gpu/ (scripts/build-gpu); run by scripts/test-gpu"]
 fn a_dag_mixes_cpu_and_gpu_ops() {
-    let server = gpu_server();
+    let server = gpu_server(gpu_module());
     let mut c = server.client();
     assert_eq!(
-        store(&mut c, "add_cpu", "add.onnx", "CPU").expect("cpu"),
+        store_on(&mut c, "add_cpu", "add.onnx", "CPU").expect("cpu"),
         Value::Okay
     );
     assert_eq!(
-        store(&mut c, "add_gpu", "add.onnx", "GPU:0").expect("gpu"),
+        store_on(&mut c, "add_gpu", "add.onnx", "GPU:0").expect("gpu"),
         Value::Okay
     );
     // s = a + b on the CPU, t = s + b on the GPU, u = a + b on the GPU alongside.

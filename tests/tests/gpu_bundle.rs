@@ -129,39 +129,40 @@ fn cc(args: &[&str], cwd: &Path) {
     assert!(done.status.success(), "cc {args:?}: {}", stderr(&done));
 }
 
-#[test]
-fn backend_libraries_must_resolve_from_their_folder() {
-    let dir = fresh_dir("links");
+/// Builds `libneeds.so` in `dir`, which needs `libghost.so.1` (on no system; built beside
+/// it), linked with `extra` flags.
+fn ghost_libraries(dir: &Path, extra: &[&str]) {
     std::fs::write(dir.join("ghost.c"), "int ghost(void) { return 1; }\n").expect("c");
     std::fs::write(
         dir.join("needs.c"),
         "int ghost(void);\nint needs(void) { return ghost(); }\n",
     )
     .expect("c");
-    // libneeds.so needs libghost.so.1, which is on no system.
-    cc(
-        &[
-            "-shared",
-            "-fPIC",
-            "-Wl,-soname,libghost.so.1",
-            "-o",
-            "libghost.so.1",
-            "ghost.c",
-        ],
-        &dir,
-    );
-    cc(
-        &[
-            "-shared",
-            "-fPIC",
-            "-o",
-            "libneeds.so",
-            "needs.c",
-            "-Wl,--no-as-needed",
-            "./libghost.so.1",
-        ],
-        &dir,
-    );
+    let ghost = [
+        "-shared",
+        "-fPIC",
+        "-Wl,-soname,libghost.so.1",
+        "-o",
+        "libghost.so.1",
+        "ghost.c",
+    ];
+    cc(&ghost, dir);
+    let needs = [
+        "-shared",
+        "-fPIC",
+        "-o",
+        "libneeds.so",
+        "needs.c",
+        "-Wl,--no-as-needed",
+        "./libghost.so.1",
+    ];
+    cc(&[&needs[..], extra].concat(), dir);
+}
+
+#[test]
+fn backend_libraries_must_resolve_from_their_folder() {
+    let dir = fresh_dir("links");
+    ghost_libraries(&dir, &[]);
     let runtime = dir.join("runtime");
     std::fs::create_dir_all(&runtime).expect("dir");
     std::fs::copy(dir.join("libneeds.so"), runtime.join("libneeds.so")).expect("copy");
@@ -195,36 +196,7 @@ fn libraries_in_subfolders_are_checked_and_keep_their_relative_rpaths() {
     // The Torch variant keeps the wheels' layout: torch/lib/*.so find nvidia/*/lib/*
     // through $ORIGIN/../../nvidia/... rpaths, which must survive assembly.
     let dir = fresh_dir("nested");
-    std::fs::write(dir.join("ghost.c"), "int ghost(void) { return 1; }\n").expect("c");
-    std::fs::write(
-        dir.join("needs.c"),
-        "int ghost(void);\nint needs(void) { return ghost(); }\n",
-    )
-    .expect("c");
-    cc(
-        &[
-            "-shared",
-            "-fPIC",
-            "-Wl,-soname,libghost.so.1",
-            "-o",
-            "libghost.so.1",
-            "ghost.c",
-        ],
-        &dir,
-    );
-    cc(
-        &[
-            "-shared",
-            "-fPIC",
-            "-o",
-            "libneeds.so",
-            "needs.c",
-            "-Wl,--no-as-needed",
-            "./libghost.so.1",
-            "-Wl,-rpath,$ORIGIN/../../nvidia/ghost/lib",
-        ],
-        &dir,
-    );
+    ghost_libraries(&dir, &["-Wl,-rpath,$ORIGIN/../../nvidia/ghost/lib"]);
     let runtime = dir.join("runtime");
     std::fs::create_dir_all(runtime.join("torch/lib")).expect("dir");
     std::fs::copy(

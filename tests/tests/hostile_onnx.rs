@@ -6,6 +6,9 @@
 //! written here, protobuf by hand (the ONNX backend's own tests show that ONNX Runtime
 //! alone does read such files).
 
+mod common;
+
+use common::app_user;
 use redisai_tests::protobuf::Pb as Msg;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{error_text, run, run_str, Server};
@@ -165,15 +168,8 @@ fn custom_domain_model() -> Vec<u8> {
 /// A server with key `app1:m` free and a connection as app1 (no @admin, no @dangerous).
 fn setup() -> (Server, Connection) {
     let server = Server::start();
-    let mut admin = server.client();
-    run_str(
-        &mut admin,
-        "ACL SETUSER app1 on >pw resetkeys ~app1:* +@all -@admin -@dangerous",
-    )
-    .expect("ACL SETUSER");
-    let mut app1 = server.client();
-    run_str(&mut app1, "AUTH app1 pw").expect("AUTH");
-    (server, app1)
+    let app = app_user(&server);
+    (server, app)
 }
 
 fn store(c: &mut Connection, command: &[u8], key: &str, blob: &[u8]) -> String {

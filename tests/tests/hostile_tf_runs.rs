@@ -10,21 +10,14 @@
 
 mod common;
 
-use common::{call, get_f32, pong, set_f32};
+use common::{app_user, call, get_f32, pong, set_f32};
 use redisai_plugin_testkit::graph_def;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{error_text, run_str, Server};
 
 fn setup() -> (Server, Connection) {
     let server = Server::start();
-    let mut admin = server.client();
-    run_str(
-        &mut admin,
-        "ACL SETUSER app1 on >pw resetkeys ~app1:* +@all -@admin -@dangerous",
-    )
-    .expect("ACL SETUSER");
-    let mut app = server.client();
-    run_str(&mut app, "AUTH app1 pw").expect("AUTH");
+    let app = app_user(&server);
     (server, app)
 }
 

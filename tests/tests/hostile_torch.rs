@@ -8,6 +8,9 @@
 //! tests/models/torch/hostile_*.pt (plugins/torch/src/bin/gen-torch-models.rs). Needs
 //! dist/backends/redisai_torch (scripts/build-backend-torch).
 
+mod common;
+
+use common::app_user;
 use std::path::{Path, PathBuf};
 
 use redisai_tests::redis::{Connection, Value};
@@ -27,15 +30,8 @@ fn torch_built() -> bool {
 /// `app1:*` only.
 fn setup() -> (Server, Connection) {
     let server = Server::start();
-    let mut admin = server.client();
-    run_str(
-        &mut admin,
-        "ACL SETUSER app1 on >pw resetkeys ~app1:* +@all -@admin -@dangerous",
-    )
-    .expect("ACL");
-    let mut u = server.client();
-    run_str(&mut u, "AUTH app1 pw").expect("AUTH");
-    (server, u)
+    let app = app_user(&server);
+    (server, app)
 }
 
 fn pong(c: &mut Connection) {

@@ -11,11 +11,10 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{call, call_str, client, info_modules, model_bytes, pong};
+use common::{call, call_str, client, info_modules, model_bytes, pong, APP_USER};
+use redisai_tests::int_array as ints;
 use redisai_tests::redis::{self, Connection, Value};
 use redisai_tests::{error_text, wait_for_rewrite, Server, ServerConfig};
-
-const APP_USER: &str = "ACL SETUSER app1 on >pw resetkeys ~app1:* +@all -@admin -@dangerous";
 
 /// TorchScript entry points that make `redis.execute` calls with the script's ARGS.
 const SCRIPT: &str = r#"
@@ -151,10 +150,6 @@ fn entry_for(args: &[&str]) -> &'static str {
 
 fn values(c: &mut Connection, key: &str) -> Value {
     call_str(c, &format!("AI.TENSORGET {key} VALUES")).expect(key)
-}
-
-fn ints(values: &[i64]) -> Value {
-    Value::Array(values.iter().map(|&v| Value::Int(v)).collect())
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{call, call_str, client, memory_field, pong, rss_settles};
+use common::{app_user, call, call_str, client, memory_field, pong, rss_settles};
 use redisai_tests::redis::Value;
 use redisai_tests::{error_text, Server, ServerConfig};
 
@@ -32,13 +32,7 @@ fn outputs_past_maxmemory_are_not_written() {
     );
     let server = Server::start_with(ServerConfig::default().option("maxmemory", &["100mb"]));
     let mut admin = client(&server);
-    call_str(
-        &mut admin,
-        "ACL SETUSER app1 on >pw resetkeys ~app1:* +@all -@admin -@dangerous",
-    )
-    .expect("ACL");
-    let mut app = client(&server);
-    call_str(&mut app, "AUTH app1 pw").expect("AUTH");
+    let mut app = app_user(&server);
     assert_eq!(
         call(
             &mut app,

@@ -12,8 +12,11 @@
 //! When an encoding changes, bump it in `core/module/src/persist/`, add the new fixtures next to
 //! the old ones (never replace them) and keep the old version's loader.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{set_every_dtype, DTYPES};
 use redisai_tests::hardening::model_bytes;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{digest, run, run_str, wait_for_rewrite, Server, ServerConfig};
@@ -79,37 +82,10 @@ fn torch_built() -> bool {
     redisai_tests::hardening::backend_built("redisai_torch")
 }
 
-const DTYPES: [&str; 9] = [
-    "FLOAT", "DOUBLE", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "BOOL",
-];
-
 /// The data set in the fixtures: every dtype, a STRING tensor, a model
 /// with tag and batching options and one without.
 fn write_data_set(c: &mut Connection) {
-    for (i, dtype) in DTYPES.iter().enumerate() {
-        run_str(
-            c,
-            &format!(
-                "AI.TENSORSET t:{dtype} {dtype} 2 3 VALUES 1 0 1 1 0 {}",
-                i % 2
-            ),
-        )
-        .expect("set");
-    }
-    run(
-        c,
-        &[
-            b"AI.TENSORSET",
-            b"t:STRING",
-            b"STRING",
-            b"3",
-            b"VALUES",
-            b"a",
-            b"",
-            b"\xff\xfe",
-        ],
-    )
-    .expect("strings");
+    set_every_dtype(c);
     run_str(c, "AI.TENSORSET t:neg FLOAT 2 VALUES -1.5 3e-8").expect("neg");
     let add = model_bytes("onnx", "add.onnx");
     run(
@@ -224,11 +200,12 @@ fn script_rdb_fixture_loads() {
         eprintln!("the TORCH plugin is not built; skipped");
         return;
     }
-    let server = server_with_file(&script_fixture("rdb"), "dump.rdb", &[]);
-    check_scripts_loaded(&server);
-    let dir = server.dir.clone();
-    drop(server);
-    let _ = std::fs::remove_dir_all(dir);
+    check_fixture(
+        &script_fixture("rdb"),
+        "dump.rdb",
+        &[],
+        check_scripts_loaded,
+    );
 }
 
 #[test]
@@ -237,21 +214,24 @@ fn script_aof_fixture_loads() {
         eprintln!("the TORCH plugin is not built; skipped");
         return;
     }
-    let server = server_with_file(
+    check_fixture(
         &script_fixture("aof"),
         "appendonly.aof",
         &[("appendonly", "yes")],
+        check_scripts_loaded,
     );
-    check_scripts_loaded(&server);
-    let dir = server.dir.clone();
-    drop(server);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn redis_check_rdb_accepts_the_script_fixture() {
+    redis_check_rdb_accepts(&script_fixture("rdb"), 3);
+}
+
+/// `redis-check-rdb` (where installed) finds `file` well-formed, with `keys` keys. It
+/// walks module values by their framing, without the module.
+fn redis_check_rdb_accepts(file: &Path, keys: usize) {
     let Ok(output) = std::process::Command::new("redis-check-rdb")
-        .arg(script_fixture("rdb"))
+        .arg(file)
         .output()
     else {
         eprintln!("redis-check-rdb is not installed; skipped");
@@ -262,7 +242,17 @@ fn redis_check_rdb_accepts_the_script_fixture() {
         output.status.success() && text.contains("RDB looks OK"),
         "{text}"
     );
-    assert!(text.contains("3 keys read"), "{text}");
+    assert!(text.contains(&format!("{keys} keys read")), "{text}");
+}
+
+/// A server on the fixture `file` (copied in as `name`, with `options`) passes `check`;
+/// its folder is removed afterwards.
+fn check_fixture(file: &Path, name: &str, options: &[(&str, &str)], check: fn(&Server)) {
+    let server = server_with_file(file, name, options);
+    check(&server);
+    let dir = server.dir.clone();
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn server_with_file(file: &Path, name: &str, options: &[(&str, &str)]) -> Server {
@@ -319,37 +309,21 @@ fn check_loaded(loaded: &Server) {
 
 #[test]
 fn rdb_fixture_loads() {
-    let server = server_with_file(&fixture("rdb"), "dump.rdb", &[]);
-    check_loaded(&server);
-    let dir = server.dir.clone();
-    drop(server);
-    let _ = std::fs::remove_dir_all(dir);
+    check_fixture(&fixture("rdb"), "dump.rdb", &[], check_loaded);
 }
 
 #[test]
 fn aof_fixture_loads() {
     // An AOF from before multi-part AOF is upgraded by Redis 7 on load.
-    let server = server_with_file(&fixture("aof"), "appendonly.aof", &[("appendonly", "yes")]);
-    check_loaded(&server);
-    let dir = server.dir.clone();
-    drop(server);
-    let _ = std::fs::remove_dir_all(dir);
+    check_fixture(
+        &fixture("aof"),
+        "appendonly.aof",
+        &[("appendonly", "yes")],
+        check_loaded,
+    );
 }
 
 #[test]
 fn redis_check_rdb_accepts_the_fixture() {
-    let Ok(output) = std::process::Command::new("redis-check-rdb")
-        .arg(fixture("rdb"))
-        .output()
-    else {
-        eprintln!("redis-check-rdb is not installed; skipped");
-        return;
-    };
-    let text = String::from_utf8_lossy(&output.stdout);
-    // It walks module values by their framing, without the module.
-    assert!(
-        output.status.success() && text.contains("RDB looks OK"),
-        "{text}"
-    );
-    assert!(text.contains("14 keys read"), "{text}");
+    redis_check_rdb_accepts(&fixture("rdb"), 14);
 }

@@ -1,39 +1,14 @@
 //! Tensors survive RDB and AOF restarts and replicate to replicas.
 
+mod common;
+
+use common::set_every_dtype;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{digest, run, run_str, wait_for_rewrite, Server, ServerConfig};
 
 /// A data set with every dtype, odd shapes and a 1 MiB tensor.
 fn write_data_set(c: &mut Connection) {
-    for (i, dtype) in [
-        "FLOAT", "DOUBLE", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "BOOL",
-    ]
-    .iter()
-    .enumerate()
-    {
-        run_str(
-            c,
-            &format!(
-                "AI.TENSORSET t:{dtype} {dtype} 2 3 VALUES 1 0 1 1 0 {}",
-                i % 2
-            ),
-        )
-        .expect("set");
-    }
-    run(
-        c,
-        &[
-            b"AI.TENSORSET",
-            b"t:STRING",
-            b"STRING",
-            b"3",
-            b"VALUES",
-            b"a",
-            b"",
-            b"\xff\xfe",
-        ],
-    )
-    .expect("strings");
+    set_every_dtype(c);
     run_str(c, "AI.TENSORSET t:zeros FLOAT 1 1 1 1 7").expect("zeros");
     let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
     run(

@@ -11,6 +11,7 @@ use redisai_example_c_plugins::{
     EXAMPLE_ADD_BACKEND, EXAMPLE_ADD_PLUGIN, SCRIPT_ECHO_ABI_1_1_PLUGIN, SCRIPT_ECHO_PLUGIN,
 };
 use redisai_tests::redis::{Connection, Value};
+use redisai_tests::{bulk_array as strings, int_array as ints};
 use redisai_tests::{
     digest, error_text, run_nested, run_str, wait_for_rewrite, Server, ServerConfig,
 };
@@ -28,19 +29,6 @@ fn server() -> (Server, Connection) {
     );
     assert_eq!(stored.expect("SCRIPTSTORE"), Value::Okay);
     (server, c)
-}
-
-fn ints(values: &[i64]) -> Value {
-    Value::Array(values.iter().map(|&v| Value::Int(v)).collect())
-}
-
-fn strings(values: &[&str]) -> Value {
-    Value::Array(
-        values
-            .iter()
-            .map(|v| Value::BulkString(v.as_bytes().to_vec()))
-            .collect(),
-    )
 }
 
 #[test]

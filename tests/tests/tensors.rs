@@ -1,5 +1,6 @@
 //! AI.TENSORSET / AI.TENSORGET against a real server.
 
+use redisai_tests::int_array as ints;
 use redisai_tests::redis::Value;
 use redisai_tests::{error_text, run, run_str, Server};
 
@@ -9,10 +10,6 @@ fn bulk(bytes: &[u8]) -> Value {
 
 fn status(text: &str) -> Value {
     Value::SimpleString(text.to_owned())
-}
-
-fn ints(values: &[i64]) -> Value {
-    Value::Array(values.iter().map(|&v| Value::Int(v)).collect())
 }
 
 /// A blob per dtype with a few distinctive values, and the VALUES reply expected for it.

@@ -6,8 +6,9 @@ mod common;
 
 use common::{
     call, call_str, client, get, get_f32, info_modules, meta_field, model_bytes, model_meta,
-    models_persist_and_replicate, names, pong, set_blob, set_f32,
+    models_persist_and_replicate, pong, set_blob, set_f32,
 };
+use redisai_tests::bulk_array as names;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{error_text, Server};
 

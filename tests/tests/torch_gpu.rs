@@ -5,21 +5,17 @@
 //! `torch_gpu_variant_runs_on_gpu0_or_says_why_not` also runs on machines without a GPU
 //! (scripts/test-gpu --no-gpu), where it checks the error and that Redis stays healthy.
 
+mod common;
+
 use std::path::PathBuf;
 
+use common::{close, gpu_module, gpu_server, info_modules, pong, store_on, values_f64};
 use redisai_tests::redis::{self, Connection, Value};
-use redisai_tests::{error_text, run, run_nested, run_str, Server, ServerConfig};
+use redisai_tests::{error_text, run, run_nested, run_str};
 
-/// The bundle's module: `$REDISAI_GPU_MODULE`, else dist-gpu/redisai.so.
-fn gpu_module() -> PathBuf {
-    let path = std::env::var_os("REDISAI_GPU_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| redisai_tests::workspace_root().join("dist-gpu/redisai.so"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/build-gpu first",
-        path.display()
-    );
+/// The bundle's module, which must have the Torch GPU variant.
+fn torch_gpu_module() -> PathBuf {
+    let path = gpu_module();
     let torch = path
         .parent()
         .map(|dir| dir.join("backends/redisai_torch_gpu/redisai_torch_gpu.so"));
@@ -28,42 +24,6 @@ fn gpu_module() -> PathBuf {
         "the bundle has no Torch GPU variant ({torch:?}): scripts/build-gpu builds it"
     );
     path
-}
-
-fn gpu_server() -> Server {
-    let config = ServerConfig {
-        module: Some(gpu_module()),
-        ..ServerConfig::default()
-    };
-    Server::start_with(config)
-}
-
-fn model_bytes(kind: &str, name: &str) -> Vec<u8> {
-    let path = redisai_tests::workspace_root()
-        .join("tests/models")
-        .join(kind)
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
-
-fn store(c: &mut Connection, key: &str, model: &str, device: &str) -> redis::RedisResult<Value> {
-    let (kind, backend) = if model.ends_with(".onnx") {
-        ("onnx", "ONNX")
-    } else {
-        ("torch", "TORCH")
-    };
-    let blob = model_bytes(kind, model);
-    run(
-        c,
-        &[
-            b"AI.MODELSTORE",
-            key.as_bytes(),
-            backend.as_bytes(),
-            device.as_bytes(),
-            b"BLOB",
-            &blob,
-        ],
-    )
 }
 
 /// A script with a function that uses an aten operator and two inputs.
@@ -86,46 +46,10 @@ fn store_script(c: &mut Connection, key: &str, device: &str) -> redis::RedisResu
     )
 }
 
-fn values_f64(value: Value) -> Vec<f64> {
-    match value {
-        Value::Array(items) => items
-            .into_iter()
-            .map(|item| match item {
-                Value::BulkString(b) => String::from_utf8_lossy(&b).parse().expect("number"),
-                Value::Double(d) => d,
-                other => panic!("not a number: {other:?}"),
-            })
-            .collect(),
-        other => panic!("expected values, got {other:?}"),
-    }
-}
-
 fn get(c: &mut Connection, key: &str) -> Vec<f64> {
     values_f64(run_str(c, &format!("AI.TENSORGET {key} VALUES")).expect(key))
 }
 
-fn info_modules(c: &mut Connection) -> String {
-    redis::cmd("INFO")
-        .arg("modules")
-        .query(c)
-        .expect("INFO MODULES")
-}
-
-fn close(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| (x - y).abs() <= 1e-3 * (1.0 + y.abs()))
-}
-
-fn pong(c: &mut Connection) {
-    assert_eq!(
-        run_str(c, "PING").expect("alive"),
-        Value::SimpleString("PONG".into())
-    );
-}
-
-/// Without a GPU: the error names the device, the reason (the driver), and nothing is stored.
 fn check_refusal(c: &mut Connection, text: &str, what: &str, key: &str) {
     eprintln!("TORCH {what} on GPU:0 on this machine: {text}");
     assert!(
@@ -142,10 +66,10 @@ fn check_refusal(c: &mut Connection, text: &str, what: &str, key: &str) {
 #[test]
 #[ignore = "needs dist-gpu/ with the Torch GPU variant (scripts/build-gpu); run by scripts/test-gpu (--no-gpu on a machine without a GPU)"]
 fn torch_gpu_variant_runs_on_gpu0_or_says_why_not() {
-    let server = gpu_server();
+    let server = gpu_server(torch_gpu_module());
     let mut c = server.client();
     run_str(&mut c, "AI.TENSORSET x FLOAT 1 4 VALUES 1 2 3 4").expect("x");
-    match store(&mut c, "g", "mlp.pt", "GPU:0") {
+    match store_on(&mut c, "g", "mlp.pt", "GPU:0") {
         Ok(reply) => {
             assert_eq!(reply, Value::Okay);
             assert_eq!(
@@ -169,7 +93,7 @@ fn torch_gpu_variant_runs_on_gpu0_or_says_why_not() {
     }
     // The GPU variant serves CPU models too, and Redis stays healthy either way.
     assert_eq!(
-        store(&mut c, "c", "mlp.pt", "CPU").expect("CPU store"),
+        store_on(&mut c, "c", "mlp.pt", "CPU").expect("CPU store"),
         Value::Okay
     );
     assert_eq!(
@@ -189,11 +113,11 @@ fn torch_gpu_variant_runs_on_gpu0_or_says_why_not() {
 #[test]
 #[ignore = "needs an NVIDIA GPU and dist-gpu/ with the Torch GPU variant (scripts/build-gpu); run by scripts/test-gpu"]
 fn torch_model_and_script_on_gpu_match_the_cpu() {
-    let server = gpu_server();
+    let server = gpu_server(torch_gpu_module());
     let mut c = server.client();
     for (key, device) in [("cpu", "CPU"), ("gpu", "GPU"), ("gpu0", "GPU:0")] {
         assert_eq!(
-            store(&mut c, key, "mlp.pt", device).expect(device),
+            store_on(&mut c, key, "mlp.pt", device).expect(device),
             Value::Okay
         );
         assert_eq!(
@@ -230,7 +154,7 @@ fn torch_model_and_script_on_gpu_match_the_cpu() {
     };
     assert_eq!(meta[3], Value::BulkString(b"GPU:0".to_vec()));
     // A device the machine does not have is an error that names it.
-    let text = error_text(store(&mut c, "nope", "mlp.pt", "GPU:99999"));
+    let text = error_text(store_on(&mut c, "nope", "mlp.pt", "GPU:99999"));
     assert!(text.contains("GPU:99999 does not exist"), "{text}");
     let text = error_text(store_script(&mut c, "nope_s", "GPU:99999"));
     assert!(text.contains("GPU:99999 does not exist"), "{text}");
@@ -240,14 +164,14 @@ fn torch_model_and_script_on_gpu_match_the_cpu() {
 #[test]
 #[ignore = "needs an NVIDIA GPU and dist-gpu/ with the Torch GPU variant (scripts/build-gpu); run by scripts/test-gpu"]
 fn a_dag_mixes_cpu_onnx_and_gpu_torch_ops() {
-    let server = gpu_server();
+    let server = gpu_server(torch_gpu_module());
     let mut c = server.client();
     assert_eq!(
-        store(&mut c, "add_cpu", "add.onnx", "CPU").expect("onnx cpu"),
+        store_on(&mut c, "add_cpu", "add.onnx", "CPU").expect("onnx cpu"),
         Value::Okay
     );
     assert_eq!(
-        store(&mut c, "add_gpu", "add.pt", "GPU:0").expect("torch gpu"),
+        store_on(&mut c, "add_gpu", "add.pt", "GPU:0").expect("torch gpu"),
         Value::Okay
     );
     assert_eq!(

@@ -73,6 +73,12 @@ impl Error {
         }
     }
 
+    /// The message without line breaks or trailing blanks (error texts end up in Redis
+    /// replies), keeping the code.
+    pub fn one_line(self) -> Error {
+        self.map_message(|message| message.trim_end().replace(['\r', '\n'], " "))
+    }
+
     /// `"{context}: {message}"`, keeping the code.
     pub fn context(self, context: impl fmt::Display) -> Error {
         self.map_message(|message| format!("{context}: {message}"))
@@ -151,6 +157,8 @@ mod tests {
         let error = Error::invalid_input("wrong shape").context("input 0 ('x')");
         assert_eq!(error.message(), "input 0 ('x'): wrong shape");
         assert_eq!(error.code(), ErrorCode::InvalidInput);
+        let one_line = Error::timed_out("a\nb\r\nc\n").one_line();
+        assert_eq!(one_line, Error::timed_out("a b  c"));
         let rewritten = Error::out_of_memory("arena").map_message(|m| m.to_uppercase());
         assert_eq!(rewritten, Error::out_of_memory("ARENA"));
     }

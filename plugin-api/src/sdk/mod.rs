@@ -8,14 +8,21 @@ use std::ffi::CStr;
 use std::sync::OnceLock;
 
 pub mod cancel;
+mod dtype;
 mod error;
 mod ffi;
 mod host;
+mod library;
+mod once;
 mod output;
+mod settings;
 
 use ffi::*;
 pub use host::{Host, HostContext, Reply};
+pub use library::{own_object_path, RuntimeLibrary};
+pub use once::RetryOnce;
 pub use output::OutputBuffer;
+pub use settings::{effective_timeout, limit_bytes, thread_count, Config};
 
 use crate::abi::RaiDevice;
 pub use crate::abi::{RaiConfigKey as ConfigKey, RaiDType as DType, RaiDeviceKind as DeviceKind};

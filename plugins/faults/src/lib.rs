@@ -179,3 +179,27 @@ mod entry {
 }
 
 pub use entry::redisai_plugin_entry;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redisai_plugin_api::sdk::ErrorCode;
+
+    #[test]
+    fn a_sleep_past_its_timeout_is_timed_out() {
+        let options = RunOptions {
+            timeout_ms: 1,
+            cancel: None,
+            host_ctx: None,
+        };
+        let err = sleep(1000, &options, true).expect_err("stopped at the timeout");
+        assert_eq!(err, Error::timed_out("faults: timed out"));
+        assert!(sleep(2, &options, false).is_ok());
+    }
+
+    #[test]
+    fn sleep_input_checks_its_input() {
+        let err = first_int64(&[]).expect_err("no input");
+        assert_eq!(err.code(), ErrorCode::InvalidInput);
+    }
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 use ort::session::{
     HasSelectedOutputs, RunOptions as OrtRunOptions, Session, SessionInputValue, SessionOutputs,
 };
-use redisai_plugin_api::sdk::{CancelFlag, ConfigKey, Error, OwnedTensor, Result, TensorRef};
+pub use redisai_plugin_api::sdk::Config;
+use redisai_plugin_api::sdk::{self, CancelFlag, Error, OwnedTensor, Result, TensorRef};
 
 use crate::convert::{self, Port};
 use crate::cuda;
@@ -17,21 +18,6 @@ use crate::preallocate::{Lent, OutputPlan};
 use crate::runtime::{self, Runtime};
 use crate::watchdog::WATCHDOG;
 use redisai_plugin_api::sdk::cancel::{self, CancelWatch};
-
-/// Where the backend reads its settings from (the host's `config_get` in the plugin).
-/// Values are read when used, so they may change between calls.
-pub trait Config: Send + Sync + 'static {
-    fn get(&self, key: ConfigKey) -> i64;
-}
-
-impl<F> Config for F
-where
-    F: Fn(ConfigKey) -> i64 + Send + Sync + 'static,
-{
-    fn get(&self, key: ConfigKey) -> i64 {
-        self(key)
-    }
-}
 
 /// The ONNX backend: loads sessions and runs them.
 pub struct OnnxBackend {
@@ -77,8 +63,8 @@ struct AnyRank {
 #[derive(Clone, Copy)]
 struct SessionSettings {
     gpu: Option<u32>,
-    intra: usize,
-    inter: usize,
+    intra: Option<u32>,
+    inter: Option<u32>,
     limit_bytes: Option<u64>,
 }
 
@@ -151,33 +137,17 @@ fn no_panic<T>(what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
             "ONNX backend failed during {what}: {text}"
         )))
     });
-    result.map_err(|err| err.map_message(|message| one_line(&message)))
-}
-
-/// `text` without line breaks or trailing blanks.
-fn one_line(text: &str) -> String {
-    text.trim_end().replace(['\r', '\n'], " ")
-}
-
-/// A thread count setting: 0 (or negative) leaves ONNX Runtime's default.
-fn threads(value: i64) -> usize {
-    usize::try_from(value).unwrap_or(0)
-}
-
-/// The run's deadline: the smaller of the non-zero timeouts, or none.
-fn effective_timeout(config_ms: i64, run_ms: u64) -> Option<u64> {
-    let config_ms = u64::try_from(config_ms).unwrap_or(0);
-    match (config_ms, run_ms) {
-        (0, 0) => None,
-        (0, ms) | (ms, 0) => Some(ms),
-        (a, b) => Some(a.min(b)),
-    }
+    result.map_err(Error::one_line)
 }
 
 /// The error of a failed run, saying so when the memory limit was the cause (with
 /// RedisAI's text for it, which clients may match).
 fn run_error(model: &OnnxModel, err: ort::Error) -> Error {
     let message = err.to_string();
+    // Only the text tells that the limit's BFC arena refused an allocation. An allocator
+    // of the plugin's own that counts its refusals cannot replace the arena: a C allocator
+    // refuses by returning null, and ONNX Runtime 1.32's kernels (Expand, for one) write
+    // through it (its own allocators throw instead, which C code cannot).
     if model.memory_limit_mb > 0 && message.contains("BFCArena") {
         return Error::out_of_memory(format!(
             "Onnxruntime memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is {} MB): {message}",
@@ -231,7 +201,7 @@ impl OnnxBackend {
     /// The weights count against BACKEND_MEMORY_LIMIT too: the arena bounds what runs
     /// allocate, this bounds what the loaded models (and their extra sessions) keep.
     fn ensure_weights_fit(&self, bytes: u64) -> Result<()> {
-        let limit_mb = u64::try_from(self.config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
+        let limit_mb = self.config.memory_limit_mb();
         if limit_mb == 0 {
             return Ok(());
         }
@@ -250,10 +220,10 @@ impl OnnxBackend {
         }
         // Before ONNX Runtime sees a byte of it (see crate::policy).
         no_panic("model check", || policy::check(blob).map_err(Error::new))?;
-        let intra = threads(self.config.get(ConfigKey::IntraOpParallelism));
-        let inter = threads(self.config.get(ConfigKey::InterOpParallelism));
-        let limit_mb = u64::try_from(self.config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
-        let limit_bytes = (limit_mb > 0).then(|| limit_mb.saturating_mul(1_000_000));
+        let intra = self.config.intra_op_threads();
+        let inter = self.config.inter_op_threads();
+        let limit_mb = self.config.memory_limit_mb();
+        let limit_bytes = sdk::limit_bytes(limit_mb);
         let blob_bytes = blob.len() as u64;
         self.ensure_weights_fit(blob_bytes)?;
         let weights = WeightsHeld::take(blob_bytes);
@@ -326,11 +296,15 @@ impl OnnxBackend {
                     err.context(format_args!("cannot run the model on GPU:{device_id}"))
                 })?;
         }
-        if intra > 0 {
-            builder = builder.with_intra_threads(intra).map_err(Error::failed)?;
+        if let Some(intra) = intra {
+            builder = builder
+                .with_intra_threads(intra as usize)
+                .map_err(Error::failed)?;
         }
-        if inter > 0 {
-            builder = builder.with_inter_threads(inter).map_err(Error::failed)?;
+        if let Some(inter) = inter {
+            builder = builder
+                .with_inter_threads(inter as usize)
+                .map_err(Error::failed)?;
             if inter > 1 {
                 builder = builder
                     .with_parallel_execution(true)
@@ -387,10 +361,7 @@ impl OnnxBackend {
                 "Number of keys given as OUTPUTS here does not match model definition",
             ));
         }
-        let timeout = effective_timeout(
-            self.config.get(ConfigKey::ModelExecutionTimeoutMs),
-            timeout_ms,
-        );
+        let timeout = self.config.run_timeout_ms(timeout_ms);
         no_panic("model run", || {
             let values = inputs
                 .iter()
@@ -630,31 +601,4 @@ fn collect_outputs(
             },
         )
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_smaller_non_zero_timeout_wins() {
-        assert_eq!(effective_timeout(0, 0), None);
-        assert_eq!(effective_timeout(-5, 0), None);
-        assert_eq!(effective_timeout(100, 0), Some(100));
-        assert_eq!(effective_timeout(0, 70), Some(70));
-        assert_eq!(effective_timeout(100, 70), Some(70));
-        assert_eq!(effective_timeout(50, 70), Some(50));
-    }
-
-    #[test]
-    fn messages_are_one_line() {
-        assert_eq!(one_line("a\nb\r\nc\n"), "a b  c");
-    }
-
-    #[test]
-    fn thread_settings() {
-        assert_eq!(threads(0), 0);
-        assert_eq!(threads(-1), 0);
-        assert_eq!(threads(4), 4);
-    }
 }

@@ -102,18 +102,7 @@ impl Plugin for OnnxPlugin {
     const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu, DeviceKind::Gpu];
     #[cfg(not(feature = "cuda"))]
     const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu];
-    const DTYPES: &'static [DType] = &[
-        DType::Float,
-        DType::Double,
-        DType::Int8,
-        DType::Int16,
-        DType::Int32,
-        DType::Int64,
-        DType::Uint8,
-        DType::Uint16,
-        DType::Bool,
-        DType::String,
-    ];
+    const DTYPES: &'static [DType] = DType::ALL;
     /// ort's `Session::run` takes `&mut self` (its authors consider ONNX Runtime's `Run`
     /// not reliably thread-safe), so each model's session sits behind a mutex and the
     /// host is told to serialise runs of one model. Runs of different models overlap.

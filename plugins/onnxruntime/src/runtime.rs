@@ -25,17 +25,16 @@
 //! were created with). With no limit (0), sessions use ONNX Runtime's default
 //! per-session arena.
 
-use std::ffi::{c_char, c_void, CStr, OsStr};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use ort::environment::Environment;
 use ort::logging::LogLevel as OrtLogLevel;
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::AsPointer;
-use redisai_plugin_api::sdk::{self, Error, LogLevel, Result};
+use redisai_plugin_api::sdk::{self, Error, LogLevel, Result, RetryOnce, RuntimeLibrary};
 
 /// Environment variable that overrides where the runtime library is loaded from.
 pub const RUNTIME_LIB_ENV: &str = "REDISAI_ONNXRUNTIME_LIB";
@@ -61,70 +60,22 @@ pub struct Runtime {
     arena_limit: RwLock<Option<u64>>,
 }
 
-static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-static INIT: Mutex<()> = Mutex::new(());
+static RUNTIME: RetryOnce<Runtime> = RetryOnce::new();
 
 /// The process's runtime, loading the library on first use. A failure is not cached: a
 /// later call tries again (for example once the library has been put in place).
 pub fn runtime() -> Result<&'static Runtime> {
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime);
-    }
-    let _init = INIT.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime);
-    }
-    let runtime = Runtime::load()?;
-    Ok(RUNTIME.get_or_init(|| runtime))
+    RUNTIME.get_or_try_init(Runtime::load)
 }
 
 /// Where the runtime library is looked for (see the module docs).
 pub fn library_path() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os(RUNTIME_LIB_ENV).filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(path));
+    RuntimeLibrary {
+        backend: "ONNX",
+        env_var: RUNTIME_LIB_ENV,
+        file_name: RUNTIME_LIB_NAME,
     }
-    let own = own_object_path().ok_or_else(|| {
-        Error::new(format!(
-            "cannot tell where the ONNX backend plugin was loaded from; set {RUNTIME_LIB_ENV} to the path of {RUNTIME_LIB_NAME}"
-        ))
-    })?;
-    let own = if own.is_absolute() {
-        own
-    } else {
-        std::fs::canonicalize(&own).map_err(|err| {
-            Error::new(format!(
-                "cannot resolve the plugin's path {}: {err}; set {RUNTIME_LIB_ENV}",
-                own.display()
-            ))
-        })?
-    };
-    let dir = own.parent().unwrap_or(Path::new("/"));
-    Ok(dir.join(RUNTIME_LIB_NAME))
-}
-
-/// Path of the shared object (or executable) that contains this function.
-fn own_object_path() -> Option<PathBuf> {
-    let mut info = libc::Dl_info {
-        dli_fname: ptr::null(),
-        dli_fbase: ptr::null_mut(),
-        dli_sname: ptr::null(),
-        dli_saddr: ptr::null_mut(),
-    };
-    let address = own_object_path as fn() -> Option<PathBuf> as *const c_void;
-    // SAFETY: dladdr only inspects the address (a function of this object) and writes
-    // into `info`, which outlives the call.
-    let found = unsafe { libc::dladdr(address, &mut info) };
-    if found == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    // SAFETY: on success `dli_fname` is a NUL-terminated path owned by the dynamic loader,
-    // valid while the object is loaded; ours is, since its code is running. It is copied
-    // before returning.
-    let name = unsafe { CStr::from_ptr(info.dli_fname as *const c_char) };
-    if name.to_bytes().is_empty() {
-        return None;
-    }
-    Some(PathBuf::from(OsStr::from_bytes(name.to_bytes())))
+    .path()
 }
 
 impl Runtime {
@@ -347,19 +298,5 @@ fn forward_log(level: OrtLogLevel, category: &str, _id: &str, location: &str, me
         Some(host) => host.log(level, &line),
         None if level == LogLevel::Warning => eprintln!("{line}"),
         None => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_its_own_object() {
-        // In a test binary the code lives in the executable itself.
-        let own = own_object_path().expect("dladdr found this code");
-        let exe = std::env::current_exe().expect("current exe");
-        let own = std::fs::canonicalize(own).expect("canonical");
-        assert_eq!(own, std::fs::canonicalize(exe).expect("canonical"));
     }
 }

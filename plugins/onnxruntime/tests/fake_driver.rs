@@ -10,42 +10,10 @@ use std::process::Command;
 
 use common::{backend, model_bytes};
 use redisai_onnxruntime::cuda;
-
-const FAKE_DRIVER: &str = r#"
-#include <stdlib.h>
-int cuInit(unsigned flags) {
-    const char *mode = getenv("FAKE_CUDA_MODE");
-    return (flags == 0 && mode && mode[0] == 'o') ? 0 : 100;
-}
-int cuDeviceGetCount(int *count) { *count = 1; return 0; }
-int cuGetErrorString(int error, const char **text) {
-    *text = error == 100 ? "no CUDA-capable device is detected" : "unknown error";
-    return 0;
-}
-"#;
+use redisai_plugin_testkit::fake_cuda;
 
 fn build_fake_driver() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("redisai-fake-cuda-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(dir.join("fake_cuda.c"), FAKE_DRIVER).expect("source");
-    let built = Command::new("cc")
-        .args([
-            "-shared",
-            "-fPIC",
-            "-Wl,-soname,libcuda.so.1",
-            "-o",
-            "libcuda.so.1",
-            "fake_cuda.c",
-        ])
-        .current_dir(&dir)
-        .output()
-        .expect("cc");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    dir
+    fake_cuda::build("onnx", "FAKE_CUDA_MODE", "one-device")
 }
 
 fn run_child(driver_dir: &Path, mode: &str) {

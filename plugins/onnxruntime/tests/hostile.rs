@@ -16,6 +16,7 @@ use common::{backend, f32s, load, views, Input};
 use redisai_onnxruntime::policy::EXTERNAL_DATA;
 use redisai_onnxruntime::OnnxBackend;
 use redisai_plugin_api::sdk::DType;
+use redisai_plugin_testkit::ok;
 
 fn refused(backend: &OnnxBackend, bytes: &[u8]) -> String {
     match backend.load(bytes) {
@@ -90,14 +91,14 @@ fn models_with_inline_data_still_load_and_run() {
             .msg(11, value_info("cond", elem::BOOL, &[]))
             .msg(12, value_info("y", elem::FLOAT, &[4]))
     };
-    let m = backend
-        .load(&model(graph_if, Pb::default()))
-        .map_err(|e| e.to_string())
-        .expect("If with inline branches");
-    let out = backend
-        .run(&m, 0, &views(&[Input::new(DType::Bool, &[], vec![1])]), 1)
-        .map_err(|e| e.to_string())
-        .expect("run");
+    let m = ok(
+        backend.load(&model(graph_if, Pb::default())),
+        "If with inline branches",
+    );
+    let out = ok(
+        backend.run(&m, 0, &views(&[Input::new(DType::Bool, &[], vec![1])]), 1),
+        "run",
+    );
     assert_eq!(f32s(&out[0].data), [0.0; 4]);
     let function = Pb::default()
         .str(1, "Zero")
@@ -112,14 +113,11 @@ fn models_with_inline_data_still_load_and_run() {
     let extra = Pb::default()
         .msg(8, Pb::default().str(1, "local.fn").int(2, 1))
         .msg(25, function);
-    let m = backend
-        .load(&model(graph, extra))
-        .map_err(|e| e.to_string())
-        .expect("a model with a local function in its own domain");
-    let out = backend
-        .run(&m, 0, &[], 1)
-        .map_err(|e| e.to_string())
-        .expect("run");
+    let m = ok(
+        backend.load(&model(graph, extra)),
+        "a model with a local function in its own domain",
+    );
+    let out = ok(backend.run(&m, 0, &[], 1), "run");
     assert_eq!(f32s(&out[0].data), [0.0; 4]);
 }
 

@@ -46,7 +46,7 @@ fn check_lent(model: &Model, options: RunOptions<'_>, what: &str) {
     let outputs = model.run_with(options, &input, 1).expect(what);
     assert_eq!(outputs[0].shape, [ROWS, COLS], "{what}");
     assert_eq!(f32s(&outputs[0].data), relu_of_values(), "{what}");
-    assert!(outputs[0].lent, "{what}: not in lent memory");
+    assert_eq!(model.last_run_lent(), [true], "{what}: not in lent memory");
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod common;
 
 use common::onnx::{elem, model, Node, Ty};
 use common::{backend_with, f32s, views, Input, Settings};
+use redisai_plugin_testkit::ok;
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("status");
@@ -39,10 +40,7 @@ fn a_2gb_intermediate_is_refused_under_256_mb_and_counters_follow_models() {
         ],
         &[("y", Ty::Tensor(elem::FLOAT, Some(vec![1])))],
     );
-    let model = backend
-        .load(&blob)
-        .map_err(|e| e.to_string())
-        .expect("load");
+    let model = ok(backend.load(&blob), "load");
     let loaded = backend.memory_stats();
     eprintln!("loaded: {loaded:?}");
     assert_eq!(model.memory_bytes(), blob.len() as u64);
@@ -72,10 +70,10 @@ fn a_2gb_intermediate_is_refused_under_256_mb_and_counters_follow_models() {
 
     // 40 MB passes under the same limit.
     let fits = [Input::f32(&[1], &[1.0]), Input::i64(&[1], &[10_000_000])];
-    let out = backend
-        .run(&model, 0, &views(&fits), 1)
-        .map_err(|e| e.to_string())
-        .expect("a 40 MB intermediate");
+    let out = ok(
+        backend.run(&model, 0, &views(&fits), 1),
+        "a 40 MB intermediate",
+    );
     assert_eq!(f32s(&out[0].data), vec![10_000_000.0]);
     let ran = backend.memory_stats();
     eprintln!("after the 40 MB run: {ran:?}");

@@ -6,6 +6,7 @@ mod common;
 use common::onnx::{elem, model_with_weights, Node, Ty, Weight};
 use common::{backend_with, f32s, model_bytes, views, Input, Settings};
 use redisai_onnxruntime::OnnxModel;
+use redisai_plugin_testkit::ok;
 
 #[test]
 fn memory_limit_bounds_the_sessions_loaded_under_it() {
@@ -15,10 +16,7 @@ fn memory_limit_bounds_the_sessions_loaded_under_it() {
     // [1, 262144] floats: 1 MiB in, 1 MiB out, 1 MiB for the intermediate product.
     let state = || [Input::f32(&[1, 262_144], &vec![2.0; 262_144])];
     let check_ok = |model: &OnnxModel| {
-        let out = backend
-            .run(model, 0, &views(&state()), 1)
-            .map_err(|e| e.to_string())
-            .expect("run");
+        let out = ok(backend.run(model, 0, &views(&state()), 1), "run");
         let values = f32s(&out[0].data);
         assert_eq!(values.len(), 262_144);
         assert!(values.iter().all(|&v| (v - 1.99).abs() < 1e-6));
@@ -26,10 +24,7 @@ fn memory_limit_bounds_the_sessions_loaded_under_it() {
 
     // 1 MB (10^6 bytes) cannot hold a 1 MiB output.
     Settings::set(&settings.memory_mb, 1);
-    let small = backend
-        .load(&blob)
-        .map_err(|e| e.to_string())
-        .expect("the model itself is tiny");
+    let small = ok(backend.load(&blob), "the model itself is tiny");
     let err = backend
         .run(&small, 0, &views(&state()), 1)
         .expect_err("the run needs more than 1 MB");
@@ -60,19 +55,13 @@ fn memory_limit_bounds_the_sessions_loaded_under_it() {
 
     // A model loaded under a larger limit runs; the earlier one keeps its small arena.
     Settings::set(&settings.memory_mb, 64);
-    let large = backend
-        .load(&blob)
-        .map_err(|e| e.to_string())
-        .expect("load");
+    let large = ok(backend.load(&blob), "load");
     check_ok(&large);
     assert!(backend.run(&small, 0, &views(&state()), 1).is_err());
 
     // Without a limit, sessions use their own default arenas again.
     Settings::set(&settings.memory_mb, 0);
-    let free = backend
-        .load(&blob)
-        .map_err(|e| e.to_string())
-        .expect("load");
+    let free = ok(backend.load(&blob), "load");
     check_ok(&free);
     check_ok(&large);
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{backend_with, f32s, model_bytes, views, Input, Settings};
+use redisai_plugin_testkit::ok;
 
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -23,14 +24,8 @@ fn sessions_get_the_threads_asked_for() {
         Settings::set(&settings.intra, intra);
         Settings::set(&settings.inter, inter);
         let before = thread_count();
-        let model = backend
-            .load(&blob)
-            .map_err(|e| e.to_string())
-            .expect("load");
-        let out = backend
-            .run(&model, 0, &views(&input), 2)
-            .map_err(|e| e.to_string())
-            .expect("run");
+        let model = ok(backend.load(&blob), "load");
+        let out = ok(backend.run(&model, 0, &views(&input), 2), "run");
         assert_eq!(f32s(&out[1].data), [1.0, 4.0]);
         let added = thread_count() - before;
         models.push(model);

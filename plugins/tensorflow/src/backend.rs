@@ -2,9 +2,8 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use redisai_plugin_api::sdk::{
-    CancelFlag, ConfigKey, DType, Error, OwnedTensor, Result, TensorRef,
-};
+pub use redisai_plugin_api::sdk::Config;
+use redisai_plugin_api::sdk::{CancelFlag, DType, Error, OwnedTensor, Result, TensorRef};
 
 use crate::convert::{self, TensorName};
 use crate::ffi::{self, Graph, Output, Runtime, Session};
@@ -12,21 +11,6 @@ use crate::policy::{self, Refusal};
 use crate::proto;
 use crate::runtime;
 use redisai_plugin_api::sdk::cancel;
-
-/// Where the backend reads its settings from (the host's `config_get` in the plugin).
-/// Values are read when used.
-pub trait Config: Send + Sync + 'static {
-    fn get(&self, key: ConfigKey) -> i64;
-}
-
-impl<F> Config for F
-where
-    F: Fn(ConfigKey) -> i64 + Send + Sync + 'static,
-{
-    fn get(&self, key: ConfigKey) -> i64 {
-        self(key)
-    }
-}
 
 /// The TensorFlow backend: imports graphs and runs them in sessions.
 pub struct TfBackend {
@@ -99,16 +83,6 @@ impl Drop for TfModel {
     }
 }
 
-/// `text` without line breaks or trailing blanks: error texts end up in Redis replies.
-fn one_line(text: &str) -> String {
-    text.trim_end().replace(['\r', '\n'], " ")
-}
-
-/// A thread count setting: 0 (or negative) leaves TensorFlow's default.
-fn threads(value: i64) -> Option<u32> {
-    u32::try_from(value).ok().filter(|&n| n > 0)
-}
-
 /// Tensor allocations BACKEND_MEMORY_LIMIT refused so far.
 fn memory_refusals() -> u64 {
     ffi::memory().map_or(0, |m| m.refused)
@@ -117,7 +91,7 @@ fn memory_refusals() -> u64 {
 /// The error of a failed load or run, saying so when the memory limit refused an
 /// allocation during it (TensorFlow then says "OOM when allocating tensor ...").
 fn memory_error(limit_mb: u64, refused_before: u64, err: Error) -> Error {
-    let err = err.map_message(|message| one_line(&message));
+    let err = err.one_line();
     let refused = memory_refusals() > refused_before;
     if limit_mb > 0 && (refused || err.message().contains("OOM when allocating")) {
         return Error::out_of_memory(format!(
@@ -125,16 +99,6 @@ fn memory_error(limit_mb: u64, refused_before: u64, err: Error) -> Error {
         ));
     }
     err
-}
-
-/// The run's limit: the smaller of the non-zero timeouts, or none.
-fn effective_timeout(config_ms: i64, run_ms: u64) -> Option<u64> {
-    let config_ms = u64::try_from(config_ms).unwrap_or(0);
-    match (config_ms, run_ms) {
-        (0, 0) => None,
-        (0, ms) | (ms, 0) => Some(ms),
-        (a, b) => Some(a.min(b)),
-    }
 }
 
 impl TfBackend {
@@ -242,8 +206,8 @@ impl TfBackend {
             .map(|name| port(&graph, "Output", name))
             .collect::<Result<Vec<_>>>()?;
         let config = proto::config_proto(
-            threads(self.config.get(ConfigKey::IntraOpParallelism)),
-            threads(self.config.get(ConfigKey::InterOpParallelism)),
+            self.config.intra_op_threads(),
+            self.config.inter_op_threads(),
         );
         let session = Session::new(&graph, &config).map_err(|f| Error::new(f.message))?;
         Ok(Loaded {
@@ -308,7 +272,7 @@ impl TfBackend {
     /// to TensorFlow's namespace (see `src/ffi/memory_shim.c`); read before each load and
     /// run. Returns it.
     fn refresh_memory_limit(&self) -> u64 {
-        let mb = u64::try_from(self.config.get(ConfigKey::BackendMemoryLimitMb)).unwrap_or(0);
+        let mb = self.config.memory_limit_mb();
         ffi::set_memory_limit(mb.saturating_mul(1_000_000));
         mb
     }
@@ -343,8 +307,8 @@ impl TfBackend {
                 return Err(Error::invalid_input(format!(
                     "input {i} ('{}') has dtype {}, the graph expects {}",
                     port.name,
-                    convert::dtype_name(tensor.dtype),
-                    convert::dtype_name(port.dtype)
+                    tensor.dtype.name(),
+                    port.dtype.name()
                 )));
             }
             if let Some(declared) = &port.shape {
@@ -367,10 +331,7 @@ impl TfBackend {
             })?;
             fed.push(value);
         }
-        let timeout = effective_timeout(
-            self.config.get(ConfigKey::ModelExecutionTimeoutMs),
-            timeout_ms,
-        );
+        let timeout = self.config.run_timeout_ms(timeout_ms);
         if cancel.is_some_and(|flag| flag.is_set()) {
             return Err(cancelled_error("before it started"));
         }
@@ -487,24 +448,7 @@ fn port(graph: &Graph, what: &str, name: &str) -> Result<Port> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_smaller_non_zero_timeout_wins() {
-        assert_eq!(effective_timeout(0, 0), None);
-        assert_eq!(effective_timeout(-5, 0), None);
-        assert_eq!(effective_timeout(100, 0), Some(100));
-        assert_eq!(effective_timeout(0, 70), Some(70));
-        assert_eq!(effective_timeout(100, 70), Some(70));
-        assert_eq!(effective_timeout(50, 70), Some(50));
-    }
-
-    #[test]
-    fn thread_settings() {
-        assert_eq!(threads(0), None);
-        assert_eq!(threads(-1), None);
-        assert_eq!(threads(4), Some(4));
-        assert_eq!(threads(i64::MAX), None);
-    }
+    use redisai_plugin_api::sdk::ErrorCode;
 
     #[test]
     fn shape_texts() {
@@ -513,7 +457,17 @@ mod tests {
     }
 
     #[test]
-    fn messages_are_one_line() {
-        assert_eq!(one_line("a\nb\r\nc\n"), "a b  c");
+    fn an_oom_under_the_limit_is_out_of_memory_and_keeps_its_text() {
+        let oom = memory_error(5, 0, Error::new("OOM when allocating tensor\n"));
+        assert_eq!(
+            oom,
+            Error::out_of_memory(
+                "TF memory limit exceeded, memory allocation failed (BACKEND_MEMORY_LIMIT is 5 MB): OOM when allocating tensor"
+            )
+        );
+        let unlimited = memory_error(0, 0, Error::new("OOM when allocating tensor"));
+        assert_eq!(unlimited.code(), ErrorCode::Failed);
+        let other = memory_error(5, 0, Error::invalid_input("input 0 ('x'): bad"));
+        assert_eq!(other, Error::invalid_input("input 0 ('x'): bad"));
     }
 }

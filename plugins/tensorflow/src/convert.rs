@@ -85,22 +85,6 @@ pub fn tf_type_of(dtype: DType) -> c_int {
     }
 }
 
-/// RedisAI's name of a dtype.
-pub fn dtype_name(dtype: DType) -> &'static str {
-    match dtype {
-        DType::Float => "FLOAT",
-        DType::Double => "DOUBLE",
-        DType::Int8 => "INT8",
-        DType::Int16 => "INT16",
-        DType::Int32 => "INT32",
-        DType::Int64 => "INT64",
-        DType::Uint8 => "UINT8",
-        DType::Uint16 => "UINT16",
-        DType::Bool => "BOOL",
-        DType::String => "STRING",
-    }
-}
-
 /// TensorFlow's name of a `TF_DataType` (`DT_...` without the prefix).
 pub fn tf_type_name(tf_type: c_int) -> String {
     let name = match tf_type {
@@ -119,22 +103,11 @@ pub fn tf_type_name(tf_type: c_int) -> String {
         23 => "UINT64",
         t if t > 100 => return format!("{}_REF", tf_type_name(t - 100)),
         t => match dtype_of(t) {
-            Some(dtype) => dtype_name(dtype),
+            Some(dtype) => dtype.name(),
             None => return format!("type {t}"),
         },
     };
     name.to_owned()
-}
-
-/// Bytes per element of a fixed-size dtype (0 for STRING).
-pub fn element_size(dtype: DType) -> usize {
-    match dtype {
-        DType::Float | DType::Int32 => 4,
-        DType::Double | DType::Int64 => 8,
-        DType::Int16 | DType::Uint16 => 2,
-        DType::Int8 | DType::Uint8 | DType::Bool => 1,
-        DType::String => 0,
-    }
 }
 
 /// The number of elements of `shape`, if no dimension is negative and it fits.
@@ -160,13 +133,14 @@ pub fn to_tf(runtime: &'static Runtime, tensor: &TensorRef<'_>) -> Result<Tensor
         return Tensor::from_strings(runtime, tensor.shape, &elements)
             .map_err(|f| Error::new(f.to_string()));
     }
+    // STRING returned above: every other dtype has an element size.
     let expected = count
-        .checked_mul(element_size(tensor.dtype))
+        .checked_mul(tensor.dtype.element_size().unwrap_or(0))
         .ok_or_else(|| Error::new("the tensor is too large"))?;
     if tensor.data.len() != expected {
         return Err(Error::new(format!(
             "a {} tensor of shape {:?} has {} bytes of data, {expected} were expected",
-            dtype_name(tensor.dtype),
+            tensor.dtype.name(),
             tensor.shape,
             tensor.data.len()
         )));
@@ -182,7 +156,7 @@ pub fn from_tf(tensor: &Tensor, dtype: DType) -> Result<OwnedTensor> {
         return Err(Error::new(format!(
             "it has dtype {}, the graph declares {}",
             tf_type_name(actual),
-            dtype_name(dtype)
+            dtype.name()
         )));
     }
     let shape = tensor.dims();
@@ -200,7 +174,7 @@ pub fn from_tf(tensor: &Tensor, dtype: DType) -> Result<OwnedTensor> {
         return Ok(OwnedTensor::from_strings(shape, &elements));
     }
     let data = tensor.bytes();
-    let expected = count.checked_mul(element_size(dtype));
+    let expected = count.checked_mul(dtype.element_size().unwrap_or(0));
     if expected != Some(data.len()) {
         return Err(Error::new(format!(
             "TensorFlow returned {} bytes for shape {shape:?}",

@@ -162,18 +162,7 @@ impl Plugin for TfPlugin {
     const NAME: &'static CStr = c"TF";
     const RUNTIME_VERSION: &'static CStr = c"2.21.0";
     const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu];
-    const DTYPES: &'static [DType] = &[
-        DType::Float,
-        DType::Double,
-        DType::Int8,
-        DType::Int16,
-        DType::Int32,
-        DType::Int64,
-        DType::Uint8,
-        DType::Uint16,
-        DType::Bool,
-        DType::String,
-    ];
+    const DTYPES: &'static [DType] = DType::ALL;
     /// Runs of one model are serialised by the host: a cancelled run closes the model's
     /// session, which would cancel any other run on it. Runs of different models overlap
     /// (each on a `tf-call` thread of its own, in TensorFlow's shared thread pools).

@@ -6,10 +6,9 @@
 //! can be copied anywhere as a unit. [`FRAMEWORK_LIB_NAME`] is opened from the same folder
 //! first (`libtensorflow_cc.so.2` depends on it by that name).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::path::PathBuf;
 
-use redisai_plugin_api::sdk::{Error, Result};
+use redisai_plugin_api::sdk::{Error, Result, RetryOnce, RuntimeLibrary};
 
 use crate::ffi::{self, Runtime};
 
@@ -24,8 +23,7 @@ pub const FRAMEWORK_LIB_NAME: &str = "libtensorflow_framework.so.2";
 /// `scripts/fetch-tensorflow` fetches).
 pub const TENSORFLOW_VERSION: &str = "2.21.0";
 
-static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-static INIT: Mutex<()> = Mutex::new(());
+static RUNTIME: RetryOnce<Runtime> = RetryOnce::new();
 
 /// TensorFlow's logging from INFO and WARNING down is dropped (errors still reach stderr,
 /// that is the Redis log). Set in TensorFlow's own environment; a value the server was
@@ -49,13 +47,11 @@ const ENVIRONMENT: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
 /// The process's runtime, opening the libraries on first use. A failure is not cached: a
 /// later call tries again (for example once the libraries have been put in place).
 pub fn runtime() -> Result<&'static Runtime> {
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime);
-    }
-    let _init = INIT.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime);
-    }
+    RUNTIME.get_or_try_init(open)
+}
+
+/// Opens the runtime (see [`runtime`]).
+fn open() -> Result<Runtime> {
     let cc = library_path()?;
     let framework = cc.with_file_name(FRAMEWORK_LIB_NAME);
     for library in [&cc, &framework] {
@@ -74,7 +70,7 @@ pub fn runtime() -> Result<&'static Runtime> {
             runtime.version()
         )));
     }
-    Ok(RUNTIME.get_or_init(|| runtime))
+    Ok(runtime)
 }
 
 /// The kernel thread ids of the threads the backend calls TensorFlow on (named `tf-call`;
@@ -92,24 +88,10 @@ pub fn thread_stacks() -> Option<(u64, u64)> {
 
 /// Where `libtensorflow_cc.so.2` is looked for (see the module docs).
 pub fn library_path() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os(RUNTIME_LIB_ENV).filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(path));
+    RuntimeLibrary {
+        backend: "TensorFlow",
+        env_var: RUNTIME_LIB_ENV,
+        file_name: RUNTIME_LIB_NAME,
     }
-    let own = ffi::own_object_path().ok_or_else(|| {
-        Error::new(format!(
-            "cannot tell where the TensorFlow backend plugin was loaded from; set {RUNTIME_LIB_ENV} to the path of {RUNTIME_LIB_NAME}"
-        ))
-    })?;
-    let own = if own.is_absolute() {
-        own
-    } else {
-        std::fs::canonicalize(&own).map_err(|err| {
-            Error::new(format!(
-                "cannot resolve the plugin's path {}: {err}; set {RUNTIME_LIB_ENV}",
-                own.display()
-            ))
-        })?
-    };
-    let dir = own.parent().unwrap_or(Path::new("/"));
-    Ok(dir.join(RUNTIME_LIB_NAME))
+    .path()
 }

@@ -69,7 +69,11 @@ pub fn add_model(plugin: &Plugin, blob: &[u8]) {
     assert_eq!(model.output_names(), ["c"]);
     let out = model.run(&add_inputs(), 1).expect("add runs");
     add_output(out[0].dtype, &out[0].shape, &out[0].data);
-    assert!(out[0].lent, "the output is not in the memory the host lent");
+    assert_eq!(
+        model.last_run_lent(),
+        [true],
+        "the output is not in the memory the host lent"
+    );
     too_few_inputs(&model, &[Input::f32(&[2], &[1.0, 2.0])], 1);
 }
 

@@ -145,27 +145,18 @@ pub fn write_file() -> Vec<u8> {
 /// reads a file: `fname` STRING -> call `contents`.
 pub fn read_file_in_a_function() -> Vec<u8> {
     let body = node("read", "ReadFile", &["x"], &[]);
-    graph(
-        &[
-            placeholder("fname", DT_STRING),
-            node(
-                "contents",
-                "StatefulPartitionedCall",
-                &["fname"],
-                &[
-                    ("Tin", attr_type_list(&[DT_STRING])),
-                    ("Tout", attr_type_list(&[DT_STRING])),
-                    ("f", attr_func("reader")),
-                ],
-            ),
-        ],
-        &[function("reader", DT_STRING, &[body], "read:contents:0")],
-    )
+    through_a_function("reader", body, "read:contents:0")
 }
 
 /// The same, but the function only passes its input on (Identity): allowed.
 pub fn identity_in_a_function() -> Vec<u8> {
     let body = node("same", "Identity", &["x"], &[("T", attr_type(DT_STRING))]);
+    through_a_function("passer", body, "same:output:0")
+}
+
+/// `fname` STRING -> `contents`, a call of the library function `name` (STRING to STRING)
+/// whose one node is `body` and whose output is `ret`.
+fn through_a_function(name: &str, body: Vec<u8>, ret: &str) -> Vec<u8> {
     graph(
         &[
             placeholder("fname", DT_STRING),
@@ -176,11 +167,11 @@ pub fn identity_in_a_function() -> Vec<u8> {
                 &[
                     ("Tin", attr_type_list(&[DT_STRING])),
                     ("Tout", attr_type_list(&[DT_STRING])),
-                    ("f", attr_func("passer")),
+                    ("f", attr_func(name)),
                 ],
             ),
         ],
-        &[function("passer", DT_STRING, &[body], "same:output:0")],
+        &[function(name, DT_STRING, &[body], ret)],
     )
 }
 

@@ -23,7 +23,12 @@ static CONFIG: [AtomicI64; 4] = [
 /// What the plugin logged: level and text, in order.
 static LOG: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::new());
 
-unsafe extern "C" fn host_log(level: u32, message: *const c_char) {
+/// The host's `log`: keeps the line for [`log`].
+///
+/// # Safety
+///
+/// `message` is null or a NUL-terminated string valid for the call.
+pub unsafe extern "C" fn host_log(level: u32, message: *const c_char) {
     if message.is_null() {
         return;
     }
@@ -34,7 +39,12 @@ unsafe extern "C" fn host_log(level: u32, message: *const c_char) {
     log().push((level, text));
 }
 
-unsafe extern "C" fn host_config(key: u32) -> i64 {
+/// The host's `config_get`: what [`set_config`] set for the key, else 0.
+///
+/// # Safety
+///
+/// None beyond the C ABI's: any key may be asked.
+pub unsafe extern "C" fn host_config(key: u32) -> i64 {
     CONFIG
         .get(key as usize)
         .map_or(0, |cell| cell.load(Ordering::SeqCst))

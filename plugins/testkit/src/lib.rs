@@ -6,17 +6,23 @@
 //! - [`settings`]: settings a test can change while a backend uses them.
 //! - [`host`]: a static host table ([`host::HOST`]) whose config values a test sets and
 //!   whose log it reads.
-//! - [`table`]: a driver over a plugin's exported C table, used the way the core uses it.
+//! - [`table`]: a driver over a plugin's exported C table, used the way the core uses it;
+//!   [`script`]: its scripts.
+//! - [`fake_cuda`]: a stand-in NVIDIA driver for the GPU variants' checks.
 //! - [`checks`]: checks every plugin's table passes (its facts, timeouts, cancellation).
 //! - [`protobuf`]: the protobuf writer ([`Pb`]) for the models tests build by hand, and
 //!   [`graph_def`]: TensorFlow GraphDefs built with it.
+//! - [`rng`]: a deterministic generator for damaged copies of models.
 //! - [`ok`] and [`err`]: a backend call's value, or its error's text.
 
 pub mod checks;
+pub mod fake_cuda;
 pub mod graph_def;
 pub mod host;
 pub mod protobuf;
+pub mod rng;
 pub mod runtime;
+pub mod script;
 pub mod settings;
 pub mod table;
 pub mod tensors;

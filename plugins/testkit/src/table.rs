@@ -2,18 +2,17 @@
 //! host table, load (with or without INPUTS/OUTPUTS names), run with a timeout and a
 //! cancel flag, copy the outputs out and release them, take errors' text.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr};
 use std::ptr;
 use std::sync::atomic::AtomicU32;
+use std::sync::Mutex;
 
+use crate::host::LentCall;
+use crate::tensors::Input;
 use redisai_plugin_api::abi::{
     RaiDevice, RaiDeviceKind, RaiError, RaiHostApi, RaiModel, RaiModelOptions, RaiPluginApi,
     RaiRunOptions, RaiTensorOut, RaiTensorView,
 };
-use redisai_plugin_api::sdk::DType;
-
-use crate::host::LentCall;
-use crate::tensors::Input;
 
 /// The CPU.
 pub const CPU: RaiDevice = RaiDevice {
@@ -33,31 +32,28 @@ pub struct Plugin {
     api: &'static RaiPluginApi,
 }
 
-/// An output copied out of the plugin.
-#[derive(Clone, Debug)]
-pub struct Output {
-    pub dtype: DType,
-    pub shape: Vec<i64>,
-    pub data: Vec<u8>,
-    /// The plugin wrote it into memory the host lent ([`crate::host::LentCall`]), which
-    /// the core adopts without a copy.
-    pub lent: bool,
-}
-
-/// Outputs are equal by their tensors, wherever the plugin wrote them.
-impl PartialEq for Output {
-    fn eq(&self, other: &Output) -> bool {
-        (self.dtype, &self.shape, &self.data) == (other.dtype, &other.shape, &other.data)
-    }
-}
+/// An output copied out of the plugin: a tensor with its own storage, like an input.
+pub type Output = Input;
 
 /// What a run gets besides its tensors.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct RunOptions<'a> {
     /// The run's own limit in milliseconds; 0: none (the host's config may still set one).
     pub timeout_ms: u64,
     /// The host's cancel flag (nonzero: stop).
     pub cancel: Option<&'a AtomicU32>,
+    /// The context the plugin passes back to the host's services (null: none).
+    pub host_ctx: *mut c_void,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        RunOptions {
+            timeout_ms: 0,
+            cancel: None,
+            host_ctx: ptr::null_mut(),
+        }
+    }
 }
 
 impl RunOptions<'static> {
@@ -65,7 +61,15 @@ impl RunOptions<'static> {
     pub fn timeout(timeout_ms: u64) -> RunOptions<'static> {
         RunOptions {
             timeout_ms,
-            cancel: None,
+            ..RunOptions::default()
+        }
+    }
+
+    /// A run whose calls into the host's services carry `host_ctx`.
+    pub fn host_ctx(host_ctx: *mut c_void) -> RunOptions<'static> {
+        RunOptions {
+            host_ctx,
+            ..RunOptions::default()
         }
     }
 }
@@ -74,8 +78,19 @@ impl<'a> RunOptions<'a> {
     /// A run with the host's cancel flag and no limit of its own.
     pub fn cancel(flag: &'a AtomicU32) -> RunOptions<'a> {
         RunOptions {
-            timeout_ms: 0,
             cancel: Some(flag),
+            ..RunOptions::default()
+        }
+    }
+
+    /// The C ABI's options; valid while the cancel flag is.
+    pub(crate) fn abi(&self) -> RaiRunOptions {
+        RaiRunOptions {
+            timeout_ms: self.timeout_ms,
+            cancel: self
+                .cancel
+                .map_or(ptr::null(), |flag| flag.as_ptr().cast_const()),
+            host_ctx: self.host_ctx,
         }
     }
 }
@@ -113,19 +128,22 @@ impl Plugin {
     /// Calls `init` with `host`.
     pub fn init(&self, host: &'static RaiHostApi) -> Result<(), String> {
         let init = self.api.init.expect("the table has init");
-        // SAFETY: `host` is a table that lives for the process.
-        let err = unsafe { init(host) };
-        self.result(err)
+        // SAFETY: `host` is a table that lives for the process; the error is the plugin's.
+        unsafe { self.take_error(init(host)) }
     }
 
     /// Takes an error's message and frees it; `Ok` for no error.
-    fn result(&self, err: *mut RaiError) -> Result<(), String> {
+    ///
+    /// # Safety
+    ///
+    /// `err` is null or an error this plugin returned and nobody has freed.
+    pub unsafe fn take_error(&self, err: *mut RaiError) -> Result<(), String> {
         if err.is_null() {
             return Ok(());
         }
         let message = self.api.error_message.expect("the table has error_message");
         let free = self.api.error_free.expect("the table has error_free");
-        // SAFETY: `err` is a live error of this plugin (it just returned it); its message
+        // SAFETY: `err` is a live error of this plugin (the caller's promise); its message
         // is read before it is freed, once.
         let text = unsafe { CStr::from_ptr(message(err)) }
             .to_string_lossy()
@@ -133,6 +151,36 @@ impl Plugin {
         // SAFETY: as above.
         unsafe { free(err) };
         Err(text)
+    }
+
+    /// Copies `outputs` (filled by this plugin) out and releases them.
+    pub(crate) fn take_outputs(&self, outputs: &[RaiTensorOut]) -> Vec<Output> {
+        let release = self
+            .api
+            .tensor_release
+            .expect("the table has tensor_release");
+        outputs
+            .iter()
+            .map(|out| {
+                let v = out.view;
+                let shape = if v.ndim == 0 {
+                    Vec::new()
+                } else {
+                    // SAFETY: the plugin filled the view; it stays valid until released
+                    // below.
+                    unsafe { std::slice::from_raw_parts(v.shape, v.ndim) }.to_vec()
+                };
+                let data = if v.byte_len == 0 {
+                    Vec::new()
+                } else {
+                    // SAFETY: as above.
+                    unsafe { std::slice::from_raw_parts(v.data.cast::<u8>(), v.byte_len) }.to_vec()
+                };
+                // SAFETY: each output is released once.
+                unsafe { release(out.owner) };
+                Output::new(v.dtype, &shape, data)
+            })
+            .collect()
     }
 
     /// Loads `blob` on `device`, naming its INPUTS and OUTPUTS (empty: none given, as for
@@ -167,11 +215,13 @@ impl Plugin {
         // SAFETY: the options (and the names they point to), the blob and the out-pointer
         // are valid for the call.
         let err = unsafe { model_load(&options, blob.as_ptr(), blob.len(), &mut model) };
-        self.result(err)?;
+        // SAFETY: an error the plugin just returned.
+        unsafe { self.take_error(err) }?;
         assert!(!model.is_null(), "model_load succeeded without a model");
         Ok(Model {
             plugin: *self,
             raw: model,
+            last_lent: Mutex::new(Vec::new()),
         })
     }
 }
@@ -180,6 +230,9 @@ impl Plugin {
 pub struct Model {
     plugin: Plugin,
     raw: *mut RaiModel,
+    /// Per output of the last successful run: whether the plugin wrote it into memory
+    /// the host lent ([`LentCall`]), which the core adopts without a copy.
+    last_lent: Mutex<Vec<bool>>,
 }
 
 impl Model {
@@ -195,26 +248,14 @@ impl Model {
         inputs: &[Input],
         n_outputs: usize,
     ) -> Result<Vec<Output>, String> {
-        let api = self.plugin.api;
         let views: Vec<RaiTensorView> = inputs.iter().map(Input::abi_view).collect();
-        let empty = RaiTensorOut {
-            view: Input::f32(&[], &[0.0]).abi_view(),
-            owner: ptr::null_mut(),
-        };
-        let mut outputs = vec![empty; n_outputs];
-        let run_options = RaiRunOptions {
-            timeout_ms: options.timeout_ms,
-            cancel: options
-                .cancel
-                .map_or(ptr::null(), |flag| flag.as_ptr().cast_const()),
-            host_ctx: ptr::null_mut(),
-        };
-        let model_run = api.model_run.expect("the table has model_run");
+        let mut outputs = vec![empty_out(); n_outputs];
+        let run_options = options.abi();
+        let model_run = self.plugin.api.model_run.expect("the table has model_run");
         let lent = LentCall::enter();
         // SAFETY: `self.raw` is a live model of this plugin; the views point into
         // `inputs`, alive for the call; `outputs` has room for `n_outputs`; the cancel
-        // flag outlives the call. (`empty`'s dangling view is never read: the plugin
-        // fills every output it returns.)
+        // flag outlives the call.
         let err = unsafe {
             model_run(
                 self.raw,
@@ -225,35 +266,28 @@ impl Model {
                 n_outputs,
             )
         };
-        self.plugin.result(err)?;
-        let release = api.tensor_release.expect("the table has tensor_release");
-        Ok(outputs
+        // SAFETY: an error the plugin just returned.
+        unsafe { self.plugin.take_error(err) }?;
+        *self.last_lent.lock().unwrap_or_else(|e| e.into_inner()) = outputs
             .iter()
-            .map(|out| {
-                let v = out.view;
-                let shape = if v.ndim == 0 {
-                    Vec::new()
-                } else {
-                    // SAFETY: the plugin filled the view; it stays valid until released
-                    // below.
-                    unsafe { std::slice::from_raw_parts(v.shape, v.ndim) }.to_vec()
-                };
-                let data = if v.byte_len == 0 {
-                    Vec::new()
-                } else {
-                    // SAFETY: as above.
-                    unsafe { std::slice::from_raw_parts(v.data.cast::<u8>(), v.byte_len) }.to_vec()
-                };
-                // SAFETY: each output is released once.
-                unsafe { release(out.owner) };
-                Output {
-                    dtype: v.dtype,
-                    shape,
-                    data,
-                    lent: lent.was_lent(v.data, v.byte_len),
-                }
-            })
-            .collect())
+            .map(|out| lent.was_lent(out.view.data, out.view.byte_len))
+            .collect();
+        Ok(self.plugin.take_outputs(&outputs))
+    }
+
+    /// Per output of the last successful run: whether it was in memory the host lent
+    /// (ABI 1.5), so that the core takes it without a copy.
+    pub fn last_run_lent(&self) -> Vec<bool> {
+        self.last_lent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The plugin's own handle, for a host that runs the model itself (`model_execute`);
+    /// valid while `self` is.
+    pub fn as_raw(&self) -> *mut RaiModel {
+        self.raw
     }
 
     /// The model's input names, in order.
@@ -293,6 +327,14 @@ impl Model {
                     .into_owned()
             })
             .collect()
+    }
+}
+
+/// Room for an output the plugin fills (its dangling view is never read).
+pub(crate) fn empty_out() -> RaiTensorOut {
+    RaiTensorOut {
+        view: Input::f32(&[], &[]).abi_view(),
+        owner: ptr::null_mut(),
     }
 }
 

@@ -6,8 +6,8 @@ use std::ptr;
 use redisai_plugin_api::abi::{RaiDevice, RaiDeviceKind, RaiTensorView};
 use redisai_plugin_api::sdk::{DType, Device, DeviceKind, OwnedTensor, TensorRef};
 
-/// An input tensor with its own storage, on the CPU.
-#[derive(Clone, Debug)]
+/// A tensor with its own storage, on the CPU: an input, or an output copied out.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Input {
     pub dtype: DType,
     pub shape: Vec<i64>,
@@ -29,6 +29,12 @@ impl Input {
 
     pub fn i64(shape: &[i64], values: &[i64]) -> Input {
         Input::new(DType::Int64, shape, le_bytes(values))
+    }
+
+    /// The values of a FLOAT tensor; panics for another dtype.
+    pub fn to_f32(&self) -> Vec<f32> {
+        assert_eq!(self.dtype, DType::Float, "not a FLOAT tensor");
+        f32s(&self.data)
     }
 
     /// A STRING tensor: each element NUL-terminated, one after the other (as many as

@@ -3,27 +3,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use redisai_plugin_api::sdk::{CancelFlag, ConfigKey, Error, OwnedTensor, Result, TensorRef};
+pub use redisai_plugin_api::sdk::Config;
+use redisai_plugin_api::sdk::{CancelFlag, Error, OwnedTensor, Result, TensorRef};
 
 use crate::convert::{self, Port};
 use crate::ffi::{self, CompiledModel, Failure, Layout, RankedTensorType, Runtime};
 use crate::flatbuffer;
 use crate::runtime;
-
-/// Where the backend reads its settings from (the host's `config_get` in the plugin).
-/// Values are read when used, so they may change between calls.
-pub trait Config: Send + Sync + 'static {
-    fn get(&self, key: ConfigKey) -> i64;
-}
-
-impl<F> Config for F
-where
-    F: Fn(ConfigKey) -> i64 + Send + Sync + 'static,
-{
-    fn get(&self, key: ConfigKey) -> i64 {
-        self(key)
-    }
-}
 
 /// The TFLite backend: compiles models with LiteRT and runs them.
 pub struct TfliteBackend {
@@ -110,26 +96,6 @@ impl RunWatch {
     }
 }
 
-/// `text` without line breaks or trailing blanks: error texts end up in Redis replies.
-fn one_line(text: &str) -> String {
-    text.trim_end().replace(['\r', '\n'], " ")
-}
-
-/// A thread count setting: 0 (or negative) leaves LiteRT's default.
-fn threads(value: i64) -> Option<u32> {
-    u32::try_from(value).ok().filter(|&n| n > 0)
-}
-
-/// The run's deadline: the smaller of the non-zero timeouts, or none.
-fn effective_timeout(config_ms: i64, run_ms: u64) -> Option<u64> {
-    let config_ms = u64::try_from(config_ms).unwrap_or(0);
-    match (config_ms, run_ms) {
-        (0, 0) => None,
-        (0, ms) | (ms, 0) => Some(ms),
-        (a, b) => Some(a.min(b)),
-    }
-}
-
 fn port_of(direction: &str, index: usize, info: &ffi::TensorInfo) -> Result<Port> {
     let dtype = convert::dtype_of(info.element_type).ok_or_else(|| {
         Error::new(format!(
@@ -163,8 +129,7 @@ impl TfliteBackend {
 
     /// Compiles a .tflite model for the CPU.
     pub fn load(&self, blob: &[u8]) -> Result<TfliteModel> {
-        self.load_inner(blob)
-            .map_err(|err| err.map_message(|message| one_line(&message)))
+        self.load_inner(blob).map_err(Error::one_line)
     }
 
     fn load_inner(&self, blob: &[u8]) -> Result<TfliteModel> {
@@ -184,7 +149,7 @@ impl TfliteBackend {
             .enumerate()
             .map(|(i, info)| port_of("output", i, info))
             .collect::<Result<Vec<_>>>()?;
-        let threads = threads(self.config.get(ConfigKey::IntraOpParallelism));
+        let threads = self.config.intra_op_threads();
         let mut compiled = {
             let _one_at_a_time = COMPILE.lock().unwrap_or_else(PoisonError::into_inner);
             // RedisAI's text when TFLite could not build an interpreter for the model.
@@ -240,16 +205,12 @@ impl TfliteBackend {
             .enumerate()
             .map(|(i, (tensor, port))| convert::input_dims(i, port, tensor))
             .collect::<Result<Vec<_>>>()?;
-        let timeout = effective_timeout(
-            self.config.get(ConfigKey::ModelExecutionTimeoutMs),
-            timeout_ms,
-        );
+        let timeout = self.config.run_timeout_ms(timeout_ms);
         let compiled = model
             .compiled
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        run_locked(model, &compiled, timeout, cancel, inputs, &dims)
-            .map_err(|err| err.map_message(|message| one_line(&message)))
+        run_locked(model, &compiled, timeout, cancel, inputs, &dims).map_err(Error::one_line)
     }
 }
 
@@ -388,7 +349,7 @@ fn run_locked(
 /// caught (where RedisAI's process would have aborted) keeps its own text.
 fn redisai_text(err: Error, text: &str) -> Error {
     if err.message().contains("threw a C++ exception") {
-        err.map_message(|message| one_line(&message))
+        err.one_line()
     } else {
         Error::with_code(err.code(), text)
     }
@@ -404,29 +365,6 @@ fn input_error(index: usize, port: &Port, dims: &[i32], failure: Failure) -> Err
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_smaller_non_zero_timeout_wins() {
-        assert_eq!(effective_timeout(0, 0), None);
-        assert_eq!(effective_timeout(-5, 0), None);
-        assert_eq!(effective_timeout(100, 0), Some(100));
-        assert_eq!(effective_timeout(0, 70), Some(70));
-        assert_eq!(effective_timeout(100, 70), Some(70));
-        assert_eq!(effective_timeout(50, 70), Some(50));
-    }
-
-    #[test]
-    fn thread_settings() {
-        assert_eq!(threads(0), None);
-        assert_eq!(threads(-1), None);
-        assert_eq!(threads(4), Some(4));
-        assert_eq!(threads(i64::MAX), None);
-    }
-
-    #[test]
-    fn messages_are_one_line() {
-        assert_eq!(one_line("a\nb\r\nc\n"), "a b  c");
-    }
 
     #[test]
     fn the_watch_stops_on_deadline_and_stays_stopped() {

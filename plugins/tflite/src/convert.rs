@@ -48,22 +48,6 @@ pub fn dtype_of(element_type: c_int) -> Option<DType> {
     })
 }
 
-/// RedisAI's name of a dtype.
-pub fn dtype_name(dtype: DType) -> &'static str {
-    match dtype {
-        DType::Float => "FLOAT",
-        DType::Double => "DOUBLE",
-        DType::Int8 => "INT8",
-        DType::Int16 => "INT16",
-        DType::Int32 => "INT32",
-        DType::Int64 => "INT64",
-        DType::Uint8 => "UINT8",
-        DType::Uint16 => "UINT16",
-        DType::Bool => "BOOL",
-        DType::String => "STRING",
-    }
-}
-
 /// TFLite's name of an element type, for messages.
 pub fn element_name(element_type: c_int) -> String {
     match element_type {
@@ -80,19 +64,9 @@ pub fn element_name(element_type: c_int) -> String {
         element::BFLOAT16 => "BFLOAT16".to_owned(),
         element::INT2 => "INT2".to_owned(),
         other => match dtype_of(other) {
-            Some(dtype) => dtype_name(dtype).to_owned(),
+            Some(dtype) => dtype.name().to_owned(),
             None => format!("element type {other}"),
         },
-    }
-}
-
-/// Size in bytes of one element of a dtype the backend serves.
-pub fn element_size(dtype: DType) -> usize {
-    match dtype {
-        DType::Int8 | DType::Uint8 | DType::Bool | DType::String => 1,
-        DType::Int16 | DType::Uint16 => 2,
-        DType::Float | DType::Int32 => 4,
-        DType::Double | DType::Int64 => 8,
     }
 }
 
@@ -106,14 +80,20 @@ pub struct Port {
     pub signature_index: usize,
 }
 
+/// Bytes of one element of a port's dtype. Ports are never STRING ([`dtype_of`] maps no
+/// LiteRT type to it), so every dtype here has a size.
+pub fn element_size(dtype: DType) -> usize {
+    dtype.element_size().unwrap_or(1)
+}
+
 /// Checks input `index` against the model's port and returns its shape as LiteRT dims.
 pub fn input_dims(index: usize, port: &Port, tensor: &TensorRef<'_>) -> Result<Vec<i32>> {
     let name = &port.name;
     if tensor.dtype != port.dtype {
         return Err(Error::invalid_input(format!(
             "input {index} ('{name}') has dtype {}, the model expects {}",
-            dtype_name(tensor.dtype),
-            dtype_name(port.dtype)
+            tensor.dtype.name(),
+            port.dtype.name()
         )));
     }
     if tensor.device.kind != DeviceKind::Cpu {
@@ -150,7 +130,7 @@ pub fn input_dims(index: usize, port: &Port, tensor: &TensorRef<'_>) -> Result<V
             "input {index} ('{name}') has {} bytes of data, its shape {:?} of {} needs {}",
             tensor.data.len(),
             tensor.shape,
-            dtype_name(port.dtype),
+            port.dtype.name(),
             count.saturating_mul(size)
         )));
     }

@@ -82,17 +82,7 @@ impl Plugin for TflitePlugin {
     const NAME: &'static CStr = c"TFLITE";
     const RUNTIME_VERSION: &'static CStr = c"2.3.0";
     const DEVICES: &'static [DeviceKind] = &[DeviceKind::Cpu];
-    const DTYPES: &'static [DType] = &[
-        DType::Float,
-        DType::Double,
-        DType::Int8,
-        DType::Int16,
-        DType::Int32,
-        DType::Int64,
-        DType::Uint8,
-        DType::Uint16,
-        DType::Bool,
-    ];
+    const DTYPES: &'static [DType] = DType::NUMERIC;
     /// A LiteRT compiled model runs one call at a time: each model's sits behind a mutex
     /// and the host is told to serialise runs of one model. Runs of different models
     /// overlap.

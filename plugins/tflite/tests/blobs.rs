@@ -4,22 +4,7 @@
 mod common;
 
 use common::{backend, model_bytes, views, Input};
-
-/// A small deterministic generator (xorshift64*), so failures can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use redisai_plugin_testkit::rng::Rng;
 
 const MODELS: [&str; 7] = [
     "add.tflite",
@@ -40,10 +25,10 @@ fn garbage_is_an_error() {
     assert_eq!(err.as_deref(), Some("Failed to load model from buffer"));
     let onnx_like = [0x08u8, 0x07, 0x12, 0x04, b't', b'e', b's', b't'];
     assert!(backend.load(&onnx_like).is_err());
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     for len in [8usize, 12, 16, 64, 1000, 5000] {
         for _ in 0..50 {
-            let mut blob: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let mut blob: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             blob[4..8].copy_from_slice(b"TFL3");
             assert!(backend.load(&blob).is_err(), "random blob of {len} bytes");
         }
@@ -70,7 +55,7 @@ fn truncated_models_are_errors() {
 #[test]
 fn damaged_models_load_or_fail_cleanly() {
     let backend = backend();
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let (mut loaded, mut ran, mut thrown) = (0, 0, 0);
     for name in MODELS {
         let blob = model_bytes(name);
@@ -78,7 +63,7 @@ fn damaged_models_load_or_fail_cleanly() {
             let mut damaged = blob.clone();
             for _ in 0..1 + rng.below(4) {
                 let at = rng.below(damaged.len());
-                damaged[at] = rng.next() as u8;
+                damaged[at] = rng.next_u64() as u8;
             }
             // A damaged model may still be valid (a changed weight, say): then it must
             // also run or fail cleanly.

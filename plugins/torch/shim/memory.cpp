@@ -25,6 +25,8 @@ namespace {
 std::atomic<uint64_t> g_limit{0};
 std::atomic<uint64_t> g_held{0};
 std::atomic<uint64_t> g_peak{0};
+// Allocations the limit refused: how the plugin tells a failure of the limit from others.
+std::atomic<uint64_t> g_refused{0};
 c10::Allocator *g_inner = nullptr;
 
 // What a counted storage's DataPtr owns: the inner allocator's DataPtr and its size.
@@ -52,6 +54,7 @@ class LimitedCpuAllocator final : public c10::Allocator {
         uint64_t now = g_held.fetch_add(n, std::memory_order_relaxed) + n;
         if (limit != 0 && now > limit) {
             g_held.fetch_sub(n, std::memory_order_relaxed);
+            g_refused.fetch_add(1, std::memory_order_relaxed);
             uint64_t held = now - n;
             throw c10::OutOfMemoryError(
                 {__func__, __FILE__, static_cast<uint32_t>(__LINE__)},
@@ -109,6 +112,10 @@ void rt_memory_stats(uint64_t *held, uint64_t *peak, uint64_t *limit) {
     *held = g_held.load(std::memory_order_relaxed);
     *peak = g_peak.load(std::memory_order_relaxed);
     *limit = g_limit.load(std::memory_order_relaxed);
+}
+
+uint64_t rt_memory_refusals(void) {
+    return g_refused.load(std::memory_order_relaxed);
 }
 
 }  // extern "C"

@@ -121,11 +121,13 @@ void rt_bytes_free(uint8_t *bytes);
 /* BACKEND_MEMORY_LIMIT (shim/memory.cpp): rt_memory_install puts the counting CPU
  * allocator in front of libtorch's (once, before any model loads); rt_memory_set_limit
  * sets the bound in bytes (0: none), checked at each CPU allocation; rt_memory_stats reads
- * the bytes held now, the peak and the limit. rt_module_memory: bytes of a module's
- * parameters and buffers (UINT64_MAX when it cannot tell). */
+ * the bytes held now, the peak and the limit; rt_memory_refusals counts the allocations
+ * the limit refused so far. rt_module_memory: bytes of a module's parameters and buffers
+ * (UINT64_MAX when it cannot tell). */
 char *rt_memory_install(void);
 void rt_memory_set_limit(uint64_t limit_bytes);
 void rt_memory_stats(uint64_t *held, uint64_t *peak, uint64_t *limit);
+uint64_t rt_memory_refusals(void);
 uint64_t rt_module_memory(const rt_module *module);
 
 /* The sandbox policy's view of libtorch (policy.cpp; the plugin decides, src/policy.rs).

@@ -23,16 +23,13 @@
 //! model load names the device and the reason. Nothing here aborts and the server keeps
 //! running.
 
-use std::ffi::{c_void, CStr};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::ptr;
 use std::sync::{Mutex, PoisonError};
 
 use redisai_plugin_api::cuda_driver;
 /// The NVIDIA driver's device count and library, shared with the other GPU variants.
 pub use redisai_plugin_api::cuda_driver::{driver_device_count, DRIVER_LIB};
-use redisai_plugin_api::sdk::{Error, Result};
+use redisai_plugin_api::sdk::{self, Error, Result};
 
 use crate::ffi;
 
@@ -97,24 +94,8 @@ pub fn load_torch_cuda(dir: &Path) -> Result<()> {
 
 /// The folder of the object this code is in (the plugin's `.so`), found with `dladdr`.
 pub fn own_dir() -> Result<PathBuf> {
-    let mut info = libc::Dl_info {
-        dli_fname: ptr::null(),
-        dli_fbase: ptr::null_mut(),
-        dli_sname: ptr::null(),
-        dli_saddr: ptr::null_mut(),
-    };
-    let address = own_dir as *const c_void;
-    // SAFETY: dladdr only inspects the address (a function of this object) and writes
-    // `info`, a valid out-pointer.
-    let found = unsafe { libc::dladdr(address, &mut info) };
-    if found == 0 || info.dli_fname.is_null() {
-        return Err(Error::new(
-            "could not find the TORCH plugin's own folder (dladdr)",
-        ));
-    }
-    // SAFETY: dli_fname is a NUL-terminated path owned by the loader, copied at once.
-    let file = unsafe { CStr::from_ptr(info.dli_fname) };
-    let path = PathBuf::from(std::ffi::OsStr::from_bytes(file.to_bytes()));
+    let path = sdk::own_object_path()
+        .ok_or_else(|| Error::new("could not find the TORCH plugin's own folder (dladdr)"))?;
     let path = std::fs::canonicalize(&path).unwrap_or(path);
     Ok(path
         .parent()

@@ -68,7 +68,7 @@ pub mod policy;
 use std::ffi::CStr;
 
 use redisai_plugin_api::sdk::{
-    ConfigKey, DType, Device, DeviceKind, Error, Host, LogLevel, MemoryStats, ModelOptions,
+    Config, ConfigKey, DType, Device, DeviceKind, Error, Host, LogLevel, MemoryStats, ModelOptions,
     OwnedTensor, Plugin, Result, RunOptions, ScriptCall, ScriptConvention, TensorRef,
 };
 
@@ -86,8 +86,7 @@ impl TorchPlugin {
     /// Applies BACKEND_MEMORY_LIMIT (MB, 10^6 bytes as in RedisAI; 0: none) as it is now:
     /// read before each load and run, so `AI.CONFIG` changes take effect at the next one.
     fn refresh_memory_limit(&self) {
-        let mb = self.host.config(ConfigKey::BackendMemoryLimitMb).max(0) as u64;
-        ffi::set_memory_limit(mb.saturating_mul(1_000_000));
+        ffi::set_memory_limit(self.host.memory_limit_bytes().unwrap_or(0));
     }
 }
 
@@ -130,17 +129,7 @@ impl Plugin for TorchPlugin {
     const NAME: &'static CStr = c"TORCH";
     const RUNTIME_VERSION: &'static CStr = c"2.13.0";
     const DEVICES: &'static [DeviceKind] = DEVICE_KINDS;
-    const DTYPES: &'static [DType] = &[
-        DType::Float,
-        DType::Double,
-        DType::Int8,
-        DType::Int16,
-        DType::Int32,
-        DType::Int64,
-        DType::Uint8,
-        DType::Uint16,
-        DType::Bool,
-    ];
+    const DTYPES: &'static [DType] = DType::NUMERIC;
     const CONCURRENT_RUN: bool = true;
 
     fn init(host: Host) -> Result<Self> {
@@ -199,7 +188,7 @@ impl Plugin for TorchPlugin {
         self.refresh_memory_limit();
         let device = torch_device(options.device, "model")?;
         archive_check::check(blob).map_err(Error::new)?;
-        Module::load_on(blob, device)
+        ffi::limit_aware(|| Module::load_on(blob, device))
     }
 
     fn input_names(&self, model: &Module) -> Vec<String> {
@@ -220,7 +209,7 @@ impl Plugin for TorchPlugin {
         n_outputs: usize,
     ) -> Result<Vec<OwnedTensor>> {
         self.refresh_memory_limit();
-        let outputs = model.forward(inputs)?;
+        let outputs = ffi::limit_aware(|| model.forward(inputs))?;
         if outputs.len() != n_outputs {
             return Err(Error::invalid_input(format!(
                 "the model returned {} tensors but {n_outputs} outputs were asked for",
@@ -233,7 +222,7 @@ impl Plugin for TorchPlugin {
     fn load_script(&self, device: Device, source: &str, entry_points: &[String]) -> Result<Script> {
         self.refresh_memory_limit();
         let device = torch_device(device, "script")?;
-        Script::load_on(source, entry_points, device)
+        ffi::limit_aware(|| Script::load_on(source, entry_points, device))
     }
 
     fn run_script(
@@ -246,14 +235,14 @@ impl Plugin for TorchPlugin {
         self.refresh_memory_limit();
         let outputs = {
             let _context = extensions::RunContext::enter(options.host_ctx);
-            match call.convention {
+            ffi::limit_aware(|| match call.convention {
                 ScriptConvention::Lists => {
-                    script.run(&call.function, &call.inputs, &call.keys, &call.args)?
+                    script.run(&call.function, &call.inputs, &call.keys, &call.args)
                 }
                 ScriptConvention::Positional { variadic } => {
-                    script.run_positional(&call.function, &call.inputs, variadic)?
+                    script.run_positional(&call.function, &call.inputs, variadic)
                 }
-            }
+            })?
         };
         if outputs.len() > max_outputs {
             self.host.log(

@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use redisai_plugin_testkit::fake_cuda;
 use redisai_torch::{cuda, ffi};
 
 fn runtime_dir() -> PathBuf {
@@ -24,42 +25,8 @@ fn runtime_dir() -> PathBuf {
     }
 }
 
-const FAKE_DRIVER: &str = r#"
-#include <stdlib.h>
-#include <string.h>
-int cuInit(unsigned flags) {
-    const char *mode = getenv("CUDA_BACKEND_ORDER");
-    return (flags == 0 && mode && strcmp(mode, "fake-one-device") == 0) ? 0 : 100;
-}
-int cuDeviceGetCount(int *count) { *count = 1; return 0; }
-int cuGetErrorString(int error, const char **text) {
-    *text = error == 100 ? "no CUDA-capable device is detected" : "unknown error";
-    return 0;
-}
-"#;
-
 fn build_fake_driver() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("redisai-torch-fake-cuda-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(dir.join("fake_cuda.c"), FAKE_DRIVER).expect("source");
-    let built = Command::new("cc")
-        .args([
-            "-shared",
-            "-fPIC",
-            "-Wl,-soname,libcuda.so.1",
-            "-o",
-            "libcuda.so.1",
-            "fake_cuda.c",
-        ])
-        .current_dir(&dir)
-        .output()
-        .expect("cc");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    dir
+    fake_cuda::build("torch", "CUDA_BACKEND_ORDER", "fake-one-device")
 }
 
 fn run_child(order: &str, driver: Option<&PathBuf>) -> String {
@@ -104,7 +71,7 @@ fn one_order() {
         assert_eq!(ffi::cuda_device_count(), 0);
     }
     cuda::load_backend(&dir).expect("libtorch_cuda.so loads from the runtime folder");
-    let result = cuda::prepare(&dir, 0).map_err(|err| err.0);
+    let result = cuda::prepare(&dir, 0).map_err(|err| err.to_string());
     eprintln!(
         "{order}: registered {}, prepare(GPU:0) {result:?}",
         ffi::cuda_backend_registered()

@@ -6,19 +6,14 @@
 
 mod common;
 
-use common::{api, free_model, free_script, load_on, load_script_on, model_bytes, run, Tensor};
-use redisai_plugin_api::abi::{RaiDevice, RaiDeviceKind};
-
-const GPU0: RaiDevice = RaiDevice {
-    kind: RaiDeviceKind::Gpu,
-    id: 0,
-};
+use common::{load_on, load_script_on, model_bytes, plugin, run, Tensor, CPU, GPU0};
+use redisai_plugin_api::abi::RaiDeviceKind;
 
 const SCRIPT: &str = "def twice(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return tensors[0] * 2\n";
 
 #[test]
 fn the_device_mask_matches_the_build() {
-    let mask = api().device_mask;
+    let mask = plugin().api().device_mask;
     assert_ne!(mask & (1 << RaiDeviceKind::Cpu as u32), 0, "CPU");
     assert_eq!(
         mask & (1 << RaiDeviceKind::Gpu as u32) != 0,
@@ -52,27 +47,24 @@ fn check_refusal(text: &str) {
 #[test]
 fn a_gpu_model_or_script_is_refused_with_the_reason_where_there_is_no_gpu() {
     match load_on(&model_bytes("add.pt"), GPU0) {
-        Ok(model) => {
+        Ok(_model) => {
             // Only on a machine with a GPU and libtorch's CUDA backend beside the test.
             assert!(gpu_build(), "the CPU build loaded a GPU model or script");
-            free_model(model);
         }
         Err(text) => check_refusal(&text),
     }
     match load_script_on(GPU0, SCRIPT, &["twice"]) {
-        Ok(script) => {
+        Ok(_script) => {
             assert!(gpu_build(), "the CPU build loaded a GPU model or script");
-            free_script(script);
         }
         Err(text) => check_refusal(&text),
     }
     // The CPU still works after a refusal.
-    let model = load_on(&model_bytes("add.pt"), common::CPU).expect("CPU model");
+    let model = load_on(&model_bytes("add.pt"), CPU).expect("CPU model");
     let a = Tensor::f32(&[2], &[1.0, 2.0]);
     let b = Tensor::f32(&[2], &[10.0, 20.0]);
-    let outputs = run(model, &[a, b], 1).expect("run on the CPU");
+    let outputs = run(&model, &[a, b], 1).expect("run on the CPU");
     assert_eq!(outputs[0].to_f32(), vec![11.0, 22.0]);
-    free_model(model);
 }
 
 #[test]
@@ -80,9 +72,10 @@ fn a_missing_device_is_named() {
     assert!(redisai_torch::cuda::check_device(0, 1).is_ok());
     let err = redisai_torch::cuda::check_device(2, 2).expect_err("GPU:2 of 2");
     assert!(
-        err.0.contains("GPU:2 does not exist") && err.0.contains("GPU:0 to GPU:1"),
+        err.to_string().contains("GPU:2 does not exist")
+            && err.to_string().contains("GPU:0 to GPU:1"),
         "{}",
-        err.0
+        err
     );
 }
 
@@ -92,11 +85,13 @@ fn a_folder_without_libtorch_cuda_is_named() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let err = redisai_torch::cuda::prepare(&dir, 0).expect_err("no libtorch_cuda.so");
     assert!(
-        err.0
+        err.to_string()
             .contains("the GPU build of the TORCH backend is incomplete")
-            && err.0.contains("torch/lib/libtorch_cuda.so is missing"),
+            && err
+                .to_string()
+                .contains("torch/lib/libtorch_cuda.so is missing"),
         "{}",
-        err.0
+        err
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -105,7 +100,7 @@ fn a_folder_without_libtorch_cuda_is_named() {
 fn the_driver_reports_devices_or_why_not() {
     match redisai_torch::cuda::driver_device_count() {
         Ok(count) => assert!(count > 0),
-        Err(err) => assert!(err.0.contains("NVIDIA driver"), "{}", err.0),
+        Err(err) => assert!(err.to_string().contains("NVIDIA driver"), "{}", err),
     }
 }
 

@@ -5,11 +5,12 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-
-use common::{api, free_model, load, run, Tensor, MEMORY_LIMIT_MB};
-use redisai_plugin_api::abi::{RaiDevice, RaiDeviceKind, RaiMemoryStats, RAI_MEMORY_UNKNOWN};
+use common::{load, plugin, run, Tensor};
+use redisai_plugin_api::abi::{
+    RaiConfigKey, RaiDevice, RaiDeviceKind, RaiMemoryStats, RAI_MEMORY_UNKNOWN,
+};
 use redisai_plugin_api::sdk::{DType, Device, DeviceKind, TensorRef};
+use redisai_plugin_testkit::host::set_config;
 use redisai_torch::make_module;
 
 fn stats() -> RaiMemoryStats {
@@ -19,7 +20,10 @@ fn stats() -> RaiMemoryStats {
         peak_bytes: RAI_MEMORY_UNKNOWN,
         limit_bytes: RAI_MEMORY_UNKNOWN,
     };
-    let fill = api().memory_stats.expect("memory_stats (ABI minor 3)");
+    let fill = plugin()
+        .api()
+        .memory_stats
+        .expect("memory_stats (ABI minor 3)");
     // SAFETY: a valid struct with its size set.
     unsafe { fill(&mut stats) };
     stats
@@ -41,7 +45,7 @@ fn rss_bytes() -> u64 {
 
 #[test]
 fn memory_limit_stops_a_2gb_intermediate_and_counters_follow_models() {
-    MEMORY_LIMIT_MB.store(256, Ordering::SeqCst);
+    set_config(RaiConfigKey::BackendMemoryLimitMb, 256);
     let _ = RaiDevice {
         kind: RaiDeviceKind::Cpu,
         id: 0,
@@ -75,9 +79,9 @@ fn memory_limit_stops_a_2gb_intermediate_and_counters_follow_models() {
     let loaded = stats();
     eprintln!("loaded: {loaded:?}");
     let model_bytes = {
-        let f = api().model_memory.expect("model_memory");
+        let f = plugin().api().model_memory.expect("model_memory");
         // SAFETY: a live model of this plugin.
-        unsafe { f(model) }
+        unsafe { f(model.as_raw()) }
     };
     eprintln!("model_memory: {model_bytes}");
     assert_eq!(model_bytes, 4_000_000);
@@ -88,7 +92,7 @@ fn memory_limit_stops_a_2gb_intermediate_and_counters_follow_models() {
     assert_eq!(loaded.limit_bytes, 256_000_000);
 
     let x = Tensor::f32(&[1], &[1.0]);
-    let err = run(model, std::slice::from_ref(&x), 1).expect_err("2 GB intermediate");
+    let err = run(&model, std::slice::from_ref(&x), 1).expect_err("2 GB intermediate");
     eprintln!("error: {err}");
     assert!(
         err.contains("TORCH memory limit exceeded") && err.contains("256 MB"),
@@ -107,7 +111,7 @@ fn memory_limit_stops_a_2gb_intermediate_and_counters_follow_models() {
 
     // A run that needs 100 MB passes under the same limit.
     let small = load(&small_blob).expect("load the small model");
-    let out = run(small, std::slice::from_ref(&x), 1).expect("100 MB run");
+    let out = run(&small, std::slice::from_ref(&x), 1).expect("100 MB run");
     let value = out[0].to_f32()[0];
     assert!(
         (value - 25_500_000.0).abs() / 25_500_000.0 < 1e-3,
@@ -119,8 +123,8 @@ fn memory_limit_stops_a_2gb_intermediate_and_counters_follow_models() {
 
     // Without a limit the big run passes (when the machine has the memory): not tried
     // here. Freeing the models gives their weights back.
-    free_model(small);
-    free_model(model);
+    drop(small);
+    drop(model);
     let freed = stats();
     eprintln!("freed: {freed:?}");
     assert!(
@@ -129,10 +133,10 @@ fn memory_limit_stops_a_2gb_intermediate_and_counters_follow_models() {
     );
 
     // Weights count too: 4 MB of them do not load under 2 MB, and nothing is kept.
-    MEMORY_LIMIT_MB.store(2, Ordering::SeqCst);
+    set_config(RaiConfigKey::BackendMemoryLimitMb, 2);
     let err = load(&blob).expect_err("4 MB of weights under 2 MB");
     eprintln!("2 MB load: {err}");
     assert!(err.contains("TORCH memory limit exceeded"), "{err}");
     assert_eq!(stats().held_bytes, freed.held_bytes);
-    MEMORY_LIMIT_MB.store(0, Ordering::SeqCst);
+    set_config(RaiConfigKey::BackendMemoryLimitMb, 0);
 }

@@ -4,48 +4,21 @@
 
 mod common;
 
-use common::{api, free_model, load, model_bytes, run, Tensor};
+use common::Model;
+use common::{load, model_bytes, plugin, run, Tensor};
+use redisai_plugin_api::abi::RAI_PLUGIN_FLAG_CONCURRENT_RUN;
 use redisai_plugin_api::sdk::DType;
-use std::ffi::CStr;
-
-fn names(model: *mut redisai_plugin_api::abi::RaiModel, inputs: bool) -> Vec<String> {
-    let api = api();
-    let (count, name) = if inputs {
-        (
-            api.model_input_count.expect("count"),
-            api.model_input_name.expect("name"),
-        )
-    } else {
-        (
-            api.model_output_count.expect("count"),
-            api.model_output_name.expect("name"),
-        )
-    };
-    // SAFETY: a live model of this plugin; names live as long as it.
-    let n = unsafe { count(model) };
-    (0..n)
-        .map(|i| {
-            // SAFETY: as above.
-            unsafe { CStr::from_ptr(name(model, i)) }
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect()
-}
+use redisai_plugin_testkit::rng::Rng;
 
 #[test]
 fn table_describes_the_backend() {
-    let api = api();
-    // SAFETY: static strings of the table.
-    let name = unsafe { CStr::from_ptr(api.name) }
-        .to_str()
-        .map(str::to_owned);
-    // SAFETY: as above.
-    let version = unsafe { CStr::from_ptr(api.runtime_version) }
-        .to_str()
-        .map(str::to_owned);
-    assert_eq!(name.as_deref(), Ok("TORCH"));
-    assert_eq!(version.as_deref(), Ok(redisai_torch::TORCH_VERSION));
+    let plugin = plugin();
+    let api = plugin.api();
+    assert_eq!(plugin.name(), c"TORCH");
+    assert_eq!(
+        plugin.runtime_version().to_str(),
+        Ok(redisai_torch::TORCH_VERSION)
+    );
     assert_eq!(redisai_torch::torch_version(), redisai_torch::TORCH_VERSION);
     assert!(api.script_load.is_some() && api.script_run.is_some());
     assert_eq!(api.dtype_mask & (1 << DType::String as u32), 0, "no STRING");
@@ -104,11 +77,11 @@ fn add_cases() -> Vec<AddCase> {
 #[test]
 fn every_dtype_round_trips_through_add() {
     let model = load(&model_bytes("add.pt")).expect("load add.pt");
-    assert_eq!(names(model, true), ["a", "b"]);
-    assert_eq!(names(model, false), ["output_0"]);
+    assert_eq!(model.input_names(), ["a", "b"]);
+    assert_eq!(model.output_names(), ["output_0"]);
     for (dtype, a, b, sum) in add_cases() {
         let out = run(
-            model,
+            &model,
             &[Tensor::new(dtype, &[2], a), Tensor::new(dtype, &[2], b)],
             1,
         )
@@ -117,20 +90,19 @@ fn every_dtype_round_trips_through_add() {
     }
     // Scalars and empty tensors keep their shapes.
     let out = run(
-        model,
+        &model,
         &[Tensor::f32(&[], &[2.0]), Tensor::f32(&[], &[3.0])],
         1,
     )
     .expect("scalar");
     assert_eq!(out, [Tensor::f32(&[], &[5.0])]);
     let out = run(
-        model,
+        &model,
         &[Tensor::f32(&[0, 3], &[]), Tensor::f32(&[0, 3], &[])],
         1,
     )
     .expect("empty");
     assert_eq!(out, [Tensor::f32(&[0, 3], &[])]);
-    free_model(model);
 }
 
 #[test]
@@ -138,22 +110,21 @@ fn uint16_and_string_are_clear_errors_where_unsupported() {
     let model = load(&model_bytes("add.pt")).expect("load add.pt");
     let a = Tensor::new(DType::Uint16, &[2], vec![1, 0, 2, 0]);
     // libtorch 2.13 has uint16 tensors but no add kernel for them: its own message.
-    match run(model, &[a.clone(), a], 1) {
+    match run(&model, &[a.clone(), a], 1) {
         Ok(out) => assert_eq!(out, [Tensor::new(DType::Uint16, &[2], vec![2, 0, 4, 0])]),
         Err(err) => assert!(err.contains("UInt16"), "{err}"),
     }
     let s = Tensor::new(DType::String, &[1], b"hi\0".to_vec());
-    let err = run(model, &[s.clone(), s], 1).expect_err("STRING");
+    let err = run(&model, &[s.clone(), s], 1).expect_err("STRING");
     assert_eq!(err, "the TORCH backend does not support STRING tensors");
-    free_model(model);
 }
 
 #[test]
 fn two_outputs_int64_and_bool_models() {
     let model = load(&model_bytes("two_outputs.pt")).expect("two_outputs.pt");
-    assert_eq!(names(model, false), ["output_0", "output_1"]);
+    assert_eq!(model.output_names(), ["output_0", "output_1"]);
     let out = run(
-        model,
+        &model,
         &[
             Tensor::f32(&[2], &[2.0, 3.0]),
             Tensor::f32(&[2], &[4.0, 5.0]),
@@ -164,29 +135,27 @@ fn two_outputs_int64_and_bool_models() {
     assert_eq!(out[0].to_f32(), [6.0, 8.0]);
     assert_eq!(out[1].to_f32(), [8.0, 15.0]);
     let err = run(
-        model,
+        &model,
         &[Tensor::f32(&[1], &[1.0]), Tensor::f32(&[1], &[1.0])],
         1,
     )
     .expect_err("one output asked of two");
     assert!(err.contains("returned 2 tensors but 1"), "{err}");
-    free_model(model);
 
     let argmax = load(&model_bytes("argmax.pt")).expect("argmax.pt");
     let out = run(
-        argmax,
+        &argmax,
         &[Tensor::f32(&[2, 3], &[0.0, 5.0, 1.0, 9.0, 2.0, 3.0])],
         1,
     )
     .expect("argmax");
     let expected: Vec<u8> = [1i64, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(out, [Tensor::new(DType::Int64, &[2], expected)]);
-    free_model(argmax);
 
     let logical = load(&model_bytes("logical.pt")).expect("logical.pt");
     let a = Tensor::new(DType::Bool, &[4], vec![0, 0, 1, 1]);
     let b = Tensor::new(DType::Bool, &[4], vec![0, 1, 0, 1]);
-    let out = run(logical, &[a, b], 2).expect("logical");
+    let out = run(&logical, &[a, b], 2).expect("logical");
     assert_eq!(
         out,
         [
@@ -194,7 +163,6 @@ fn two_outputs_int64_and_bool_models() {
             Tensor::new(DType::Bool, &[4], vec![0, 1, 1, 0])
         ]
     );
-    free_model(logical);
 }
 
 /// The MLP of gen-torch-models: relu(x W1 + b1) W2 + b2 with its deterministic weights.
@@ -217,34 +185,21 @@ fn mlp_reference(x: &[f32; 4]) -> Vec<f32> {
 #[test]
 fn mlp_matches_its_weights_and_shape_errors_carry_torch_messages() {
     let model = load(&model_bytes("mlp.pt")).expect("mlp.pt");
-    assert_eq!(names(model, true), ["x"]);
+    assert_eq!(model.input_names(), ["x"]);
     let rows = [[1.0f32, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.25, -2.0]];
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    let out = run(model, &[Tensor::f32(&[2, 4], &flat)], 1).expect("mlp");
+    let out = run(&model, &[Tensor::f32(&[2, 4], &flat)], 1).expect("mlp");
     assert_eq!(out[0].shape, [2, 3]);
     let expected: Vec<f32> = rows.iter().flat_map(mlp_reference).collect();
     for (got, want) in out[0].to_f32().iter().zip(&expected) {
         assert!((got - want).abs() < 1e-4, "{got} vs {want}");
     }
-    let err = run(model, &[Tensor::f32(&[1, 5], &[0.0; 5])], 1).expect_err("shape mismatch");
+    let err = run(&model, &[Tensor::f32(&[1, 5], &[0.0; 5])], 1).expect_err("shape mismatch");
     assert!(err.contains("cannot be multiplied"), "{err}");
-    let err = run(model, &[], 1).expect_err("missing input");
+    let err = run(&model, &[], 1).expect_err("missing input");
     assert!(err.contains("forward"), "{err}");
-    let err = run(model, &[Tensor::f32(&[2, 4], &[0.0; 3])], 1).expect_err("short data");
+    let err = run(&model, &[Tensor::f32(&[2, 4], &[0.0; 3])], 1).expect_err("short data");
     assert!(err.contains("needs 32 bytes of data, got 12"), "{err}");
-    free_model(model);
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 #[test]
@@ -261,20 +216,19 @@ fn corrupt_blobs_are_errors_not_aborts() {
         );
     }
     // Damaged copies either fail to load or load and run (or fail) cleanly.
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let (mut refused, mut loaded) = (0, 0);
     for _ in 0..60 {
         let mut damaged = blob.clone();
         for _ in 0..3 {
-            let at = (rng.next() % damaged.len() as u64) as usize;
-            damaged[at] ^= 1 << (rng.next() % 8);
+            let at = (rng.next_u64() % damaged.len() as u64) as usize;
+            damaged[at] ^= 1 << (rng.next_u64() % 8);
         }
         match load(&damaged) {
             Err(_) => refused += 1,
             Ok(model) => {
                 loaded += 1;
-                let _ = run(model, &[Tensor::f32(&[1, 4], &[1.0; 4])], 1);
-                free_model(model);
+                let _ = run(&model, &[Tensor::f32(&[1, 4], &[1.0; 4])], 1);
             }
         }
     }
@@ -322,30 +276,35 @@ fn a_pickle_that_would_grow_libtorch_s_memo_without_bound_is_refused() {
     let err = load(&blob).expect_err("refused");
     assert!(err.contains("declares"), "{err}");
     // The intact model still loads.
-    free_model(load(&model_bytes("mlp.pt")).expect("mlp.pt"));
+    load(&model_bytes("mlp.pt")).expect("mlp.pt");
 }
+
+/// A model runs from several threads at once (the plugin says it may).
+struct Concurrent(Model);
+
+// SAFETY: TORCH sets RAI_PLUGIN_FLAG_CONCURRENT_RUN (checked in the test): `model_run` may
+// be called on one model from several threads at once.
+unsafe impl Sync for Concurrent {}
 
 #[test]
 fn one_model_runs_from_several_threads_at_once() {
-    let model = load(&model_bytes("add.pt")).expect("add.pt") as usize;
-    let threads: Vec<_> = (0..4)
-        .map(|t| {
-            std::thread::spawn(move || {
+    assert_ne!(plugin().api().flags & RAI_PLUGIN_FLAG_CONCURRENT_RUN, 0);
+    let model = Concurrent(load(&model_bytes("add.pt")).expect("add.pt"));
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let model = &model;
+            scope.spawn(move || {
                 for i in 0..50 {
                     let v = (t * 100 + i) as f32;
                     let out = run(
-                        model as *mut _,
+                        &model.0,
                         &[Tensor::f32(&[1], &[v]), Tensor::f32(&[1], &[1.0])],
                         1,
                     )
                     .expect("run");
                     assert_eq!(out[0].to_f32(), [v + 1.0]);
                 }
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().expect("thread");
-    }
-    free_model(model as *mut _);
+            });
+        }
+    });
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{free_model, free_script, load, load_script, model_bytes, run, run_script, Tensor};
+use common::{load, load_script, model_bytes, models_dir, run, run_script, Tensor};
 use redisai_torch::policy::{self, rule_for, Rule, What};
 use redisai_torch::{make_module, make_module_with_child};
 
@@ -16,10 +16,6 @@ const FROM_FILE_MODEL: &str = "model uses a forbidden operation: aten::from_file
 
 fn script_refusal(op: &str, reason: &str) -> String {
     format!("script uses a forbidden operation: {op} ({reason})")
-}
-
-fn from_file_refused_in_script() -> String {
-    script_refusal("aten::from_file", "file access")
 }
 
 /// A path under the system's temporary folder that does not exist yet.
@@ -31,145 +27,79 @@ fn fresh_path(name: &str) -> PathBuf {
 
 fn refused_script(source: &str, entry_points: &[&str]) -> String {
     match load_script(source, entry_points) {
-        Ok(script) => {
-            free_script(script);
-            panic!("the script loaded:\n{source}");
-        }
+        Ok(_) => panic!("the script loaded:\n{source}"),
         Err(message) => message,
     }
 }
 
 fn refused_model(blob: &[u8]) -> String {
     match load(blob) {
-        Ok(model) => {
-            free_model(model);
-            panic!("the model loaded");
-        }
+        Ok(_) => panic!("the model loaded"),
         Err(message) => message,
     }
 }
 
 #[test]
-fn a_script_reading_a_file_is_refused() {
-    let source = "def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return torch.from_file(args[0], False, int(args[1]), dtype=torch.uint8)\n";
-    assert_eq!(
-        refused_script(source, &["f"]),
-        from_file_refused_in_script()
-    );
-}
-
-#[test]
-fn a_script_creating_a_file_with_shared_from_file_is_refused_and_nothing_is_written() {
-    let path = fresh_path("shared");
-    let source = format!(
-        "def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return torch.from_file(\"{}\", True, 64, dtype=torch.uint8)\n",
-        path.display()
-    );
-    assert_eq!(
-        refused_script(&source, &["f"]),
-        from_file_refused_in_script()
-    );
-    assert!(!path.exists(), "{} was created", path.display());
-}
-
-#[test]
-fn from_file_is_found_in_branches_loops_and_helpers() {
-    let sources = [
+fn scripts_that_read_or_write_files_are_refused_wherever_the_call_hides() {
+    let shared = fresh_path("shared");
+    let saved = fresh_path("save");
+    let from_file = script_refusal("aten::from_file", "file access");
+    // (the script, its refusal)
+    let cases = [
+        // Reading a file.
+        ("def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return torch.from_file(args[0], False, int(args[1]), dtype=torch.uint8)\n".to_owned(), &from_file),
+        // Creating one with a shared from_file.
+        (format!("def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return torch.from_file(\"{}\", True, 64, dtype=torch.uint8)\n", shared.display()), &from_file),
         // In an if-branch.
-        "def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    if len(args) > 1:\n        return torch.from_file(args[0], False, int(args[1]), dtype=torch.uint8)\n    return tensors[0]\n",
+        ("def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    if len(args) > 1:\n        return torch.from_file(args[0], False, int(args[1]), dtype=torch.uint8)\n    return tensors[0]\n".to_owned(), &from_file),
         // In a loop's body, inside a nested branch.
-        "def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    x = tensors[0]\n    for a in args:\n        if a == 'x':\n            x = torch.from_file(a, False, 4)\n    return x\n",
+        ("def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    x = tensors[0]\n    for a in args:\n        if a == 'x':\n            x = torch.from_file(a, False, 4)\n    return x\n".to_owned(), &from_file),
         // In a helper the entry point calls.
-        "def read(path: str, n: int):\n    return torch.from_file(path, False, n, dtype=torch.uint8)\n\ndef f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return read(args[0], int(args[1]))\n",
+        ("def read(path: str, n: int):\n    return torch.from_file(path, False, n, dtype=torch.uint8)\n\ndef f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return read(args[0], int(args[1]))\n".to_owned(), &from_file),
         // Two calls deep.
-        "def read(path: str):\n    return torch.from_file(path, False, 4)\n\ndef middle(path: str):\n    return read(path) + 1\n\ndef f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return middle(args[0])\n",
+        ("def read(path: str):\n    return torch.from_file(path, False, 4)\n\ndef middle(path: str):\n    return read(path) + 1\n\ndef f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return middle(args[0])\n".to_owned(), &from_file),
         // In a function no entry point calls (another entry point could).
-        "def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return tensors[0]\n\ndef g(path: str):\n    return torch.from_file(path, False, 4)\n",
+        ("def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    return tensors[0]\n\ndef g(path: str):\n    return torch.from_file(path, False, 4)\n".to_owned(), &from_file),
+        // Writing a file with torch.save.
+        (format!("def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    torch.save(tensors[0], \"{}\")\n    return tensors[0]\n", saved.display()), &script_refusal("aten::save", "file access")),
     ];
-    for source in sources {
-        assert_eq!(
-            refused_script(source, &["f"]),
-            from_file_refused_in_script(),
-            "{source}"
-        );
+    for (source, refusal) in &cases {
+        assert_eq!(&refused_script(source, &["f"]), *refusal, "{source}");
+    }
+    for path in [shared, saved] {
+        assert!(!path.exists(), "{} was created", path.display());
     }
 }
 
+/// The model forms a file read can take; libtorch runs `__setstate__` while it loads a
+/// model, before the plugin sees its graphs: the stubbed operator keeps the file from
+/// being created, and the load is refused with the same text.
 #[test]
-fn a_script_writing_a_file_with_torch_save_is_refused() {
-    let path = fresh_path("save");
-    let source = format!(
-        "def f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    torch.save(tensors[0], \"{}\")\n    return tensors[0]\n",
-        path.display()
-    );
-    assert_eq!(
-        refused_script(&source, &["f"]),
-        script_refusal("aten::save", "file access")
-    );
-    assert!(!path.exists());
-}
-
-#[test]
-fn a_model_whose_forward_reads_a_file_is_refused() {
-    let blob = make_module(
-        "def forward(self, x: Tensor) -> Tensor:\n    return torch.from_file(\"/etc/passwd\", False, 16) + x\n",
-        &[],
-    )
-    .expect("make");
-    assert_eq!(refused_model(&blob), FROM_FILE_MODEL);
-}
-
-#[test]
-fn a_model_whose_submodule_reads_a_file_is_refused() {
-    let blob = make_module_with_child(
-        "def forward(self, x: Tensor) -> Tensor:\n    return self.reader.read(x)\n",
-        "reader",
-        "def read(self, x: Tensor) -> Tensor:\n    return torch.from_file(\"/etc/passwd\", False, 16) + x\n",
-    )
-    .expect("make");
-    assert_eq!(refused_model(&blob), FROM_FILE_MODEL);
-    // A submodule method that forward never calls is refused as well.
-    let blob = make_module_with_child(
-        "def forward(self, x: Tensor) -> Tensor:\n    return x\n",
-        "reader",
-        "def read(self, x: Tensor) -> Tensor:\n    return torch.from_file(\"/etc/passwd\", False, 16) + x\n",
-    )
-    .expect("make");
-    assert_eq!(refused_model(&blob), FROM_FILE_MODEL);
-}
-
-#[test]
-fn a_model_whose_helper_method_or_branch_reads_a_file_is_refused() {
-    let blob = make_module(
-        "def read(self, n: int) -> Tensor:\n    return torch.from_file(\"/etc/passwd\", False, n)\n\ndef forward(self, x: Tensor) -> Tensor:\n    if x.sum() > 100:\n        return self.read(16)\n    return x\n",
-        &[],
-    )
-    .expect("make");
-    assert_eq!(refused_model(&blob), FROM_FILE_MODEL);
-}
-
-/// libtorch runs `__setstate__` while it loads a model, before the plugin sees its
-/// graphs: the stubbed operator keeps the file from being created, and the load is
-/// refused with the same text.
-#[test]
-fn a_model_whose_setstate_creates_a_file_is_refused_before_it_writes() {
-    let path = fresh_path("setstate");
-    let blob = make_module(
-        &format!(
-            "def __getstate__(self) -> int:\n    return 1\n\ndef __setstate__(self, state: int) -> None:\n    print(torch.from_file(\"{}\", True, 64).sum())\n\ndef forward(self, x: Tensor) -> Tensor:\n    return x\n",
-            path.display()
-        ),
-        &[],
-    )
-    .expect("make");
-    assert_eq!(refused_model(&blob), FROM_FILE_MODEL);
-    assert!(!path.exists(), "{} was created", path.display());
+fn models_that_read_or_write_files_are_refused_wherever_the_call_hides() {
+    let read = "torch.from_file(\"/etc/passwd\", False, 16)";
+    let created = fresh_path("setstate");
+    let module = |code: &str| make_module(code, &[]).expect("make");
+    let with_reader = |forward: &str| {
+        let read_method = format!("def read(self, x: Tensor) -> Tensor:\n    return {read} + x\n");
+        make_module_with_child(forward, "reader", &read_method).expect("make")
+    };
+    let cases = [
+        ("forward", module(&format!("def forward(self, x: Tensor) -> Tensor:\n    return {read} + x\n"))),
+        ("a submodule's method forward calls", with_reader("def forward(self, x: Tensor) -> Tensor:\n    return self.reader.read(x)\n")),
+        ("a submodule's method forward never calls", with_reader("def forward(self, x: Tensor) -> Tensor:\n    return x\n")),
+        ("a helper method called in a branch", module("def read(self, n: int) -> Tensor:\n    return torch.from_file(\"/etc/passwd\", False, n)\n\ndef forward(self, x: Tensor) -> Tensor:\n    if x.sum() > 100:\n        return self.read(16)\n    return x\n")),
+        ("__setstate__ creating a file", module(&format!("def __getstate__(self) -> int:\n    return 1\n\ndef __setstate__(self, state: int) -> None:\n    print(torch.from_file(\"{}\", True, 64).sum())\n\ndef forward(self, x: Tensor) -> Tensor:\n    return x\n", created.display()))),
+    ];
+    for (place, blob) in &cases {
+        assert_eq!(refused_model(blob), FROM_FILE_MODEL, "{place}");
+    }
+    assert!(!created.exists(), "{} was created", created.display());
 }
 
 #[test]
 fn every_shipped_model_and_script_still_loads_and_runs() {
-    let dir = common::model_path("add.pt");
-    let dir = dir.parent().expect("models folder");
+    let dir = models_dir();
+    let dir = dir.as_path();
     let mut models: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("tests/models/torch")
         .map(|entry| entry.expect("entry").path())
@@ -195,20 +125,17 @@ fn every_shipped_model_and_script_still_loads_and_runs() {
     eprintln!("loading {models:?}");
     for path in &models {
         let blob = std::fs::read(path).expect("read");
-        let model = load(&blob).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-        free_model(model);
+        load(&blob).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     }
     let model = load(&model_bytes("add.pt")).expect("add.pt");
     let a = Tensor::f32(&[2], &[1.0, 2.0]);
-    let out = run(model, &[a.clone(), a.clone()], 1).expect("run");
+    let out = run(&model, &[a.clone(), a.clone()], 1).expect("run");
     assert_eq!(out, [Tensor::f32(&[2], &[2.0, 4.0])]);
-    free_model(model);
     // Scripts that use the language, aten and the extensions.
     let source = "def helper(x: Tensor, n: int):\n    for i in range(n):\n        if i % 2 == 0:\n            x = x + 1\n    return x\n\ndef f(tensors: List[Tensor], keys: List[str], args: List[str]):\n    y = helper(tensors[0], int(args[0]))\n    print(y)\n    return torch.cat([y, torch.zeros(1, dtype=torch.float32)])\n\ndef g(tensors: List[Tensor], keys: List[str], args: List[str]):\n    redis.execute('SET', keys[0], '1')\n    return redisAI.model_execute(keys[1], tensors, 1)\n";
     let script = load_script(source, &["f", "g"]).expect("script");
-    let out = run_script(script, "f", &[a], &[], &["3"], 1, false).expect("f");
+    let out = run_script(&script, "f", &[a], &[], &["3"], 1, false).expect("f");
     assert_eq!(out, [Tensor::f32(&[3], &[3.0, 4.0, 0.0])]);
-    free_script(script);
 }
 
 #[test]
@@ -255,14 +182,14 @@ fn the_rules() {
         assert_eq!(rule_for(entry, what), rule, "{entry} in a {what:?}");
     }
     assert_eq!(
-        policy::refusal("c10d::send", Rule::NetworkAccess, What::Script).0,
+        policy::refusal("c10d::send", Rule::NetworkAccess, What::Script).to_string(),
         "script uses a forbidden operation: c10d::send (network access)"
     );
 }
 
 #[test]
 fn refused_operators_are_stubbed_out_of_libtorch() {
-    common::api();
+    common::plugin();
     let stubbed = policy::install().expect("install");
     for name in ["aten::from_file", "aten::save", "c10d::send", "prim::id"] {
         assert!(stubbed.iter().any(|s| s == name), "{name} not stubbed");
@@ -412,51 +339,46 @@ fn with_code(blob: &[u8], code: &str) -> Vec<u8> {
     zip(&records)
 }
 
-#[test]
-fn the_archive_rewriting_keeps_a_model_loadable() {
-    let blob = make_module(
+/// A module whose forward prints [`PLACEHOLDER`].
+fn placeholder_in_forward() -> Vec<u8> {
+    make_module(
         &format!(
             "def forward(self, x: Tensor) -> Tensor:\n    print({PLACEHOLDER})\n    return x\n"
         ),
         &[],
     )
-    .expect("make");
-    let model = load(&with_code(&blob, "\"still a string\"")).expect("rewritten");
-    free_model(model);
+    .expect("make")
+}
+
+#[test]
+fn the_archive_rewriting_keeps_a_model_loadable() {
+    load(&with_code(&placeholder_in_forward(), "\"still a string\"")).expect("rewritten");
 }
 
 #[test]
 fn a_model_using_a_refused_custom_class_is_refused() {
-    let refusal = "model uses a forbidden operation: __torch__.torch.classes._nnapi.Compilation (library loading)";
-    let call = "__torch__.torch.classes._nnapi.Compilation()";
-    // In forward: found in the graph.
-    let blob = make_module(
-        &format!(
-            "def forward(self, x: Tensor) -> Tensor:\n    print({PLACEHOLDER})\n    return x\n"
-        ),
-        &[],
-    )
-    .expect("make");
-    assert_eq!(refused_model(&with_code(&blob, call)), refusal);
+    let nnapi = "__torch__.torch.classes._nnapi.Compilation()";
+    let nnapi_refusal = "model uses a forbidden operation: __torch__.torch.classes._nnapi.Compilation (library loading)";
     // In __setstate__, which libtorch runs while loading: the class's stubbed methods
     // refuse to run.
-    let blob = make_module(
+    let in_setstate = make_module(
         &format!(
             "def __getstate__(self) -> int:\n    return 1\n\ndef __setstate__(self, state: int) -> None:\n    print({PLACEHOLDER})\n\ndef forward(self, x: Tensor) -> Tensor:\n    return x\n"
         ),
         &[],
     )
     .expect("make");
-    assert_eq!(refused_model(&with_code(&blob, call)), refusal);
-    let blob = make_module(
-        &format!(
-            "def __getstate__(self) -> int:\n    return 1\n\ndef __setstate__(self, state: int) -> None:\n    print({PLACEHOLDER})\n\ndef forward(self, x: Tensor) -> Tensor:\n    return x\n"
+    let cases = [
+        // In forward: found in the graph.
+        (placeholder_in_forward(), nnapi, nnapi_refusal),
+        (in_setstate.clone(), nnapi, nnapi_refusal),
+        (
+            in_setstate,
+            "__torch__.torch.classes.c10d.ReduceOp()",
+            "model uses a forbidden operation: __torch__.torch.classes.c10d.ReduceOp (network access)",
         ),
-        &[],
-    )
-    .expect("make");
-    assert_eq!(
-        refused_model(&with_code(&blob, "__torch__.torch.classes.c10d.ReduceOp()")),
-        "model uses a forbidden operation: __torch__.torch.classes.c10d.ReduceOp (network access)"
-    );
+    ];
+    for (blob, call, refusal) in &cases {
+        assert_eq!(refused_model(&with_code(blob, call)), *refusal, "{call}");
+    }
 }

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{
-    free_script, load, load_script, model_bytes, register_model, run_script, run_script_positional,
+    load, load_script, model_bytes, register_model, run_script, run_script_positional, Script,
     Tensor,
 };
 
@@ -35,23 +35,24 @@ def helper(x: Tensor):
     return x
 "#;
 
+/// Runs `function` with no keys, no args and no host context.
+fn run_fn(
+    script: &Script,
+    function: &str,
+    inputs: &[Tensor],
+    max_outputs: usize,
+) -> Result<Vec<Tensor>, String> {
+    run_script(script, function, inputs, &[], &[], max_outputs, false)
+}
+
 #[test]
 fn script_functions_return_one_several_or_no_tensors() {
     let script = load_script(SCRIPT, &["add", "split", "pair", "nothing", "scaled"]).expect("load");
     let a = Tensor::f32(&[2], &[1.0, 2.0]);
     let b = Tensor::f32(&[2], &[10.0, 20.0]);
-    let out = run_script(script, "add", &[a.clone(), b.clone()], &[], &[], 4, false).expect("add");
+    let out = run_fn(&script, "add", &[a.clone(), b.clone()], 4).expect("add");
     assert_eq!(out, [Tensor::f32(&[2], &[11.0, 22.0])]);
-    let out = run_script(
-        script,
-        "split",
-        std::slice::from_ref(&a),
-        &[],
-        &[],
-        4,
-        false,
-    )
-    .expect("split");
+    let out = run_fn(&script, "split", std::slice::from_ref(&a), 4).expect("split");
     assert_eq!(
         out,
         [
@@ -59,13 +60,12 @@ fn script_functions_return_one_several_or_no_tensors() {
             Tensor::f32(&[2], &[3.0, 6.0])
         ]
     );
-    let out =
-        run_script(script, "pair", std::slice::from_ref(&a), &[], &[], 2, false).expect("pair");
+    let out = run_fn(&script, "pair", std::slice::from_ref(&a), 2).expect("pair");
     assert_eq!(out, [a.clone(), Tensor::f32(&[2], &[2.0, 3.0])]);
-    let out = run_script(script, "nothing", &[], &[], &[], 1, false).expect("nothing");
+    let out = run_fn(&script, "nothing", &[], 1).expect("nothing");
     assert!(out.is_empty());
     let out = run_script(
-        script,
+        &script,
         "scaled",
         std::slice::from_ref(&a),
         &[],
@@ -75,18 +75,8 @@ fn script_functions_return_one_several_or_no_tensors() {
     )
     .expect("scaled");
     assert_eq!(out, [Tensor::f32(&[2], &[2.5, 5.0])]);
-    let err = run_script(
-        script,
-        "split",
-        std::slice::from_ref(&a),
-        &[],
-        &[],
-        1,
-        false,
-    )
-    .expect_err("too many");
+    let err = run_fn(&script, "split", std::slice::from_ref(&a), 1).expect_err("too many");
     assert!(err.contains("returned 2 tensors but 1"), "{err}");
-    free_script(script);
 }
 
 #[test]
@@ -117,26 +107,14 @@ fn load_errors_use_redisai_texts() {
 fn run_errors_carry_torch_messages() {
     let script = load_script(SCRIPT, &[]).expect("load");
     let a = Tensor::f32(&[2], &[1.0, 2.0]);
-    let err = run_script(
-        script,
-        "missing",
-        std::slice::from_ref(&a),
-        &[],
-        &[],
-        1,
-        false,
-    )
-    .expect_err("missing");
+    let err = run_fn(&script, "missing", std::slice::from_ref(&a), 1).expect_err("missing");
     assert_eq!(err, "Function missing does not exist in the given script.");
-    let err =
-        run_script(script, "fails", &[a.clone(), a.clone()], &[], &[], 1, false).expect_err("cat");
+    let err = run_fn(&script, "fails", &[a.clone(), a.clone()], 1).expect_err("cat");
     assert!(err.contains("Dimension out of range"), "{err}");
-    let err =
-        run_script(script, "add", std::slice::from_ref(&a), &[], &[], 1, false).expect_err("index");
+    let err = run_fn(&script, "add", std::slice::from_ref(&a), 1).expect_err("index");
     assert!(err.contains("out of range"), "{err}");
-    let err = run_script(script, "scaled", &[a], &[], &["x"], 1, false).expect_err("float('x')");
+    let err = run_script(&script, "scaled", &[a], &[], &["x"], 1, false).expect_err("float('x')");
     assert!(err.contains("float(args[0])"), "{err}");
-    free_script(script);
 }
 
 const EXTENSIONS: &str = r#"
@@ -175,15 +153,15 @@ def run_model(tensors: List[Tensor], keys: List[str], args: List[str]):
 fn redis_execute_and_as_list_reach_the_host() {
     let script =
         load_script(EXTENSIONS, &["counter", "listed", "missing", "bad_command"]).expect("load");
-    let out = run_script(script, "counter", &[], &["n"], &["40"], 1, true).expect("counter");
+    let out = run_script(&script, "counter", &[], &["n"], &["40"], 1, true).expect("counter");
     assert_eq!(out[0].data, 42i64.to_le_bytes());
     let out =
-        run_script(script, "listed", &[], &["l"], &["1.5", "2", "-3"], 1, true).expect("listed");
+        run_script(&script, "listed", &[], &["l"], &["1.5", "2", "-3"], 1, true).expect("listed");
     assert_eq!(out, [Tensor::f32(&[3], &[1.5, 2.0, -3.0])]);
-    let out = run_script(script, "missing", &[], &["absent"], &[], 1, true).expect("nil");
+    let out = run_script(&script, "missing", &[], &["absent"], &[], 1, true).expect("nil");
     assert_eq!(out, [Tensor::f32(&[1], &[0.0])]);
     let err = run_script(
-        script,
+        &script,
         "bad_command",
         &[Tensor::f32(&[1], &[1.0])],
         &["k"],
@@ -194,57 +172,39 @@ fn redis_execute_and_as_list_reach_the_host() {
     .expect_err("error reply");
     assert!(err.contains("ERR unknown command 'NOSUCHCOMMAND'"), "{err}");
     // Without a host context (a run the host offers no services to) it is an error.
-    let err = run_script(script, "counter", &[], &["n"], &["1"], 1, false).expect_err("no ctx");
+    let err = run_script(&script, "counter", &[], &["n"], &["1"], 1, false).expect_err("no ctx");
     assert!(
         err.contains("redis.execute is not available in this run"),
         "{err}"
     );
-    free_script(script);
 }
 
 #[test]
 fn model_execute_runs_a_stored_model() {
     let model = load(&model_bytes("two_outputs.pt")).expect("model");
-    register_model("m{1}", model);
+    register_model("m{1}", &model);
     let script = load_script(EXTENSIONS, &["run_model"]).expect("load");
     let a = Tensor::f32(&[2], &[2.0, 3.0]);
     let b = Tensor::f32(&[2], &[4.0, 5.0]);
-    let out = run_script(
-        script,
-        "run_model",
-        &[a.clone(), b.clone()],
-        &["m{1}"],
-        &[],
-        1,
-        true,
-    )
-    .expect("run_model");
+    let run_model = |key: &str, b: &Tensor| {
+        run_script(
+            &script,
+            "run_model",
+            &[a.clone(), b.clone()],
+            &[key],
+            &[],
+            1,
+            true,
+        )
+    };
     // (a + b) + (a * b)
+    let out = run_model("m{1}", &b).expect("run_model");
     assert_eq!(out, [Tensor::f32(&[2], &[14.0, 23.0])]);
-    let err = run_script(
-        script,
-        "run_model",
-        &[a.clone(), b.clone()],
-        &["absent"],
-        &[],
-        1,
-        true,
-    )
-    .expect_err("missing model");
+    let err = run_model("absent", &b).expect_err("missing model");
     assert!(err.contains("ERR model key is empty"), "{err}");
     // The model's own error comes back through the host.
-    let err = run_script(
-        script,
-        "run_model",
-        &[a, Tensor::f32(&[3], &[1.0; 3])],
-        &["m{1}"],
-        &[],
-        1,
-        true,
-    )
-    .expect_err("shape mismatch");
+    let err = run_model("m{1}", &Tensor::f32(&[3], &[1.0; 3])).expect_err("shape mismatch");
     assert!(err.contains("must match the size"), "{err}");
-    free_script(script);
 }
 
 const LEGACY: &str = r#"
@@ -284,21 +244,20 @@ fn f32s(values: &[f32]) -> Tensor {
 fn scriptrun_binds_tensors_to_parameters() {
     let script = load_script(LEGACY, &[]).expect("load");
     let (a, b) = (f32s(&[1.0, 2.0]), f32s(&[10.0, 20.0]));
-    let out = run_script_positional(script, "bar", &[a.clone(), b.clone()], None, 1).expect("bar");
+    let out = run_script_positional(&script, "bar", &[a.clone(), b.clone()], None, 1).expect("bar");
     assert_eq!(out, [f32s(&[11.0, 22.0])]);
     // A tuple fills several outputs.
     let out =
-        run_script_positional(script, "pair", &[a.clone(), b.clone()], None, 2).expect("pair");
+        run_script_positional(&script, "pair", &[a.clone(), b.clone()], None, 2).expect("pair");
     assert_eq!(out, [f32s(&[11.0, 22.0]), f32s(&[10.0, 40.0])]);
     // A parameter with a default value that no input reaches keeps it.
-    let out =
-        run_script_positional(script, "scaled", std::slice::from_ref(&a), None, 1).expect("scaled");
+    let out = run_script_positional(&script, "scaled", std::slice::from_ref(&a), None, 1)
+        .expect("scaled");
     assert_eq!(out, [f32s(&[2.0, 4.0])]);
     // A three-list function gets every input as `tensors`, `$` or not.
-    let out =
-        run_script_positional(script, "lists", &[b.clone(), a.clone()], Some(1), 1).expect("lists");
+    let out = run_script_positional(&script, "lists", &[b.clone(), a.clone()], Some(1), 1)
+        .expect("lists");
     assert_eq!(out, [f32s(&[9.0, 18.0])]);
-    free_script(script);
 }
 
 #[test]
@@ -307,23 +266,22 @@ fn scriptrun_fills_the_list_parameter() {
     let (a, b, c) = (f32s(&[40.0]), f32s(&[1.0]), f32s(&[0.5]));
     let inputs = [a.clone(), b.clone(), c.clone()];
     // After `$` ...
-    let out = run_script_positional(script, "addn", &inputs, Some(1), 1).expect("$");
+    let out = run_script_positional(&script, "addn", &inputs, Some(1), 1).expect("$");
     assert_eq!(out, [f32s(&[41.5])]);
     // ... or, without `$`, what the Tensor parameters leave, at the list's place.
-    let out = run_script_positional(script, "addn", &inputs, None, 1).expect("no $");
+    let out = run_script_positional(&script, "addn", &inputs, None, 1).expect("no $");
     assert_eq!(out, [f32s(&[41.5])]);
-    let out = run_script_positional(script, "first_list", &inputs, None, 1).expect("first");
+    let out = run_script_positional(&script, "first_list", &inputs, None, 1).expect("first");
     assert_eq!(out, [f32s(&[20.5])]);
     let out =
-        run_script_positional(script, "first_list", &[c.clone(), a, b], Some(1), 1).expect("$");
+        run_script_positional(&script, "first_list", &[c.clone(), a, b], Some(1), 1).expect("$");
     assert_eq!(out, [f32s(&[20.5])]);
     // An empty list after a trailing `$`.
-    let err = run_script_positional(script, "addn", &[c], Some(1), 1).expect_err("empty stack");
+    let err = run_script_positional(&script, "addn", &[c], Some(1), 1).expect_err("empty stack");
     assert!(
         err.contains("stack expects a non-empty TensorList"),
         "{err}"
     );
-    free_script(script);
 }
 
 #[test]
@@ -343,55 +301,34 @@ fn scriptrun_errors_name_the_function_and_its_signature() {
     for (function, count, variadic, expected) in cases {
         let inputs = vec![a.clone(); count];
         let err =
-            run_script_positional(script, function, &inputs, variadic, 1).expect_err(function);
+            run_script_positional(&script, function, &inputs, variadic, 1).expect_err(function);
         assert_eq!(
             err, expected,
             "{function} with {count} inputs, $ at {variadic:?}"
         );
     }
-    free_script(script);
 }
 
 #[test]
 fn scriptexecute_still_needs_the_three_lists() {
     let script = load_script(LEGACY, &[]).expect("load");
     let a = f32s(&[1.0]);
-    let err = run_script(script, "bar", &[a.clone(), a.clone()], &[], &[], 1, false)
-        .expect_err("old-style function");
+    let err = run_fn(&script, "bar", &[a.clone(), a.clone()], 1).expect_err("old-style function");
     assert_eq!(
         err,
         "Wrong number of inputs in function bar. Expected 3 but was 2"
     );
-    let err = run_script(
-        script,
-        "two_lists",
-        std::slice::from_ref(&a),
-        &[],
-        &[],
-        1,
-        false,
-    )
-    .expect_err("wrong types");
+    let err = run_fn(&script, "two_lists", std::slice::from_ref(&a), 1).expect_err("wrong types");
     assert_eq!(
         err,
         "Wrong number of inputs in function two_lists. Expected 3 but was 2"
     );
-    let err = run_script(
-        script,
-        "three",
-        std::slice::from_ref(&a),
-        &[],
-        &[],
-        1,
-        false,
-    )
-    .expect_err("three tensors");
+    let err = run_fn(&script, "three", std::slice::from_ref(&a), 1).expect_err("three tensors");
     assert_eq!(
         err,
         "Wrong inputs type in function three. Expected signature similar to: \
          def three(tensors: List[Tensor], keys: List[str], args: List[str])"
     );
-    let out = run_script(script, "lists", &[a.clone(), a], &[], &[], 1, false).expect("lists");
+    let out = run_fn(&script, "lists", &[a.clone(), a], 1).expect("lists");
     assert_eq!(out, [f32s(&[0.0])]);
-    free_script(script);
 }

@@ -11,6 +11,53 @@ use redisai_tests::{run, run_str, Server};
 /// stuck, and the test fails instead of waiting for ever.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The ACL user `app1` (password `pw`): every command but @admin and @dangerous, keys
+/// `app1:*` only. It may store models and scripts: what it sends is hostile input.
+pub const APP_USER: &str = "ACL SETUSER app1 on >pw resetkeys ~app1:* +@all -@admin -@dangerous";
+
+/// Creates [`APP_USER`] on `server`; a connection authenticated as it.
+pub fn app_user(server: &Server) -> Connection {
+    let mut admin = client(server);
+    call_str(&mut admin, APP_USER).expect("ACL SETUSER");
+    let mut app = client(server);
+    call_str(&mut app, "AUTH app1 pw").expect("AUTH");
+    app
+}
+
+/// Every dtype but STRING.
+pub const DTYPES: [&str; 9] = [
+    "FLOAT", "DOUBLE", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "BOOL",
+];
+
+/// `t:<dtype>` for each of [`DTYPES`] (shape [2, 3]) and `t:STRING` (three strings, one
+/// empty, one not UTF-8): the tensors of the persistence tests' data sets.
+pub fn set_every_dtype(c: &mut Connection) {
+    for (i, dtype) in DTYPES.iter().enumerate() {
+        run_str(
+            c,
+            &format!(
+                "AI.TENSORSET t:{dtype} {dtype} 2 3 VALUES 1 0 1 1 0 {}",
+                i % 2
+            ),
+        )
+        .expect("set");
+    }
+    run(
+        c,
+        &[
+            b"AI.TENSORSET",
+            b"t:STRING",
+            b"STRING",
+            b"3",
+            b"VALUES",
+            b"a",
+            b"",
+            b"\xff\xfe",
+        ],
+    )
+    .expect("strings");
+}
+
 /// A client whose replies time out after [`REPLY_TIMEOUT`].
 pub fn client(server: &Server) -> Connection {
     let c = server.client();
@@ -156,15 +203,6 @@ pub fn meta_field(meta: &[(String, Value)], name: &str) -> Value {
         .unwrap_or_else(|| panic!("no {name} in {meta:?}"))
 }
 
-pub fn names(values: &[&str]) -> Value {
-    Value::Array(
-        values
-            .iter()
-            .map(|v| Value::BulkString(v.as_bytes().to_vec()))
-            .collect(),
-    )
-}
-
 /// `MODELGET key META` and `MODELGET key BLOB` of each key.
 fn model_snapshot(c: &mut Connection, keys: &[&str]) -> Vec<(Vec<(String, Value)>, Value)> {
     keys.iter()
@@ -259,4 +297,72 @@ pub fn rss_settles(c: &mut Connection, baseline: u64, slack: u64) -> u64 {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+// ---- the GPU bundle (gpu.rs, torch_gpu.rs) ----
+
+/// The GPU bundle's module: `$REDISAI_GPU_MODULE`, else dist-gpu/redisai.so.
+pub fn gpu_module() -> PathBuf {
+    let path = std::env::var_os("REDISAI_GPU_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| redisai_tests::workspace_root().join("dist-gpu/redisai.so"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-gpu first",
+        path.display()
+    );
+    path
+}
+
+/// A server with `module` (a GPU bundle's) loaded.
+pub fn gpu_server(module: PathBuf) -> Server {
+    let config = redisai_tests::ServerConfig {
+        module: Some(module),
+        ..redisai_tests::ServerConfig::default()
+    };
+    Server::start_with(config)
+}
+
+/// AI.MODELSTORE of the test model `model` on `device`: ONNX for `*.onnx`, else TORCH.
+pub fn store_on(c: &mut Connection, key: &str, model: &str, device: &str) -> RedisResult<Value> {
+    let (kind, backend) = if model.ends_with(".onnx") {
+        ("onnx", "ONNX")
+    } else {
+        ("torch", "TORCH")
+    };
+    let blob = model_bytes(kind, model);
+    run(
+        c,
+        &[
+            b"AI.MODELSTORE",
+            key.as_bytes(),
+            backend.as_bytes(),
+            device.as_bytes(),
+            b"BLOB",
+            &blob,
+        ],
+    )
+}
+
+/// The numbers of a TENSORGET VALUES reply.
+pub fn values_f64(value: Value) -> Vec<f64> {
+    match value {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::BulkString(b) => String::from_utf8_lossy(&b).parse().expect("number"),
+                Value::Double(d) => d,
+                other => panic!("not a number: {other:?}"),
+            })
+            .collect(),
+        other => panic!("expected values, got {other:?}"),
+    }
+}
+
+/// Equal within a GPU's rounding (1e-3, relative above 1).
+pub fn close(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-3 * (1.0 + y.abs()))
 }

@@ -59,6 +59,66 @@ fn connect(server: &Server) -> Connection {
     c
 }
 
+/// Runs `work` on `clients` threads at once (they start together, after a barrier), each
+/// with its id and its own connection; their results, in id order. A thread that panics
+/// (a client that got no reply) fails the test.
+fn on_clients<T: Send + 'static>(
+    server: &Server,
+    clients: usize,
+    work: impl Fn(usize, &mut Connection) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(clients));
+    let work = Arc::new(work);
+    let workers: Vec<_> = (0..clients)
+        .map(|id| {
+            let url = server.url();
+            let (barrier, work) = (Arc::clone(&barrier), Arc::clone(&work));
+            thread::spawn(move || {
+                let client = redis::Client::open(url).expect("client");
+                let mut c = client
+                    .get_connection_with_timeout(Duration::from_secs(30))
+                    .expect("connect");
+                c.set_read_timeout(Some(Duration::from_secs(120)))
+                    .expect("timeout");
+                barrier.wait();
+                work(id, &mut c)
+            })
+        })
+        .collect();
+    workers
+        .into_iter()
+        .map(|worker| worker.join().expect("a client got no reply"))
+        .collect()
+}
+
+/// Whether `reply` is one (an error reply counts); a lost connection or a timeout fails
+/// the test, naming the client and what it sent.
+fn replied(reply: &redis::RedisResult<Value>, id: usize, line: &dyn std::fmt::Debug) -> bool {
+    match reply {
+        Err(err) if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() => {
+            panic!("client {id}: no reply to `{line:?}`: {err}")
+        }
+        _ => true,
+    }
+}
+
+/// Waits until INFO's `clients` section says `field` is `value` (at most `within`).
+fn wait_for_clients(c: &mut Connection, field: &str, value: i64, within: Duration) {
+    assert!(
+        wait_until(within, || info_field(c, "clients", field) == Some(value)),
+        "{field} did not reach {value} within {within:?}"
+    );
+}
+
+/// Sends `command` (RESP, possibly cut short) and, on some, a PING, then hangs up.
+fn send_and_hang_up(server: &Server, command: &str, ping: bool) {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    let _ = stream.write_all(command.as_bytes());
+    if ping {
+        let _ = stream.write_all(b"*1\r\n$4\r\nPING\r\n");
+    }
+}
+
 #[test]
 fn a_failing_panicking_or_throwing_backend_is_an_error_reply() {
     let server = server();
@@ -164,62 +224,38 @@ fn two_hundred_clients_execute_store_and_delete_the_same_models() {
         .expect("add");
     }
     let seed = Rng::from_env("faults").next_u64();
-    let barrier = Arc::new(Barrier::new(clients));
-    let workers: Vec<_> = (0..clients)
-        .map(|id| {
-            let url = server.url();
-            let barrier = Arc::clone(&barrier);
-            let onnx = onnx.clone();
-            thread::spawn(move || {
-                let client = redis::Client::open(url).expect("client");
-                let mut c = client
-                    .get_connection_with_timeout(Duration::from_secs(30))
-                    .expect("connect");
-                c.set_read_timeout(Some(Duration::from_secs(120))).expect("timeout");
-                let mut rng = Rng::new(seed ^ id as u64);
-                let mut replies = 0;
-                barrier.wait();
-                for round in 0..rounds {
-                    let line = match rng.below(9) {
-                        0 => "AI.MODELSTORE shared FAULTS CPU BLOB echo".to_owned(),
-                        1 => "AI.MODELDEL shared".to_owned(),
-                        2 => format!("AI.MODELEXECUTE shared INPUTS 1 x OUTPUTS 1 out:{id}"),
-                        3 => format!("AI.MODELEXECUTE slow200 INPUTS 1 x OUTPUTS 1 out:{id} TIMEOUT {}", 50 + rng.below(300)),
-                        4 => format!("AI.MODELEXECUTE {} INPUTS 1 x OUTPUTS 1 out:{id}", rng.pick(&["error", "panic", "cpp"])),
-                        5 => format!("AI.DAGEXECUTE LOAD 1 x PERSIST 1 dag:{id} |> AI.MODELEXECUTE shared INPUTS 1 x OUTPUTS 1 dag:{id}"),
-                        6 => format!("AI.TENSORSET in:{id} FLOAT 2 VALUES {round} {id}"),
-                        7 if onnx.is_some() => format!("AI.MODELEXECUTE add INPUTS 2 x x OUTPUTS 1 sum:{id}"),
-                        _ => "DEL shared".to_owned(),
-                    };
-                    let reply: redis::RedisResult<Value> = run_str(&mut c, &line);
-                    match reply {
-                        Ok(_) => replies += 1,
-                        Err(err) if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() => {
-                            panic!("client {id}: no reply to `{line}`: {err}")
-                        }
-                        Err(_) => replies += 1,
-                    }
-                    // Replace the ONNX model under running clients now and then.
-                    if let (Some(blob), true) = (&onnx, rng.chance(5)) {
-                        let _ = run(&mut c, &[b"AI.MODELSTORE", b"add", b"ONNX", b"CPU", b"BLOB", blob]);
-                    }
-                }
-                replies
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for worker in workers {
-        total += worker.join().expect("a client got no reply");
-    }
+    let model = onnx.clone();
+    let replies = on_clients(&server, clients, move |id, c| {
+        let mut rng = Rng::new(seed ^ id as u64);
+        let mut replies = 0;
+        for round in 0..rounds {
+            let line = match rng.below(9) {
+                0 => "AI.MODELSTORE shared FAULTS CPU BLOB echo".to_owned(),
+                1 => "AI.MODELDEL shared".to_owned(),
+                2 => format!("AI.MODELEXECUTE shared INPUTS 1 x OUTPUTS 1 out:{id}"),
+                3 => format!("AI.MODELEXECUTE slow200 INPUTS 1 x OUTPUTS 1 out:{id} TIMEOUT {}", 50 + rng.below(300)),
+                4 => format!("AI.MODELEXECUTE {} INPUTS 1 x OUTPUTS 1 out:{id}", rng.pick(&["error", "panic", "cpp"])),
+                5 => format!("AI.DAGEXECUTE LOAD 1 x PERSIST 1 dag:{id} |> AI.MODELEXECUTE shared INPUTS 1 x OUTPUTS 1 dag:{id}"),
+                6 => format!("AI.TENSORSET in:{id} FLOAT 2 VALUES {round} {id}"),
+                7 if model.is_some() => format!("AI.MODELEXECUTE add INPUTS 2 x x OUTPUTS 1 sum:{id}"),
+                _ => "DEL shared".to_owned(),
+            };
+            replies += usize::from(replied(&run_str(c, &line), id, &line));
+            // Replace the ONNX model under running clients now and then.
+            if let (Some(blob), true) = (&model, rng.chance(5)) {
+                let _ = run(
+                    c,
+                    &[b"AI.MODELSTORE", b"add", b"ONNX", b"CPU", b"BLOB", blob],
+                );
+            }
+        }
+        replies
+    });
+    let total: usize = replies.iter().sum();
     assert_eq!(total, clients * rounds, "every command got a reply");
     eprintln!("faults: {clients} clients x {rounds} commands, all replied");
     let mut c = server.client();
-    assert!(wait_until(Duration::from_secs(30), || info_field(
-        &mut c,
-        "clients",
-        "blocked_clients"
-    ) == Some(0)));
+    wait_for_clients(&mut c, "blocked_clients", 0, Duration::from_secs(30));
     assert!(answers_ping(&server.url(), Duration::from_secs(5)));
 }
 
@@ -237,7 +273,6 @@ fn clients_that_disconnect_while_blocked() {
     let clients = env_usize("REDISAI_GONE_CLIENTS", 40);
     // Blocked runs whose clients go away: raw sockets closed right after sending.
     for i in 0..clients {
-        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
         let output = format!("gone{i}");
         let args: [&str; 8] = [
             "AI.MODELEXECUTE",
@@ -255,26 +290,14 @@ fn clients_that_disconnect_while_blocked() {
         } else {
             resp(&args)
         };
-        let _ = stream.write_all(bytes.as_bytes());
-        if i % 2 == 0 {
-            let _ = stream.write_all(b"*1\r\n$4\r\nPING\r\n");
-        }
-        drop(stream);
+        send_and_hang_up(&server, &bytes, i % 2 == 0);
     }
     // A live client queued behind them still gets its reply, and nothing stays blocked.
     let mut c = connect(&server);
     run_str(&mut c, "AI.MODELEXECUTE echo INPUTS 1 x OUTPUTS 1 live").expect("live client");
     run_str(&mut c, "AI.MODELEXECUTE slow200 INPUTS 1 x OUTPUTS 1 live2")
         .expect("live slow client");
-    assert!(wait_until(Duration::from_secs(60), || info_field(
-        &mut c,
-        "clients",
-        "blocked_clients"
-    ) == Some(0)));
-    assert!(wait_until(Duration::from_secs(30), || info_field(
-        &mut c,
-        "clients",
-        "connected_clients"
-    ) == Some(1)));
+    wait_for_clients(&mut c, "blocked_clients", 0, Duration::from_secs(60));
+    wait_for_clients(&mut c, "connected_clients", 1, Duration::from_secs(30));
     assert!(answers_ping(&server.url(), Duration::from_secs(5)));
 }

@@ -178,78 +178,44 @@ fn clients_store_delete_and_execute_the_same_script() {
     let clients = env_usize("REDISAI_SCRIPT_CLIENTS", 40);
     let rounds = env_usize("REDISAI_CLIENT_ROUNDS", 10);
     let seed = Rng::from_env("faults scripts").next_u64();
-    let barrier = Arc::new(Barrier::new(clients));
-    let workers: Vec<_> = (0..clients)
-        .map(|id| {
-            let url = server.url();
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                let client = redis::Client::open(url).expect("client");
-                let mut c = client
-                    .get_connection_with_timeout(Duration::from_secs(30))
-                    .expect("connect");
-                c.set_read_timeout(Some(Duration::from_secs(120)))
-                    .expect("timeout");
-                let mut rng = Rng::new(seed ^ id as u64);
-                let (mut replies, mut ran) = (0, 0);
-                barrier.wait();
-                for _ in 0..rounds {
-                    let line = match rng.below(8) {
-                        0 => None,
-                        1 => Some("AI.SCRIPTDEL shared".to_owned()),
-                        2 | 3 => Some(format!(
-                            "AI.SCRIPTEXECUTE shared bar INPUTS 2 x x OUTPUTS 1 out:{id}"
-                        )),
-                        4 => Some(format!(
-                            "AI.SCRIPTEXECUTE s slow INPUTS 1 x ARGS 1 {} OUTPUTS 1 slow:{id} TIMEOUT {}",
-                            1000 + rng.below(20000),
-                            20 + rng.below(300)
-                        )),
-                        5 => Some(format!(
-                            "AI.DAGEXECUTE LOAD 1 x PERSIST 1 dag:{id} |> AI.SCRIPTEXECUTE shared bar INPUTS 2 x x OUTPUTS 1 dag:{id}"
-                        )),
-                        6 => Some(format!("AI.SCRIPTEXECUTE s out_of_range INPUTS 1 x OUTPUTS 1 bad:{id}")),
-                        _ => Some("DEL shared".to_owned()),
-                    };
-                    let reply = match &line {
-                        None => store_script(&mut c, "shared"),
-                        Some(line) => run_str(&mut c, line),
-                    };
-                    match reply {
-                        Ok(_) => {
-                            replies += 1;
-                            if line.as_deref().is_some_and(|l| l.contains("shared bar")) {
-                                ran += 1;
-                            }
-                        }
-                        Err(err)
-                            if err.is_io_error()
-                                || err.is_timeout()
-                                || err.is_connection_dropped() =>
-                        {
-                            panic!("client {id}: no reply to `{line:?}`: {err}")
-                        }
-                        Err(_) => replies += 1,
-                    }
-                }
-                (replies, ran)
-            })
-        })
-        .collect();
-    let (mut total, mut ran) = (0, 0);
-    for worker in workers {
-        let (replies, runs) = worker.join().expect("a client got no reply");
-        total += replies;
-        ran += runs;
-    }
+    let results = on_clients(&server, clients, move |id, c| {
+        let mut rng = Rng::new(seed ^ id as u64);
+        let (mut replies, mut ran) = (0, 0);
+        for _ in 0..rounds {
+            let line = match rng.below(8) {
+                0 => None,
+                1 => Some("AI.SCRIPTDEL shared".to_owned()),
+                2 | 3 => Some(format!(
+                    "AI.SCRIPTEXECUTE shared bar INPUTS 2 x x OUTPUTS 1 out:{id}"
+                )),
+                4 => Some(format!(
+                    "AI.SCRIPTEXECUTE s slow INPUTS 1 x ARGS 1 {} OUTPUTS 1 slow:{id} TIMEOUT {}",
+                    1000 + rng.below(20000),
+                    20 + rng.below(300)
+                )),
+                5 => Some(format!(
+                    "AI.DAGEXECUTE LOAD 1 x PERSIST 1 dag:{id} |> AI.SCRIPTEXECUTE shared bar INPUTS 2 x x OUTPUTS 1 dag:{id}"
+                )),
+                6 => Some(format!("AI.SCRIPTEXECUTE s out_of_range INPUTS 1 x OUTPUTS 1 bad:{id}")),
+                _ => Some("DEL shared".to_owned()),
+            };
+            let reply = match &line {
+                None => store_script(c, "shared"),
+                Some(line) => run_str(c, line),
+            };
+            replies += usize::from(replied(&reply, id, &line));
+            if reply.is_ok() && line.as_deref().is_some_and(|l| l.contains("shared bar")) {
+                ran += 1;
+            }
+        }
+        (replies, ran)
+    });
+    let total: usize = results.iter().map(|r| r.0).sum();
+    let ran: usize = results.iter().map(|r| r.1).sum();
     assert_eq!(total, clients * rounds, "every command got a reply");
     eprintln!("faults scripts: {clients} clients x {rounds} commands, all replied; {ran} runs of the shared script succeeded");
     let mut c = server.client();
-    assert!(wait_until(Duration::from_secs(30), || info_field(
-        &mut c,
-        "clients",
-        "blocked_clients"
-    ) == Some(0)));
+    wait_for_clients(&mut c, "blocked_clients", 0, Duration::from_secs(30));
     // Every output that exists is a whole result.
     for id in 0..clients {
         for key in [format!("out:{id}"), format!("dag:{id}")] {
@@ -282,7 +248,6 @@ fn clients_that_disconnect_while_blocked_on_a_script() {
     };
     let clients = env_usize("REDISAI_GONE_CLIENTS", 40);
     for i in 0..clients {
-        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
         let output = format!("gone{i}");
         let args: [&str; 11] = [
             "AI.SCRIPTEXECUTE",
@@ -322,24 +287,12 @@ fn clients_that_disconnect_while_blocked_on_a_script() {
             ]),
             _ => resp(&full),
         };
-        let _ = stream.write_all(bytes.as_bytes());
-        if i % 2 == 0 {
-            let _ = stream.write_all(b"*1\r\n$4\r\nPING\r\n");
-        }
-        drop(stream);
+        send_and_hang_up(&server, &bytes, i % 2 == 0);
     }
     let mut c = connect(&server);
     run_str(&mut c, "AI.SCRIPTEXECUTE s bar INPUTS 2 x x OUTPUTS 1 live").expect("live client");
-    assert!(wait_until(Duration::from_secs(60), || info_field(
-        &mut c,
-        "clients",
-        "blocked_clients"
-    ) == Some(0)));
-    assert!(wait_until(Duration::from_secs(30), || info_field(
-        &mut c,
-        "clients",
-        "connected_clients"
-    ) == Some(1)));
+    wait_for_clients(&mut c, "blocked_clients", 0, Duration::from_secs(60));
+    wait_for_clients(&mut c, "connected_clients", 1, Duration::from_secs(30));
     // The runs of gone clients still wrote their outputs (or were cut short): no
     // half-written key, and the script is intact.
     run_str(

@@ -10,6 +10,7 @@ mod hostile;
 mod models;
 mod scripts;
 
+use redisai_tests::bulk_array as floats;
 use redisai_tests::hardening::{backend_built, f32_blob, model_bytes};
 use redisai_tests::redis::{Connection, RedisResult, Value};
 use redisai_tests::redisai_rdb::{self as rai, Field, RaiModel};
@@ -44,15 +45,6 @@ fn same_answers(c: &mut Connection, r: &mut Connection, key: &str, lines: &[&str
         digest_value(r, key),
         "{when}: DIGEST-VALUE {key}"
     );
-}
-
-fn floats(values: &[&str]) -> Value {
-    Value::Array(
-        values
-            .iter()
-            .map(|v| Value::BulkString(v.as_bytes().to_vec()))
-            .collect(),
-    )
 }
 
 /// A value restored from RedisAI's encoding: its key, encoding and fields.

@@ -9,6 +9,7 @@ mod legacy;
 use std::path::PathBuf;
 
 use redisai_tests::redis::{Connection, Value};
+use redisai_tests::{bulk_array as strings, int_array as ints};
 use redisai_tests::{
     digest, error_text, run, run_nested, run_str, wait_for_rewrite, Server, ServerConfig,
 };
@@ -103,19 +104,6 @@ fn server() -> (Server, Connection) {
     run_str(&mut c, "AI.TENSORSET a FLOAT 2 2 VALUES 2 3 2 3").expect("a");
     run_str(&mut c, "AI.TENSORSET b FLOAT 2 2 VALUES 2 3 2 3").expect("b");
     (server, c)
-}
-
-fn strings(values: &[&str]) -> Value {
-    Value::Array(
-        values
-            .iter()
-            .map(|v| Value::BulkString(v.as_bytes().to_vec()))
-            .collect(),
-    )
-}
-
-fn ints(values: &[i64]) -> Value {
-    Value::Array(values.iter().map(|&v| Value::Int(v)).collect())
 }
 
 #[test]

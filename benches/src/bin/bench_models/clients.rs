@@ -252,7 +252,10 @@ impl HttpClient {
 
     fn read_response(&mut self) -> Result<()> {
         let mut line = String::new();
-        self.stream.read_line(&mut line)?;
+        ensure!(
+            self.stream.read_line(&mut line)? > 0,
+            "the model server closed the connection"
+        );
         let status = line.split_whitespace().nth(1).unwrap_or("");
         ensure!(status == "200", "model server: {}", line.trim_end());
         let mut content_length = None;

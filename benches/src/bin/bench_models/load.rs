@@ -1,8 +1,9 @@
 //! A closed-loop load: each client (one thread) sends a request, waits for the answer and
 //! sends the next, for a fixed window.
 //!
-//! Every client first makes one untimed call (warm-up; with N clients the queue is then
-//! full), then all start together. They stop sending at the end of the window, and the
+//! With `warm_up`, every client first makes one untimed call (the runtime's first run at
+//! a shape is slow: memory plans, kernels picked); then all start together, so the queue
+//! is full from the first instant. They stop sending at the end of the window, and the
 //! calls in flight finish and count: throughput is the calls completed over the time from
 //! the common start to the last answer. The server is busy during all of that time, so
 //! the figure has no edge bias even when answers come in bursts (16 at a time with
@@ -57,12 +58,13 @@ impl Sample {
     }
 }
 
-/// Runs every client for `window` (after its warm-up call); each call counts as
-/// `inferences_per_call` inferences.
+/// Runs every client for `window` (after its warm-up call, if `warm_up`); each call
+/// counts as `inferences_per_call` inferences.
 pub fn closed_loop<C: Client>(
     clients: &mut [C],
     window: Duration,
     inferences_per_call: u64,
+    warm_up: bool,
 ) -> Result<Sample> {
     let start_line = Barrier::new(clients.len());
     let results: Vec<Result<(Instant, Instant, Vec<u64>)>> = thread::scope(|scope| {
@@ -71,7 +73,7 @@ pub fn closed_loop<C: Client>(
             .map(|client| {
                 let start_line = &start_line;
                 scope.spawn(move || {
-                    let warm_up = client.call();
+                    let warm_up = if warm_up { client.call() } else { Ok(()) };
                     // Every thread reaches the barrier, even after a failed warm-up.
                     start_line.wait();
                     warm_up?;

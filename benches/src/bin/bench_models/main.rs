@@ -224,20 +224,24 @@ fn delete_keys(con: &mut Connection, keys: &[&str]) -> Result<()> {
 /// store's RSS figure is the model's and not the runtime library's.
 fn load_backend(con: &mut Connection, spec: &ModelSpec, backends: &Path) -> Result<()> {
     let path = spec.plugin_path(backends)?;
-    let reply: Value = redis::cmd("AI.CONFIG")
+    let reply: redis::RedisResult<Value> = redis::cmd("AI.CONFIG")
         .arg("LOADBACKEND")
         .arg(&spec.backend)
         .arg(path.to_string_lossy().as_ref())
-        .query(con)?;
-    // An error here most likely says it is loaded already; the store reports real ones.
-    let _ = reply.extract_error();
-    Ok(())
+        .query(con);
+    match reply {
+        Err(err) if !err.to_string().contains("already loaded") => {
+            Err(err).with_context(|| format!("AI.CONFIG LOADBACKEND {}", spec.backend))
+        }
+        _ => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // Measuring
 
-/// Runs `module` and `in_process` alternately, `rounds` windows each.
+/// Runs `module` and `in_process` alternately, `rounds` windows each (the first after a
+/// warm-up call per client).
 fn alternate<A: Client, B: Client>(
     opts: &Options,
     module: &mut [A],
@@ -246,9 +250,18 @@ fn alternate<A: Client, B: Client>(
     in_process_per_call: u64,
 ) -> Result<(Sample, Sample)> {
     let (mut m, mut p) = (Sample::default(), Sample::default());
-    for _ in 0..opts.rounds {
-        m.add(closed_loop(module, opts.window, module_per_call).context("through the module")?);
-        p.add(closed_loop(in_process, opts.window, in_process_per_call)?);
+    for round in 0..opts.rounds {
+        let warm_up = round == 0;
+        m.add(
+            closed_loop(module, opts.window, module_per_call, warm_up)
+                .context("through the module")?,
+        );
+        p.add(closed_loop(
+            in_process,
+            opts.window,
+            in_process_per_call,
+            warm_up,
+        )?);
     }
     Ok((m, p))
 }
@@ -381,7 +394,15 @@ fn measure_model(
     delete_keys(con, &[&key])?;
     if opts.batch > 0 {
         let batch_key = format!("{key}:batch");
-        store_model(con, &batch_key, spec, opts.batch)?;
+        if let Err(err) = store_model(con, &batch_key, spec, opts.batch) {
+            if !format!("{err:#}").contains("not supported") {
+                return Err(err);
+            }
+            report
+                .notes
+                .push(format!("{}: no BATCHSIZE row: {err:#}", spec.name));
+            return finish(con, spec, max_clients, started);
+        }
         let mut module: Vec<ModuleClient> = (0..opts.batch)
             .map(|i| {
                 Ok(ModuleClient::new(
@@ -414,8 +435,13 @@ fn measure_model(
         });
         delete_keys(con, &[&batch_key])?;
     }
+    finish(con, spec, max_clients, started)
+}
+
+/// Deletes the clients' tensors.
+fn finish(con: &mut Connection, spec: &ModelSpec, clients: usize, started: Instant) -> Result<()> {
     let mut cleanup = redis::cmd("DEL");
-    for i in 0..max_clients {
+    for i in 0..clients {
         cleanup.arg(format!("bm:in:{i}")).arg(format!("bm:out:{i}"));
     }
     let _: Value = cleanup.query(con)?;
@@ -453,10 +479,11 @@ fn measure_copy(
     let mut copied = [direct(true)?];
     let mut viewed = [direct(false)?];
     let (mut m, mut c, mut v) = (Sample::default(), Sample::default(), Sample::default());
-    for _ in 0..opts.rounds * 2 {
-        m.add(closed_loop(&mut module, opts.window, 1)?);
-        c.add(closed_loop(&mut copied, opts.window, 1)?);
-        v.add(closed_loop(&mut viewed, opts.window, 1)?);
+    for round in 0..opts.rounds * 2 {
+        let warm_up = round == 0;
+        m.add(closed_loop(&mut module, opts.window, 1, warm_up)?);
+        c.add(closed_loop(&mut copied, opts.window, 1, warm_up)?);
+        v.add(closed_loop(&mut viewed, opts.window, 1, warm_up)?);
     }
     Ok(CopyRow {
         model: spec.name.clone(),
@@ -604,6 +631,16 @@ fn measure_server(
 
 // ---------------------------------------------------------------------------------------
 
+/// A long error (a TorchScript traceback) cut to its first and last lines.
+fn short_error(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    match lines.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [first, .., last] => format!("{first} ... {last}"),
+    }
+}
+
 fn run(opts: &Options) -> Result<()> {
     plugin::set_thread_settings(opts.intra_op, opts.inter_op);
     let models = manifest::read_models(&opts.models_dir, &opts.models)?;
@@ -641,11 +678,25 @@ fn run(opts: &Options) -> Result<()> {
             spec.backend,
             spec.blob_bytes as f64 / 1e6
         );
-        measure_model(opts, spec, &mut con, &mut backends, &mut report)
-            .with_context(|| spec.name.clone())?;
+        // One model failing (a runtime refusing an op, say) does not void the others.
+        if let Err(err) = measure_model(opts, spec, &mut con, &mut backends, &mut report) {
+            let text = short_error(&format!("{err:#}"));
+            eprintln!("bench-models: {}: {text}", spec.name);
+            report
+                .notes
+                .push(format!("{}: not measured: {text}", spec.name));
+            let _ = delete_keys(&mut con, &[&format!("bm:{}", spec.name)]);
+            let _ = delete_keys(&mut con, &[&format!("bm:{}:batch", spec.name)]);
+        }
     }
     if let Some(python) = &opts.server_python {
-        measure_server(opts, python, &models, &mut report)?;
+        if let Err(err) = measure_server(opts, python, &models, &mut report) {
+            let text = short_error(&format!("{err:#}"));
+            eprintln!("bench-models: the model server table: {text}");
+            report
+                .notes
+                .push(format!("the model server table is incomplete: {text}"));
+        }
     }
     report.print();
     if let Some(dir) = &opts.out {

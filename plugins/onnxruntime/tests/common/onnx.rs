@@ -79,47 +79,36 @@ pub struct MlNode<'a>(
 
 /// A model (IR 8, opsets 17 and ai.onnx.ml 3) of nodes with domains and attributes.
 pub fn model_ml(nodes: &[MlNode<'_>], inputs: &[(&str, Ty)], outputs: &[(&str, Ty)]) -> Vec<u8> {
-    let mut graph = Pb::default();
-    for (i, MlNode(op, domain, ins, outs, attrs)) in nodes.iter().enumerate() {
-        let mut node = Pb::default();
-        for input in *ins {
-            node = node.str(1, input);
-        }
-        for output in *outs {
-            node = node.str(2, output);
-        }
-        node = node.str(3, &format!("n{i}")).str(4, op);
-        for attr in *attrs {
-            // AttributeProto: name 1, type 20 (INT 2, INTS 7, STRINGS 8), i 3, ints 8,
-            // strings 9.
-            let attr = match attr {
-                Attr::Int(name, v) => Pb::default().str(1, name).int(20, 2).int(3, *v),
-                Attr::Ints(name, values) => values
-                    .iter()
-                    .fold(Pb::default().str(1, name).int(20, 7), |m, &v| m.int(8, v)),
-                Attr::Strings(name, values) => values
-                    .iter()
-                    .fold(Pb::default().str(1, name).int(20, 8), |m, v| m.str(9, v)),
-            };
-            node = node.msg(5, attr);
-        }
-        node = node.str(7, domain);
-        graph = graph.msg(1, node);
-    }
-    graph = graph.str(2, "g");
-    for (name, ty) in inputs {
-        graph = graph.msg(11, Pb::default().str(1, name).msg(2, ty.proto()));
-    }
-    for (name, ty) in outputs {
-        graph = graph.msg(12, Pb::default().str(1, name).msg(2, ty.proto()));
-    }
-    Pb::default()
-        .int(1, 8)
-        .str(2, "redisai-onnxruntime-tests")
-        .msg(7, graph)
-        .msg(8, Pb::default().str(1, "").int(2, 17))
-        .msg(8, Pb::default().str(1, "ai.onnx.ml").int(2, 3))
-        .0
+    let nodes = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, MlNode(op, domain, ins, outs, attrs))| {
+            let node = attrs
+                .iter()
+                .fold(node_proto(i, op, ins, outs), |node, attr| {
+                    // AttributeProto: name 1, type 20 (INT 2, INTS 7, STRINGS 8), i 3, ints 8,
+                    // strings 9.
+                    let attr = match attr {
+                        Attr::Int(name, v) => Pb::default().str(1, name).int(20, 2).int(3, *v),
+                        Attr::Ints(name, values) => values
+                            .iter()
+                            .fold(Pb::default().str(1, name).int(20, 7), |m, &v| m.int(8, v)),
+                        Attr::Strings(name, values) => values
+                            .iter()
+                            .fold(Pb::default().str(1, name).int(20, 8), |m, v| m.str(9, v)),
+                    };
+                    node.msg(5, attr)
+                });
+            node.str(7, domain)
+        })
+        .collect();
+    model_proto(
+        nodes,
+        Vec::new(),
+        inputs,
+        outputs,
+        &[("", 17), ("ai.onnx.ml", 3)],
+    )
 }
 
 /// A model (IR 8, opset 17) with the given nodes, graph inputs and outputs.
@@ -137,38 +126,57 @@ pub fn model_with_weights(
     outputs: &[(&str, Ty)],
     weights: &[Weight<'_>],
 ) -> Vec<u8> {
-    let mut graph = Pb::default();
-    for (i, Node(op, ins, outs)) in nodes.iter().enumerate() {
-        let mut node = Pb::default();
-        for input in *ins {
-            node = node.str(1, input);
+    let nodes = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, Node(op, ins, outs))| node_proto(i, op, ins, outs))
+        .collect();
+    let initializers = weights
+        .iter()
+        .map(|Weight(name, dims, values)| {
+            let tensor = dims.iter().fold(Pb::default(), |t, &d| t.int(1, d));
+            let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            tensor.int(2, elem::FLOAT).str(8, name).bytes(9, &raw)
+        })
+        .collect();
+    model_proto(nodes, initializers, inputs, outputs, &[("", 17)])
+}
+
+/// NodeProto `n{i}`: inputs 1, outputs 2, name 3, op type 4.
+fn node_proto(i: usize, op: &str, inputs: &[&str], outputs: &[&str]) -> Pb {
+    let node = inputs
+        .iter()
+        .fold(Pb::default(), |node, name| node.str(1, name));
+    let node = outputs.iter().fold(node, |node, name| node.str(2, name));
+    node.str(3, &format!("n{i}")).str(4, op)
+}
+
+/// ModelProto (IR 8) of graph `g`: nodes 1, initializers 5, inputs 11, outputs 12; and
+/// `opsets` (domain, version).
+fn model_proto(
+    nodes: Vec<Pb>,
+    initializers: Vec<Pb>,
+    inputs: &[(&str, Ty)],
+    outputs: &[(&str, Ty)],
+    opsets: &[(&str, i64)],
+) -> Vec<u8> {
+    let graph = nodes.into_iter().fold(Pb::default(), |g, n| g.msg(1, n));
+    let mut graph = initializers
+        .into_iter()
+        .fold(graph.str(2, "g"), |g, t| g.msg(5, t));
+    for (field, values) in [(11, inputs), (12, outputs)] {
+        for (name, ty) in values {
+            graph = graph.msg(field, Pb::default().str(1, name).msg(2, ty.proto()));
         }
-        for output in *outs {
-            node = node.str(2, output);
-        }
-        node = node.str(3, &format!("n{i}")).str(4, op);
-        graph = graph.msg(1, node);
     }
-    graph = graph.str(2, "g");
-    for Weight(name, dims, values) in weights {
-        let mut tensor = Pb::default();
-        for &d in *dims {
-            tensor = tensor.int(1, d);
-        }
-        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        tensor = tensor.int(2, elem::FLOAT).str(8, name).bytes(9, &raw);
-        graph = graph.msg(5, tensor);
-    }
-    for (name, ty) in inputs {
-        graph = graph.msg(11, Pb::default().str(1, name).msg(2, ty.proto()));
-    }
-    for (name, ty) in outputs {
-        graph = graph.msg(12, Pb::default().str(1, name).msg(2, ty.proto()));
-    }
-    Pb::default()
+    let model = Pb::default()
         .int(1, 8)
         .str(2, "redisai-onnxruntime-tests")
-        .msg(7, graph)
-        .msg(8, Pb::default().str(1, "").int(2, 17))
+        .msg(7, graph);
+    opsets
+        .iter()
+        .fold(model, |m, (domain, version)| {
+            m.msg(8, Pb::default().str(1, domain).int(2, *version))
+        })
         .0
 }

@@ -21,8 +21,7 @@
 mod compiled;
 mod model;
 
-use std::ffi::{c_char, c_int, c_void, CStr, OsStr};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::path::{Path, PathBuf};
 use std::ptr;
 
@@ -435,31 +434,6 @@ impl Runtime {
     }
 }
 
-/// Path of the shared object (or executable) that contains this function.
-pub fn own_object_path() -> Option<PathBuf> {
-    let mut info = libc::Dl_info {
-        dli_fname: ptr::null(),
-        dli_fbase: ptr::null_mut(),
-        dli_sname: ptr::null(),
-        dli_saddr: ptr::null_mut(),
-    };
-    let address = own_object_path as fn() -> Option<PathBuf> as *const c_void;
-    // SAFETY: dladdr only inspects the address (a function of this object) and writes into
-    // `info`, which outlives the call.
-    let found = unsafe { libc::dladdr(address, &mut info) };
-    if found == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    // SAFETY: on success `dli_fname` is a NUL-terminated path owned by the dynamic loader,
-    // valid while the object is loaded; ours is, since its code is running. It is copied
-    // before returning.
-    let name = unsafe { CStr::from_ptr(info.dli_fname) };
-    if name.to_bytes().is_empty() {
-        return None;
-    }
-    Some(PathBuf::from(OsStr::from_bytes(name.to_bytes())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,17 +444,6 @@ mod tests {
         assert_eq!(layout.dims(), [2, -1, 3]);
         assert_eq!(Layout::new(&[]).expect("scalar").dims(), [] as [i32; 0]);
         assert!(Layout::new(&[1; 9]).is_none());
-    }
-
-    #[test]
-    fn finds_its_own_object() {
-        // In a test binary the code lives in the executable itself.
-        let own = own_object_path().expect("dladdr found this code");
-        let exe = std::env::current_exe().expect("current exe");
-        assert_eq!(
-            std::fs::canonicalize(own).expect("canonical"),
-            std::fs::canonicalize(exe).expect("canonical")
-        );
     }
 
     #[test]

@@ -92,12 +92,17 @@
 //! - A `fork` (Redis's BGSAVE) runs only the host libc's fork handlers: the child must not
 //!   call TensorFlow (the core's child never does).
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
+mod keys;
+#[cfg(test)]
+mod tests;
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
+
+use keys::{host_key_table, HOST_KEYS, MIRRORS};
 
 /// Thread-specific data keys the namespace's libc hands out (and forgets) before TensorFlow
 /// is loaded: the host's keys must stay below this. glibc has 1024 keys per libc.
@@ -430,100 +435,6 @@ pub fn namespace(environment: &[(&CStr, &CStr)]) -> Result<Namespace, String> {
     Ok(namespace)
 }
 
-/// The host libc's key table (`__pthread_keys`, glibc-private: `PTHREAD_KEYS_MAX` entries of
-/// a sequence number, odd while the key is in use, and a destructor), or None when the host
-/// libc has none (then host keys get no destructor on TensorFlow's threads, as before).
-static HOST_KEYS: AtomicPtr<HostKey> = AtomicPtr::new(ptr::null_mut());
-
-/// One entry of glibc's `__pthread_keys` (`struct pthread_key_struct`).
-#[repr(C)]
-pub struct HostKey {
-    seq: usize,
-    destructor: Option<unsafe extern "C" fn(*mut c_void)>,
-}
-
-fn host_key_table() -> Option<*mut HostKey> {
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the symbol up,
-    // in the host's (global) namespace: the host libc's table, if it exports one.
-    let table = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__pthread_keys".as_ptr()) };
-    (!table.is_null()).then_some(table.cast::<HostKey>())
-}
-
-/// The destructor of the namespace's reserved key `K`: runs the host's destructor of its
-/// key `K` on `value`, when the host's key `K` is in its first life (sequence number 1: the
-/// namespace's key `K` is in its first life too, and the namespace's libc calls this only
-/// for a value stored under that sequence number, so the value belongs to the host's key as
-/// it is now) and has a destructor.
-unsafe extern "C" fn mirror<const K: usize>(value: *mut c_void) {
-    let table = HOST_KEYS.load(Ordering::Acquire);
-    if table.is_null() || K >= RESERVED_KEYS {
-        return;
-    }
-    // SAFETY: the host's table has PTHREAD_KEYS_MAX (1024) entries, K < 256; it lives as
-    // long as the host's libc. The entry is read with plain loads: glibc writes a key's
-    // destructor before it publishes the odd sequence number.
-    let (seq, destructor) = unsafe {
-        let entry = table.add(K);
-        (
-            ptr::read_volatile(ptr::addr_of!((*entry).seq)),
-            ptr::read_volatile(ptr::addr_of!((*entry).destructor)),
-        )
-    };
-    if seq == 1 {
-        if let Some(destructor) = destructor {
-            // SAFETY: the host's destructor for a value the host's own code stored under
-            // this key on this thread, called as the host's libc would at thread exit (the
-            // namespace's libc cleared the slot first, and calls again while values remain).
-            unsafe { destructor(value) };
-        }
-    }
-}
-
-type Destructor = unsafe extern "C" fn(*mut c_void);
-
-macro_rules! mirror_row {
-    ($row:literal) => {
-        [
-            mirror::<{ $row * 16 }>,
-            mirror::<{ $row * 16 + 1 }>,
-            mirror::<{ $row * 16 + 2 }>,
-            mirror::<{ $row * 16 + 3 }>,
-            mirror::<{ $row * 16 + 4 }>,
-            mirror::<{ $row * 16 + 5 }>,
-            mirror::<{ $row * 16 + 6 }>,
-            mirror::<{ $row * 16 + 7 }>,
-            mirror::<{ $row * 16 + 8 }>,
-            mirror::<{ $row * 16 + 9 }>,
-            mirror::<{ $row * 16 + 10 }>,
-            mirror::<{ $row * 16 + 11 }>,
-            mirror::<{ $row * 16 + 12 }>,
-            mirror::<{ $row * 16 + 13 }>,
-            mirror::<{ $row * 16 + 14 }>,
-            mirror::<{ $row * 16 + 15 }>,
-        ]
-    };
-}
-
-/// The destructors of the reserved keys: `MIRRORS[k / 16][k % 16]` mirrors the host's key k.
-static MIRRORS: [[Destructor; 16]; RESERVED_KEYS / 16] = [
-    mirror_row!(0),
-    mirror_row!(1),
-    mirror_row!(2),
-    mirror_row!(3),
-    mirror_row!(4),
-    mirror_row!(5),
-    mirror_row!(6),
-    mirror_row!(7),
-    mirror_row!(8),
-    mirror_row!(9),
-    mirror_row!(10),
-    mirror_row!(11),
-    mirror_row!(12),
-    mirror_row!(13),
-    mirror_row!(14),
-    mirror_row!(15),
-];
-
 /// Makes [`STACK_SIZE`] the default stack size of the namespace's libc.
 fn set_default_stack_size(libc_handle: Handle) -> Result<(), String> {
     type AttrFn = unsafe extern "C" fn(*mut libc::pthread_attr_t) -> c_int;
@@ -608,115 +519,4 @@ pub unsafe fn symbol(handle: Handle, name: &CStr) -> Result<*mut c_void, String>
         return Err(format!("{}: {}", name.to_string_lossy(), dl_error()));
     }
     Ok(address)
-}
-
-/// The path of the shared object (or executable) this code was loaded from.
-pub fn own_object_path() -> Option<PathBuf> {
-    let mut info = libc::Dl_info {
-        dli_fname: ptr::null(),
-        dli_fbase: ptr::null_mut(),
-        dli_sname: ptr::null(),
-        dli_saddr: ptr::null_mut(),
-    };
-    let address = own_object_path as fn() -> Option<PathBuf> as *const c_void;
-    // SAFETY: dladdr only inspects the address (a function of this object) and writes
-    // into `info`, which outlives the call.
-    let found = unsafe { libc::dladdr(address, &mut info) };
-    if found == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    // SAFETY: on success `dli_fname` is a NUL-terminated path owned by the dynamic loader,
-    // valid while the object is loaded; ours is, since its code is running. It is copied.
-    let name = unsafe { CStr::from_ptr(info.dli_fname) };
-    if name.to_bytes().is_empty() {
-        return None;
-    }
-    Some(PathBuf::from(OsStr::from_bytes(name.to_bytes())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_namespace_hands_out_keys_above_the_hosts() {
-        let mut host_key: libc::pthread_key_t = 0;
-        // SAFETY: a valid out-pointer, no destructor.
-        assert_eq!(unsafe { libc::pthread_key_create(&mut host_key, None) }, 0);
-        assert!((host_key as usize) < RESERVED_KEYS);
-        namespace(&[]).expect("namespace");
-        let libc_handle = {
-            let slot = NAMESPACE.lock().unwrap_or_else(PoisonError::into_inner);
-            let id = slot.expect("made").id;
-            // SAFETY: libc.so.6 is loaded in the namespace already: this only finds it.
-            Handle(unsafe {
-                libc::dlmopen(
-                    id,
-                    c"libc.so.6".as_ptr(),
-                    libc::RTLD_NOW | libc::RTLD_NOLOAD,
-                )
-            })
-        };
-        assert!(!libc_handle.0.is_null());
-        type KeyCreate = unsafe extern "C" fn(
-            *mut libc::pthread_key_t,
-            Option<unsafe extern "C" fn(*mut c_void)>,
-        ) -> c_int;
-        // SAFETY: the namespace libc's pthread_key_create, of this signature.
-        let key_create = unsafe {
-            std::mem::transmute::<*mut c_void, KeyCreate>(
-                symbol(libc_handle, c"pthread_key_create").expect("symbol"),
-            )
-        };
-        let mut key: libc::pthread_key_t = 0;
-        // SAFETY: a valid out-pointer, no destructor.
-        assert_eq!(unsafe { key_create(&mut key, None) }, 0);
-        assert!(key as usize >= RESERVED_KEYS, "{key}");
-        // The host's keys go on from where they were.
-        let mut next: libc::pthread_key_t = 0;
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::pthread_key_create(&mut next, None) }, 0);
-        assert!((next as usize) < RESERVED_KEYS);
-    }
-
-    extern "C" fn nothing(_: *mut c_void) -> *mut c_void {
-        ptr::null_mut()
-    }
-
-    #[test]
-    fn the_shim_unmaps_the_stacks_of_detached_threads_that_ended() {
-        let ns = namespace(&[]).expect("namespace");
-        let (_, before) = ns.thread_stacks().expect("the threads shim is in use");
-        let start = || {
-            let mut thread: libc::pthread_t = 0;
-            // SAFETY: the namespace's pthread_create with a valid out-pointer, default
-            // attributes and an entry point that returns at once.
-            let failed =
-                unsafe { (ns.pthread_create)(&mut thread, ptr::null(), nothing, ptr::null_mut()) };
-            assert_eq!(failed, 0);
-            thread
-        };
-        for _ in 0..4 {
-            let thread = start();
-            // SAFETY: a thread just made by the namespace, detached once.
-            assert_eq!(unsafe { (ns.pthread_detach)(thread) }, 0);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        // The next create (or detach) joins the ended ones and unmaps their stacks.
-        let last = start();
-        // SAFETY: as above.
-        assert_eq!(unsafe { (ns.pthread_detach)(last) }, 0);
-        let (_, after) = ns.thread_stacks().expect("the threads shim is in use");
-        assert!(after >= before + 4, "{before} -> {after}");
-    }
-
-    #[test]
-    fn finds_its_own_object() {
-        let own = own_object_path().expect("dladdr found this code");
-        let exe = std::env::current_exe().expect("current exe");
-        assert_eq!(
-            std::fs::canonicalize(own).expect("canonical"),
-            std::fs::canonicalize(exe).expect("canonical")
-        );
-    }
 }
