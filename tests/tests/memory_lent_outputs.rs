@@ -148,15 +148,33 @@ fn server(maxmemory: Option<&str>) -> (Server, Connection) {
     (server, c)
 }
 
+/// `used_memory` once it is below `bound` (within 10 s).
+fn settled_below(c: &mut Connection, bound: u64, what: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let used = memory_field(c, "used_memory");
+        if used < bound {
+            return used;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: used_memory stays at {used}, over {bound}"
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_stored_output_grows_used_memory_by_its_size() {
     let (_server, mut c) = server(None);
     set_inputs(&mut c, FLOATS);
     for (run, what) in [(RELU_RUN, "written in place"), (EXPAND_RUN, "copied once")] {
-        // Warm up (the backend's first run allocates its own memory), then drop the key.
+        // Warm up (the backend's first run allocates its own memory), then drop the key
+        // and wait for the worker to let go of its share of that run.
+        let base = memory_field(&mut c, "used_memory");
         call_str(&mut c, run).expect(what);
         call_str(&mut c, "DEL y").expect("DEL");
-        let before = memory_field(&mut c, "used_memory");
+        let before = settled_below(&mut c, base + (4 << 20), what);
         assert_eq!(call_str(&mut c, run).expect(what), Value::Okay, "{what}");
         let grown = memory_field(&mut c, "used_memory").saturating_sub(before);
         let size = (FLOATS * 4) as u64;
@@ -200,14 +218,7 @@ fn outputs_past_maxmemory_are_refused_and_freed() {
             Value::Int(0),
             "{run}"
         );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while memory_field(&mut c, "used_memory") >= 150 << 20 {
-            assert!(
-                Instant::now() < deadline,
-                "{run}: the refused output was not freed"
-            );
-            sleep(Duration::from_millis(50));
-        }
+        settled_below(&mut c, 150 << 20, run);
     }
     pong(&mut c);
 }
