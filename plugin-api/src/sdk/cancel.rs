@@ -147,17 +147,23 @@ mod tests {
     use std::sync::atomic::AtomicU32;
     use std::sync::mpsc;
 
-    #[test]
-    fn fires_once_when_the_flag_is_set_and_not_before() {
-        let flag = AtomicU32::new(0);
+    /// A watch on `flag` whose action sends on the returned channel.
+    fn watched(flag: &AtomicU32) -> (CancelWatch, mpsc::Receiver<()>) {
         let (tx, rx) = mpsc::channel();
         let watch = watch(
-            CancelFlag(&flag),
+            CancelFlag(flag),
             Box::new(move || {
                 let _ = tx.send(());
             }),
         )
         .expect("watcher thread");
+        (watch, rx)
+    }
+
+    #[test]
+    fn fires_once_when_the_flag_is_set_and_not_before() {
+        let flag = AtomicU32::new(0);
+        let (watch, rx) = watched(&flag);
         assert!(rx.recv_timeout(POLL_INTERVAL * 5).is_err(), "fired early");
         flag.store(1, Ordering::Relaxed);
         rx.recv_timeout(Duration::from_secs(5)).expect("fired");
@@ -167,14 +173,7 @@ mod tests {
     #[test]
     fn a_finished_watch_never_fires() {
         let flag = AtomicU32::new(0);
-        let (tx, rx) = mpsc::channel();
-        let watch = watch(
-            CancelFlag(&flag),
-            Box::new(move || {
-                let _ = tx.send(());
-            }),
-        )
-        .expect("watcher thread");
+        let (watch, rx) = watched(&flag);
         assert!(!watch.finish());
         flag.store(1, Ordering::Relaxed);
         assert!(

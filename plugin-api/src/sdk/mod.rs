@@ -3,6 +3,11 @@
 //! A plugin implements [`Plugin`] and invokes [`export_plugin!`](crate::export_plugin).
 //! The generated entry points catch every panic and turn it into an error (or, for
 //! functions that cannot report one, a log line), so nothing unwinds into the host.
+//!
+//! Besides the table: [`Error`] (a code and the client's message), what the built-in
+//! backends share ([`Config`] for the host's settings, [`RuntimeLibrary`] and
+//! [`RetryOnce`] for the runtime library, [`DType`]'s names and sizes) and
+//! [`cancel::watch`].
 
 use std::ffi::CStr;
 use std::sync::OnceLock;
@@ -17,6 +22,7 @@ mod once;
 mod output;
 mod settings;
 
+pub use error::{Error, ErrorCode};
 use ffi::*;
 pub use host::{Host, HostContext, Reply};
 pub use library::{own_object_path, RuntimeLibrary};
@@ -26,8 +32,6 @@ pub use settings::{effective_timeout, limit_bytes, thread_count, Config};
 
 use crate::abi::RaiDevice;
 pub use crate::abi::{RaiConfigKey as ConfigKey, RaiDType as DType, RaiDeviceKind as DeviceKind};
-
-pub use error::{Error, ErrorCode};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -101,6 +105,24 @@ pub struct TensorRef<'a> {
 }
 
 impl<'a> TensorRef<'a> {
+    /// Checks that input `index` of a model (its input `name`) has the `expected` dtype
+    /// and lies in CPU memory; the error ([`ErrorCode::InvalidInput`]) says which is not so.
+    pub fn check_input(&self, index: usize, name: &str, expected: DType) -> Result<()> {
+        if self.dtype != expected {
+            return Err(Error::invalid_input(format!(
+                "input {index} ('{name}') has dtype {}, the model expects {}",
+                self.dtype.name(),
+                expected.name()
+            )));
+        }
+        if self.device.kind != DeviceKind::Cpu {
+            return Err(Error::invalid_input(format!(
+                "input {index} ('{name}') is not in CPU memory"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn element_count(&self) -> usize {
         self.shape.iter().map(|&d| d.max(0) as usize).product()
     }

@@ -217,18 +217,7 @@ mod tests {
 
     #[test]
     fn dtypes_round_trip() {
-        for dtype in [
-            DType::Float,
-            DType::Double,
-            DType::Int8,
-            DType::Int16,
-            DType::Int32,
-            DType::Int64,
-            DType::Uint8,
-            DType::Uint16,
-            DType::Bool,
-            DType::String,
-        ] {
+        for &dtype in DType::ALL {
             assert_eq!(dtype_of(tf_type_of(dtype)), Some(dtype));
         }
         assert_eq!(dtype_of(19), None);

@@ -37,7 +37,7 @@ use redisai_plugin_api::sdk::Error;
 pub fn ok<T>(result: Result<T, Error>, what: &str) -> T {
     match result {
         Ok(value) => value,
-        Err(err) => panic!("{what}: {}", err),
+        Err(err) => panic!("{what}: {err}"),
     }
 }
 

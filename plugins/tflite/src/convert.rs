@@ -2,7 +2,7 @@
 
 use std::ffi::c_int;
 
-use redisai_plugin_api::sdk::{DType, DeviceKind, Error, Result, TensorRef};
+use redisai_plugin_api::sdk::{DType, Error, Result, TensorRef};
 
 use crate::ffi::MAX_RANK;
 
@@ -89,18 +89,7 @@ pub fn element_size(dtype: DType) -> usize {
 /// Checks input `index` against the model's port and returns its shape as LiteRT dims.
 pub fn input_dims(index: usize, port: &Port, tensor: &TensorRef<'_>) -> Result<Vec<i32>> {
     let name = &port.name;
-    if tensor.dtype != port.dtype {
-        return Err(Error::invalid_input(format!(
-            "input {index} ('{name}') has dtype {}, the model expects {}",
-            tensor.dtype.name(),
-            port.dtype.name()
-        )));
-    }
-    if tensor.device.kind != DeviceKind::Cpu {
-        return Err(Error::invalid_input(format!(
-            "input {index} ('{name}') is not in CPU memory"
-        )));
-    }
+    tensor.check_input(index, name, port.dtype)?;
     if tensor.shape.len() > MAX_RANK {
         return Err(Error::invalid_input(format!(
             "input {index} ('{name}') has {} dimensions, TFLite takes at most {MAX_RANK}",
@@ -152,7 +141,7 @@ pub fn element_count(dims: &[i32]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redisai_plugin_api::sdk::{Device, ErrorCode};
+    use redisai_plugin_api::sdk::{Device, DeviceKind, ErrorCode};
 
     /// The LiteRT element type of a dtype the backend serves.
     pub fn element_of(dtype: DType) -> Option<c_int> {
@@ -170,22 +159,9 @@ mod tests {
         })
     }
 
-    const ALL: [DType; 10] = [
-        DType::Float,
-        DType::Double,
-        DType::Int8,
-        DType::Int16,
-        DType::Int32,
-        DType::Int64,
-        DType::Uint8,
-        DType::Uint16,
-        DType::Bool,
-        DType::String,
-    ];
-
     #[test]
     fn dtypes_round_trip() {
-        for dtype in ALL {
+        for &dtype in DType::ALL {
             match element_of(dtype) {
                 Some(element) => assert_eq!(dtype_of(element), Some(dtype)),
                 None => assert_eq!(dtype, DType::String),

@@ -45,7 +45,7 @@ usage: bench-models --port P --models-dir DIR [options]
   --batch N             BATCHSIZE of the batched rows, and their client count
                         (default 16; 0: no batched rows)
   --seconds S           seconds per window (default 2)
-  --rounds R            windows per side and cell, alternating (default 2)
+  --rounds R            windows per side and cell, alternating (default 3)
   --threads-per-queue W the module's THREADS_PER_QUEUE: the in-process run queue's
                         workers (default 1)
   --intra-op N          the module's INTRA_OP_PARALLELISM (default 0)
@@ -95,7 +95,7 @@ fn parse_args() -> Result<Option<Options>> {
         clients: vec![1, 4, 16],
         batch: 16,
         window: Duration::from_secs(2),
-        rounds: 2,
+        rounds: 3,
         workers: 1,
         intra_op: 0,
         inter_op: 0,
@@ -322,14 +322,26 @@ fn measure_model(
         let before = memory::server_rss(con, pid)?;
         store_model(con, &key, spec, 0)?;
         let module = memory::server_rss(con, pid)?.saturating_sub(before);
-        let in_process =
-            memory::probe_in_fresh_process(&probe_args(opts), spec, opts.intra_op, opts.inter_op)?;
-        report.memory.push(MemoryRow {
-            model: spec.name.clone(),
-            blob: spec.blob_bytes,
-            module,
-            in_process,
-        });
+        match memory::probe_in_fresh_process(&probe_args(opts), spec, opts.intra_op, opts.inter_op)
+        {
+            Ok((in_process, warning)) => {
+                report
+                    .notes
+                    .extend(warning.map(|w| format!("{}: {w}", spec.name)));
+                report.memory.push(MemoryRow {
+                    model: spec.name.clone(),
+                    blob: spec.blob_bytes,
+                    module,
+                    in_process,
+                });
+            }
+            // The probe is another process: its failure leaves this one sound.
+            Err(err) => report.notes.push(format!(
+                "{}: no memory row: {}",
+                spec.name,
+                short_error(&format!("{err:#}"))
+            )),
+        }
     } else {
         store_model(con, &key, spec, 0)?;
     }

@@ -3,6 +3,7 @@
 //! process: the plugin opened, the model loaded through it).
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::thread;
@@ -55,17 +56,20 @@ pub fn probe(spec: &ModelSpec, backends_dir: &Path) -> Result<()> {
     drop(blob);
     let after = own_rss_trimmed()?;
     println!("rss_added_bytes {}", after.saturating_sub(before));
+    // Printed before the model is freed: a failure past this point is told apart.
+    std::io::stdout().flush()?;
     drop(model);
     Ok(())
 }
 
-/// Runs the probe for `spec` in a fresh process of this binary and returns its figure.
+/// Runs the probe for `spec` in a fresh process of this binary and returns its figure,
+/// with a warning when the probe failed after printing it (freeing the model, exiting).
 pub fn probe_in_fresh_process(
     spec_args: &[String],
     spec: &ModelSpec,
     intra_op: i64,
     inter_op: i64,
-) -> Result<u64> {
+) -> Result<(u64, Option<String>)> {
     let exe = std::env::current_exe().context("finding this binary")?;
     let output = Command::new(exe)
         .args(spec_args)
@@ -78,17 +82,27 @@ pub fn probe_in_fresh_process(
         .output()
         .context("starting the RSS probe")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last_error_line = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    let figure = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rss_added_bytes "))
+        .and_then(|v| v.trim().parse().ok());
+    match (figure, output.status.success()) {
+        (Some(figure), true) => Ok((figure, None)),
+        (Some(figure), false) => Ok((
+            figure,
+            Some(format!(
+                "the RSS probe failed after measuring, while freeing the model or exiting ({}): {}",
+                output.status,
+                last_error_line.unwrap_or("")
+            )),
+        )),
+        (None, _) => bail!(
             "the RSS probe of {} failed ({}): {}",
             spec.name,
             output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+            last_error_line.unwrap_or("no message")
+        ),
     }
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("rss_added_bytes "))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("the RSS probe of {} printed no figure: {stdout}", spec.name))
 }

@@ -12,7 +12,7 @@ use ort::session::SessionInputValue;
 use ort::value::{
     PrimitiveTensorElementType, Tensor, TensorElementType, TensorRef as OrtTensorRef, ValueType,
 };
-use redisai_plugin_api::sdk::{DType, DeviceKind, Error, Result, TensorRef};
+use redisai_plugin_api::sdk::{DType, Error, Result, TensorRef};
 
 pub use outputs::output_tensor;
 
@@ -185,18 +185,7 @@ pub fn input_value<'a>(
     tensor: &TensorRef<'a>,
 ) -> Result<SessionInputValue<'a>> {
     let name = &port.name;
-    if tensor.dtype != port.dtype {
-        return Err(Error::invalid_input(format!(
-            "input {index} ('{name}') has dtype {}, the model expects {}",
-            tensor.dtype.name(),
-            port.dtype.name()
-        )));
-    }
-    if tensor.device.kind != DeviceKind::Cpu {
-        return Err(Error::invalid_input(format!(
-            "input {index} ('{name}') is not in CPU memory"
-        )));
-    }
+    tensor.check_input(index, name, port.dtype)?;
     let mut count: usize = 1;
     for &dim in tensor.shape {
         let dim = usize::try_from(dim).map_err(|_| {
@@ -398,7 +387,7 @@ mod tests {
     }
     #[test]
     fn inputs_that_do_not_fit_are_invalid_input() {
-        use redisai_plugin_api::sdk::{Device, ErrorCode};
+        use redisai_plugin_api::sdk::{Device, DeviceKind, ErrorCode};
         let port = Port {
             name: "x".to_owned(),
             dtype: DType::Float,
