@@ -326,3 +326,83 @@ fn models_persist_in_rdb_and_aof_and_replicate() {
     run_str(&mut c, "AI.MODELEXECUTE mlp INPUTS 1 x OUTPUTS 1 y2").expect("after restart");
     assert_eq!(values(&mut c, "y2"), expected);
 }
+
+/// Convolutions take scratch memory through libtorch's raw allocation API, which needs
+/// the plugin's counting CPU allocator (BACKEND_MEMORY_LIMIT) to give each storage a
+/// context equal to its data pointer: before, any image-sized conv2d (so every ResNet)
+/// failed with libtorch's "dptr.get() == dptr.get_context()" INTERNAL ASSERT.
+#[test]
+fn convolutions_run_through_the_counting_allocator() {
+    let server = Server::start();
+    let mut c = server.client();
+    let source = "def conv(tensors: List[Tensor], keys: List[str], args: List[str]):\n    \
+                  return torch.conv2d(tensors[0], tensors[1], padding=1)\n";
+    let stored = run(
+        &mut c,
+        &[
+            b"AI.SCRIPTSTORE",
+            b"s",
+            b"CPU",
+            b"ENTRY_POINTS",
+            b"1",
+            b"conv",
+            b"SOURCE",
+            source.as_bytes(),
+        ],
+    );
+    assert_eq!(stored.expect("SCRIPTSTORE"), Value::Okay);
+    let (side, channels) = (224usize, 8usize);
+    let ones = |count: usize| 1f32.to_le_bytes().repeat(count);
+    let side_text = side.to_string();
+    let x = ones(3 * side * side);
+    let set_x: [&[u8]; 9] = [
+        b"AI.TENSORSET",
+        b"x",
+        b"FLOAT",
+        b"1",
+        b"3",
+        side_text.as_bytes(),
+        side_text.as_bytes(),
+        b"BLOB",
+        &x,
+    ];
+    run(&mut c, &set_x).expect("x");
+    let w = ones(channels * 3 * 3 * 3);
+    run(
+        &mut c,
+        &[
+            b"AI.TENSORSET",
+            b"w",
+            b"FLOAT",
+            b"8",
+            b"3",
+            b"3",
+            b"3",
+            b"BLOB",
+            &w,
+        ],
+    )
+    .expect("w");
+    run_str(&mut c, "AI.SCRIPTEXECUTE s conv INPUTS 2 x w OUTPUTS 1 y").expect("conv2d");
+    let Value::BulkString(blob) = run_str(&mut c, "AI.TENSORGET y BLOB").expect("y") else {
+        panic!("AI.TENSORGET BLOB is not a bulk string");
+    };
+    let y: Vec<f32> = blob
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(y.len(), channels * side * side);
+    // A 3x3 window of ones over 3 channels of ones, zero-padded: 12 at the corners, 18
+    // along the edges, 27 inside; the same in every output channel.
+    for plane in y.chunks_exact(side * side) {
+        assert_eq!(plane[0], 12.0);
+        assert_eq!(plane[1], 18.0);
+        assert_eq!(plane[side + 1], 27.0);
+        assert_eq!(plane[side * side - 1], 12.0);
+        let total: f32 = plane.iter().sum();
+        let edge = (side - 2) as f32;
+        let expected = 4.0 * 12.0 + 4.0 * edge * 18.0 + edge * edge * 27.0;
+        assert_eq!(total, expected);
+    }
+    pong(&mut c);
+}

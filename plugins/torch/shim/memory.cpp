@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -29,16 +30,19 @@ std::atomic<uint64_t> g_peak{0};
 std::atomic<uint64_t> g_refused{0};
 c10::Allocator *g_inner = nullptr;
 
-// What a counted storage's DataPtr owns: the inner allocator's DataPtr and its size.
-struct Counted {
-    c10::DataPtr inner;
-    size_t bytes;
-};
+// Each counted storage carries its size in a header in front of its data, so that its
+// DataPtr's context is the data pointer itself: libtorch's Allocator::raw_allocate and
+// is_simple_data_ptr require that (some CPU kernels, e.g. convolutions, allocate their
+// buffers through raw_allocate). 64 bytes keep libtorch's 64-byte alignment of the data.
+constexpr size_t kHeader = 64;
+c10::DeleterFnPtr g_inner_delete = nullptr;
 
-void release_counted(void *context) {
-    auto *counted = static_cast<Counted *>(context);
-    g_held.fetch_sub(counted->bytes, std::memory_order_relaxed);
-    delete counted;  // frees the storage through the inner DataPtr's deleter
+void release_counted(void *data) {
+    char *base = static_cast<char *>(data) - kHeader;
+    size_t bytes = 0;
+    std::memcpy(&bytes, base, sizeof bytes);
+    g_held.fetch_sub(bytes, std::memory_order_relaxed);
+    g_inner_delete(base);
 }
 
 void note_peak(uint64_t now) {
@@ -63,19 +67,25 @@ class LimitedCpuAllocator final : public c10::Allocator {
                     " bytes in use would pass BACKEND_MEMORY_LIMIT (" +
                     std::to_string(limit / 1000000) + " MB)");
         }
-        c10::DataPtr inner;
-        Counted *counted = nullptr;
+        void *base = nullptr;
         try {
-            inner = g_inner->allocate(n);
-            counted = new Counted{std::move(inner), n};
+            if (n > SIZE_MAX - kHeader) {
+                throw c10::OutOfMemoryError({__func__, __FILE__, static_cast<uint32_t>(__LINE__)},
+                                            "TORCH cannot allocate " + std::to_string(n) + " bytes");
+            }
+            base = g_inner->raw_allocate(n + kHeader);
         } catch (...) {
             g_held.fetch_sub(n, std::memory_order_relaxed);
             throw;
         }
+        std::memcpy(base, &n, sizeof n);
         note_peak(now);
-        void *data = counted->inner.get();
-        c10::Device device = counted->inner.device();
-        return c10::DataPtr(data, counted, &release_counted, device);
+        void *data = static_cast<char *>(base) + kHeader;
+        return c10::DataPtr(data, data, &release_counted, c10::Device(c10::DeviceType::CPU));
+    }
+
+    c10::DeleterFnPtr raw_deleter() const override {
+        return &release_counted;
     }
 
     void copy_data(void *dest, const void *src, std::size_t count) const override {
@@ -97,6 +107,12 @@ char *rt_memory_install(void) {
         g_inner = c10::GetAllocator(c10::DeviceType::CPU);
         if (g_inner == nullptr) {
             throw std::runtime_error("libtorch has no CPU allocator");
+        }
+        // The headers above are allocated through the inner allocator's raw API.
+        g_inner_delete = g_inner->raw_deleter();
+        if (g_inner_delete == nullptr) {
+            g_inner = nullptr;
+            throw std::runtime_error("libtorch's CPU allocator has no raw deleter to count through");
         }
         // A priority above the default one's (0), so that nothing registered later at
         // the default priority replaces it.
