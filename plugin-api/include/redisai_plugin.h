@@ -31,6 +31,9 @@
  *   it when the host calls the matching free function. The host calls each free
  *   function exactly once per object.
  * - Strings are NUL-terminated UTF-8 unless a length is given.
+ * - From minor 5 the host may also lend output memory (`RaiHostApi::output_alloc`): an
+ *   output whose data is such a buffer becomes the stored tensor without a copy. The
+ *   plugin still releases the output's `owner`, but never frees lent memory itself.
  *
  * # Threading
  * - `init` is called once, before any other function and never alongside another call
@@ -84,7 +87,7 @@ typedef struct RaiScript RaiScript;
 /**
  * Minor version of this ABI. A plugin with a newer minor is refused.
  */
-#define RAI_PLUGIN_ABI_MINOR 4
+#define RAI_PLUGIN_ABI_MINOR 5
 
 /**
  * The plugin's `model_run` may be called concurrently on the same model.
@@ -396,6 +399,18 @@ typedef struct RaiHostApi {
      * Releases an output of `model_execute`.
      */
     void (*host_tensor_release)(void *owner);
+    /**
+     * Optional: lends `byte_len` bytes of host memory (64-byte aligned, uninitialised,
+     * from the host's allocator, so the server counts it as its own) for an output of
+     * the `model_run` or `script_run` call in progress; null when it cannot (no memory,
+     * `byte_len` 0, or not called from the thread inside that call). An output whose
+     * `view.data` is a pointer this returned during the same call, with `view.byte_len`
+     * at most the length asked for, is adopted by the host with no copy; the plugin
+     * still releases the output's `owner`, but must not free that data. The host frees
+     * every lent buffer that is not adopted (error paths, buffers left unused) when the
+     * call returns; the plugin must not touch any of them after that.
+     */
+    void *(*output_alloc)(size_t byte_len);
 } RaiHostApi;
 
 /**

@@ -21,6 +21,9 @@
 //!   it when the host calls the matching free function. The host calls each free
 //!   function exactly once per object.
 //! - Strings are NUL-terminated UTF-8 unless a length is given.
+//! - From minor 5 the host may also lend output memory ([`RaiHostApi::output_alloc`]): an
+//!   output whose data is such a buffer becomes the stored tensor without a copy. The
+//!   plugin still releases the output's `owner`, but never frees lent memory itself.
 //!
 //! # Threading
 //! - `init` is called once, before any other function and never alongside another call
@@ -49,7 +52,7 @@ use std::ffi::{c_char, c_void};
 /// Major version of this ABI. A plugin built for another major is refused.
 pub const RAI_PLUGIN_ABI_MAJOR: u32 = 1;
 /// Minor version of this ABI. A plugin with a newer minor is refused.
-pub const RAI_PLUGIN_ABI_MINOR: u32 = 4;
+pub const RAI_PLUGIN_ABI_MINOR: u32 = 5;
 
 /// Name of the one symbol a plugin exports.
 pub const RAI_PLUGIN_ENTRY_SYMBOL: &str = "redisai_plugin_entry";
@@ -301,6 +304,18 @@ pub struct RaiHostApi {
     >,
     /// Releases an output of `model_execute`.
     pub host_tensor_release: Option<unsafe extern "C" fn(owner: *mut c_void)>,
+
+    // Minor 5 (read only when the host's `abi_minor` >= 5 and `struct_size` covers it).
+    /// Optional: lends `byte_len` bytes of host memory (64-byte aligned, uninitialised,
+    /// from the host's allocator, so the server counts it as its own) for an output of
+    /// the `model_run` or `script_run` call in progress; null when it cannot (no memory,
+    /// `byte_len` 0, or not called from the thread inside that call). An output whose
+    /// `view.data` is a pointer this returned during the same call, with `view.byte_len`
+    /// at most the length asked for, is adopted by the host with no copy; the plugin
+    /// still releases the output's `owner`, but must not free that data. The host frees
+    /// every lent buffer that is not adopted (error paths, buffers left unused) when the
+    /// call returns; the plugin must not touch any of them after that.
+    pub output_alloc: Option<unsafe extern "C" fn(byte_len: usize) -> *mut c_void>,
 }
 
 /// What the host asks of a model at load time.

@@ -158,7 +158,8 @@ fn header_declares_the_abi() {
     let generated = generated();
     for needle in [
         "#define RAI_PLUGIN_ABI_MAJOR 1",
-        "#define RAI_PLUGIN_ABI_MINOR 4",
+        "#define RAI_PLUGIN_ABI_MINOR 5",
+        "void *(*output_alloc)(size_t byte_len);",
         "RaiErrorCode_OutOfMemory = 4,",
         "uint32_t (*error_code)(const RaiError *error);",
         "typedef struct RaiMemoryStats {",

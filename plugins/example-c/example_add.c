@@ -152,6 +152,8 @@ static const char *model_output_name(const RaiModel *model, size_t index) {
 typedef struct {
     int64_t *shape;
     float *data;
+    /* `data` is memory the host lent (ABI 1.5): the host owns it, never free it. */
+    int lent;
 } OwnedTensor;
 
 static void tensor_release(void *owner) {
@@ -160,8 +162,27 @@ static void tensor_release(void *owner) {
         return;
     }
     free(tensor->shape);
-    free(tensor->data);
+    if (!tensor->lent) {
+        free(tensor->data);
+    }
     free(tensor);
+}
+
+/* `bytes` for an output: lent by the host when it can (ABI 1.5, `output_alloc`; the host
+ * then stores the output without copying it, and frees the memory itself if the run
+ * fails), else from malloc. Sets `*lent` to say which. */
+static void *output_memory(size_t bytes, int *lent) {
+    *lent = 0;
+    if (bytes > 0 && host != NULL && host->abi_minor >= 5 &&
+        host->struct_size >= offsetof(RaiHostApi, output_alloc) + sizeof host->output_alloc &&
+        host->output_alloc != NULL) {
+        void *memory = host->output_alloc(bytes);
+        if (memory != NULL) {
+            *lent = 1;
+            return memory;
+        }
+    }
+    return malloc(bytes > 0 ? bytes : 1);
 }
 
 /* Checks that `view` is a contiguous CPU FLOAT tensor; sets its element count. */
@@ -235,11 +256,14 @@ static RaiError *model_run(RaiModel *model, const RaiRunOptions *options,
     /* Never NULL, even for a scalar or an empty tensor. */
     OwnedTensor *sum = malloc(sizeof *sum);
     int64_t *shape = malloc((a->ndim > 0 ? a->ndim : 1) * sizeof *shape);
-    float *data = malloc((count > 0 ? count : 1) * sizeof *data);
+    int lent = 0;
+    float *data = output_memory(count * sizeof *data, &lent);
     if (sum == NULL || shape == NULL || data == NULL) {
         free(sum);
         free(shape);
-        free(data);
+        if (!lent) {
+            free(data);
+        }
         return &out_of_memory;
     }
     if (a->ndim > 0) {
@@ -256,6 +280,7 @@ static RaiError *model_run(RaiModel *model, const RaiRunOptions *options,
     }
     sum->shape = shape;
     sum->data = data;
+    sum->lent = lent;
 
     outputs[0] = (RaiTensorOut){
         .view =

@@ -567,6 +567,7 @@ mod tests {
     fn string_outputs() {
         let tensor = OwnedTensor::from_strings(vec![2], &["ab", ""]);
         assert_eq!(tensor.data, b"ab\0\0");
+        assert!(!tensor.data.is_lent(), "no host: the plugin's own bytes");
     }
 
     #[test]

@@ -105,13 +105,23 @@ impl Host {
             let tensor = unsafe { tensor_ref(&out.view) }.map(|t| OwnedTensor {
                 dtype: t.dtype,
                 shape: t.shape.to_vec(),
-                data: t.data.to_vec(),
+                data: t.data.to_vec().into(),
             });
             // SAFETY: each output is released once, after its data was copied.
             unsafe { release(out.owner) };
             tensors.push(tensor?);
         }
         Ok(tensors)
+    }
+
+    /// The host's `output_alloc` (minor 5), or `None` when its table predates it.
+    pub(super) fn output_alloc(&self) -> Option<unsafe extern "C" fn(usize) -> *mut c_void> {
+        let needed = std::mem::offset_of!(RaiHostApi, output_alloc)
+            + std::mem::size_of::<Option<unsafe extern "C" fn(usize) -> *mut c_void>>();
+        if self.api.abi_minor < 5 || self.api.struct_size < needed {
+            return None;
+        }
+        self.api.output_alloc
     }
 
     /// A minor-1 host function, or `None` when the host's table predates it.

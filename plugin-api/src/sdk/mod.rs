@@ -19,6 +19,7 @@ mod ffi;
 mod host;
 mod library;
 mod once;
+mod output;
 mod settings;
 
 pub use error::{Error, ErrorCode};
@@ -26,6 +27,7 @@ use ffi::*;
 pub use host::{Host, HostContext, Reply};
 pub use library::{own_object_path, RuntimeLibrary};
 pub use once::RetryOnce;
+pub use output::OutputBuffer;
 pub use settings::{effective_timeout, limit_bytes, thread_count, Config};
 
 use crate::abi::RaiDevice;
@@ -140,8 +142,9 @@ impl<'a> TensorRef<'a> {
 pub struct OwnedTensor {
     pub dtype: DType,
     pub shape: Vec<i64>,
-    /// Raw bytes in the same layout as [`TensorRef::data`].
-    pub data: Vec<u8>,
+    /// Raw bytes in the same layout as [`TensorRef::data`], in memory the host lent
+    /// for the run when the plugin asked for it ([`OutputBuffer`]).
+    pub data: OutputBuffer,
 }
 
 impl OwnedTensor {
@@ -155,7 +158,7 @@ impl OwnedTensor {
         OwnedTensor {
             dtype: DType::String,
             shape,
-            data,
+            data: data.into(),
         }
     }
 }

@@ -44,6 +44,7 @@ static const LayoutEntry entries[] = {
     FIELD(RaiHostApi, reply_free),
     FIELD(RaiHostApi, model_execute),
     FIELD(RaiHostApi, host_tensor_release),
+    FIELD(RaiHostApi, output_alloc),
     TYPE(RaiReplyKind),
     TYPE(RaiReply),
     FIELD(RaiReply, kind),

@@ -55,6 +55,7 @@ static HOST: RaiHostApi = RaiHostApi {
     reply_free: None,
     model_execute: None,
     host_tensor_release: None,
+    output_alloc: None,
 };
 
 fn c_str(ptr: *const c_char) -> String {
@@ -364,7 +365,7 @@ fn c_layout_matches_abi_rs() {
         RaiTensorOut { view, owner }
         RaiHostApi {
             abi_major, abi_minor, struct_size, log, config_get, redis_command, reply_free,
-            model_execute, host_tensor_release
+            model_execute, host_tensor_release, output_alloc
         }
         RaiReplyKind {}
         RaiReply { kind, integer, double_value, str, len, elements, n_elements }

@@ -20,8 +20,8 @@ use std::ffi::{c_char, CStr};
 use std::time::{Duration, Instant};
 
 use redisai_plugin_api::sdk::{
-    DType, DeviceKind, Error, Host, ModelOptions, OwnedTensor, Plugin, Result, RunOptions,
-    TensorRef,
+    DType, DeviceKind, Error, Host, ModelOptions, OutputBuffer, OwnedTensor, Plugin, Result,
+    RunOptions, TensorRef,
 };
 
 pub struct FaultsPlugin;
@@ -132,7 +132,7 @@ impl Plugin for FaultsPlugin {
             .map(|_| OwnedTensor {
                 dtype: first.dtype,
                 shape: first.shape.to_vec(),
-                data: first.data.to_vec(),
+                data: OutputBuffer::copy_from(first.data),
             })
             .collect())
     }

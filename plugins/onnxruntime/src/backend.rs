@@ -5,13 +5,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ort::session::{RunOptions as OrtRunOptions, Session, SessionInputValue};
+use ort::session::{
+    HasSelectedOutputs, RunOptions as OrtRunOptions, Session, SessionInputValue, SessionOutputs,
+};
 pub use redisai_plugin_api::sdk::Config;
 use redisai_plugin_api::sdk::{self, CancelFlag, Error, OwnedTensor, Result, TensorRef};
 
 use crate::convert::{self, Port};
 use crate::cuda;
 use crate::policy;
+use crate::preallocate::{Lent, OutputPlan};
 use crate::runtime::{self, Runtime};
 use crate::watchdog::WATCHDOG;
 use redisai_plugin_api::sdk::cancel::{self, CancelWatch};
@@ -34,6 +37,9 @@ pub struct OnnxModel {
     weights: WeightsHeld,
     /// For a model with inputs of any rank: the sessions for the ranks runs gave.
     any_rank: Option<AnyRank>,
+    /// The outputs ONNX Runtime writes straight into lent memory (CPU models whose
+    /// output shapes are known before a run; see [`crate::preallocate`]).
+    output_plan: Option<OutputPlan>,
 }
 
 /// How many sessions (one per combination of ranks of its any-rank inputs) a model keeps.
@@ -251,6 +257,9 @@ impl OnnxBackend {
                 .enumerate()
                 .map(|(i, outlet)| convert::output_port(i, outlet.name(), outlet.dtype()))
                 .collect::<Result<Vec<_>>>()?;
+            let output_plan = (any_rank.is_none() && gpu.is_none())
+                .then(|| OutputPlan::of(session.inputs(), session.outputs(), &outputs))
+                .flatten();
             Ok(OnnxModel {
                 session: Mutex::new(session),
                 inputs,
@@ -258,6 +267,7 @@ impl OnnxBackend {
                 memory_limit_mb: limit_mb,
                 weights,
                 any_rank,
+                output_plan,
             })
         });
         self.memory_stats();
@@ -376,60 +386,143 @@ impl OnnxBackend {
                     &mut any_rank_sessions[at].1
                 }
             };
-            if timeout.is_none() && cancel.is_none() {
-                let outputs = session
-                    .run(values.as_slice())
-                    .map_err(|err| run_error(model, err))?;
-                return collect_outputs(model, &outputs);
+            let plan = model.output_plan.as_ref();
+            let lent = plan.map(|plan| plan.lend(inputs)).transpose()?.flatten();
+            match self.run_session(model, session, &values, lent, timeout, cancel)? {
+                Attempt::Ran(outputs) => Ok(outputs),
+                // Given up for this model (see crate::preallocate): run as ONNX Runtime
+                // allocates.
+                Attempt::ShapeMismatch => {
+                    match self.run_session(model, session, &values, None, timeout, cancel)? {
+                        Attempt::Ran(outputs) => Ok(outputs),
+                        Attempt::ShapeMismatch => Err(Error::new(
+                            "ONNX Runtime refused an output buffer it was not given",
+                        )),
+                    }
+                }
             }
-            let options = Arc::new(OrtRunOptions::new().map_err(Error::failed)?);
-            let deadline = match timeout {
-                Some(ms) => {
-                    let to_stop = Arc::clone(&options);
-                    let watch = WATCHDOG
-                        .watch(Duration::from_millis(ms), move || {
-                            let _ = to_stop.terminate();
-                        })
-                        .map_err(|err| {
-                            Error::new(format!("could not start the ONNX run watchdog: {err}"))
-                        })?;
-                    Some((ms, watch))
-                }
-                None => None,
-            };
-            let cancel_watch = match cancel {
-                Some(flag) => {
-                    let to_stop = Arc::clone(&options);
-                    let terminate = Box::new(move || {
+        })
+    }
+
+    /// One run of `session`, its outputs written into `lent` where it has a buffer.
+    fn run_session(
+        &self,
+        model: &OnnxModel,
+        session: &mut Session,
+        values: &[SessionInputValue<'_>],
+        mut lent: Option<Lent>,
+        timeout: Option<u64>,
+        cancel: Option<CancelFlag>,
+    ) -> Result<Attempt> {
+        if timeout.is_none() && cancel.is_none() && lent.is_none() {
+            let outputs = session.run(values).map_err(|err| run_error(model, err))?;
+            return collect_outputs(model, &outputs, None).map(Attempt::Ran);
+        }
+        let options = Arc::new(Options::new(lent.as_mut())?);
+        let deadline = match timeout {
+            Some(ms) => {
+                let to_stop = Arc::clone(&options);
+                let watch = WATCHDOG
+                    .watch(Duration::from_millis(ms), move || {
                         let _ = to_stop.terminate();
-                    });
-                    Some(cancel::watch(flag, terminate).map_err(|err| {
-                        Error::new(format!("could not start the ONNX cancel watcher: {err}"))
-                    })?)
-                }
-                None => None,
-            };
-            let result = session.run_with_options(values.as_slice(), &*options);
-            let timed_out = deadline.map(|(ms, watch)| (ms, watch.finish()));
-            let cancelled = cancel_watch.is_some_and(CancelWatch::finish);
-            let outputs = match result {
-                Ok(outputs) => outputs,
-                Err(err) if cancelled => {
-                    return Err(Error::cancelled(format!(
-                        "model run cancelled (the client went away or the server is shutting down): {err}"
+                    })
+                    .map_err(|err| {
+                        Error::new(format!("could not start the ONNX run watchdog: {err}"))
+                    })?;
+                Some((ms, watch))
+            }
+            None => None,
+        };
+        let cancel_watch = match cancel {
+            Some(flag) => {
+                let to_stop = Arc::clone(&options);
+                let terminate = Box::new(move || {
+                    let _ = to_stop.terminate();
+                });
+                Some(cancel::watch(flag, terminate).map_err(|err| {
+                    Error::new(format!("could not start the ONNX cancel watcher: {err}"))
+                })?)
+            }
+            None => None,
+        };
+        let result = options.run(session, values);
+        let timed_out = deadline.map(|(ms, watch)| (ms, watch.finish()));
+        let cancelled = cancel_watch.is_some_and(CancelWatch::finish);
+        let outputs = match result {
+            Ok(outputs) => outputs,
+            Err(err) if cancelled => {
+                return Err(Error::cancelled(format!(
+                "model run cancelled (the client went away or the server is shutting down): {err}"
+            )))
+            }
+            Err(err) => match timed_out {
+                Some((ms, true)) => {
+                    return Err(Error::timed_out(format!(
+                        "model execution timed out after {ms} ms: {err}"
                     )))
                 }
-                Err(err) => match timed_out {
-                    Some((ms, true)) => {
-                        return Err(Error::timed_out(format!(
-                            "model execution timed out after {ms} ms: {err}"
-                        )))
-                    }
-                    _ => return Err(run_error(model, err)),
-                },
-            };
-            collect_outputs(model, &outputs)
+                _ if lent.is_some()
+                    && model
+                        .output_plan
+                        .as_ref()
+                        .is_some_and(|p| p.mismatched(&err)) =>
+                {
+                    return Ok(Attempt::ShapeMismatch)
+                }
+                _ => return Err(run_error(model, err)),
+            },
+        };
+        collect_outputs(model, &outputs, lent.as_mut()).map(Attempt::Ran)
+    }
+}
+
+/// How one run of a session went.
+enum Attempt {
+    Ran(Vec<OwnedTensor>),
+    /// ONNX Runtime refused a pre-allocated output's shape (the model's declared shapes
+    /// do not hold); the plan is given up.
+    ShapeMismatch,
+}
+
+/// A run's ONNX Runtime options, with the lent outputs selected or without (ort types the
+/// two apart).
+enum Options {
+    Plain(OrtRunOptions),
+    Lent(OrtRunOptions<HasSelectedOutputs>),
+}
+
+// SAFETY: the watchdog and the cancel watcher, on other threads, only call `terminate`
+// (ONNX Runtime's RunOptionsSetTerminate, made to be called while a run is in progress);
+// the selected outputs are read by the run alone, on the thread that made the options.
+unsafe impl Send for Options {}
+// SAFETY: as above.
+unsafe impl Sync for Options {}
+
+impl Options {
+    fn new(lent: Option<&mut Lent>) -> Result<Options> {
+        let options = OrtRunOptions::new().map_err(Error::failed)?;
+        Ok(match lent {
+            Some(lent) => Options::Lent(options.with_outputs(std::mem::take(&mut lent.selector))),
+            None => Options::Plain(options),
         })
+    }
+
+    fn terminate(&self) -> ort::Result<()> {
+        match self {
+            Options::Plain(options) => options.terminate(),
+            Options::Lent(options) => options.terminate(),
+        }
+    }
+
+    fn run<'r>(
+        &'r self,
+        session: &'r mut Session,
+        values: &[SessionInputValue<'_>],
+    ) -> ort::Result<SessionOutputs<'r>> {
+        match self {
+            Options::Plain(options) => session.run_with_options(values, options),
+            Options::Lent(options) => session.run_with_options(values, options),
+        }
     }
 }
 
@@ -480,9 +573,11 @@ impl OnnxBackend {
     }
 }
 
+/// The run's outputs as tensors: those written into `lent` as they are, the others copied.
 fn collect_outputs(
     model: &OnnxModel,
-    outputs: &ort::session::SessionOutputs<'_>,
+    outputs: &SessionOutputs<'_>,
+    mut lent: Option<&mut Lent>,
 ) -> Result<Vec<OwnedTensor>> {
     if outputs.len() != model.outputs.len() {
         return Err(Error::new(format!(
@@ -495,6 +590,15 @@ fn collect_outputs(
         .outputs
         .iter()
         .enumerate()
-        .map(|(i, port)| convert::output_tensor(i, port, &outputs[i]))
+        .map(
+            |(i, port)| match lent.as_mut().and_then(|lent| lent.take(i)) {
+                Some((shape, data)) => Ok(OwnedTensor {
+                    dtype: port.dtype,
+                    shape,
+                    data,
+                }),
+                None => convert::output_tensor(i, port, &outputs[i]),
+            },
+        )
         .collect()
 }

@@ -70,6 +70,7 @@ mod backend;
 mod convert;
 pub mod cuda;
 pub mod policy;
+mod preallocate;
 pub mod runtime;
 mod watchdog;
 

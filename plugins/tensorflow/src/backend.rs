@@ -244,10 +244,28 @@ impl TfBackend {
         let model = model.loaded()?;
         let limit_mb = self.refresh_memory_limit();
         let refused = memory_refusals();
-        self.runtime
+        let fetched = self
+            .runtime
             .call(|| self.run_inner(model, timeout_ms, cancel, inputs, n_outputs))
             .map_err(Error::new)?
-            .map_err(|err| memory_error(limit_mb, refused, err))
+            .map_err(|err| memory_error(limit_mb, refused, err))?;
+        // Copied here, on the thread of the host's call, where the host lends memory
+        // for outputs (TensorFlow's threads get none); the tensors are deleted on
+        // TensorFlow's threads, outputs first (they may share buffers with inputs).
+        let outputs = fetched
+            .outputs
+            .iter()
+            .zip(&model.outputs)
+            .enumerate()
+            .map(|(j, (tensor, port))| {
+                convert::from_tf(tensor, port.dtype)
+                    .map_err(|err| err.context(format_args!("output {j} ('{}')", port.name)))
+            })
+            .collect::<Result<Vec<_>>>();
+        self.runtime
+            .call(move || drop(fetched))
+            .map_err(Error::new)?;
+        outputs
     }
 
     /// Applies BACKEND_MEMORY_LIMIT (MB, 10^6 bytes as in RedisAI; 0: none) as it is now
@@ -272,7 +290,7 @@ impl TfBackend {
         cancel: Option<CancelFlag>,
         inputs: &[TensorRef<'_>],
         n_outputs: usize,
-    ) -> Result<Vec<OwnedTensor>> {
+    ) -> Result<Fetched> {
         if inputs.len() != model.inputs.len() {
             return Err(Error::invalid_input(
                 "Number of keys given as INPUTS here does not match model definition",
@@ -364,21 +382,26 @@ impl TfBackend {
             )),
             _ => Error::new(failure.message),
         })?;
-        let outputs = fetched
-            .iter()
-            .zip(&model.outputs)
-            .enumerate()
-            .map(|(j, (tensor, port))| {
-                convert::from_tf(tensor, port.dtype)
-                    .map_err(|err| err.context(format_args!("output {j} ('{}')", port.name)))
-            })
-            .collect::<Result<Vec<_>>>();
-        // Fetched tensors may share buffers with fed ones (an Identity of an input):
-        // they go first.
-        drop(fetched);
         drop(feeds);
-        drop(fed);
-        outputs
+        Ok(Fetched {
+            outputs: fetched,
+            inputs: fed,
+        })
+    }
+}
+
+/// The tensors of a run: what it fetched and what it was fed. Dropped on TensorFlow's
+/// threads; the outputs go first: they may share buffers with the inputs (an Identity
+/// of an input).
+struct Fetched {
+    outputs: Vec<ffi::Tensor>,
+    inputs: Vec<ffi::Tensor>,
+}
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        self.outputs.clear();
+        self.inputs.clear();
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_int, CString};
 
-use redisai_plugin_api::sdk::{DType, Error, OwnedTensor, Result, TensorRef};
+use redisai_plugin_api::sdk::{DType, Error, OutputBuffer, OwnedTensor, Result, TensorRef};
 
 use crate::ffi::{self, Runtime, Tensor};
 
@@ -184,7 +184,7 @@ pub fn from_tf(tensor: &Tensor, dtype: DType) -> Result<OwnedTensor> {
     Ok(OwnedTensor {
         dtype,
         shape,
-        data: data.to_vec(),
+        data: OutputBuffer::copy_from(data),
     })
 }
 

@@ -47,6 +47,11 @@ fn the_c_table_end_to_end() {
     assert_eq!(out[0].dtype, DType::Float);
     assert_eq!(out[0].shape, [2, 2]);
     assert_eq!(f32s(&out[0].data), [4.0, 9.0, 4.0, 9.0]);
+    assert_eq!(
+        model.last_run_lent(),
+        [true],
+        "copied once, into the memory the host lent"
+    );
     checks::too_few_inputs(&model, &[Input::f32(&[2], &[1.0, 2.0])], 1);
     drop(model);
 

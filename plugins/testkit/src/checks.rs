@@ -61,13 +61,19 @@ pub fn add_output(dtype: DType, shape: &[i64], data: &[u8]) {
 }
 
 /// An `add` model (`blob`) through the C table: it loads on the CPU without INPUTS or
-/// OUTPUTS names; inputs `a` and `b`, output `c`; it adds; a run with one input fails.
+/// OUTPUTS names; inputs `a` and `b`, output `c`; it adds, into memory the host lends
+/// (ABI 1.5: the plugin makes at most one copy); a run with one input fails.
 pub fn add_model(plugin: &Plugin, blob: &[u8]) {
     let model = plugin.load(CPU, blob, &[], &[]).expect("add loads");
     assert_eq!(model.input_names(), ["a", "b"]);
     assert_eq!(model.output_names(), ["c"]);
     let out = model.run(&add_inputs(), 1).expect("add runs");
     add_output(out[0].dtype, &out[0].shape, &out[0].data);
+    assert_eq!(
+        model.last_run_lent(),
+        [true],
+        "the output is not in the memory the host lent"
+    );
     too_few_inputs(&model, &[Input::f32(&[2], &[1.0, 2.0])], 1);
 }
 

@@ -1,7 +1,10 @@
 //! A host table for a plugin's `init`, the way the core passes one: its config values are
-//! set by the test ([`set_config`]) and what the plugin logs is kept ([`log`]).
+//! set by the test ([`set_config`]), what the plugin logs is kept ([`log`]), and output
+//! memory is lent during runs the [`crate::table`] driver makes ([`LentCall`]).
 
-use std::ffi::{c_char, CStr};
+use std::alloc::Layout;
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -47,8 +50,65 @@ pub unsafe extern "C" fn host_config(key: u32) -> i64 {
         .map_or(0, |cell| cell.load(Ordering::SeqCst))
 }
 
-/// The host table: log and config callbacks, nothing else (no Redis commands, no nested
-/// model runs).
+thread_local! {
+    /// Output memory lent during the driver's call in progress on this thread: (address,
+    /// layout) of each buffer; `None` outside calls (nothing is lent then).
+    static LENT: RefCell<Option<Vec<(usize, Layout)>>> = const { RefCell::new(None) };
+}
+
+/// One call of the table driver during which the host lends output memory, as the core
+/// does (ABI minor 5): [`LentCall::was_lent`] tells whether an output's data is such
+/// memory; all of it is freed when the value is dropped.
+pub struct LentCall(());
+
+impl LentCall {
+    pub fn enter() -> LentCall {
+        LENT.with(|lent| *lent.borrow_mut() = Some(Vec::new()));
+        LentCall(())
+    }
+
+    /// Whether `data` is the start of memory lent during this call, at least `len` long.
+    pub fn was_lent(&self, data: *const c_void, len: usize) -> bool {
+        LENT.with(|lent| {
+            lent.borrow()
+                .iter()
+                .flatten()
+                .any(|(address, layout)| *address == data as usize && len <= layout.size())
+        })
+    }
+}
+
+impl Drop for LentCall {
+    fn drop(&mut self) {
+        for (address, layout) in LENT
+            .with(|lent| lent.borrow_mut().take())
+            .unwrap_or_default()
+        {
+            // SAFETY: allocated by `host_output_alloc` with this layout, freed once.
+            unsafe { std::alloc::dealloc(address as *mut u8, layout) };
+        }
+    }
+}
+
+unsafe extern "C" fn host_output_alloc(byte_len: usize) -> *mut c_void {
+    let Ok(layout) = Layout::from_size_align(byte_len, 64) else {
+        return std::ptr::null_mut();
+    };
+    LENT.with(|lent| match lent.borrow_mut().as_mut() {
+        Some(buffers) if byte_len > 0 => {
+            // SAFETY: a non-zero size.
+            let data = unsafe { std::alloc::alloc(layout) };
+            if !data.is_null() {
+                buffers.push((data as usize, layout));
+            }
+            data.cast()
+        }
+        _ => std::ptr::null_mut(),
+    })
+}
+
+/// The host table: log and config callbacks and output memory, nothing else (no Redis
+/// commands, no nested model runs).
 pub static HOST: RaiHostApi = RaiHostApi {
     abi_major: RAI_PLUGIN_ABI_MAJOR,
     abi_minor: RAI_PLUGIN_ABI_MINOR,
@@ -59,6 +119,7 @@ pub static HOST: RaiHostApi = RaiHostApi {
     reply_free: None,
     model_execute: None,
     host_tensor_release: None,
+    output_alloc: Some(host_output_alloc),
 };
 
 /// Sets what the host answers for `key` from now on.

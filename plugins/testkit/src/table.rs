@@ -5,7 +5,9 @@
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr;
 use std::sync::atomic::AtomicU32;
+use std::sync::Mutex;
 
+use crate::host::LentCall;
 use crate::tensors::Input;
 use redisai_plugin_api::abi::{
     RaiDevice, RaiDeviceKind, RaiError, RaiHostApi, RaiModel, RaiModelOptions, RaiPluginApi,
@@ -219,6 +221,7 @@ impl Plugin {
         Ok(Model {
             plugin: *self,
             raw: model,
+            last_lent: Mutex::new(Vec::new()),
         })
     }
 }
@@ -227,6 +230,9 @@ impl Plugin {
 pub struct Model {
     plugin: Plugin,
     raw: *mut RaiModel,
+    /// Per output of the last successful run: whether the plugin wrote it into memory
+    /// the host lent ([`LentCall`]), which the core adopts without a copy.
+    last_lent: Mutex<Vec<bool>>,
 }
 
 impl Model {
@@ -246,6 +252,7 @@ impl Model {
         let mut outputs = vec![empty_out(); n_outputs];
         let run_options = options.abi();
         let model_run = self.plugin.api.model_run.expect("the table has model_run");
+        let lent = LentCall::enter();
         // SAFETY: `self.raw` is a live model of this plugin; the views point into
         // `inputs`, alive for the call; `outputs` has room for `n_outputs`; the cancel
         // flag outlives the call.
@@ -261,7 +268,20 @@ impl Model {
         };
         // SAFETY: an error the plugin just returned.
         unsafe { self.plugin.take_error(err) }?;
+        *self.last_lent.lock().unwrap_or_else(|e| e.into_inner()) = outputs
+            .iter()
+            .map(|out| lent.was_lent(out.view.data, out.view.byte_len))
+            .collect();
         Ok(self.plugin.take_outputs(&outputs))
+    }
+
+    /// Per output of the last successful run: whether it was in memory the host lent
+    /// (ABI 1.5), so that the core takes it without a copy.
+    pub fn last_run_lent(&self) -> Vec<bool> {
+        self.last_lent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The plugin's own handle, for a host that runs the model itself (`model_execute`);

@@ -41,7 +41,7 @@ impl Input {
     /// given, whatever the shape says).
     pub fn strings(shape: &[i64], elements: &[&[u8]]) -> Input {
         let tensor = OwnedTensor::from_strings(shape.to_vec(), elements);
-        Input::new(DType::String, shape, tensor.data)
+        Input::new(DType::String, shape, tensor.data.into_vec())
     }
 
     /// The SDK's view, as a backend's `run` takes it.

@@ -177,7 +177,7 @@ impl<'a> OverheadCase<'a> {
             "direct run: {} outputs, expected 1",
             outputs.len()
         );
-        Ok(outputs.swap_remove(0).data)
+        Ok(outputs.swap_remove(0).data.into_vec())
     }
 
     /// Checks that the module and the direct call compute the same output, and

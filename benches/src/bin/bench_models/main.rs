@@ -185,6 +185,10 @@ fn connect(port: u16, count: usize) -> Result<Vec<Connection>> {
         .collect()
 }
 
+fn connect_one(port: u16) -> Result<Connection> {
+    connect(port, 1)?.pop().context("no connection was made")
+}
+
 fn server_pid(con: &mut Connection) -> Result<u32> {
     let info: String = redis::cmd("INFO").arg("server").query(con)?;
     info.lines()
@@ -351,7 +355,7 @@ fn measure_model(
     // The same answer both ways, or the comparison is void.
     let mut direct = Vec::new();
     model.run(&input.view(), Some(&mut direct))?;
-    let through_module = ModuleClient::new(connect(opts.port, 1)?.remove(0), spec, &key, 0)
+    let through_module = ModuleClient::new(connect_one(opts.port)?, spec, &key, 0)
         .call_output()
         .with_context(|| format!("{} through the module", spec.name))?;
     let difference = output_difference(&through_module, &direct);
@@ -371,14 +375,7 @@ fn measure_model(
         .unwrap_or(1);
     for &n in &opts.clients {
         let mut module: Vec<ModuleClient> = (0..n)
-            .map(|i| {
-                Ok(ModuleClient::new(
-                    connect(opts.port, 1)?.remove(0),
-                    spec,
-                    &key,
-                    i,
-                ))
-            })
+            .map(|i| Ok(ModuleClient::new(connect_one(opts.port)?, spec, &key, i)))
             .collect::<Result<_>>()?;
         let queue = RunQueue::start(model.clone(), input.clone(), opts.workers);
         let mut in_process: Vec<_> = (0..n).map(|_| queue.client()).collect();
@@ -418,7 +415,7 @@ fn measure_model(
         let mut module: Vec<ModuleClient> = (0..opts.batch)
             .map(|i| {
                 Ok(ModuleClient::new(
-                    connect(opts.port, 1)?.remove(0),
+                    connect_one(opts.port)?,
                     spec,
                     &batch_key,
                     i,
@@ -474,12 +471,7 @@ fn measure_copy(
     key: &str,
     model: &Arc<Model>,
 ) -> Result<CopyRow> {
-    let mut module = [ModuleClient::new(
-        connect(opts.port, 1)?.remove(0),
-        spec,
-        key,
-        0,
-    )];
+    let mut module = [ModuleClient::new(connect_one(opts.port)?, spec, key, 0)];
     let direct = |copy| -> Result<DirectClient> {
         Ok(DirectClient {
             model: model.clone(),
@@ -603,21 +595,14 @@ fn measure_server(
         .collect();
     eprintln!("==> starting the Python model server");
     let server = ModelServer::start(python, &paths, opts.intra_op)?;
-    let mut con = connect(opts.port, 1)?.remove(0);
+    let mut con = connect_one(opts.port)?;
     for spec in &served {
         let key = format!("bm:{}", spec.name);
         store_model(&mut con, &key, spec, 0)?;
         let request = Arc::new(HttpClient::request(spec, &spec.name));
         for &n in &opts.clients {
             let mut module: Vec<ModuleClient> = (0..n)
-                .map(|i| {
-                    Ok(ModuleClient::new(
-                        connect(opts.port, 1)?.remove(0),
-                        spec,
-                        &key,
-                        i,
-                    ))
-                })
+                .map(|i| Ok(ModuleClient::new(connect_one(opts.port)?, spec, &key, i)))
                 .collect::<Result<_>>()?;
             let mut http: Vec<HttpClient> = (0..n)
                 .map(|_| HttpClient::connect(server.port, request.clone(), spec.output.byte_len()))
@@ -663,7 +648,7 @@ fn run(opts: &Options) -> Result<()> {
             .with_context(|| format!("no model {name}"))?;
         return memory::probe(spec, &opts.backends);
     }
-    let mut con = connect(opts.port, 1)?.remove(0);
+    let mut con = connect_one(opts.port)?;
     let mut backends = Backends {
         dir: opts.backends.clone(),
         opened: HashMap::new(),

@@ -42,6 +42,7 @@ static HOST: RaiHostApi = RaiHostApi {
     reply_free: None,
     model_execute: None,
     host_tensor_release: None,
+    output_alloc: None,
 };
 
 const CPU: RaiDevice = RaiDevice {

@@ -43,6 +43,7 @@ pub static HOST_API: RaiHostApi = RaiHostApi {
     reply_free: Some(super::reply::reply_free),
     model_execute: Some(super::host_services::model_execute),
     host_tensor_release: Some(host_tensor_release),
+    output_alloc: Some(super::lent::output_alloc),
 };
 
 unsafe extern "C" fn host_log(level: u32, message: *const c_char) {

@@ -4,6 +4,7 @@
 mod error;
 pub mod host;
 pub mod host_services;
+mod lent;
 mod loader;
 mod plugin_model;
 mod plugin_script;

@@ -9,6 +9,7 @@ use redisai_plugin_api::abi::{
     RaiTensorView, RAI_MEMORY_UNKNOWN,
 };
 
+use super::lent::LentScope;
 use super::{Backend, BackendError};
 use crate::device::{Device, DeviceKind};
 use crate::tensor::{AlignedBuffer, DType, Tensor};
@@ -207,6 +208,9 @@ impl PluginModel {
             cancel: cancel.map_or(std::ptr::null(), |flag| flag.as_ptr().cast_const()),
             host_ctx: std::ptr::null_mut(),
         };
+        // Open until the outputs are converted: what the plugin wrote into lent memory
+        // is adopted, the rest freed when it ends.
+        let lent = LentScope::enter();
         // SAFETY: the views point into tensors that outlive the call; `outputs` has room
         // for `n_outputs` entries laid out as `RaiTensorOut`.
         let error = unsafe {
@@ -223,8 +227,10 @@ impl PluginModel {
             // On error the plugin keeps ownership of anything it produced.
             return Err(error);
         }
-        let converted: Vec<Result<Tensor, String>> =
-            outputs.iter().map(|out| self.to_tensor(out)).collect();
+        let converted: Vec<Result<Tensor, String>> = outputs
+            .iter()
+            .map(|out| output_to_tensor(&self.backend, out, &lent))
+            .collect();
         for out in &outputs {
             self.release(out);
         }
@@ -234,17 +240,18 @@ impl PluginModel {
             .map_err(BackendError::failed)
     }
 
-    fn to_tensor(&self, out: &RawTensorOut) -> Result<Tensor, String> {
-        output_to_tensor(&self.backend, out)
-    }
-
     fn release(&self, out: &RawTensorOut) {
         release_output(&self.backend, out);
     }
 }
 
-/// Copies a plugin output into a tensor of our own.
-pub(super) fn output_to_tensor(backend: &Backend, out: &RawTensorOut) -> Result<Tensor, String> {
+/// A plugin output as a tensor of our own: its data adopted when the plugin wrote it into
+/// memory `lent` during the call, copied otherwise.
+pub(super) fn output_to_tensor(
+    backend: &Backend,
+    out: &RawTensorOut,
+    lent: &LentScope,
+) -> Result<Tensor, String> {
     let dtype = DType::from_code(u64::from(out.dtype)).ok_or_else(|| {
         format!(
             "backend {} produced an unknown dtype {}",
@@ -269,14 +276,19 @@ pub(super) fn output_to_tensor(backend: &Backend, out: &RawTensorOut) -> Result<
         // SAFETY: the plugin filled `ndim` dimensions at `shape`, valid until release.
         unsafe { std::slice::from_raw_parts(out.shape, out.ndim) }.to_vec()
     };
-    let bytes = if out.byte_len == 0 {
-        &[][..]
-    } else {
-        // SAFETY: the plugin filled `byte_len` bytes at `data`, valid until release.
-        unsafe { std::slice::from_raw_parts(out.data.cast::<u8>(), out.byte_len) }
+    let buffer = match lent.adopt(out.data, out.byte_len) {
+        Some(adopted) => adopted,
+        None => {
+            let bytes = if out.byte_len == 0 {
+                &[][..]
+            } else {
+                // SAFETY: the plugin filled `byte_len` bytes at `data`, valid until release.
+                unsafe { std::slice::from_raw_parts(out.data.cast::<u8>(), out.byte_len) }
+            };
+            AlignedBuffer::copy_from(bytes)
+                .map_err(|e| format!("cannot allocate {} bytes", e.bytes))?
+        }
     };
-    let buffer = AlignedBuffer::copy_from(bytes)
-        .map_err(|e| format!("cannot allocate {} bytes", e.bytes))?;
     Tensor::from_buffer(dtype, shape, buffer).map_err(|err| {
         format!(
             "backend {} returned a malformed output: {err}",

@@ -10,6 +10,7 @@ use redisai_plugin_api::abi::{
     RAI_SCRIPT_CALL_POSITIONAL,
 };
 
+use super::lent::LentScope;
 use super::plugin_model::{
     output_to_tensor, rai_device, release_output, tensor_view, RawTensorOut,
 };
@@ -169,6 +170,8 @@ impl PluginScript {
             .run_lock
             .as_ref()
             .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        // Open until the outputs are converted (see `PluginModel::run`).
+        let lent = LentScope::enter();
         // SAFETY: every pointer refers to data that outlives the call; `outputs` has
         // room for `max_outputs` entries laid out as `RaiTensorOut`.
         let error = unsafe {
@@ -189,7 +192,7 @@ impl PluginScript {
         let produced = produced.min(max_outputs);
         let converted: Vec<Result<Tensor, String>> = outputs[..produced]
             .iter()
-            .map(|out| output_to_tensor(&self.backend, out))
+            .map(|out| output_to_tensor(&self.backend, out, &lent))
             .collect();
         for out in &outputs[..produced] {
             release_output(&self.backend, out);

@@ -12,6 +12,8 @@ const ALIGN: usize = 64;
 pub struct AlignedBuffer {
     ptr: NonNull<u8>,
     len: usize,
+    /// Bytes allocated (`len` or more, after [`AlignedBuffer::truncate`]).
+    capacity: usize,
 }
 
 // SAFETY: the buffer exclusively owns its allocation; shared access only hands out `&[u8]`.
@@ -34,8 +36,30 @@ impl AlignedBuffer {
         let layout = Self::layout(len)?;
         // SAFETY: `layout` has a non-zero size.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
+        Self::from_raw(raw, len)
+    }
+
+    /// A buffer of `len` bytes left as the allocator gave them, for a plugin to write
+    /// an output into (ABI minor 5's `output_alloc`).
+    ///
+    /// # Safety
+    /// No byte may be read before it was written.
+    pub unsafe fn uninit(len: usize) -> Result<Self, AllocError> {
+        if len == 0 {
+            return Ok(Self::empty());
+        }
+        let layout = Self::layout(len)?;
+        // SAFETY: `layout` has a non-zero size.
+        Self::from_raw(unsafe { alloc::alloc(layout) }, len)
+    }
+
+    fn from_raw(raw: *mut u8, len: usize) -> Result<Self, AllocError> {
         NonNull::new(raw)
-            .map(|ptr| Self { ptr, len })
+            .map(|ptr| Self {
+                ptr,
+                len,
+                capacity: len,
+            })
             .ok_or(AllocError { bytes: len })
     }
 
@@ -47,18 +71,21 @@ impl AlignedBuffer {
         }
         let layout = Self::layout(len)?;
         // SAFETY: `layout` has a non-zero size.
-        let raw = unsafe { alloc::alloc(layout) };
-        let ptr = NonNull::new(raw).ok_or(AllocError { bytes: len })?;
-        // SAFETY: `ptr` is a fresh allocation of `len` bytes that cannot overlap `bytes`;
-        // after the copy every byte is initialised.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), len) };
-        Ok(Self { ptr, len })
+        let buffer = Self::from_raw(unsafe { alloc::alloc(layout) }, len)?;
+        // SAFETY: a fresh allocation of `len` bytes that cannot overlap `bytes`; after
+        // the copy every byte is initialised.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buffer.ptr.as_ptr(), len) };
+        Ok(buffer)
     }
 
     fn empty() -> Self {
         // An aligned, dangling, never-dereferenced pointer for the empty buffer.
         let ptr = NonNull::new(ALIGN as *mut u8).unwrap_or(NonNull::dangling());
-        Self { ptr, len: 0 }
+        Self {
+            ptr,
+            len: 0,
+            capacity: 0,
+        }
     }
 
     fn layout(len: usize) -> Result<Layout, AllocError> {
@@ -86,15 +113,26 @@ impl AlignedBuffer {
     pub fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()
     }
+
+    /// For a writer outside Rust (a plugin filling a lent output).
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Keeps only the first `len` bytes (the allocation stays as it is); a longer `len`
+    /// changes nothing.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
 }
 
 impl Drop for AlignedBuffer {
     fn drop(&mut self) {
-        if self.len == 0 {
+        if self.capacity == 0 {
             return;
         }
-        if let Ok(layout) = Self::layout(self.len) {
-            // SAFETY: allocated in `zeroed` or `copy_from` with this same layout.
+        if let Ok(layout) = Self::layout(self.capacity) {
+            // SAFETY: allocated in `zeroed`, `uninit` or `copy_from` with this layout.
             unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
         }
     }
@@ -142,6 +180,16 @@ mod tests {
         let copy = buffer.clone();
         assert_eq!(copy, buffer);
         assert_ne!(copy.as_ptr(), buffer.as_ptr());
+    }
+
+    #[test]
+    fn truncated_buffer_keeps_its_first_bytes() {
+        let mut buffer = AlignedBuffer::copy_from(b"hello world").expect("alloc");
+        buffer.truncate(5);
+        assert_eq!(buffer.as_slice(), b"hello");
+        buffer.truncate(50);
+        assert_eq!(buffer.len(), 5);
+        assert_eq!(buffer.clone().as_slice(), b"hello");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use ort::memory::Allocator;
 use ort::sys::{ONNXType, OrtValue};
 use ort::value::{DynValue, PrimitiveTensorElementType, ValueType};
 use ort::AsPointer;
-use redisai_plugin_api::sdk::{DType, Error, OwnedTensor, Result};
+use redisai_plugin_api::sdk::{DType, Error, OutputBuffer, OwnedTensor, Result};
 
 use super::{dtype_of, onnx_type_name, type_text, value_kind, Form, MapKey, Port};
 
@@ -42,7 +42,7 @@ pub fn output_tensor(index: usize, port: &Port, value: &DynValue) -> Result<Owne
     }
 }
 
-/// A copy of a tensor value.
+/// A copy of a tensor value (into memory the host lends, when it does).
 fn tensor_copy(value: &DynValue) -> Result<OwnedTensor> {
     let ValueType::Tensor { ty, shape, .. } = value.dtype() else {
         return Err(Error::new(format!(
@@ -68,9 +68,9 @@ fn tensor_copy(value: &DynValue) -> Result<OwnedTensor> {
         DType::Int64 => pod_bytes::<i64>(value),
         DType::Uint8 => pod_bytes::<u8>(value),
         DType::Uint16 => pod_bytes::<u16>(value),
-        DType::Bool => value
-            .try_extract_tensor::<bool>()
-            .map(|(_, elements)| elements.iter().map(|&b| u8::from(b)).collect()),
+        DType::Bool => value.try_extract_tensor::<bool>().map(|(_, elements)| {
+            OutputBuffer::from(elements.iter().map(|&b| u8::from(b)).collect::<Vec<u8>>())
+        }),
         DType::String => {
             let (_, strings) = value.try_extract_strings().map_err(wrap)?;
             return Ok(OwnedTensor::from_strings(shape, &strings));
@@ -80,9 +80,11 @@ fn tensor_copy(value: &DynValue) -> Result<OwnedTensor> {
     Ok(OwnedTensor { dtype, shape, data })
 }
 
-fn pod_bytes<T: PrimitiveTensorElementType + Pod>(value: &DynValue) -> ort::Result<Vec<u8>> {
+fn pod_bytes<T: PrimitiveTensorElementType + Pod>(value: &DynValue) -> ort::Result<OutputBuffer> {
     let (_, elements) = value.try_extract_tensor::<T>()?;
-    Ok(bytemuck::cast_slice::<T, u8>(elements).to_vec())
+    Ok(OutputBuffer::copy_from(bytemuck::cast_slice::<T, u8>(
+        elements,
+    )))
 }
 
 /// A sequence of tensors of one shape and `dtype`, stacked: `[N, shape...]` (`[0]` when
@@ -117,7 +119,11 @@ fn stacked(dtype: DType, value: &DynValue) -> Result<OwnedTensor> {
     }
     let mut shape = vec![dim(count)?];
     shape.extend(element_shape.unwrap_or_default());
-    Ok(OwnedTensor { dtype, shape, data })
+    Ok(OwnedTensor {
+        dtype,
+        shape,
+        data: data.into(),
+    })
 }
 
 /// A sequence of maps (ZipMap's output) as `[N, keys]` of `dtype` (FLOAT or DOUBLE), each
@@ -165,7 +171,7 @@ fn map_rows(dtype: DType, key: MapKey, value: &DynValue) -> Result<OwnedTensor> 
     Ok(OwnedTensor {
         dtype,
         shape: vec![dim(count)?, dim(classes)?],
-        data,
+        data: data.into(),
     })
 }
 

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use redisai_plugin_api::sdk::{Error, Result};
+use redisai_plugin_api::sdk::{Error, OutputBuffer, Result};
 
 use super::{
     call, get, guarded, Api, Failure, Handle, Layout, Model, RankedTensorType, Status,
@@ -447,16 +447,16 @@ impl TensorBuffer<'_> {
         })
     }
 
-    /// Copies the first `len` bytes of the buffer out.
-    pub fn read(&self, len: usize) -> std::result::Result<Vec<u8>, Failure> {
+    /// Copies the first `len` bytes of the buffer out (into memory the host lends, when
+    /// it does).
+    pub fn read(&self, len: usize) -> std::result::Result<OutputBuffer, Failure> {
         self.with_locked(LOCK_READ, len, |address| {
-            let mut data = vec![0u8; len];
-            if len > 0 {
-                // SAFETY: while locked, `address` points to at least `packed_size` >= `len`
-                // readable bytes, which do not overlap `data`.
-                unsafe { ptr::copy_nonoverlapping(address, data.as_mut_ptr(), len) };
+            if len == 0 {
+                return OutputBuffer::from(Vec::new());
             }
-            data
+            // SAFETY: while locked, `address` points to at least `packed_size` >= `len`
+            // readable bytes.
+            OutputBuffer::copy_from(unsafe { std::slice::from_raw_parts(address, len) })
         })
     }
 }

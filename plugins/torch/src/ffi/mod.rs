@@ -7,7 +7,7 @@ mod module;
 use std::ffi::{c_char, CStr, CString};
 use std::ptr;
 
-use redisai_plugin_api::sdk::{DType, Error, OwnedTensor, Result, TensorRef};
+use redisai_plugin_api::sdk::{DType, Error, OutputBuffer, OwnedTensor, Result, TensorRef};
 
 use crate::policy::{self, What};
 
@@ -429,7 +429,7 @@ impl Outputs {
                 Ok(OwnedTensor {
                     dtype: tensor.dtype,
                     shape: tensor.shape.to_vec(),
-                    data: tensor.data.to_vec(),
+                    data: OutputBuffer::copy_from(tensor.data),
                 })
             })
             .collect()

@@ -262,6 +262,7 @@ static HOST: RaiHostApi = RaiHostApi {
     reply_free: Some(host_reply_free),
     model_execute: Some(host_model_execute),
     host_tensor_release: Some(host_tensor_release),
+    output_alloc: None,
 };
 
 // ---- driving the plugin ----

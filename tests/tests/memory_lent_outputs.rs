@@ -1,0 +1,224 @@
+//! Outputs written into memory the host lends (ABI 1.5) are the server's memory: storing
+//! one grows `used_memory` by about its size, and an output that takes used memory past
+//! `maxmemory` is refused with Redis's OOM error and freed, as copied outputs were. Both
+//! of the ONNX backend's ways are covered: ONNX Runtime writing into lent memory (Relu,
+//! whose output shape is the input's, and Concat, whose shapes are declared) and the one
+//! copy into it (Expand, whose output shape only the run knows).
+
+mod common;
+
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::{call, call_str, client, memory_field, pong, set_blob};
+use redisai_plugin_testkit::Pb;
+use redisai_tests::redis::{Connection, Value};
+use redisai_tests::{error_text, Server, ServerConfig};
+
+const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+const FLOAT: i64 = 1;
+const INT64: i64 = 7;
+
+fn onnx_plugin() -> PathBuf {
+    redisai_tests::workspace_root().join("dist/backends/redisai_onnxruntime/redisai_onnxruntime.so")
+}
+
+/// ONNX ValueInfoProto: a tensor of `elem` with one dimension, `dim`.
+fn value(name: &str, elem: i64, dim: Pb) -> Pb {
+    let tensor = Pb::default().int(1, elem).msg(2, Pb::default().msg(1, dim));
+    Pb::default()
+        .str(1, name)
+        .msg(2, Pb::default().msg(1, tensor))
+}
+
+/// A dimension of a fixed size.
+fn fixed(size: i64) -> Pb {
+    Pb::default().int(1, size)
+}
+
+/// A dimension named `symbol` (its size known when the run has its inputs, if an input
+/// has a dimension of that name).
+fn named(symbol: &str) -> Pb {
+    Pb::default().str(2, symbol)
+}
+
+/// A model of one node `op` whose inputs are `inputs` (in order) and output is `y`.
+fn onnx_model(op: &str, inputs: &[(&str, Pb)], y: Pb) -> Vec<u8> {
+    let node = inputs
+        .iter()
+        .fold(Pb::default(), |node, (name, _)| node.str(1, name))
+        .str(2, "y")
+        .str(3, "n0")
+        .str(4, op);
+    let graph = inputs
+        .iter()
+        .fold(
+            Pb::default().msg(1, node).str(2, "g"),
+            |graph, (_, input)| graph.msg(11, input.clone()),
+        )
+        .msg(12, y);
+    let opset = Pb::default().str(1, "").int(2, 17);
+    Pb::default().int(1, 8).msg(7, graph).msg(8, opset).0
+}
+
+/// y = Relu(x), x and y FLOAT [n]: the output's shape is known before the run.
+fn relu() -> Vec<u8> {
+    onnx_model(
+        "Relu",
+        &[("x", value("x", FLOAT, named("n")))],
+        value("y", FLOAT, named("n")),
+    )
+}
+
+/// y = Concat(x, x, x, x) along axis 0, x FLOAT [`FLOATS`], y FLOAT [4 * `FLOATS`]: both
+/// declared, so the output's shape is known before the run.
+fn concat4() -> Vec<u8> {
+    let node = ["x"; 4]
+        .iter()
+        .fold(Pb::default(), |node, input| node.str(1, input))
+        .str(2, "y")
+        .str(3, "n0")
+        .str(4, "Concat")
+        .msg(5, Pb::default().str(1, "axis").int(20, 2).int(3, 0));
+    let graph = Pb::default()
+        .msg(1, node)
+        .str(2, "g")
+        .msg(11, value("x", FLOAT, fixed(FLOATS as i64)))
+        .msg(12, value("y", FLOAT, fixed(4 * FLOATS as i64)));
+    let opset = Pb::default().str(1, "").int(2, 17);
+    Pb::default().int(1, 8).msg(7, graph).msg(8, opset).0
+}
+
+/// y = Expand(x, shape), x FLOAT [1], shape INT64 [1], y FLOAT [m]: known after the run.
+fn expand() -> Vec<u8> {
+    onnx_model(
+        "Expand",
+        &[
+            ("x", value("x", FLOAT, fixed(1))),
+            ("shape", value("shape", INT64, fixed(1))),
+        ],
+        value("y", FLOAT, named("m")),
+    )
+}
+
+fn store(c: &mut Connection, key: &str, blob: &[u8]) {
+    let reply = call(
+        c,
+        &[
+            b"AI.MODELSTORE",
+            key.as_bytes(),
+            b"ONNX",
+            b"CPU",
+            b"BLOB",
+            blob,
+        ],
+    );
+    assert_eq!(reply.expect("MODELSTORE"), Value::Okay, "{key}");
+}
+
+/// Sets the inputs of both models: `x` FLOAT [floats] of ones, `one` FLOAT [1] and
+/// `count` INT64 [1] holding `floats`.
+fn set_inputs(c: &mut Connection, floats: usize) {
+    set_blob(c, "x", "FLOAT", &[floats], &vec![0u8; floats * 4]);
+    set_blob(c, "one", "FLOAT", &[1], &1f32.to_le_bytes());
+    set_blob(c, "count", "INT64", &[1], &(floats as i64).to_le_bytes());
+}
+
+const RELU_RUN: &str = "AI.MODELEXECUTE relu INPUTS 1 x OUTPUTS 1 y";
+const EXPAND_RUN: &str = "AI.MODELEXECUTE expand INPUTS 2 one count OUTPUTS 1 y";
+
+/// Elements of the input `x`: 40 MB of FLOAT.
+const FLOATS: usize = 10_000_000;
+
+fn server(maxmemory: Option<&str>) -> (Server, Connection) {
+    assert!(
+        onnx_plugin().exists(),
+        "build the ONNX plugin first (scripts/build)"
+    );
+    let config = match maxmemory {
+        Some(limit) => ServerConfig::default().option("maxmemory", &[limit]),
+        None => ServerConfig::default(),
+    };
+    let server = Server::start_with(config);
+    let mut c = client(&server);
+    store(&mut c, "relu", &relu());
+    store(&mut c, "expand", &expand());
+    store(&mut c, "concat4", &concat4());
+    (server, c)
+}
+
+/// `used_memory` once it is below `bound` (within 10 s).
+fn settled_below(c: &mut Connection, bound: u64, what: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let used = memory_field(c, "used_memory");
+        if used < bound {
+            return used;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: used_memory stays at {used}, over {bound}"
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_stored_output_grows_used_memory_by_its_size() {
+    let (_server, mut c) = server(None);
+    set_inputs(&mut c, FLOATS);
+    for (run, what) in [(RELU_RUN, "written in place"), (EXPAND_RUN, "copied once")] {
+        // Warm up (the backend's first run allocates its own memory), then drop the key
+        // and wait for the worker to let go of its share of that run.
+        let base = memory_field(&mut c, "used_memory");
+        call_str(&mut c, run).expect(what);
+        call_str(&mut c, "DEL y").expect("DEL");
+        let before = settled_below(&mut c, base + (4 << 20), what);
+        assert_eq!(call_str(&mut c, run).expect(what), Value::Okay, "{what}");
+        let grown = memory_field(&mut c, "used_memory").saturating_sub(before);
+        let size = (FLOATS * 4) as u64;
+        assert!(
+            grown >= size * 95 / 100 && grown <= size * 110 / 100,
+            "{what}: used_memory grew by {grown} bytes for a {size}-byte output"
+        );
+        let meta = call_str(&mut c, "AI.TENSORGET y META").expect("META");
+        assert!(
+            format!("{meta:?}").contains(&FLOATS.to_string()),
+            "{meta:?}"
+        );
+        call_str(&mut c, "DEL y").expect("DEL");
+    }
+    pong(&mut c);
+}
+
+#[test]
+fn outputs_past_maxmemory_are_refused_and_freed() {
+    let (_server, mut c) = server(Some("150mb"));
+    // 40 MB of input and 160 MB of output: past 150 MB once the output exists.
+    set_inputs(&mut c, FLOATS);
+    let concat = "AI.MODELEXECUTE concat4 INPUTS 1 x OUTPUTS 1 y";
+    let count = (4 * FLOATS).to_string();
+    call(
+        &mut c,
+        &[
+            b"AI.TENSORSET",
+            b"count",
+            b"INT64",
+            b"1",
+            b"VALUES",
+            count.as_bytes(),
+        ],
+    )
+    .expect("count");
+    for run in [concat, EXPAND_RUN] {
+        assert_eq!(error_text(call_str(&mut c, run)), OOM, "{run}");
+        assert_eq!(
+            call_str(&mut c, "EXISTS y").expect("EXISTS"),
+            Value::Int(0),
+            "{run}"
+        );
+        settled_below(&mut c, 150 << 20, run);
+    }
+    pong(&mut c);
+}
