@@ -1,7 +1,5 @@
 //! CSV copies of the benches' tables (`--csv-dir`), which scripts/bench-* chart with
-//! benches/python/plot_bench.py. Included with `#[path]`, like shared.rs.
-// Each binary uses a subset.
-#![allow(dead_code)]
+//! benches/python/plot_bench.py.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};

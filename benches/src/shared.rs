@@ -1,7 +1,5 @@
-//! Helpers shared by the bench binaries (included with `#[path]`): connections,
-//! reply checks, model and tensor setup, latency percentiles, option parsing.
-// Each binary uses a subset.
-#![allow(dead_code)]
+//! Helpers shared by the bench binaries: connections, reply checks, model and tensor
+//! setup, latency percentiles, option parsing.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

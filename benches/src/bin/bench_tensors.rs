@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use redis::{Cmd, Connection, ConnectionLike, Value};
 
-#[path = "../csv.rs"]
-mod csv;
-use csv::{num, CsvTable};
+use redisai_benches::csv::{num, CsvTable};
 
 const USAGE: &str = "\
 usage: bench-tensors --port P [options]

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use redis::{Connection, ConnectionLike, Value};
 
-use super::shared::*;
 use super::Options;
+use redisai_benches::shared::*;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

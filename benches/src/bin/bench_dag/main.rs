@@ -17,13 +17,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, ensure, Context, Result};
 
-#[path = "../../shared.rs"]
-mod shared;
-use shared::*;
+use redisai_benches::shared::*;
 
-#[path = "../../csv.rs"]
-mod csv;
-use csv::{num, CsvTable};
+use redisai_benches::csv::{num, CsvTable};
 
 mod measure;
 use measure::{cleanup, run_cell, setup, Case, Variant};

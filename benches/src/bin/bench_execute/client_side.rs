@@ -10,8 +10,8 @@ use anyhow::{ensure, Context, Result};
 use redis::Connection;
 
 use super::locality::Sample;
-use super::shared::{own_cpu, server_cpu};
 use super::Options;
+use redisai_benches::shared::{own_cpu, server_cpu};
 
 /// The Python client-side service (benches/python/client_side_state.py), driven over
 /// its stdin/stdout. Killed when dropped before `quit`.

@@ -1,7 +1,7 @@
 //! The TF and TFLite rows of the overhead table: the same small MLP run through Redis
 //! (`AI.MODELEXECUTE`, alone and pipelined with `AI.TENSORGET ... BLOB`) and in this
 //! process through the same plugin, opened from its backend folder and called through its
-//! C ABI on this thread with no cancel flag and no timeout (`loaded_plugin.rs`): the
+//! C ABI on this thread with no cancel flag and no timeout (`redisai_benches::plugin`): the
 //! runtime call itself. TF's direct call includes the hand-off to one of the plugin's
 //! `tf-call` threads (TensorFlow runs in a link namespace of its own and is only ever
 //! called on its threads), as in the server. A bare round trip (PING) is measured
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use redis::{Connection, ConnectionLike};
 
-use super::loaded_plugin::{LoadedPlugin, PluginModel};
 use super::{close_enough, expect_blob, expect_ok, f32_bytes, f32_values, latency, Latency};
+use redisai_benches::plugin::{self, Model, Plugin};
 
 const X: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
 const SHAPE: [i64; 2] = [1, 4];
@@ -58,7 +58,7 @@ impl Path {
 /// One backend's model, loaded in process and stored in the server.
 struct Case<'a> {
     backend: &'a str,
-    model: PluginModel,
+    model: Model,
     con: &'a mut Connection,
     execute: Vec<u8>,
     execute_get: Vec<u8>,
@@ -67,7 +67,7 @@ struct Case<'a> {
 
 impl Case<'_> {
     fn direct(&self) -> Result<Vec<u8>> {
-        self.model.run(&SHAPE, &f32_bytes(&X))
+        self.model.run_float(&SHAPE, &f32_bytes(&X))
     }
 
     fn once(&mut self, path: Path, output_len: usize) -> Result<()> {
@@ -207,7 +207,8 @@ pub fn run_with_rows(
             ));
             continue;
         }
-        let plugin = LoadedPlugin::open(&plugin_path, intra, inter)?;
+        plugin::set_thread_settings(intra, inter);
+        let plugin = Plugin::open(&plugin_path)?;
         let blob = model(case.file)?;
         let model = plugin
             .load(&blob, case.inputs, case.outputs)

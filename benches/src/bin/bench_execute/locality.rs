@@ -9,14 +9,14 @@ use anyhow::{bail, ensure, Context, Result};
 use redis::{Connection, ConnectionLike, Value};
 
 use super::client_side::ClientSide;
-use super::csv::{num, CsvTable};
-use super::shared::{
-    close_enough, expect_blob, expect_ok, f32_bytes, f32_values, own_cpu, read_model, server_cpu,
-    server_thread_cpus, tensorset_f32,
-};
 use super::{
     module_settings, store_model, Options, STATE_ELEMENTS, STATE_INITIAL,
     TARGET_LOCALITY_MIN_CLIENTS, TARGET_LOCALITY_RATIO,
+};
+use redisai_benches::csv::{num, CsvTable};
+use redisai_benches::shared::{
+    close_enough, expect_blob, expect_ok, f32_bytes, f32_values, own_cpu, read_model, server_cpu,
+    server_thread_cpus, tensorset_f32,
 };
 
 /// One way of doing the state update, a column group of the table.

@@ -20,24 +20,18 @@ use std::thread;
 use anyhow::{bail, ensure, Context, Result};
 use redis::{Connection, Value};
 
-#[path = "../../csv.rs"]
-mod csv;
-use csv::CsvTable;
-#[path = "../../shared.rs"]
-mod shared;
+use redisai_benches::csv::CsvTable;
 // frameworks.rs and torch.rs take these from here, as `super::...`.
-use shared::{
+use redisai_benches::shared::{
     close_enough, connect, expect_blob, expect_ok, f32_bytes, f32_values, info_field, load_average,
     parse_positive, repo_root, total_cores,
 };
 
 mod client_side;
 mod frameworks;
-mod loaded_plugin;
 mod locality;
 mod onnx_paths;
 mod overhead;
-mod plugin_call;
 mod torch;
 use locality::{run_locality, Server};
 use overhead::{latency, module_settings, run_overhead, InlineLimit, Latency};

@@ -5,13 +5,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use redis::{Connection, ConnectionLike, Value};
+use redisai_benches::plugin::{self, HostConfig, Input, Model, Plugin};
 use redisai_onnxruntime::{OnnxBackend, OnnxModel};
 use redisai_plugin_api::sdk::{DType, Device, DeviceKind, TensorRef};
 
 use super::overhead::InProcess;
-use super::plugin_call::PluginCall;
-use super::shared::{close_enough, expect_blob, expect_ok, f32_bytes, f32_values, tensorset_f32};
 use super::{store_model, InlineLimit};
+use redisai_benches::shared::{
+    close_enough, expect_blob, expect_ok, f32_bytes, f32_values, tensorset_f32,
+};
 
 /// The ways one model run is made, measured side by side.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -90,8 +92,9 @@ pub(crate) struct OverheadCase<'a> {
     pub(crate) con: &'a mut Connection,
     backend: &'a OnnxBackend,
     model: OnnxModel,
-    /// The same model loaded through the plugin's ABI.
-    plugin: PluginCall,
+    /// The same model loaded through the plugin's ABI (linked in), called with a cancel
+    /// flag and the module's default MODEL_EXECUTION_TIMEOUT, as the module calls it.
+    plugin: Model,
     shape: [i64; 2],
     input: Vec<u8>,
     output_len: usize,
@@ -114,8 +117,14 @@ impl<'a> OverheadCase<'a> {
             .load(blob)
             .map_err(|err| anyhow!("loading {name} in process: {err}"))?;
         let settings = &in_process.settings;
-        let plugin = PluginCall::load(settings.intra_op, settings.inter_op, blob)
-            .with_context(|| format!("loading {name} through the plugin ABI"))?;
+        plugin::set_thread_settings(settings.intra_op, settings.inter_op);
+        let plugin = Plugin::from_entry(
+            redisai_onnxruntime::redisai_plugin_entry,
+            HostConfig::ModuleDefaults,
+        )
+        .and_then(|plugin| plugin.load(blob, &[], &[]))
+        .with_context(|| format!("loading {name} through the plugin ABI"))?
+        .with_cancel_flag();
         let model_key = format!("bench:{name}");
         let (x, y) = (format!("bench:{name}:x"), format!("bench:{name}:y"));
         let shape = [1, input_values.len() as i64];
@@ -184,7 +193,9 @@ impl<'a> OverheadCase<'a> {
     /// returns it.
     pub(crate) fn verify(&mut self) -> Result<Vec<f32>> {
         let direct = f32_values(&self.direct()?);
-        let abi_len = self.plugin.run(&self.shape, &self.input)?;
+        let abi_len = self
+            .plugin
+            .run(&Input::float(&self.shape, &self.input), None)?;
         ensure!(
             abi_len == self.output_len,
             "the run through the plugin ABI gave {abi_len} bytes, expected {}",
@@ -212,7 +223,9 @@ impl<'a> OverheadCase<'a> {
                 self.direct()?;
             }
             Call::DirectAbi => {
-                let len = self.plugin.run(&self.shape, &self.input)?;
+                let len = self
+                    .plugin
+                    .run(&Input::float(&self.shape, &self.input), None)?;
                 ensure!(len == self.output_len, "ABI run: {len} bytes");
             }
             Call::Execute | Call::ExecuteOnWorker => {

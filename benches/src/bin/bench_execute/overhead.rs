@@ -8,10 +8,10 @@ use redis::{Connection, Value};
 use redisai_onnxruntime::{OnnxBackend, RUNTIME_LIB_ENV};
 use redisai_plugin_api::sdk::ConfigKey;
 
-use super::csv::{num, CsvTable};
 use super::onnx_paths::{Call, OverheadCase};
-use super::shared::{close_enough, info_field, read_model};
 use super::{torch, Options, TARGET_ADDED_P50_US};
+use redisai_benches::csv::{num, CsvTable};
+use redisai_benches::shared::{close_enough, info_field, read_model};
 
 /// The server's INLINE_EXECUTION_LIMIT_US, turned off for the paths that measure runs on
 /// a run-queue thread and restored for the others.

@@ -12,7 +12,7 @@ use anyhow::{ensure, Context, Result};
 use redis::{Connection, ConnectionLike, Value};
 
 use super::frameworks::RowSink;
-use super::loaded_plugin::LoadedPlugin;
+use redisai_benches::plugin::{self, Plugin};
 
 use super::{
     expect_blob, expect_ok, f32_bytes, f32_values, latency, module_settings, repo_root,
@@ -96,7 +96,8 @@ pub(crate) fn run_overhead_with_rows(
     let blob = std::fs::read(repo_root().join("tests/models/torch/mlp.pt")).context("mlp.pt")?;
     let settings = module_settings(con)?;
     let (intra, inter) = (settings.intra_op, settings.inter_op);
-    let direct = LoadedPlugin::open(&plugin, intra, inter)?
+    plugin::set_thread_settings(intra, inter);
+    let direct = Plugin::open(&plugin)?
         .load(&blob, &[], &[])
         .context("loading mlp.pt through the TORCH plugin")?;
     let shape = [1i64, 4];
@@ -136,7 +137,7 @@ pub(crate) fn run_overhead_with_rows(
 
     // Both sides compute the known result.
     ensure!(
-        f32_values(&direct.run(&shape, &input)?) == Y,
+        f32_values(&direct.run_float(&shape, &input)?) == Y,
         "direct TORCH run: wrong output"
     );
     expect_ok(con.req_packed_command(&execute)?)?;
@@ -149,7 +150,7 @@ pub(crate) fn run_overhead_with_rows(
     let once = |con: &mut Connection, path: Path| -> Result<()> {
         match path {
             Path::Direct => {
-                direct.run(&shape, &input)?;
+                direct.run_float(&shape, &input)?;
             }
             Path::Execute | Path::ExecuteOnWorker => expect_ok(con.req_packed_command(&execute)?)?,
             Path::ExecuteGet => {

@@ -14,7 +14,7 @@ use redis::{Connection, ConnectionLike, Value};
 
 use crate::load::Client;
 use crate::manifest::ModelSpec;
-use crate::plugin::{Input, Model};
+use redisai_benches::plugin::{Input, Model};
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(120);
 

@@ -25,13 +25,12 @@ mod clients;
 mod load;
 mod manifest;
 mod memory;
-mod plugin;
 mod report;
 
 use clients::{DirectClient, HttpClient, ModuleClient, OwnedInput, RunQueue, IO_TIMEOUT};
 use load::{closed_loop, Client, Sample};
 use manifest::{ModelSpec, TensorSpec, LARGE_OUTPUT_MODEL};
-use plugin::{Model, Plugin};
+use redisai_benches::plugin::{self, Model, Plugin};
 use report::{BatchRow, CopyRow, MemoryRow, Report, Row, ServerRow};
 
 const USAGE: &str = "\

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use redis::Connection;
 
 use crate::manifest::ModelSpec;
-use crate::plugin::Plugin;
+use redisai_benches::plugin::Plugin;
 
 /// VmRSS of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> Result<u64> {

@@ -1,14 +1,14 @@
-//! A backend plugin of `dist/backends/` opened with `dlopen` and called through its C ABI
-//! on the calling thread, as the module's run-queue workers call it: the in-process
-//! baseline. Unlike bench-execute's `loaded_plugin` (FLOAT inputs only), inputs may be of
-//! any dtype the manifest names (BERT takes INT64 token ids), and the output can be kept
-//! by the runtime (no copy) or copied out, to show what the copy costs.
+//! A backend plugin called through its C ABI on the calling thread, as the module's
+//! run-queue workers call it: the in-process baselines of bench-execute and bench-models.
+//! A plugin is either opened from its backend folder (`dist/backends/<name>/<name>.so`)
+//! with `dlopen`, as the module opens it, or linked into the process (the ONNX one: the
+//! others cannot be linked next to it, as each exports the same entry symbol).
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -23,38 +23,66 @@ use redisai_plugin_api::{RAI_PLUGIN_ABI_MAJOR, RAI_PLUGIN_ABI_MINOR};
 /// INTER_OP_PARALLELISM, the same for every plugin of the process (as in the module).
 static INTRA_OP: AtomicI64 = AtomicI64::new(0);
 static INTER_OP: AtomicI64 = AtomicI64::new(0);
+/// MODEL_EXECUTION_TIMEOUT's default in the module.
+const MODULE_EXECUTION_TIMEOUT_MS: i64 = 5000;
 
-unsafe extern "C" fn config_get(key: u32) -> i64 {
+/// Sets the thread settings every plugin initialised afterwards gets.
+pub fn set_thread_settings(intra_op: i64, inter_op: i64) {
+    INTRA_OP.store(intra_op, Ordering::Relaxed);
+    INTER_OP.store(inter_op, Ordering::Relaxed);
+}
+
+fn thread_setting(key: u32) -> Option<i64> {
     match key {
-        k if k == RaiConfigKey::IntraOpParallelism as u32 => INTRA_OP.load(Ordering::Relaxed),
-        k if k == RaiConfigKey::InterOpParallelism as u32 => INTER_OP.load(Ordering::Relaxed),
-        _ => 0,
+        k if k == RaiConfigKey::IntraOpParallelism as u32 => Some(INTRA_OP.load(Ordering::Relaxed)),
+        k if k == RaiConfigKey::InterOpParallelism as u32 => Some(INTER_OP.load(Ordering::Relaxed)),
+        _ => None,
     }
 }
 
-static HOST: RaiHostApi = RaiHostApi {
-    abi_major: RAI_PLUGIN_ABI_MAJOR,
-    abi_minor: RAI_PLUGIN_ABI_MINOR,
-    struct_size: std::mem::size_of::<RaiHostApi>(),
-    log: None,
-    config_get: Some(config_get),
-    redis_command: None,
-    reply_free: None,
-    model_execute: None,
-    host_tensor_release: None,
-    output_alloc: None,
-};
+unsafe extern "C" fn config_threads_only(key: u32) -> i64 {
+    thread_setting(key).unwrap_or(0)
+}
+
+unsafe extern "C" fn config_with_module_timeout(key: u32) -> i64 {
+    match key {
+        k if k == RaiConfigKey::ModelExecutionTimeoutMs as u32 => MODULE_EXECUTION_TIMEOUT_MS,
+        k => thread_setting(k).unwrap_or(0),
+    }
+}
+
+/// What the host tells a plugin at `init` besides the thread settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostConfig {
+    /// No execution timeout: the baseline is the runtime call and nothing around it.
+    ThreadsOnly,
+    /// The module's default MODEL_EXECUTION_TIMEOUT too, so the plugin starts the same
+    /// run watchers as under the module.
+    ModuleDefaults,
+}
+
+const fn host_api(config_get: unsafe extern "C" fn(u32) -> i64) -> RaiHostApi {
+    RaiHostApi {
+        abi_major: RAI_PLUGIN_ABI_MAJOR,
+        abi_minor: RAI_PLUGIN_ABI_MINOR,
+        struct_size: std::mem::size_of::<RaiHostApi>(),
+        log: None,
+        config_get: Some(config_get),
+        redis_command: None,
+        reply_free: None,
+        model_execute: None,
+        host_tensor_release: None,
+        output_alloc: None,
+    }
+}
+
+static HOST_THREADS_ONLY: RaiHostApi = host_api(config_threads_only);
+static HOST_MODULE_DEFAULTS: RaiHostApi = host_api(config_with_module_timeout);
 
 const CPU: RaiDevice = RaiDevice {
     kind: RaiDeviceKind::Cpu,
     id: 0,
 };
-
-/// Sets the thread settings every plugin opened afterwards is initialised with.
-pub fn set_thread_settings(intra_op: i64, inter_op: i64) {
-    INTRA_OP.store(intra_op, Ordering::Relaxed);
-    INTER_OP.store(inter_op, Ordering::Relaxed);
-}
 
 fn dl_error() -> String {
     // SAFETY: dlerror returns null or a NUL-terminated string, copied at once.
@@ -87,14 +115,17 @@ fn check(api: &RaiPluginApi, error: *mut RaiError) -> Result<()> {
     bail!("{message}")
 }
 
-/// An opened plugin's function table (the library is never closed).
+/// The ABI's entry symbol.
+pub type PluginEntry = unsafe extern "C" fn() -> *const RaiPluginApi;
+
+/// An initialised plugin's function table (a `dlopen`ed library is never closed).
 pub struct Plugin {
     api: &'static RaiPluginApi,
 }
 
 impl Plugin {
-    /// Opens and initialises the plugin at `path` (with the settings of
-    /// [`set_thread_settings`]).
+    /// Opens the plugin at `path` and initialises it (with the settings of
+    /// [`set_thread_settings`] and no execution timeout).
     pub fn open(path: &Path) -> Result<Self> {
         let c_path = CString::new(path.as_os_str().as_bytes())
             .with_context(|| format!("{}: a NUL in the path", path.display()))?;
@@ -114,21 +145,30 @@ impl Plugin {
             path.display(),
             dl_error()
         );
-        type Entry = unsafe extern "C" fn() -> *const RaiPluginApi;
         // SAFETY: the ABI's entry symbol has this signature.
-        let entry = unsafe { std::mem::transmute::<*mut c_void, Entry>(entry) };
-        // SAFETY: the table lives as long as the library, which is never closed.
-        let api = unsafe { entry().as_ref() }
-            .with_context(|| format!("{}: no function table", path.display()))?;
+        let entry = unsafe { std::mem::transmute::<*mut c_void, PluginEntry>(entry) };
+        Self::from_entry(entry, HostConfig::ThreadsOnly)
+            .with_context(|| format!("{}", path.display()))
+    }
+
+    /// Initialises the plugin whose entry is `entry` (one linked into the process, or one
+    /// `dlopen`ed and never closed). Init may be called again: plugins make it idempotent.
+    pub fn from_entry(entry: PluginEntry, host: HostConfig) -> Result<Self> {
+        // SAFETY: the entry returns null or a table that lives as long as the library,
+        // which stays loaded for the whole process.
+        let api = unsafe { entry().as_ref() }.context("the plugin returned no function table")?;
         ensure!(
             api.abi_major == RAI_PLUGIN_ABI_MAJOR,
-            "{}: plugin ABI {}, expected {RAI_PLUGIN_ABI_MAJOR}",
-            path.display(),
+            "plugin ABI {}, expected {RAI_PLUGIN_ABI_MAJOR}",
             api.abi_major
         );
         let init = api.init.context("the plugin has no init")?;
-        // SAFETY: HOST is a static table; init is called before anything else.
-        check(api, unsafe { init(&HOST) }).with_context(|| format!("{}: init", path.display()))?;
+        let host = match host {
+            HostConfig::ThreadsOnly => &HOST_THREADS_ONLY,
+            HostConfig::ModuleDefaults => &HOST_MODULE_DEFAULTS,
+        };
+        // SAFETY: a static host table; init is called before anything else of the plugin.
+        check(api, unsafe { init(host) }).context("plugin init")?;
         Ok(Plugin { api })
     }
 
@@ -148,12 +188,19 @@ impl Plugin {
         let (inputs, outputs) = (to_c(inputs)?, to_c(outputs)?);
         let input_ptrs: Vec<*const c_char> = inputs.iter().map(|n| n.as_ptr()).collect();
         let output_ptrs: Vec<*const c_char> = outputs.iter().map(|n| n.as_ptr()).collect();
+        let or_null = |ptrs: &[*const c_char]| {
+            if ptrs.is_empty() {
+                ptr::null()
+            } else {
+                ptrs.as_ptr()
+            }
+        };
         let options = RaiModelOptions {
             device: CPU,
             batch_size: 0,
-            input_names: input_ptrs.as_ptr(),
+            input_names: or_null(&input_ptrs),
             n_input_names: input_ptrs.len(),
-            output_names: output_ptrs.as_ptr(),
+            output_names: or_null(&output_ptrs),
             n_output_names: output_ptrs.len(),
         };
         let mut model = ptr::null_mut();
@@ -169,6 +216,7 @@ impl Plugin {
             api: self.api,
             model,
             serialize: (!concurrent).then(|| Mutex::new(())),
+            cancel: None,
         })
     }
 }
@@ -180,6 +228,17 @@ pub struct Input<'a> {
     pub data: &'a [u8],
 }
 
+impl<'a> Input<'a> {
+    /// A FLOAT tensor.
+    pub fn float(shape: &'a [i64], data: &'a [u8]) -> Self {
+        Input {
+            dtype: RaiDType::Float,
+            shape,
+            data,
+        }
+    }
+}
+
 /// A model loaded through a plugin's ABI, freed on drop.
 pub struct Model {
     api: &'static RaiPluginApi,
@@ -187,6 +246,8 @@ pub struct Model {
     /// Held around each run when the plugin does not allow concurrent runs of one model
     /// (the host serialises them the same way).
     serialize: Option<Mutex<()>>,
+    /// The cancel flag passed with each run, as the module passes one.
+    cancel: Option<AtomicU32>,
 }
 
 // SAFETY: the model is only used through the plugin's functions, which the ABI allows
@@ -197,6 +258,20 @@ unsafe impl Send for Model {}
 unsafe impl Sync for Model {}
 
 impl Model {
+    /// Runs the model on one FLOAT input; returns a copy of its one output.
+    pub fn run_float(&self, shape: &[i64], data: &[u8]) -> Result<Vec<u8>> {
+        let mut output = Vec::new();
+        self.run(&Input::float(shape, data), Some(&mut output))?;
+        Ok(output)
+    }
+
+    /// Passes a (never raised) cancel flag with each run, so the plugin watches it as
+    /// it does under the module.
+    pub fn with_cancel_flag(mut self) -> Self {
+        self.cancel = Some(AtomicU32::new(0));
+        self
+    }
+
     /// Runs the model on one input; returns the length of its one output, copied into
     /// `copy_to` when given (as the module copies it into its own tensor).
     pub fn run(&self, input: &Input, copy_to: Option<&mut Vec<u8>>) -> Result<usize> {
@@ -213,7 +288,10 @@ impl Model {
         };
         let options = RaiRunOptions {
             timeout_ms: 0,
-            cancel: ptr::null(),
+            cancel: self
+                .cancel
+                .as_ref()
+                .map_or(ptr::null(), |flag| flag.as_ptr().cast_const()),
             host_ctx: ptr::null_mut(),
         };
         let mut output = RaiTensorOut {
@@ -230,8 +308,8 @@ impl Model {
             .serialize
             .as_ref()
             .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        // SAFETY: the input view and options outlive the call; `output` has room for the
-        // one output.
+        // SAFETY: the input view, options and cancel flag outlive the call; `output` has
+        // room for the one output.
         check(self.api, unsafe {
             run(self.model, &options, &view, 1, &mut output, 1)
         })?;
