@@ -21,6 +21,8 @@ import pytest
 import redis
 import redisai
 
+from onnx_model_helpers import ONNX_BACKEND_DIR, ONNX_BACKEND_SO
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
 SERVER_NAME = os.path.basename(REDIS_SERVER)
@@ -172,3 +174,24 @@ def client(request, redis_server):
             f"--- {SERVER_NAME} log ({redis_server.log_path}) ---\n{log}",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def onnx_backend(redis_server):
+    """The ONNX backend the module loads lazily from BACKENDSPATH (default: backends/ beside the .so)."""
+    so = redis_server.module.parent / "backends" / ONNX_BACKEND_DIR / ONNX_BACKEND_SO
+    if not so.is_file():
+        pytest.fail(
+            f"ONNX backend not found at {so}: the model tests need it. Build it with scripts/build "
+            f"(which lays out dist/backends/{ONNX_BACKEND_DIR}/)",
+            pytrace=False,
+        )
+    return so
+
+
+@pytest.fixture
+def con(client, onnx_backend):
+    """The `client` fixture (fresh, empty database, RESP2 and RESP3), with the ONNX backend present,
+    for the ONNX model checks (test_redisai_model*.py). Modules that need other backends define
+    their own `con`."""
+    return client
