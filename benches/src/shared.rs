@@ -373,3 +373,44 @@ pub fn total_cores() -> libc::c_long {
     // SAFETY: sysconf only reads a system setting.
     unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }
 }
+
+/// A bench binary's `main`: prints `usage` when `parse` answers `None` (`--help`), runs the
+/// bench otherwise, and reports an error as `NAME: error: ...` with a failing status.
+pub fn run_main<O>(
+    name: &str,
+    usage: &str,
+    parse: impl FnOnce() -> Result<Option<O>>,
+    run: impl FnOnce(&O) -> Result<()>,
+) -> std::process::ExitCode {
+    let result = parse().and_then(|opts| match opts {
+        Some(opts) => run(&opts),
+        None => {
+            println!("{usage}");
+            Ok(())
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{name}: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command line as `--flag value` pairs, for binaries whose every option takes a
+/// value; `None` when `-h` or `--help` comes first among the flags.
+pub fn flag_value_pairs() -> Result<Option<Vec<(String, String)>>> {
+    let mut pairs = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            return Ok(None);
+        }
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        pairs.push((flag, value));
+    }
+    Ok(Some(pairs))
+}

@@ -115,14 +115,10 @@ fn parse_args() -> Result<Option<Options>> {
         warmup: 0.3,
         csv_dir: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "-h" || flag == "--help" {
-            return Ok(None);
-        }
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
+    let Some(pairs) = flag_value_pairs()? else {
+        return Ok(None);
+    };
+    for (flag, value) in pairs {
         let bad = || format!("bad value for {flag}: {value:?}");
         match flag.as_str() {
             "--host" => opts.host = value.clone(),
@@ -362,18 +358,5 @@ fn run(opts: &Options) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let result = parse_args().and_then(|opts| match opts {
-        Some(opts) => run(&opts),
-        None => {
-            println!("{USAGE}");
-            Ok(())
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench-batching: error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    redisai_benches::shared::run_main("bench-batching", USAGE, parse_args, run)
 }

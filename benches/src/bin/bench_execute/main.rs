@@ -289,18 +289,5 @@ fn run(opts: &Options) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let result = parse_args().and_then(|opts| match opts {
-        Some(opts) => run(&opts),
-        None => {
-            println!("{USAGE}");
-            Ok(())
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench-execute: error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    redisai_benches::shared::run_main("bench-execute", USAGE, parse_args, run)
 }
