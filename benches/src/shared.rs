@@ -238,6 +238,32 @@ pub struct ClientRun {
     pub latencies: Vec<u64>,
 }
 
+/// One client's closed loop: waits at `barrier` for the others, then calls `once` back to
+/// back until `duration` has passed; its count, rate and latencies (ns).
+pub fn closed_loop(
+    barrier: &std::sync::Barrier,
+    duration: Duration,
+    mut once: impl FnMut() -> Result<()>,
+) -> Result<ClientRun> {
+    let mut latencies = Vec::with_capacity(4096);
+    barrier.wait();
+    let start = std::time::Instant::now();
+    loop {
+        let t0 = std::time::Instant::now();
+        once()?;
+        latencies.push(t0.elapsed().as_nanos() as u64);
+        let elapsed = start.elapsed();
+        if elapsed >= duration {
+            let ops = latencies.len() as u64;
+            return Ok(ClientRun {
+                ops,
+                rate: ops as f64 / elapsed.as_secs_f64(),
+                latencies,
+            });
+        }
+    }
+}
+
 /// Joins the client threads of a `thread::scope`, turning a panic into an error.
 pub fn join_all<T>(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>) -> Result<Vec<T>> {
     handles

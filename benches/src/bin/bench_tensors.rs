@@ -35,8 +35,6 @@ usage: bench-tensors --port P [options]
 
 /// The acceptance target: tensor rate / plain rate, in every cell and direction.
 const TARGET_RATIO: f64 = 0.9;
-/// Generous, so that 16 clients moving 8 MiB each never trip it on a slow box.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Options {
     host: String,
@@ -356,21 +354,6 @@ fn parse_args() -> Result<Option<Options>> {
     Ok(Some(opts))
 }
 
-fn connect(opts: &Options, count: usize) -> Result<Vec<Connection>> {
-    let url = format!("redis://{}:{}/", opts.host, opts.port);
-    let client = redis::Client::open(url.as_str()).with_context(|| format!("bad url {url}"))?;
-    (0..count)
-        .map(|_| {
-            let con = client
-                .get_connection()
-                .with_context(|| format!("connecting to {url}"))?;
-            con.set_read_timeout(Some(IO_TIMEOUT))?;
-            con.set_write_timeout(Some(IO_TIMEOUT))?;
-            Ok(con)
-        })
-        .collect()
-}
-
 fn server_version(con: &mut Connection) -> Result<String> {
     let info: String = redis::cmd("INFO")
         .arg("server")
@@ -401,7 +384,7 @@ fn check_module(con: &mut Connection) -> Result<()> {
 
 fn run(opts: &Options) -> Result<()> {
     let max_clients = opts.clients.iter().copied().max().unwrap_or(1);
-    let mut conns = connect(opts, max_clients)?;
+    let mut conns = redisai_benches::shared::connect(&opts.host, opts.port, max_clients)?;
     check_module(&mut conns[0])?;
     let version = server_version(&mut conns[0])?;
 

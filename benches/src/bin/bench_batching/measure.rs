@@ -143,26 +143,12 @@ fn measure(conns: &mut [Connection], mode: Mode, duration: Duration) -> Result<V
             .map(|(client, con)| {
                 let packed = mode.execute(client);
                 let barrier = &barrier;
-                scope.spawn(move || -> Result<ClientRun> {
-                    let mut latencies = Vec::with_capacity(4096);
-                    barrier.wait();
-                    let start = Instant::now();
-                    loop {
-                        let t0 = Instant::now();
+                scope.spawn(move || {
+                    closed_loop(barrier, duration, || {
                         expect_ok(con.req_packed_command(&packed)?).with_context(|| {
                             format!("AI.MODELEXECUTE {} (client {client})", mode.model_key())
-                        })?;
-                        latencies.push(t0.elapsed().as_nanos() as u64);
-                        let elapsed = start.elapsed();
-                        if elapsed >= duration {
-                            let ops = latencies.len() as u64;
-                            return Ok(ClientRun {
-                                ops,
-                                rate: ops as f64 / elapsed.as_secs_f64(),
-                                latencies,
-                            });
-                        }
-                    }
+                        })
+                    })
                 })
             })
             .collect();

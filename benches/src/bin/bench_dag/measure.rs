@@ -216,26 +216,13 @@ fn measure(
             .enumerate()
             .map(|(client, (con, request))| {
                 let barrier = &barrier;
-                scope.spawn(move || -> Result<ClientRun> {
-                    let mut latencies = Vec::with_capacity(4096);
-                    barrier.wait();
-                    let start = Instant::now();
-                    loop {
-                        let t0 = Instant::now();
+                scope.spawn(move || {
+                    closed_loop(barrier, duration, || {
                         request
                             .once(con, variant, Some(len))
                             .with_context(|| format!("client {client}"))?;
-                        latencies.push(t0.elapsed().as_nanos() as u64);
-                        let elapsed = start.elapsed();
-                        if elapsed >= duration {
-                            let ops = latencies.len() as u64;
-                            return Ok(ClientRun {
-                                ops,
-                                rate: ops as f64 / elapsed.as_secs_f64(),
-                                latencies,
-                            });
-                        }
-                    }
+                        Ok(())
+                    })
                 })
             })
             .collect();
