@@ -238,9 +238,31 @@ pub struct ClientRun {
     pub latencies: Vec<u64>,
 }
 
+/// Every connection's client (one thread each, starting together) calls
+/// `once(client, connection)` back to back until `duration` has passed; their counts,
+/// rates and latencies (ns).
+pub fn closed_loops(
+    conns: &mut [Connection],
+    duration: Duration,
+    once: impl Fn(usize, &mut Connection) -> Result<()> + Sync,
+) -> Result<Vec<ClientRun>> {
+    let barrier = std::sync::Barrier::new(conns.len());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = conns
+            .iter_mut()
+            .enumerate()
+            .map(|(client, con)| {
+                let (barrier, once) = (&barrier, &once);
+                scope.spawn(move || closed_loop(barrier, duration, || once(client, con)))
+            })
+            .collect();
+        join_all(handles)
+    })
+}
+
 /// One client's closed loop: waits at `barrier` for the others, then calls `once` back to
-/// back until `duration` has passed; its count, rate and latencies (ns).
-pub fn closed_loop(
+/// back until `duration` has passed.
+fn closed_loop(
     barrier: &std::sync::Barrier,
     duration: Duration,
     mut once: impl FnMut() -> Result<()>,

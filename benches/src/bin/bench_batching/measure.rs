@@ -1,8 +1,6 @@
 //! The measurement: both copies of the model on one server, every client sending batch-1
 //! requests in a loop, and the module's own counts of calls and samples.
 
-use std::sync::Barrier;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -135,24 +133,12 @@ pub fn setup(server: &mut Server, blob: &[u8], opts: &Options) -> Result<()> {
 
 /// Every client runs `mode` in a loop for `duration`; their rates and latencies.
 fn measure(conns: &mut [Connection], mode: Mode, duration: Duration) -> Result<Vec<ClientRun>> {
-    let barrier = Barrier::new(conns.len());
-    thread::scope(|scope| {
-        let handles: Vec<_> = conns
-            .iter_mut()
-            .enumerate()
-            .map(|(client, con)| {
-                let packed = mode.execute(client);
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    closed_loop(barrier, duration, || {
-                        expect_ok(con.req_packed_command(&packed)?).with_context(|| {
-                            format!("AI.MODELEXECUTE {} (client {client})", mode.model_key())
-                        })
-                    })
-                })
-            })
-            .collect();
-        join_all(handles)
+    let packed: Vec<Vec<u8>> = (0..conns.len())
+        .map(|client| mode.execute(client))
+        .collect();
+    closed_loops(conns, duration, |client, con| {
+        expect_ok(con.req_packed_command(&packed[client])?)
+            .with_context(|| format!("AI.MODELEXECUTE {} (client {client})", mode.model_key()))
     })
 }
 

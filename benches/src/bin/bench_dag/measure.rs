@@ -1,8 +1,6 @@
 //! The three paths of one request (unpipelined, pipelined, DAG) for one model, their
 //! setup and check, and their measurement at a number of clients.
 
-use std::sync::Barrier;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -208,25 +206,12 @@ fn measure(
     len: usize,
     duration: Duration,
 ) -> Result<Vec<ClientRun>> {
-    let barrier = Barrier::new(conns.len());
-    thread::scope(|scope| {
-        let handles: Vec<_> = conns
-            .iter_mut()
-            .zip(requests)
-            .enumerate()
-            .map(|(client, (con, request))| {
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    closed_loop(barrier, duration, || {
-                        request
-                            .once(con, variant, Some(len))
-                            .with_context(|| format!("client {client}"))?;
-                        Ok(())
-                    })
-                })
-            })
-            .collect();
-        join_all(handles)
+    ensure!(requests.len() >= conns.len(), "fewer requests than clients");
+    closed_loops(conns, duration, |client, con| {
+        requests[client]
+            .once(con, variant, Some(len))
+            .with_context(|| format!("client {client}"))?;
+        Ok(())
     })
 }
 
