@@ -33,6 +33,12 @@ const SHAPE_MISMATCH: &str = "re-use buffer";
 /// once costs less than handing ONNX Runtime the buffers (run options, values).
 const MIN_BYTES: usize = 64 << 10;
 
+/// Above this many bytes of planned outputs a run does not pre-allocate either: the plan
+/// comes from shapes a (hostile) model declares, and lent memory is taken from Redis's
+/// allocator before ONNX Runtime has checked anything, where a failed allocation aborts
+/// the server. Bigger outputs are allocated by ONNX Runtime and copied once, as before.
+const MAX_BYTES: usize = 256 << 20;
+
 /// Where one dimension of a planned output comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dim {
@@ -98,7 +104,11 @@ impl OutputPlan {
                 Some((name, *ty, shape, len))
             })
             .collect();
-        if sized.iter().flatten().map(|(.., len)| len).sum::<usize>() < MIN_BYTES {
+        let planned_bytes = sized
+            .iter()
+            .flatten()
+            .fold(0usize, |sum, (.., len)| sum.saturating_add(*len));
+        if !(MIN_BYTES..=MAX_BYTES).contains(&planned_bytes) {
             return Ok(None);
         }
         let mut selector = OutputSelector::default();
