@@ -355,13 +355,20 @@ fn tensors_models_and_dags_in_a_cluster() {
     };
     assert_eq!(error_code(wrong), "MOVED");
 
-    // Read-only DAGs on a replica in READONLY mode (after it caught up).
+    // Read-only DAGs on a replica in READONLY mode, once it has caught up. `cluster_state:ok`
+    // says nothing about replication: on a loaded machine the replica may still be in its
+    // first sync, when WAIT answers 0 after its timeout.
     let mut master = cluster.by_port(a_owner).client();
-    let _: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5000)
-        .query(&mut master)
-        .expect("WAIT");
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            redis::cmd("WAIT")
+                .arg(1)
+                .arg(1000)
+                .query::<i64>(&mut master)
+                .is_ok_and(|acked| acked >= 1)
+        }),
+        "the replica of {a_owner} never acknowledged the writes"
+    );
     let replica = cluster.replica_of(a_owner);
     let mut r = replica.client();
     let line = "AI.DAGEXECUTE_RO LOAD 2 {a}x {a}y |> AI.MODELEXECUTE {a}m INPUTS 2 {a}x {a}y OUTPUTS 1 s |> AI.TENSORGET s VALUES";
