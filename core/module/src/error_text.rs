@@ -4,6 +4,7 @@
 //! Pure (no Redis): besides the module, `tests/error_text.rs` compiles this file to run
 //! its unit tests, since a test binary of the module itself cannot run.
 
+use redisai_engine::backend::output_budget::is_past_maxmemory;
 use redisai_engine::backend::ErrorCode;
 use redisai_engine::exec::{Failure, Origin};
 
@@ -19,6 +20,10 @@ use redisai_engine::exec::{Failure, Origin};
 /// - script runs (which pass on `redis.execute`'s NOPERM, WRONGTYPE, ...) and model
 ///   stores keep any upper-case code word.
 pub fn failure_text(failure: &Failure) -> String {
+    // Outputs refused for `maxmemory` answer Redis's own OOM error, code and all.
+    if is_past_maxmemory(&failure.error) {
+        return failure.error.message.clone();
+    }
     let message = match failure.error.code {
         ErrorCode::Failed
         | ErrorCode::InvalidInput
@@ -119,5 +124,16 @@ mod tests {
             text(Origin::ScriptStore, ErrorCode::Failed, "NOPERM x"),
             "ERR NOPERM x"
         );
+    }
+
+    #[test]
+    fn outputs_past_maxmemory_answer_redis_own_oom_error_from_every_run() {
+        let oom = redisai_engine::backend::output_budget::past_maxmemory();
+        for origin in [Origin::ModelRun, Origin::Dag, Origin::ScriptRun] {
+            assert_eq!(
+                failure_text(&Failure::new(origin, oom.clone())),
+                "OOM command not allowed when used memory > 'maxmemory'."
+            );
+        }
     }
 }

@@ -84,6 +84,8 @@ mod context {
     use std::sync::Arc;
     use std::time::Instant;
 
+    use crate::backend::OutputBudget;
+
     /// What a script run may touch; its address is the run's `host_ctx`.
     pub struct RunContext {
         /// The database the caller had selected.
@@ -96,6 +98,8 @@ mod context {
         pub cancel: Arc<AtomicU32>,
         /// When the run's TIMEOUT passes; models it runs get the time left.
         pub deadline: Option<Instant>,
+        /// What the run's outputs may take, shared with the models it runs.
+        pub output_budget: OutputBudget,
     }
 
     impl RunContext {

@@ -6,6 +6,7 @@ pub mod host;
 pub mod host_services;
 mod lent;
 mod loader;
+pub mod output_budget;
 mod plugin_model;
 mod plugin_script;
 pub mod registry;
@@ -14,6 +15,7 @@ pub mod reply;
 pub use error::{BackendError, ErrorCode};
 pub use host::RunContext;
 pub use loader::{load_plugin, LoadError};
+pub use output_budget::OutputBudget;
 pub use plugin_model::{tensor_view, ModelLoadOptions, PluginModel};
 pub use plugin_script::{PluginScript, ScriptCallArgs, MAX_UNDECLARED_OUTPUTS};
 

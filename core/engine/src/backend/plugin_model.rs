@@ -10,7 +10,7 @@ use redisai_plugin_api::abi::{
 };
 
 use super::lent::LentScope;
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, OutputBudget};
 use crate::device::{Device, DeviceKind};
 use crate::tensor::{AlignedBuffer, DType, Tensor};
 
@@ -146,18 +146,21 @@ impl PluginModel {
 
     /// Runs the model and copies its `n_outputs` outputs into tensors of our own,
     /// waiting for another run of the model to end if the plugin runs one at a time.
+    /// The outputs the host allocates are charged to `budget` first (see
+    /// [`OutputBudget`]).
     pub fn run(
         &self,
         inputs: &[&Tensor],
         n_outputs: usize,
         timeout_ms: u64,
         cancel: &AtomicU32,
+        budget: &OutputBudget,
     ) -> Result<Vec<Tensor>, BackendError> {
         let _guard = self
             .run_lock
             .as_ref()
             .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        self.run_holding_lock(inputs, n_outputs, timeout_ms, Some(cancel))
+        self.run_holding_lock(inputs, n_outputs, timeout_ms, Some(cancel), budget)
     }
 
     /// Like [`PluginModel::run`], but gives up (`None`) instead of waiting when another
@@ -167,6 +170,7 @@ impl PluginModel {
         inputs: &[&Tensor],
         n_outputs: usize,
         timeout_ms: u64,
+        budget: &OutputBudget,
     ) -> Option<Result<Vec<Tensor>, BackendError>> {
         let _guard = match self.run_lock.as_ref().map(Mutex::try_lock) {
             None => None,
@@ -174,7 +178,7 @@ impl PluginModel {
             Some(Err(TryLockError::Poisoned(poisoned))) => Some(poisoned.into_inner()),
             Some(Err(TryLockError::WouldBlock)) => return None,
         };
-        Some(self.run_holding_lock(inputs, n_outputs, timeout_ms, None))
+        Some(self.run_holding_lock(inputs, n_outputs, timeout_ms, None, budget))
     }
 
     /// The run itself; the caller holds `run_lock` when there is one.
@@ -184,6 +188,7 @@ impl PluginModel {
         n_outputs: usize,
         timeout_ms: u64,
         cancel: Option<&AtomicU32>,
+        budget: &OutputBudget,
     ) -> Result<Vec<Tensor>, BackendError> {
         let run = self
             .backend
@@ -210,7 +215,7 @@ impl PluginModel {
         };
         // Open until the outputs are converted: what the plugin wrote into lent memory
         // is adopted, the rest freed when it ends.
-        let lent = LentScope::enter();
+        let lent = LentScope::enter(budget);
         // SAFETY: the views point into tensors that outlive the call; `outputs` has room
         // for `n_outputs` entries laid out as `RaiTensorOut`.
         let error = unsafe {
@@ -227,17 +232,14 @@ impl PluginModel {
             // On error the plugin keeps ownership of anything it produced.
             return Err(error);
         }
-        let converted: Vec<Result<Tensor, String>> = outputs
+        let converted: Vec<Result<Tensor, BackendError>> = outputs
             .iter()
             .map(|out| output_to_tensor(&self.backend, out, &lent))
             .collect();
         for out in &outputs {
             self.release(out);
         }
-        converted
-            .into_iter()
-            .collect::<Result<_, String>>()
-            .map_err(BackendError::failed)
+        converted.into_iter().collect()
     }
 
     fn release(&self, out: &RawTensorOut) {
@@ -246,12 +248,13 @@ impl PluginModel {
 }
 
 /// A plugin output as a tensor of our own: its data adopted when the plugin wrote it into
-/// memory `lent` during the call, copied otherwise.
+/// memory `lent` during the call, copied otherwise (when the copy fits the call's output
+/// budget).
 pub(super) fn output_to_tensor(
     backend: &Backend,
     out: &RawTensorOut,
     lent: &LentScope,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, BackendError> {
     let dtype = DType::from_code(u64::from(out.dtype)).ok_or_else(|| {
         format!(
             "backend {} produced an unknown dtype {}",
@@ -259,16 +262,16 @@ pub(super) fn output_to_tensor(
         )
     })?;
     if out.device_kind != RaiDeviceKind::Cpu as u32 {
-        return Err(format!(
+        return Err(BackendError::failed(format!(
             "backend {} returned an output that is not on the CPU",
             backend.name
-        ));
+        )));
     }
     if out.ndim > 0 && out.shape.is_null() || out.byte_len > 0 && out.data.is_null() {
-        return Err(format!(
+        return Err(BackendError::failed(format!(
             "backend {} returned an output without data",
             backend.name
-        ));
+        )));
     }
     let shape = if out.ndim == 0 {
         Vec::new()
@@ -278,22 +281,30 @@ pub(super) fn output_to_tensor(
     };
     let buffer = match lent.adopt(out.data, out.byte_len) {
         Some(adopted) => adopted,
-        None => {
-            let bytes = if out.byte_len == 0 {
-                &[][..]
-            } else {
-                // SAFETY: the plugin filled `byte_len` bytes at `data`, valid until release.
-                unsafe { std::slice::from_raw_parts(out.data.cast::<u8>(), out.byte_len) }
-            };
-            AlignedBuffer::copy_from(bytes)
-                .map_err(|e| format!("cannot allocate {} bytes", e.bytes))?
-        }
+        None => copy_output(out, lent)?,
     };
     Tensor::from_buffer(dtype, shape, buffer).map_err(|err| {
-        format!(
+        BackendError::failed(format!(
             "backend {} returned a malformed output: {err}",
             backend.name
-        )
+        ))
+    })
+}
+
+/// The engine's copy of an output the plugin did not write into lent memory, charged to
+/// the call's budget before it is allocated.
+fn copy_output(out: &RawTensorOut, lent: &LentScope) -> Result<AlignedBuffer, BackendError> {
+    let bytes = if out.byte_len == 0 {
+        &[][..]
+    } else {
+        // SAFETY: the plugin filled `byte_len` bytes at `data` (checked non-null), valid
+        // until release.
+        unsafe { std::slice::from_raw_parts(out.data.cast::<u8>(), out.byte_len) }
+    };
+    lent.charge_copy(bytes.len())?;
+    AlignedBuffer::copy_from(bytes).map_err(|err| {
+        lent.refund_copy(out.byte_len);
+        BackendError::failed(format!("cannot allocate {} bytes", err.bytes))
     })
 }
 

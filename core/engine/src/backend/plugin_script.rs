@@ -14,7 +14,7 @@ use super::lent::LentScope;
 use super::plugin_model::{
     output_to_tensor, rai_device, release_output, tensor_view, RawTensorOut,
 };
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, OutputBudget};
 use crate::device::Device;
 use crate::script::Calling;
 use crate::tensor::Tensor;
@@ -125,13 +125,15 @@ impl PluginScript {
         &self.backend
     }
 
-    /// Runs one function. `host_ctx` is handed to the plugin for the host services.
+    /// Runs one function. `host_ctx` is handed to the plugin for the host services; the
+    /// outputs the host allocates are charged to `budget` first (see [`OutputBudget`]).
     pub fn run(
         &self,
         call: &ScriptCallArgs<'_>,
         timeout_ms: u64,
         cancel: &AtomicU32,
         host_ctx: *mut c_void,
+        budget: &OutputBudget,
     ) -> Result<Vec<Tensor>, BackendError> {
         let run = self
             .backend
@@ -171,7 +173,7 @@ impl PluginScript {
             .as_ref()
             .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         // Open until the outputs are converted (see `PluginModel::run`).
-        let lent = LentScope::enter();
+        let lent = LentScope::enter(budget);
         // SAFETY: every pointer refers to data that outlives the call; `outputs` has
         // room for `max_outputs` entries laid out as `RaiTensorOut`.
         let error = unsafe {
@@ -190,7 +192,7 @@ impl PluginScript {
         // A plugin claiming more outputs than there was room for is not trusted past
         // the room it had.
         let produced = produced.min(max_outputs);
-        let converted: Vec<Result<Tensor, String>> = outputs[..produced]
+        let converted: Vec<Result<Tensor, BackendError>> = outputs[..produced]
             .iter()
             .map(|out| output_to_tensor(&self.backend, out, &lent))
             .collect();

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::parse::{DagArgs, OpSpec};
+use crate::backend::OutputBudget;
 use crate::model::parse::ParseError;
 use crate::model::Model;
 use crate::script::{Calling, Script};
@@ -45,6 +46,9 @@ pub struct Plan {
     /// The caller's database and ACL user, for its scripts (set by the command).
     pub db: i32,
     pub user: Option<Vec<u8>>,
+    /// What the outputs of all its model and script ops may take together (set by the
+    /// command).
+    pub output_budget: OutputBudget,
 }
 
 fn err<T>(text: &str) -> Result<T, ParseError> {
@@ -158,6 +162,7 @@ pub fn plan(
         keys: dag.keys.iter().map(|k| k.to_vec()).collect(),
         db: 0,
         user: None,
+        output_budget: OutputBudget::unlimited(),
     })
 }
 

@@ -203,6 +203,7 @@ impl DagRun {
                         keys: self.plan.keys.clone(),
                         cancel: Arc::clone(&self.abandoned),
                         deadline: self.deadline,
+                        output_budget: self.plan.output_budget.clone(),
                     },
                     finish: Box::new(move |outcome| dag.model_done(index, outcome)),
                 };
@@ -217,6 +218,7 @@ impl DagRun {
             n_outputs: op.outputs.len(),
             deadline: self.deadline,
             abandoned: Arc::clone(&self.abandoned),
+            output_budget: self.plan.output_budget.clone(),
             finish: Box::new(move |outcome| dag.model_done(index, outcome)),
         };
         crate::exec::submit(model.device, Work::Model(Box::new(run)));
@@ -244,7 +246,13 @@ impl DagRun {
             }
             None => None,
         };
-        let outcome = crate::exec::run_inline(model, inputs, op.outputs.len(), time_left_ms)?;
+        let outcome = crate::exec::run_inline(
+            model,
+            inputs,
+            op.outputs.len(),
+            time_left_ms,
+            &self.plan.output_budget,
+        )?;
         crate::exec::count_inline_run(model.device);
         Some(outcome)
     }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::failure::{stopped_at_request_deadline, Failure, Origin};
-use crate::backend::BackendError;
+use crate::backend::output_budget::past_maxmemory;
+use crate::backend::{BackendError, OutputBudget};
 use crate::model::Model;
 use crate::tensor::Tensor;
 
@@ -26,6 +27,8 @@ pub struct ModelRun {
     pub deadline: Option<Instant>,
     /// Set (non-zero) when the client timed out or went away; the backend sees it too.
     pub abandoned: Arc<AtomicU32>,
+    /// What the outputs may take (the room under `maxmemory` when the command came).
+    pub output_budget: OutputBudget,
     /// Receives the outcome (on the worker thread); it hands it to the main thread.
     pub finish: Box<dyn FnOnce(RunOutcome) + Send>,
 }
@@ -88,6 +91,7 @@ impl ModelRun {
             self.n_outputs,
             timeout_ms,
             &self.abandoned,
+            &self.output_budget,
         ) {
             Ok(outputs) => RunOutcome::Done(outputs),
             // The backend was told to stop at the request's deadline: that is a timeout,
@@ -157,13 +161,20 @@ fn guarded_batch(runs: &[Box<ModelRun>], now: Instant) -> Vec<RunOutcome> {
             .filter(|&ms| ms > 0)
             .min()
             .unwrap_or(0);
+        let budget = OutputBudget::tightest(runs.iter().map(|run| &run.output_budget));
         let outputs = run_model(
             &head.model,
             &inputs,
             head.n_outputs,
             timeout,
             &head.abandoned,
+            &budget,
         )?;
+        // Splitting copies the outputs once more.
+        let split_bytes = outputs.iter().map(|t| t.data().len()).sum();
+        if !budget.charge(split_bytes) {
+            return Err(past_maxmemory());
+        }
         let total: usize = rows.iter().sum();
         let mut per_run: Vec<Vec<Tensor>> = runs.iter().map(|_| Vec::new()).collect();
         for output in outputs {
@@ -193,10 +204,11 @@ fn run_model(
     n_outputs: usize,
     timeout_ms: u64,
     cancel: &AtomicU32,
+    budget: &OutputBudget,
 ) -> Result<Vec<Tensor>, BackendError> {
     let runtime = model.runtime()?;
     let started = Instant::now();
-    let result = runtime.run(inputs, n_outputs, timeout_ms, cancel);
+    let result = runtime.run(inputs, n_outputs, timeout_ms, cancel, budget);
     record_run(model, inputs, started.elapsed(), result.is_err());
     result
 }
@@ -226,11 +238,13 @@ fn input_bytes<'a>(inputs: impl IntoIterator<Item = &'a Tensor>) -> u64 {
 
 /// Runs `model` here and now, on the calling (main) thread, if it may run inline (see
 /// [`super::inline`]) and no other run of it holds it; `None` when it must be queued.
+/// Its outputs may take `budget`.
 pub fn run_inline(
     model: &Model,
     inputs: &[Arc<Tensor>],
     n_outputs: usize,
     timeout_ms: Option<u64>,
+    budget: &OutputBudget,
 ) -> Option<RunOutcome> {
     let limit_us = crate::settings::read().inline_execution_limit_us;
     let inputs: Vec<&Tensor> = inputs.iter().map(Arc::as_ref).collect();
@@ -255,7 +269,7 @@ pub fn run_inline(
     let plugin_timeout_ms = timeout_ms.map_or(cap_ms, |ms| ms.min(cap_ms));
     let started = Instant::now();
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.try_run(&inputs, n_outputs, plugin_timeout_ms)
+        runtime.try_run(&inputs, n_outputs, plugin_timeout_ms, budget)
     }));
     let result = match attempt {
         Ok(None) => return None,

@@ -57,7 +57,13 @@ impl ScriptRun {
         };
         let host_ctx = std::ptr::addr_of!(self.context).cast_mut().cast();
         let started = Instant::now();
-        let result = runtime.run(&call, timeout_ms, &self.context.cancel, host_ctx);
+        let result = runtime.run(
+            &call,
+            timeout_ms,
+            &self.context.cancel,
+            host_ctx,
+            &self.context.output_budget,
+        );
         self.script
             .stats
             .record(started.elapsed(), 0, result.is_err());

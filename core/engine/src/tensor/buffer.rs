@@ -88,6 +88,9 @@ impl AlignedBuffer {
         }
     }
 
+    /// The layout of `len` bytes; a length no allocation can have (rounded up to the
+    /// alignment, past `isize::MAX`) is refused here, before the allocator is called:
+    /// Redis's, in the module, aborts the server on a request it cannot meet.
     fn layout(len: usize) -> Result<Layout, AllocError> {
         Layout::from_size_align(len, ALIGN).map_err(|_| AllocError { bytes: len })
     }
@@ -190,6 +193,19 @@ mod tests {
         buffer.truncate(50);
         assert_eq!(buffer.len(), 5);
         assert_eq!(buffer.clone().as_slice(), b"hello");
+    }
+
+    #[test]
+    fn sizes_no_allocation_can_have_are_refused_without_allocating() {
+        for len in [
+            usize::MAX,
+            isize::MAX as usize,
+            isize::MAX as usize - ALIGN + 2,
+        ] {
+            assert_eq!(AlignedBuffer::zeroed(len), Err(AllocError { bytes: len }));
+            // SAFETY: refused before anything could be read.
+            assert!(unsafe { AlignedBuffer::uninit(len) }.is_err());
+        }
     }
 
     #[test]

@@ -108,6 +108,7 @@ fn dag(ctx: &Context, args: Vec<RedisString>, flavor: DagFlavor) -> RedisResult 
         Ok(mut planned) => {
             planned.db = super::script::selected_db(ctx);
             planned.user = super::caller::current_user(ctx);
+            planned.output_budget = super::memory::output_budget(ctx);
             planned
         }
         Err(err) => {

@@ -484,7 +484,14 @@ pub unsafe extern "C" fn model_execute(
         }
         let refs: Vec<&Tensor> = tensors.iter().collect();
         let started = std::time::Instant::now();
-        let result = runtime.run(&refs, n_outputs, run.time_left_ms(), &run.cancel);
+        // Drawn from the script run's budget (the scope of its call inherits it too).
+        let result = runtime.run(
+            &refs,
+            n_outputs,
+            run.time_left_ms(),
+            &run.cancel,
+            &run.output_budget,
+        );
         let rows = refs.first().map_or(1, |t| t.rows()) as u64;
         model.stats.record(started.elapsed(), rows, result.is_err());
         let produced = match result {

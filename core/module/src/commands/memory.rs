@@ -4,43 +4,54 @@
 //! `maxmemory`, but it never refuses a read-only one, and it cannot know what a command
 //! is about to allocate. A DAG, read-only ones included, builds its local tensors first:
 //! it is refused with Redis's own OOM error when they would take used memory past
-//! `maxmemory`. A run's outputs are known only once it is done: they are allocated
-//! through Redis's allocator, so they are in used memory already, and when that is past
-//! `maxmemory` none of them is written (they are freed when the reply is sent).
+//! `maxmemory`. A run's outputs are known only once the plugin computes them: each run is
+//! given the room left under `maxmemory` when it is dispatched ([`output_budget`]), and
+//! the engine refuses, before allocating them, the outputs that would not fit. Outputs
+//! that did fit are allocated through Redis's allocator, so they are in used memory, and
+//! when that is past `maxmemory` once the run is done (concurrent runs each had the whole
+//! room) none of them is written (they are freed when the reply is sent).
 
 use std::ffi::c_int;
 
 use redis_module::{raw, Context, RedisError};
+use redisai_engine::backend::output_budget::OUTPUTS_PAST_MAXMEMORY;
+use redisai_engine::backend::OutputBudget;
 
-/// Redis's reply to a command refused for memory (`shared.oomerr`).
-pub const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+/// Redis's reply to a command refused for memory (`shared.oomerr`); the engine refuses
+/// outputs past their budget with the same text.
+pub const OOM_ERROR: &str = OUTPUTS_PAST_MAXMEMORY;
 
 /// Refuses with [`OOM_ERROR`] when `bytes` more would take the memory Redis counts
 /// against `maxmemory` past it. No `maxmemory`, nothing refused.
 pub fn ensure_room_for(ctx: &Context, bytes: u64) -> Result<(), RedisError> {
-    if bytes == 0 {
-        return Ok(());
+    match room_left(ctx) {
+        Some(room) if bytes > room => Err(RedisError::Str(OOM_ERROR)),
+        _ => Ok(()),
     }
+}
+
+/// What the outputs of a run dispatched now may take: the room left under `maxmemory`
+/// (unlimited without one).
+pub fn output_budget(ctx: &Context) -> OutputBudget {
+    room_left(ctx).map_or_else(OutputBudget::unlimited, OutputBudget::bytes)
+}
+
+/// Bytes that may still be allocated before the memory Redis counts against
+/// `maxmemory` passes it (0 when it is past already); `None` without `maxmemory`.
+fn room_left(ctx: &Context) -> Option<u64> {
     // SAFETY: the API table is filled at load time and only read afterwards.
-    let Some(ratio) = (unsafe { raw::RedisModule_GetUsedMemoryRatio }) else {
-        return Ok(());
-    };
+    let ratio = unsafe { raw::RedisModule_GetUsedMemoryRatio }?;
     // SAFETY: as above; called on the main thread, in a command.
     let ratio = f64::from(unsafe { ratio() });
     if ratio <= 0.0 {
-        return Ok(());
+        return None;
     }
-    let Some(limit) = maxmemory(ctx) else {
-        return Ok(());
-    };
+    let limit = maxmemory(ctx)?;
     // The ratio is of the memory Redis counts for eviction (replication buffers and the
     // AOF buffer are not counted), so the same measure decides here.
     let used = ratio * limit as f64;
-    if used + bytes as f64 > limit as f64 {
-        Err(RedisError::Str(OOM_ERROR))
-    } else {
-        Ok(())
-    }
+    // Saturating: a negative room is 0.
+    Some((limit as f64 - used) as u64)
 }
 
 /// Refuses with [`OOM_ERROR`] when used memory (as counted against `maxmemory`) is past

@@ -226,9 +226,14 @@ fn execute(ctx: &Context, parsed: ExecuteArgs<'_>) -> RedisResult {
     }
     let output_keys: Vec<Vec<u8>> = parsed.outputs.iter().map(|k| k.to_vec()).collect();
     let device = model.device;
-    if let Some(outcome) =
-        redisai_engine::exec::run_inline(&model, &inputs, output_keys.len(), parsed.timeout_ms)
-    {
+    let output_budget = super::memory::output_budget(ctx);
+    if let Some(outcome) = redisai_engine::exec::run_inline(
+        &model,
+        &inputs,
+        output_keys.len(),
+        parsed.timeout_ms,
+        &output_budget,
+    ) {
         redisai_engine::exec::count_inline_run(device);
         return Box::new(WriteOutputs {
             output_keys,
@@ -246,6 +251,7 @@ fn execute(ctx: &Context, parsed: ExecuteArgs<'_>) -> RedisResult {
             .timeout_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms)),
         abandoned,
+        output_budget,
         finish: Box::new(move |outcome| {
             blocked.unblock(Box::new(WriteOutputs {
                 output_keys,

@@ -191,6 +191,7 @@ fn execute(ctx: &Context, parsed: ScriptExecuteArgs<'_>) -> RedisResult {
         deadline: parsed
             .timeout_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms)),
+        output_budget: super::memory::output_budget(ctx),
     };
     let blocked = blocking::block(ctx, parsed.timeout_ms)?;
     let context = RunContext {
