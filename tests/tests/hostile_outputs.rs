@@ -43,6 +43,9 @@ def zeros(tensors: List[Tensor], keys: List[str], args: List[str]):
 
 def nested(tensors: List[Tensor], keys: List[str], args: List[str]):
     return redisAI.model_execute(keys[0], [tensors[0]], 1)[0]
+
+def nested_input(tensors: List[Tensor], keys: List[str], args: List[str]):
+    return redisAI.model_execute(keys[0], [torch.zeros(int(args[0]))], 1)[0]
 "#;
 
 fn torch_plugin() -> PathBuf {
@@ -300,9 +303,10 @@ fn a_script_with_huge_outputs_is_refused_before_they_are_allocated() {
             b"app1:s",
             b"CPU",
             b"ENTRY_POINTS",
-            b"2",
+            b"3",
             b"zeros",
             b"nested",
+            b"nested_input",
             b"SOURCE",
             SCRIPT.as_bytes(),
         ],
@@ -322,6 +326,15 @@ fn a_script_with_huge_outputs_is_refused_before_they_are_allocated() {
     let err = error_text(call_str(&mut setup.app, nested));
     assert!(err.contains(OOM), "{err}");
     refused_and_nothing_allocated(&mut setup, before, "a nested model's 300 MiB output");
+    // So do the copies of the inputs the script hands it.
+    let nested_input = format!(
+        "AI.SCRIPTEXECUTE app1:s nested_input KEYS 1 app1:lent INPUTS 1 app1:x \
+         ARGS 1 {COMPUTED_FLOATS} OUTPUTS 1 app1:y"
+    );
+    let before = memory_field(&mut setup.admin, "used_memory");
+    let err = error_text(call_str(&mut setup.app, &nested_input));
+    assert!(err.contains(OOM), "{err}");
+    refused_and_nothing_allocated(&mut setup, before, "a nested model's 300 MiB input");
     // An output that fits is written.
     let small = "AI.SCRIPTEXECUTE app1:s zeros INPUTS 1 app1:x ARGS 1 1000 OUTPUTS 1 app1:y";
     assert_eq!(call_str(&mut setup.app, small).expect("fits"), Value::Okay);

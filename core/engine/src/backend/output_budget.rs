@@ -71,6 +71,17 @@ impl OutputBudget {
         }
     }
 
+    /// Takes `bytes` from what is left until the returned reservation is dropped (for
+    /// memory that lives only as long as a call, such as a nested run's inputs); `None`
+    /// when they do not fit.
+    pub fn reserve(&self, bytes: usize) -> Option<Reservation<'_>> {
+        // Built only once charged: dropping it gives the bytes back.
+        self.charge(bytes).then(|| Reservation {
+            budget: self,
+            bytes,
+        })
+    }
+
     /// Whether both draw from the same bytes (two unlimited budgets do not).
     pub fn shares_with(&self, other: &OutputBudget) -> bool {
         matches!((&self.left, &other.left), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
@@ -85,6 +96,19 @@ impl OutputBudget {
             .min_by_key(|budget| budget.left())
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+/// Bytes taken from a budget and given back when dropped ([`OutputBudget::reserve`]).
+#[must_use = "the bytes are given back when the reservation is dropped"]
+pub struct Reservation<'a> {
+    budget: &'a OutputBudget,
+    bytes: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.refund(self.bytes);
     }
 }
 
@@ -137,6 +161,17 @@ mod tests {
         assert!(budget.shares_with(&op));
         assert!(!budget.shares_with(&OutputBudget::bytes(100)));
         assert!(!OutputBudget::unlimited().shares_with(&OutputBudget::unlimited()));
+    }
+
+    #[test]
+    fn a_reservation_is_given_back_when_dropped() {
+        let budget = OutputBudget::bytes(100);
+        let held = budget.reserve(80).expect("fits");
+        assert!(budget.reserve(21).is_none());
+        assert_eq!(budget.left(), Some(20));
+        drop(held);
+        assert_eq!(budget.left(), Some(100));
+        assert!(OutputBudget::unlimited().reserve(usize::MAX).is_some());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use redis_module::raw;
 use redisai_engine::backend::host::{refusal, RunContext};
+use redisai_engine::backend::output_budget::past_maxmemory;
 use redisai_engine::backend::reply::{make_reply, ReplyValue};
 use redisai_engine::exec::{Failure, Origin};
 use redisai_engine::model::SharedModel;
@@ -463,6 +464,17 @@ pub unsafe extern "C" fn model_execute(
         } else {
             // SAFETY: `n_inputs` views, valid for the call.
             unsafe { std::slice::from_raw_parts(inputs, n_inputs) }
+        };
+        // The inputs are copied through Redis's allocator for the run: held to the
+        // script run's room under `maxmemory` until they are freed.
+        let input_bytes = views
+            .iter()
+            .fold(0usize, |sum, view| sum.saturating_add(view.byte_len));
+        let Some(_inputs_held) = run.output_budget.reserve(input_bytes) else {
+            return error(failure_text(&Failure::new(
+                Origin::ModelRun,
+                past_maxmemory(),
+            )));
         };
         let tensors = match views
             .iter()
