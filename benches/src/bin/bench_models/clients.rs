@@ -22,15 +22,51 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(120);
 // Through the module
 
 /// What a client sends per call, pipelined in one round trip: its input
-/// (AI.TENSORSET), the run (AI.MODELEXECUTE) and the output (AI.TENSORGET ... BLOB).
+/// (AI.TENSORSET), the run (AI.MODELEXECUTE) and the output (AI.TENSORGET ... BLOB);
+/// or, for [`ModuleClient::execute_only`], the run alone.
 pub struct ModuleClient {
     con: Connection,
     request: Vec<u8>,
     output_len: usize,
+    execute_only: bool,
 }
 
 impl ModuleClient {
     pub fn new(con: Connection, spec: &ModelSpec, model_key: &str, client: usize) -> Self {
+        let (set, execute, get) = Self::commands(spec, model_key, client);
+        ModuleClient {
+            con,
+            request: [set, execute, get].concat(),
+            output_len: spec.output.byte_len(),
+            execute_only: false,
+        }
+    }
+
+    /// A client whose input is in the keyspace already (set once here) and whose output
+    /// stays there: each call is one AI.MODELEXECUTE, the module's own work with no
+    /// tensor data on the socket.
+    pub fn execute_only(
+        mut con: Connection,
+        spec: &ModelSpec,
+        model_key: &str,
+        client: usize,
+    ) -> Result<Self> {
+        let (set, execute, _) = Self::commands(spec, model_key, client);
+        let reply = con.req_packed_command(&set)?.extract_error()?;
+        ensure!(
+            reply == Value::Okay,
+            "AI.TENSORSET: expected OK, got {reply:?}"
+        );
+        Ok(ModuleClient {
+            con,
+            request: execute,
+            output_len: spec.output.byte_len(),
+            execute_only: true,
+        })
+    }
+
+    /// The packed AI.TENSORSET, AI.MODELEXECUTE and AI.TENSORGET of client `client`.
+    fn commands(spec: &ModelSpec, model_key: &str, client: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let input_key = format!("bm:in:{client}");
         let output_key = format!("bm:out:{client}");
         let mut set = redis::cmd("AI.TENSORSET");
@@ -52,16 +88,12 @@ impl ModuleClient {
             .arg(&output_key)
             .arg("BLOB")
             .get_packed_command();
-        let request = [set.get_packed_command(), execute.get_packed_command(), get].concat();
-        ModuleClient {
-            con,
-            request,
-            output_len: spec.output.byte_len(),
-        }
+        (set.get_packed_command(), execute.get_packed_command(), get)
     }
 
     /// One call; returns the output's bytes.
     pub fn call_output(&mut self) -> Result<Vec<u8>> {
+        ensure!(!self.execute_only, "an execute-only client gets no output");
         let mut replies = self
             .con
             .req_packed_commands(&self.request, 0, 3)?
@@ -88,7 +120,19 @@ impl ModuleClient {
 
 impl Client for ModuleClient {
     fn call(&mut self) -> Result<()> {
-        self.call_output().map(drop)
+        if !self.execute_only {
+            return self.call_output().map(drop);
+        }
+        let reply = self
+            .con
+            .req_packed_command(&self.request)?
+            .extract_error()
+            .context("AI.MODELEXECUTE")?;
+        ensure!(
+            reply == Value::Okay,
+            "AI.MODELEXECUTE: expected OK, got {reply:?}"
+        );
+        Ok(())
     }
 }
 

@@ -258,6 +258,12 @@ pub(crate) fn measure_copy(
     model: &Arc<Model>,
 ) -> Result<CopyRow> {
     let mut module = [ModuleClient::new(connect_one(opts.port)?, spec, key, 0)];
+    let mut executed = [ModuleClient::execute_only(
+        connect_one(opts.port)?,
+        spec,
+        key,
+        1,
+    )?];
     let direct = |copy| -> Result<DirectClient> {
         Ok(DirectClient {
             model: model.clone(),
@@ -268,10 +274,11 @@ pub(crate) fn measure_copy(
     };
     let mut copied = [direct(true)?];
     let mut viewed = [direct(false)?];
-    let (mut m, mut c, mut v) = (Sample::default(), Sample::default(), Sample::default());
+    let (mut m, mut e, mut c, mut v) = <(Sample, Sample, Sample, Sample)>::default();
     for round in 0..opts.rounds * 2 {
         let warm_up = round == 0;
         m.add(closed_loop(&mut module, opts.window, 1, warm_up)?);
+        e.add(closed_loop(&mut executed, opts.window, 1, warm_up)?);
         c.add(closed_loop(&mut copied, opts.window, 1, warm_up)?);
         v.add(closed_loop(&mut viewed, opts.window, 1, warm_up)?);
     }
@@ -279,6 +286,7 @@ pub(crate) fn measure_copy(
         model: spec.name.clone(),
         output_bytes: spec.output.byte_len(),
         module: m,
+        executed: e,
         copied: c,
         viewed: v,
     })
