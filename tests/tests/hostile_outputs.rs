@@ -248,6 +248,14 @@ fn huge_outputs_are_refused_before_they_are_allocated() {
     .expect("an output that fits");
     let meta = call_str(app, "AI.TENSORGET app1:y META").expect("META");
     assert!(format!("{meta:?}").contains("1000"), "{meta:?}");
+    // A new maxmemory counts from the next run on.
+    call_str(&mut setup.admin, "CONFIG SET maxmemory 1gb").expect("CONFIG SET");
+    let lent = "AI.MODELEXECUTE app1:lent INPUTS 1 app1:x OUTPUTS 1 app1:y";
+    assert_eq!(
+        call_str(&mut setup.app, lent).expect("fits 1gb"),
+        Value::Okay
+    );
+    call_str(&mut setup.app, "DEL app1:y").expect("DEL");
 }
 
 #[test]

@@ -4,7 +4,8 @@ use std::ffi::c_void;
 
 use redis_module::{raw, Context, Status};
 
-/// Subscribes to Redis's shutdown event.
+/// Subscribes to Redis's shutdown event (and to configuration changes, see
+/// `commands::memory`).
 pub fn subscribe(ctx: &Context) -> Status {
     let shutdown = raw::RedisModuleEvent {
         id: raw::REDISMODULE_EVENT_SHUTDOWN,
@@ -19,6 +20,7 @@ pub fn subscribe(ctx: &Context) -> Status {
         }
     };
     if status == raw::Status::Ok as i32 {
+        crate::commands::memory::watch_config_changes(ctx);
         Status::Ok
     } else {
         ctx.log_warning("cannot subscribe to the shutdown event");

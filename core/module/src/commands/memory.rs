@@ -11,7 +11,8 @@
 //! when that is past `maxmemory` once the run is done (concurrent runs each had the whole
 //! room) none of them is written (they are freed when the reply is sent).
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use redis_module::{raw, Context, RedisError};
 use redisai_engine::backend::output_budget::OUTPUTS_PAST_MAXMEMORY;
@@ -70,8 +71,64 @@ pub fn ensure_within_maxmemory() -> Result<(), RedisError> {
     }
 }
 
+/// `maxmemory` as last read from the server (bytes), while [`MAXMEMORY_READ`] is set: an
+/// INFO read costs tens of microseconds, and every run dispatched needs the value.
+static MAXMEMORY: AtomicU64 = AtomicU64::new(0);
+/// Set when [`MAXMEMORY`] holds the setting; cleared by every configuration change.
+static MAXMEMORY_READ: AtomicBool = AtomicBool::new(false);
+/// Whether configuration changes are reported to [`on_config_change`]; without that the
+/// setting is read every time.
+static WATCHING_CONFIG: AtomicBool = AtomicBool::new(false);
+
+/// Subscribes to configuration changes, so that `maxmemory` can be kept between runs
+/// (`CONFIG SET maxmemory` is one). A server that cannot report them still works, reading
+/// the setting for every run.
+pub fn watch_config_changes(ctx: &Context) {
+    let config = raw::RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_CONFIG,
+        dataver: 1,
+    };
+    // SAFETY: the API table is filled at load time; the callback is a plain function
+    // that lives as long as the module.
+    let status = unsafe {
+        match raw::RedisModule_SubscribeToServerEvent {
+            Some(subscribe) => subscribe(ctx.ctx, config, Some(on_config_change)),
+            None => raw::Status::Err as i32,
+        }
+    };
+    if status == raw::Status::Ok as i32 {
+        WATCHING_CONFIG.store(true, Ordering::Relaxed);
+    } else {
+        ctx.log_notice("configuration changes are not reported: maxmemory is read for every run");
+    }
+}
+
+/// Runs on the main thread after `CONFIG SET` changed settings: `maxmemory` is read
+/// again on next use.
+unsafe extern "C" fn on_config_change(
+    _ctx: *mut raw::RedisModuleCtx,
+    _event: raw::RedisModuleEvent,
+    _subevent: u64,
+    _data: *mut c_void,
+) {
+    MAXMEMORY_READ.store(false, Ordering::Relaxed);
+}
+
 /// The `maxmemory` setting in bytes (None when unset or unreadable).
 fn maxmemory(ctx: &Context) -> Option<u64> {
+    if MAXMEMORY_READ.load(Ordering::Relaxed) {
+        return Some(MAXMEMORY.load(Ordering::Relaxed)).filter(|&limit| limit > 0);
+    }
+    let limit = read_maxmemory(ctx);
+    if let (Some(limit), true) = (limit, WATCHING_CONFIG.load(Ordering::Relaxed)) {
+        MAXMEMORY.store(limit, Ordering::Relaxed);
+        MAXMEMORY_READ.store(true, Ordering::Relaxed);
+    }
+    limit
+}
+
+/// `maxmemory` as INFO reports it now.
+fn read_maxmemory(ctx: &Context) -> Option<u64> {
     // SAFETY: the API table is filled at load time and only read afterwards.
     let (get, field, free) = unsafe {
         (
