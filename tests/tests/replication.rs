@@ -264,3 +264,95 @@ fn mixed_workload_ends_with_identical_digests() {
         "each restarted replica did a full resync"
     );
 }
+
+/// Runs `add` on two 256 KiB tensors into `out` (an output large enough that the module
+/// asks whether anything reads its propagation before copying it for that).
+fn run_large_add(c: &mut Connection, add: &[u8], out: &str, seed: u8) -> Vec<u8> {
+    const ELEMENTS: usize = 64 * 1024;
+    let blob: Vec<u8> = (0..ELEMENTS)
+        .flat_map(|i| ((i % 251) as f32 + f32::from(seed)).to_le_bytes())
+        .collect();
+    let len = ELEMENTS.to_string();
+    for key in ["big:a", "big:b"] {
+        run(
+            c,
+            &[
+                b"AI.TENSORSET",
+                key.as_bytes(),
+                b"FLOAT",
+                len.as_bytes(),
+                b"BLOB",
+                &blob,
+            ],
+        )
+        .expect("TENSORSET");
+    }
+    run(
+        c,
+        &[b"AI.MODELSTORE", b"big:m", b"ONNX", b"CPU", b"BLOB", add],
+    )
+    .expect("MODELSTORE");
+    run_str(
+        c,
+        &format!("AI.MODELEXECUTE big:m INPUTS 2 big:a big:b OUTPUTS 1 {out}"),
+    )
+    .expect("MODELEXECUTE");
+    redis::cmd("AI.TENSORGET")
+        .arg(out)
+        .arg("BLOB")
+        .query(c)
+        .expect("TENSORGET")
+}
+
+fn backlog_active(c: &mut Connection) -> bool {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(c)
+        .expect("INFO replication");
+    info.contains("repl_backlog_active:1")
+}
+
+/// A large output written while nothing reads the replication stream (no replica, no
+/// backlog, no AOF) is not copied for it; a replica attached afterwards still gets it
+/// through its full sync, and from then on outputs reach it through the stream; with
+/// the AOF on they reach the AOF.
+#[test]
+fn large_outputs_reach_replicas_that_attach_later_and_the_aof() {
+    if !backend_built("redisai_onnxruntime") {
+        eprintln!("replication: the ONNX backend is not built; skipped");
+        return;
+    }
+    let add = model_bytes("onnx", "add.onnx");
+    let master = Server::start();
+    let mut c = master.client();
+    assert!(!backlog_active(&mut c), "a fresh master keeps no backlog");
+    let before = run_large_add(&mut c, &add, "big:out1", 1);
+    assert_eq!(before.len(), 256 * 1024);
+
+    let replica = replica_of(&master);
+    let after = run_large_add(&mut c, &add, "big:out2", 2);
+    assert!(backlog_active(&mut c));
+    replica.wait_for_sync(&master);
+    let mut r = replica.client();
+    for (key, expected) in [("big:out1", &before), ("big:out2", &after)] {
+        let on_replica: Vec<u8> = redis::cmd("AI.TENSORGET")
+            .arg(key)
+            .arg("BLOB")
+            .query(&mut r)
+            .expect("TENSORGET on the replica");
+        assert_eq!(&on_replica, expected, "{key} on the replica");
+    }
+    assert_same_digest(&master, &[&replica], "after large outputs");
+
+    let mut persistent = Server::start_with(ServerConfig::default().option("appendonly", &["yes"]));
+    let mut p = persistent.client();
+    let written = run_large_add(&mut p, &add, "big:out", 3);
+    drop(p);
+    persistent.restart();
+    let reloaded: Vec<u8> = redis::cmd("AI.TENSORGET")
+        .arg("big:out")
+        .arg("BLOB")
+        .query(&mut persistent.client())
+        .expect("TENSORGET after the AOF reload");
+    assert_eq!(reloaded, written, "the output came back from the AOF");
+}

@@ -67,12 +67,18 @@ pub fn write_tensor(
     Ok(())
 }
 
-/// Sends `AI.TENSORSET key dtype dims... BLOB data` to replicas and the AOF.
+/// Sends `AI.TENSORSET key dtype dims... BLOB data` to replicas and the AOF; a large
+/// tensor is not copied for them when neither is there to read it.
 pub fn replicate_tensor(ctx: &Context, key: &RedisString, tensor: &Tensor) {
     // SAFETY: the API table is filled at load time and only read afterwards.
     let Some(replicate) = (unsafe { raw::RedisModule_Replicate }) else {
         return;
     };
+    if tensor.data().len() >= super::propagation::WORTH_ASKING_BYTES
+        && !super::propagation::is_read(ctx)
+    {
+        return;
+    }
     let dims: Vec<RedisString> = tensor
         .shape()
         .iter()

@@ -8,6 +8,7 @@ pub mod key_specs;
 pub mod keyspace;
 pub mod memory;
 pub mod model;
+pub mod propagation;
 pub mod run_info;
 pub mod script;
 mod store;
