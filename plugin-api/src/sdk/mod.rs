@@ -21,6 +21,7 @@ mod library;
 mod once;
 mod output;
 mod settings;
+mod system_alloc;
 
 pub use error::{Error, ErrorCode};
 use ffi::*;
@@ -29,6 +30,7 @@ pub use library::{own_object_path, RuntimeLibrary};
 pub use once::RetryOnce;
 pub use output::OutputBuffer;
 pub use settings::{effective_timeout, limit_bytes, thread_count, Config};
+pub use system_alloc::SystemAllocator;
 
 use crate::abi::RaiDevice;
 pub use crate::abi::{RaiConfigKey as ConfigKey, RaiDType as DType, RaiDeviceKind as DeviceKind};

@@ -74,6 +74,13 @@ mod preallocate;
 pub mod runtime;
 mod watchdog;
 
+/// The plugin's own buffers (copies of inputs the host's memory does not align, owned
+/// outputs) come from glibc even inside a redis-server whose `malloc` is jemalloc: see
+/// [`SystemAllocator`](redisai_plugin_api::sdk::SystemAllocator).
+#[global_allocator]
+static ALLOCATOR: redisai_plugin_api::sdk::SystemAllocator =
+    redisai_plugin_api::sdk::SystemAllocator;
+
 use std::ffi::CStr;
 
 use redisai_plugin_api::export_plugin;
