@@ -7,7 +7,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-use super::host;
+use super::{host, Error};
 
 /// Output bytes, lent by the host or owned (see the module docs). Derefs to `[u8]`.
 ///
@@ -59,6 +59,38 @@ impl OutputBuffer {
         }
     }
 
+    /// Like [`OutputBuffer::copy_from`], called on the thread of the host's call in
+    /// progress (`model_run`, `script_run`): when the host lends output memory but
+    /// refuses these bytes (the run's outputs would pass what it may take under
+    /// `maxmemory`, or the host has no memory), an out-of-memory error instead of a copy
+    /// of the plugin's own that the host would refuse anyway.
+    pub fn try_copy_from(bytes: &[u8]) -> Result<OutputBuffer, Error> {
+        match lend_in_call(bytes.len())? {
+            Some(data) => {
+                // SAFETY: `data` holds `bytes.len()` fresh bytes that cannot overlap `bytes`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.as_ptr(), bytes.len())
+                };
+                Ok(OutputBuffer(Bytes::Lent {
+                    data,
+                    len: bytes.len(),
+                }))
+            }
+            None => Ok(OutputBuffer(Bytes::Owned(bytes.to_vec()))),
+        }
+    }
+
+    /// Like [`OutputBuffer::uninit`], with the refusal of [`OutputBuffer::try_copy_from`].
+    ///
+    /// # Safety
+    /// As for [`OutputBuffer::uninit`].
+    pub unsafe fn try_uninit(len: usize) -> Result<OutputBuffer, Error> {
+        Ok(match lend_in_call(len)? {
+            Some(data) => OutputBuffer(Bytes::Lent { data, len }),
+            None => OutputBuffer(Bytes::Owned(vec![0; len])),
+        })
+    }
+
     /// Whether the bytes are host memory the host will adopt without a copy.
     pub fn is_lent(&self) -> bool {
         matches!(self.0, Bytes::Lent { .. })
@@ -78,6 +110,22 @@ impl OutputBuffer {
             Bytes::Lent { data, .. } => data.as_ptr(),
         }
     }
+}
+
+/// `len` bytes from the host's `output_alloc`, when it lends them; an error when the host
+/// lends on this thread (a byte is lent) but not `len` bytes. The ABI's null does not say
+/// why: outside a call, on another thread, or past the call's memory; the byte tells the
+/// first two apart from the last (the host frees it with the call's other unused loans).
+fn lend_in_call(len: usize) -> Result<Option<NonNull<u8>>, Error> {
+    if let Some(data) = lend(len) {
+        return Ok(Some(data));
+    }
+    if len > 1 && lend(1).is_some() {
+        return Err(Error::out_of_memory(format!(
+            "the host refused {len} bytes of output memory"
+        )));
+    }
+    Ok(None)
 }
 
 /// `len` bytes from the host's `output_alloc`, when it has one and lends them.

@@ -22,7 +22,7 @@ use ort::session::OutputSelector;
 use ort::sys::OrtValue;
 use ort::value::{DynValue, Outlet, TensorElementType, ValueType};
 use ort::AsPointer;
-use redisai_plugin_api::sdk::{DType, Error, OutputBuffer, Result, TensorRef};
+use redisai_plugin_api::sdk::{DType, Error, ErrorCode, OutputBuffer, Result, TensorRef};
 
 use crate::convert::{dtype_of, Form, Port};
 
@@ -116,7 +116,14 @@ impl OutputPlan {
         for output in sized {
             buffers.push(match output {
                 Some((name, ty, shape, len)) => {
-                    let (buffer, value) = lend_one(ty, &shape, len)?;
+                    let (buffer, value) = match lend_one(ty, &shape, len) {
+                        Ok(lent) => lent,
+                        // The host will not lend this much: ONNX Runtime allocates the
+                        // outputs, and their copy meets the same refusal if they really
+                        // are that large (a declared shape may be wrong).
+                        Err(err) if err.code() == ErrorCode::OutOfMemory => return Ok(None),
+                        Err(err) => return Err(err),
+                    };
                     selector = selector.preallocate(name, value);
                     Some((shape, buffer))
                 }
@@ -217,7 +224,7 @@ fn byte_len(ty: TensorElementType, shape: &[i64]) -> Option<usize> {
 fn lend_one(ty: TensorElementType, shape: &[i64], len: usize) -> Result<(OutputBuffer, DynValue)> {
     // SAFETY: ONNX Runtime writes every element of a pre-allocated output when the run
     // succeeds; when it fails the buffer is dropped unread.
-    let mut buffer = unsafe { OutputBuffer::uninit(len) };
+    let mut buffer = unsafe { OutputBuffer::try_uninit(len) }?;
     let memory = MemoryInfo::default();
     let mut raw: *mut OrtValue = ptr::null_mut();
     // SAFETY: `buffer` holds `len` bytes, the size of `shape` of `ty`, and outlives the

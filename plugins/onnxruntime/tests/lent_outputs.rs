@@ -98,3 +98,36 @@ fn outside_a_call_of_the_host_nothing_is_lent() {
     assert_eq!(f32s(&outputs[0].data), relu_of_values());
     assert!(!outputs[0].data.is_lent());
 }
+
+#[test]
+fn a_host_that_refuses_the_bytes_gets_an_out_of_memory_error_and_no_copy() {
+    // The core refuses loans past a run's budget under `maxmemory`; the backend then
+    // fails the run for memory rather than copying the output into memory of its own
+    // that the core would refuse anyway. A pre-allocation it is refused only leaves the
+    // outputs to ONNX Runtime (a declared shape may be wrong): the copy is what fails.
+    let plugin = plugin();
+    let load = |blob: Vec<u8>| plugin.load(CPU, &blob, &[], &[]).expect("loads");
+    let input = [Input::f32(&[ROWS, COLS], &values())];
+    let output_bytes = (ROWS * COLS * 4) as usize;
+    for (what, blob) in [
+        (
+            "a static output shape",
+            relu(Some(vec![ROWS, COLS]), Some(vec![ROWS, COLS])),
+        ),
+        (
+            "an output of unknown shape",
+            relu(Some(vec![ROWS, COLS]), None),
+        ),
+    ] {
+        let model = load(blob);
+        redisai_plugin_testkit::host::refuse_loans_over(output_bytes - 1);
+        let refused = model.run(&input, 1);
+        redisai_plugin_testkit::host::refuse_loans_over(usize::MAX);
+        let error = refused.expect_err(what);
+        assert!(
+            error.contains(&format!("the host refused {output_bytes} bytes")),
+            "{what}: {error}"
+        );
+        check_lent(&model, RunOptions::default(), what);
+    }
+}

@@ -54,6 +54,15 @@ thread_local! {
     /// Output memory lent during the driver's call in progress on this thread: (address,
     /// layout) of each buffer; `None` outside calls (nothing is lent then).
     static LENT: RefCell<Option<Vec<(usize, Layout)>>> = const { RefCell::new(None) };
+    /// Loans larger than this are refused, as the core refuses those past a run's
+    /// output budget ([`refuse_loans_over`]).
+    static LEND_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// From now on, on this thread, the host refuses to lend more than `bytes` at once (as
+/// the core does past a run's budget under `maxmemory`); `usize::MAX` lends all again.
+pub fn refuse_loans_over(bytes: usize) {
+    LEND_LIMIT.with(|limit| limit.set(bytes));
 }
 
 /// One call of the table driver during which the host lends output memory, as the core
@@ -95,7 +104,7 @@ unsafe extern "C" fn host_output_alloc(byte_len: usize) -> *mut c_void {
         return std::ptr::null_mut();
     };
     LENT.with(|lent| match lent.borrow_mut().as_mut() {
-        Some(buffers) if byte_len > 0 => {
+        Some(buffers) if byte_len > 0 && byte_len <= LEND_LIMIT.with(std::cell::Cell::get) => {
             // SAFETY: a non-zero size.
             let data = unsafe { std::alloc::alloc(layout) };
             if !data.is_null() {

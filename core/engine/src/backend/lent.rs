@@ -20,12 +20,15 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::output_budget::{past_maxmemory, OutputBudget};
-use super::BackendError;
+use super::{BackendError, ErrorCode};
 use crate::tensor::AlignedBuffer;
 
 /// The state of the call in progress on one thread.
 struct Call {
     lent: Vec<AlignedBuffer>,
+    /// Whether a loan was refused for the budget: a plugin that then fails for memory
+    /// failed for that.
+    refused: bool,
     /// Every limited budget the call draws from: its own and its outer calls', each
     /// once.
     budgets: Vec<OutputBudget>,
@@ -78,6 +81,7 @@ impl LentScope {
             }
             let inner = Call {
                 lent: Vec::new(),
+                refused: false,
                 budgets,
             };
             LentScope {
@@ -102,6 +106,17 @@ impl LentScope {
             buffer.truncate(byte_len);
             Some(buffer)
         })
+    }
+
+    /// `error` as the call's outcome: an out-of-memory failure of the plugin after the
+    /// host refused it a loan for the budget is the budget's refusal (Redis's OOM reply).
+    pub(crate) fn plugin_error(&self, error: BackendError) -> BackendError {
+        let refused = CALL.with(|call| call.borrow().as_ref().is_some_and(|c| c.refused));
+        if refused && error.code == ErrorCode::OutOfMemory {
+            past_maxmemory()
+        } else {
+            error
+        }
     }
 
     /// Charges the engine's copy of an output of `byte_len` bytes, before it is
@@ -151,6 +166,7 @@ pub(crate) unsafe extern "C" fn output_alloc(byte_len: usize) -> *mut c_void {
             };
             // Charged before the allocator is asked: Redis's aborts when it fails.
             if !call.charge(byte_len) {
+                call.refused = true;
                 return std::ptr::null_mut();
             }
             // SAFETY: the host reads the bytes only once the plugin returned the buffer
@@ -342,5 +358,36 @@ mod tests {
         scope.charge_copy(usize::MAX).expect("unlimited");
         lend_filled(4096, 3);
         assert_eq!(lent_count(), 1);
+    }
+
+    #[test]
+    fn a_plugin_out_of_memory_after_a_refused_loan_is_the_budgets_refusal() {
+        let oom = || BackendError {
+            code: ErrorCode::OutOfMemory,
+            message: "the host refused 100 bytes of output memory".to_owned(),
+        };
+        let failed = || BackendError::failed("something else");
+        {
+            let scope = LentScope::enter(&OutputBudget::bytes(100));
+            assert_eq!(
+                scope.plugin_error(oom()).message,
+                oom().message,
+                "nothing refused yet"
+            );
+            // SAFETY: called as a plugin would, inside the call.
+            assert!(unsafe { output_alloc(101) }.is_null());
+            assert_eq!(scope.plugin_error(oom()), past_maxmemory());
+            assert_eq!(
+                scope.plugin_error(failed()),
+                failed(),
+                "other failures stay"
+            );
+        }
+        let scope = LentScope::enter(&OutputBudget::bytes(100));
+        assert_eq!(
+            scope.plugin_error(oom()).message,
+            oom().message,
+            "a new call"
+        );
     }
 }

@@ -230,7 +230,7 @@ impl PluginModel {
         };
         if let Some(error) = self.backend.take_error(error) {
             // On error the plugin keeps ownership of anything it produced.
-            return Err(error);
+            return Err(lent.plugin_error(error));
         }
         let converted: Vec<Result<Tensor, BackendError>> = outputs
             .iter()

@@ -187,7 +187,7 @@ impl PluginScript {
             )
         };
         if let Some(error) = self.backend.take_error(error) {
-            return Err(error);
+            return Err(lent.plugin_error(error));
         }
         // A plugin claiming more outputs than there was room for is not trusted past
         // the room it had.

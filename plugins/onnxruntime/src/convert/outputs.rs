@@ -68,23 +68,25 @@ fn tensor_copy(value: &DynValue) -> Result<OwnedTensor> {
         DType::Int64 => pod_bytes::<i64>(value),
         DType::Uint8 => pod_bytes::<u8>(value),
         DType::Uint16 => pod_bytes::<u16>(value),
-        DType::Bool => value.try_extract_tensor::<bool>().map(|(_, elements)| {
-            OutputBuffer::from(elements.iter().map(|&b| u8::from(b)).collect::<Vec<u8>>())
-        }),
+        DType::Bool => value
+            .try_extract_tensor::<bool>()
+            .map(|(_, elements)| {
+                OutputBuffer::from(elements.iter().map(|&b| u8::from(b)).collect::<Vec<u8>>())
+            })
+            .map_err(wrap),
         DType::String => {
             let (_, strings) = value.try_extract_strings().map_err(wrap)?;
             return Ok(OwnedTensor::from_strings(shape, &strings));
         }
-    }
-    .map_err(wrap)?;
+    }?;
     Ok(OwnedTensor { dtype, shape, data })
 }
 
-fn pod_bytes<T: PrimitiveTensorElementType + Pod>(value: &DynValue) -> ort::Result<OutputBuffer> {
-    let (_, elements) = value.try_extract_tensor::<T>()?;
-    Ok(OutputBuffer::copy_from(bytemuck::cast_slice::<T, u8>(
-        elements,
-    )))
+fn pod_bytes<T: PrimitiveTensorElementType + Pod>(value: &DynValue) -> Result<OutputBuffer> {
+    let (_, elements) = value
+        .try_extract_tensor::<T>()
+        .map_err(|err| Error::new(err.to_string()))?;
+    OutputBuffer::try_copy_from(bytemuck::cast_slice::<T, u8>(elements))
 }
 
 /// A sequence of tensors of one shape and `dtype`, stacked: `[N, shape...]` (`[0]` when
