@@ -184,7 +184,7 @@ pub fn from_tf(tensor: &Tensor, dtype: DType) -> Result<OwnedTensor> {
     Ok(OwnedTensor {
         dtype,
         shape,
-        data: OutputBuffer::copy_from(data),
+        data: OutputBuffer::try_copy_from(data)?,
     })
 }
 

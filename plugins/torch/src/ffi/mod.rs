@@ -429,7 +429,7 @@ impl Outputs {
                 Ok(OwnedTensor {
                     dtype: tensor.dtype,
                     shape: tensor.shape.to_vec(),
-                    data: OutputBuffer::copy_from(tensor.data),
+                    data: OutputBuffer::try_copy_from(tensor.data)?,
                 })
             })
             .collect()
