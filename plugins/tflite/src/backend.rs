@@ -335,7 +335,8 @@ fn run_locked(
                 .ok_or_else(|| Error::new("missing output buffer"))?;
             let data = buffer
                 .read(len)
-                .map_err(|f| Error::new(format!("output {j} ('{}'): {f}", port.name)))?;
+                .map_err(|f| Error::new(format!("output {j} ('{}'): {f}", port.name)))?
+                .map_err(|err| err.context(format_args!("output {j} ('{}')", port.name)))?;
             Ok(OwnedTensor {
                 dtype: port.dtype,
                 shape: dims.iter().map(|&d| i64::from(d)).collect(),

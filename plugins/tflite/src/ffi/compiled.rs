@@ -448,15 +448,16 @@ impl TensorBuffer<'_> {
     }
 
     /// Copies the first `len` bytes of the buffer out (into memory the host lends, when
-    /// it does).
-    pub fn read(&self, len: usize) -> std::result::Result<OutputBuffer, Failure> {
+    /// it does); the inner error is the host refusing those bytes (see
+    /// `OutputBuffer::try_copy_from`).
+    pub fn read(&self, len: usize) -> std::result::Result<Result<OutputBuffer>, Failure> {
         self.with_locked(LOCK_READ, len, |address| {
             if len == 0 {
-                return OutputBuffer::from(Vec::new());
+                return Ok(OutputBuffer::from(Vec::new()));
             }
             // SAFETY: while locked, `address` points to at least `packed_size` >= `len`
             // readable bytes.
-            OutputBuffer::copy_from(unsafe { std::slice::from_raw_parts(address, len) })
+            OutputBuffer::try_copy_from(unsafe { std::slice::from_raw_parts(address, len) })
         })
     }
 }
