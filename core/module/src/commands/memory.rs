@@ -84,19 +84,7 @@ static WATCHING_CONFIG: AtomicBool = AtomicBool::new(false);
 /// (`CONFIG SET maxmemory` is one). A server that cannot report them still works, reading
 /// the setting for every run.
 pub fn watch_config_changes(ctx: &Context) {
-    let config = raw::RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_CONFIG,
-        dataver: 1,
-    };
-    // SAFETY: the API table is filled at load time; the callback is a plain function
-    // that lives as long as the module.
-    let status = unsafe {
-        match raw::RedisModule_SubscribeToServerEvent {
-            Some(subscribe) => subscribe(ctx.ctx, config, Some(on_config_change)),
-            None => raw::Status::Err as i32,
-        }
-    };
-    if status == raw::Status::Ok as i32 {
+    if crate::events::subscribe_to(ctx, raw::REDISMODULE_EVENT_CONFIG, on_config_change) {
         WATCHING_CONFIG.store(true, Ordering::Relaxed);
     } else {
         ctx.log_notice("configuration changes are not reported: maxmemory is read for every run");
