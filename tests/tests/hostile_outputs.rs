@@ -21,15 +21,15 @@ use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use common::onnx_graph::{
+    fixed, int64_initializer, named, onnx_model, onnx_plugin, store_onnx, value, FLOAT, INT64,
+};
 use common::{app_user, call, call_str, client, memory_field, pong};
-use redisai_plugin_testkit::Pb;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{error_text, run_nested, Server, ServerConfig};
 
 const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 const MAXMEMORY: u64 = 64 << 20;
-const FLOAT: i64 = 1;
-const INT64: i64 = 7;
 
 /// FLOAT elements of the outputs: 100 MiB (declared, would be lent), 512 MiB (declared,
 /// past the pre-allocation cap), 300 MiB (computed by the run).
@@ -52,61 +52,6 @@ fn torch_plugin() -> PathBuf {
     redisai_tests::workspace_root().join("dist/backends/redisai_torch/redisai_torch.so")
 }
 
-fn onnx_plugin() -> PathBuf {
-    redisai_tests::workspace_root().join("dist/backends/redisai_onnxruntime/redisai_onnxruntime.so")
-}
-
-/// ONNX ValueInfoProto: a tensor of `elem` with one dimension, `dim`.
-fn value(name: &str, elem: i64, dim: Pb) -> Pb {
-    let tensor = Pb::default().int(1, elem).msg(2, Pb::default().msg(1, dim));
-    Pb::default()
-        .str(1, name)
-        .msg(2, Pb::default().msg(1, tensor))
-}
-
-fn fixed(size: i64) -> Pb {
-    Pb::default().int(1, size)
-}
-
-/// A dimension no input names: only the run knows its size.
-fn computed() -> Pb {
-    Pb::default().str(2, "m")
-}
-
-/// An INT64 [1] initializer holding `n`.
-fn int64_initializer(name: &str, n: i64) -> Pb {
-    Pb::default()
-        .int(1, 1)
-        .int(2, INT64)
-        .str(8, name)
-        .bytes(9, &n.to_le_bytes())
-}
-
-/// A model of one node `op` on `inputs` (graph inputs with their declarations, then
-/// initializers) whose output `y` is declared as `y`.
-fn onnx_model(op: &str, inputs: &[(&str, Pb)], initializers: &[(&str, Pb)], y: Pb) -> Vec<u8> {
-    let node = inputs
-        .iter()
-        .chain(initializers)
-        .fold(Pb::default(), |node, (name, _)| node.str(1, name))
-        .str(2, "y")
-        .str(3, "n0")
-        .str(4, op);
-    let mut graph = Pb::default().msg(1, node).str(2, "g");
-    for (_, initializer) in initializers {
-        graph = graph.msg(5, initializer.clone());
-    }
-    for (_, input) in inputs {
-        graph = graph.msg(11, input.clone());
-    }
-    let opset = Pb::default().str(1, "").int(2, 17);
-    Pb::default()
-        .int(1, 8)
-        .msg(7, graph.msg(12, y))
-        .msg(8, opset)
-        .0
-}
-
 /// y = Expand(x, [floats]), x FLOAT [1], y declared FLOAT [floats].
 fn declared_expand(floats: i64) -> Vec<u8> {
     onnx_model(
@@ -123,23 +68,8 @@ fn computed_shape() -> Vec<u8> {
         "ConstantOfShape",
         &[("shape", value("shape", INT64, fixed(1)))],
         &[],
-        value("y", FLOAT, computed()),
+        value("y", FLOAT, named("m")),
     )
-}
-
-fn store(c: &mut Connection, key: &str, blob: &[u8]) {
-    let reply = call(
-        c,
-        &[
-            b"AI.MODELSTORE",
-            key.as_bytes(),
-            b"ONNX",
-            b"CPU",
-            b"BLOB",
-            blob,
-        ],
-    );
-    assert_eq!(reply.expect("MODELSTORE"), Value::Okay, "{key}");
 }
 
 fn set_count(c: &mut Connection, key: &str, n: i64) {
@@ -165,9 +95,9 @@ fn server() -> Setup {
         .option("maxmemory-policy", &["noeviction"]);
     let server = Server::start_with(config);
     let mut app = app_user(&server);
-    store(&mut app, "app1:lent", &declared_expand(LENT_FLOATS));
-    store(&mut app, "app1:capped", &declared_expand(CAPPED_FLOATS));
-    store(&mut app, "app1:computed", &computed_shape());
+    store_onnx(&mut app, "app1:lent", &declared_expand(LENT_FLOATS));
+    store_onnx(&mut app, "app1:capped", &declared_expand(CAPPED_FLOATS));
+    store_onnx(&mut app, "app1:computed", &computed_shape());
     call_str(&mut app, "AI.TENSORSET app1:x FLOAT 1 VALUES 0.5").expect("x");
     set_count(&mut app, "app1:huge", COMPUTED_FLOATS);
     let admin = client(&server);

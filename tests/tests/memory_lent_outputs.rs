@@ -7,66 +7,23 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{call, call_str, client, memory_field, pong, set_blob};
+use common::onnx_graph::{fixed, named, onnx_model, onnx_plugin, store_onnx, value, FLOAT, INT64};
+use common::{call, call_str, client, memory_fields, pong, set_blob};
 use redisai_plugin_testkit::Pb;
 use redisai_tests::redis::{Connection, Value};
 use redisai_tests::{error_text, Server, ServerConfig};
 
 const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
-const FLOAT: i64 = 1;
-const INT64: i64 = 7;
-
-fn onnx_plugin() -> PathBuf {
-    redisai_tests::workspace_root().join("dist/backends/redisai_onnxruntime/redisai_onnxruntime.so")
-}
-
-/// ONNX ValueInfoProto: a tensor of `elem` with one dimension, `dim`.
-fn value(name: &str, elem: i64, dim: Pb) -> Pb {
-    let tensor = Pb::default().int(1, elem).msg(2, Pb::default().msg(1, dim));
-    Pb::default()
-        .str(1, name)
-        .msg(2, Pb::default().msg(1, tensor))
-}
-
-/// A dimension of a fixed size.
-fn fixed(size: i64) -> Pb {
-    Pb::default().int(1, size)
-}
-
-/// A dimension named `symbol` (its size known when the run has its inputs, if an input
-/// has a dimension of that name).
-fn named(symbol: &str) -> Pb {
-    Pb::default().str(2, symbol)
-}
-
-/// A model of one node `op` whose inputs are `inputs` (in order) and output is `y`.
-fn onnx_model(op: &str, inputs: &[(&str, Pb)], y: Pb) -> Vec<u8> {
-    let node = inputs
-        .iter()
-        .fold(Pb::default(), |node, (name, _)| node.str(1, name))
-        .str(2, "y")
-        .str(3, "n0")
-        .str(4, op);
-    let graph = inputs
-        .iter()
-        .fold(
-            Pb::default().msg(1, node).str(2, "g"),
-            |graph, (_, input)| graph.msg(11, input.clone()),
-        )
-        .msg(12, y);
-    let opset = Pb::default().str(1, "").int(2, 17);
-    Pb::default().int(1, 8).msg(7, graph).msg(8, opset).0
-}
 
 /// y = Relu(x), x and y FLOAT [n]: the output's shape is known before the run.
 fn relu() -> Vec<u8> {
     onnx_model(
         "Relu",
         &[("x", value("x", FLOAT, named("n")))],
+        &[],
         value("y", FLOAT, named("n")),
     )
 }
@@ -98,23 +55,9 @@ fn expand() -> Vec<u8> {
             ("x", value("x", FLOAT, fixed(1))),
             ("shape", value("shape", INT64, fixed(1))),
         ],
+        &[],
         value("y", FLOAT, named("m")),
     )
-}
-
-fn store(c: &mut Connection, key: &str, blob: &[u8]) {
-    let reply = call(
-        c,
-        &[
-            b"AI.MODELSTORE",
-            key.as_bytes(),
-            b"ONNX",
-            b"CPU",
-            b"BLOB",
-            blob,
-        ],
-    );
-    assert_eq!(reply.expect("MODELSTORE"), Value::Okay, "{key}");
 }
 
 /// Sets the inputs of both models: `x` FLOAT [floats] of ones, `one` FLOAT [1] and
@@ -147,9 +90,9 @@ fn server(maxmemory: Option<&str>) -> (Server, Connection) {
     };
     let server = Server::start_with(config);
     let mut c = client(&server);
-    store(&mut c, "relu", &relu());
-    store(&mut c, "expand", &expand());
-    store(&mut c, "concat4", &concat4());
+    store_onnx(&mut c, "relu", &relu());
+    store_onnx(&mut c, "expand", &expand());
+    store_onnx(&mut c, "concat4", &concat4());
     (server, c)
 }
 
@@ -157,18 +100,8 @@ fn server(maxmemory: Option<&str>) -> (Server, Connection) {
 /// leaves its client a query buffer of that size, which Redis's cron shrinks at a moment
 /// of its own, so that it may be freed while an output is allocated and hide it.
 fn used_without_clients(c: &mut Connection) -> u64 {
-    // Both from one INFO, so that a shrink between two reads cannot show.
-    let info: String = redisai_tests::redis::cmd("INFO")
-        .arg("memory")
-        .query(c)
-        .expect("INFO memory");
-    let field = |name: &str| -> u64 {
-        info.lines()
-            .find_map(|line| line.strip_prefix(&format!("{name}:")))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing from INFO memory"))
-    };
-    field("used_memory").saturating_sub(field("mem_clients_normal"))
+    let fields = memory_fields(c, &["used_memory", "mem_clients_normal"]);
+    fields[0].saturating_sub(fields[1])
 }
 
 /// `used_memory` (less what clients hold) once it is below `bound` (within 10 s).

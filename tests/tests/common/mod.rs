@@ -1,6 +1,8 @@
 //! Helpers shared by the TF and TFLite end-to-end tests (`tensorflow.rs`, `tflite.rs`).
 #![allow(dead_code)]
 
+pub mod onnx_graph;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -275,14 +277,24 @@ pub use redisai_tests::wait_for_rewrite;
 
 /// A field of `INFO memory`, in bytes.
 pub fn memory_field(c: &mut Connection, name: &str) -> u64 {
+    memory_fields(c, &[name])[0]
+}
+
+/// Fields of `INFO memory`, all from one reading (so that they agree with each other).
+pub fn memory_fields(c: &mut Connection, names: &[&str]) -> Vec<u64> {
     let info: String = redis::cmd("INFO")
         .arg("memory")
         .query(c)
         .expect("INFO memory");
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name}:")))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from INFO memory"))
+    names
+        .iter()
+        .map(|name| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(&format!("{name}:")))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing from INFO memory"))
+        })
+        .collect()
 }
 
 /// Waits (up to 10 s, purging the allocator's caches) until RSS is within `slack` bytes
