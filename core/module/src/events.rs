@@ -4,28 +4,10 @@ use std::ffi::c_void;
 
 use redis_module::{raw, Context, Status};
 
-/// A server event's callback, as Redis calls it on the main thread.
-pub type EventCallback =
-    unsafe extern "C" fn(*mut raw::RedisModuleCtx, raw::RedisModuleEvent, u64, *mut c_void);
-
-/// Subscribes `callback` to server event `id`; whether Redis accepted it.
-pub fn subscribe_to(ctx: &Context, id: u64, callback: EventCallback) -> bool {
-    let event = raw::RedisModuleEvent { id, dataver: 1 };
-    // SAFETY: the API table is filled at load time; the callback is a plain function
-    // that lives as long as the module.
-    let status = unsafe {
-        match raw::RedisModule_SubscribeToServerEvent {
-            Some(subscribe) => subscribe(ctx.ctx, event, Some(callback)),
-            None => raw::Status::Err as i32,
-        }
-    };
-    status == raw::Status::Ok as i32
-}
-
 /// Subscribes to Redis's shutdown event (and to configuration changes, see
 /// `commands::memory`).
 pub fn subscribe(ctx: &Context) -> Status {
-    if subscribe_to(ctx, raw::REDISMODULE_EVENT_SHUTDOWN, on_shutdown) {
+    if crate::event_subscription::subscribe_to(ctx, raw::REDISMODULE_EVENT_SHUTDOWN, on_shutdown) {
         crate::commands::memory::watch_config_changes(ctx);
         Status::Ok
     } else {

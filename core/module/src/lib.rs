@@ -7,6 +7,7 @@
 mod blocking;
 mod commands;
 mod error_text;
+mod event_subscription;
 mod events;
 mod host;
 mod info;

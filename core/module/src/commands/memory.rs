@@ -84,7 +84,8 @@ static WATCHING_CONFIG: AtomicBool = AtomicBool::new(false);
 /// (`CONFIG SET maxmemory` is one). A server that cannot report them still works, reading
 /// the setting for every run.
 pub fn watch_config_changes(ctx: &Context) {
-    if crate::events::subscribe_to(ctx, raw::REDISMODULE_EVENT_CONFIG, on_config_change) {
+    if crate::event_subscription::subscribe_to(ctx, raw::REDISMODULE_EVENT_CONFIG, on_config_change)
+    {
         WATCHING_CONFIG.store(true, Ordering::Relaxed);
     } else {
         ctx.log_notice("configuration changes are not reported: maxmemory is read for every run");
